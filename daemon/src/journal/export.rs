@@ -1,0 +1,324 @@
+//! Export as JSON lines, and reading an export back for verification.
+//!
+//! ```text
+//! {"type":"header","format":"fdmd-journal-export","version":1,"fdm_id":…,"first_seq":…,"last_seq":…,"exported_at":…,"signers":[…]}
+//! {"type":"record","seq":1,"hash":"…","signature":"…","record":"<canonical bytes as a JSON string>"}
+//! …
+//! {"type":"end","records":N,"last_hash":"…"}
+//! ```
+//! The `record` string holds the canonical bytes exactly: hash its UTF-8 bytes to check it.
+
+use super::record::RecordKind;
+use super::store::{self, StoredRecord};
+use super::verify::{DeclaredSigner, Verifier, VerifyError, VerifySummary};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::{BufRead, Write};
+
+/// Name in the header's `format` field.
+pub const EXPORT_FORMAT: &str = "fdmd-journal-export";
+/// Version of the export format.
+pub const EXPORT_VERSION: u64 = 1;
+/// Longest line an export reader accepts (records are far smaller).
+pub const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The first line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    /// Always `header`.
+    #[serde(rename = "type")]
+    pub line_type: String,
+    /// Always [`EXPORT_FORMAT`].
+    pub format: String,
+    /// [`EXPORT_VERSION`].
+    pub version: u64,
+    /// FDM production number.
+    pub fdm_id: String,
+    /// First record exported.
+    pub first_seq: u64,
+    /// Last record exported.
+    pub last_seq: u64,
+    /// When the export was made (RFC 3339).
+    pub exported_at: String,
+    /// Every signer declared in the journal up to `last_seq`.
+    pub signers: Vec<DeclaredSigner>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordLine {
+    #[serde(rename = "type")]
+    line_type: String,
+    seq: u64,
+    hash: String,
+    signature: String,
+    record: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndLine {
+    #[serde(rename = "type")]
+    line_type: String,
+    records: u64,
+    last_hash: Option<String>,
+}
+
+/// Why an export could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the database failed.
+    #[error("journal database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Reading or writing the file failed.
+    #[error("export file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The journal holds no records in the range.
+    #[error("the journal has no records between {from} and {to}")]
+    Empty {
+        /// First asked for.
+        from: u64,
+        /// Last asked for.
+        to: u64,
+    },
+    /// The export is not in the documented format.
+    #[error("export line {line}: {problem}")]
+    Format {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A record failed verification.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// Every signer declared in records up to `last_seq`.
+pub fn declared_signers(
+    conn: &rusqlite::Connection,
+    last_seq: u64,
+) -> Result<Vec<DeclaredSigner>, ExportError> {
+    let mut out: Vec<DeclaredSigner> = Vec::new();
+    for r in store::records_of_kind(conn, &[RecordKind::JournalOpen, RecordKind::SignerChange])? {
+        if r.seq > last_seq {
+            break;
+        }
+        let envelope: Value = serde_json::from_slice(&r.canonical).unwrap_or(Value::Null);
+        if let Some(s) = envelope
+            .pointer("/body/signer")
+            .cloned()
+            .and_then(|s| serde_json::from_value::<DeclaredSigner>(s).ok())
+            && !out.contains(&s)
+        {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes records `from..=to` (clamped to what exists) as an export. Returns the header.
+pub fn write_export(
+    conn: &rusqlite::Connection,
+    from: u64,
+    to: u64,
+    exported_at: &str,
+    out: &mut impl Write,
+) -> Result<ExportHeader, ExportError> {
+    let last: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
+    let last = last.unwrap_or(0) as u64;
+    let (from, to) = (from.max(1), to.min(last));
+    if from > to {
+        return Err(ExportError::Empty { from, to });
+    }
+    let first = store::record(conn, from)?.ok_or(ExportError::Empty { from, to })?;
+    let fdm_id = serde_json::from_slice::<Value>(&first.canonical)
+        .ok()
+        .and_then(|v| v.get("fdm_id").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let header = ExportHeader {
+        line_type: "header".into(),
+        format: EXPORT_FORMAT.into(),
+        version: EXPORT_VERSION,
+        fdm_id,
+        first_seq: from,
+        last_seq: to,
+        exported_at: exported_at.to_owned(),
+        signers: declared_signers(conn, to)?,
+    };
+    write_line(out, &header)?;
+    let mut count = 0u64;
+    let mut last_hash = None;
+    store::for_each_in_range(
+        conn,
+        from,
+        to,
+        |r: StoredRecord| -> Result<(), ExportError> {
+            let record = String::from_utf8(r.canonical).map_err(|_| ExportError::Format {
+                line: count + 2,
+                problem: format!("record {} is not UTF-8", r.seq),
+            })?;
+            write_line(
+                out,
+                &RecordLine {
+                    line_type: "record".into(),
+                    seq: r.seq,
+                    hash: hex::encode(&r.hash),
+                    signature: hex::encode(&r.signature),
+                    record,
+                },
+            )?;
+            count += 1;
+            last_hash = Some(hex::encode(&r.hash));
+            Ok(())
+        },
+    )?;
+    write_line(
+        out,
+        &EndLine {
+            line_type: "end".into(),
+            records: count,
+            last_hash,
+        },
+    )?;
+    out.flush()?;
+    Ok(header)
+}
+
+fn write_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Verifies an export file on its own. `trusted_keys` are public keys given out of band; without
+/// them the keys declared in the journal and the header are used (and the summary says so).
+pub fn verify_export(
+    input: impl BufRead,
+    trusted_keys: Vec<Vec<u8>>,
+) -> Result<(ExportHeader, VerifySummary), ExportError> {
+    let mut lines = BoundedLines { input, line: 0 };
+    let format = |line: u64, problem: String| ExportError::Format { line, problem };
+    let first = lines
+        .next_line()?
+        .ok_or_else(|| format(1, "the export is empty".into()))?;
+    let header: ExportHeader = serde_json::from_str(&first)
+        .map_err(|e| format(1, format!("not an export header: {e}")))?;
+    if header.line_type != "header"
+        || header.format != EXPORT_FORMAT
+        || header.version != EXPORT_VERSION
+    {
+        return Err(format(
+            1,
+            format!("not a {EXPORT_FORMAT} version {EXPORT_VERSION} header"),
+        ));
+    }
+    let mut verifier = Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone());
+    let mut end: Option<EndLine> = None;
+    let mut count = 0u64;
+    while let Some(text) = lines.next_line()? {
+        let n = lines.line;
+        if end.is_some() {
+            return Err(format(n, "text after the end line".into()));
+        }
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| format(n, format!("not JSON: {e}")))?;
+        match value.get("type").and_then(Value::as_str) {
+            Some("record") => {
+                let r: RecordLine = serde_json::from_value(value)
+                    .map_err(|e| format(n, format!("bad record line: {e}")))?;
+                if count == 0 && r.seq != header.first_seq {
+                    return Err(VerifyError {
+                        seq: header.first_seq,
+                        problem: format!(
+                            "record is missing (the export starts at record {})",
+                            r.seq
+                        ),
+                    }
+                    .into());
+                }
+                let hash = hex::decode(&r.hash).map_err(|_| format(n, "hash is not hex".into()))?;
+                let signature = hex::decode(&r.signature)
+                    .map_err(|_| format(n, "signature is not hex".into()))?;
+                verifier.check(r.seq, r.record.as_bytes(), &hash, &signature)?;
+                count += 1;
+            }
+            Some("end") => {
+                end = Some(
+                    serde_json::from_value(value)
+                        .map_err(|e| format(n, format!("bad end line: {e}")))?,
+                );
+            }
+            _ => return Err(format(n, "unknown line type".into())),
+        }
+    }
+    let Some(end) = end else {
+        return Err(format(
+            lines.line + 1,
+            "the end line is missing: the export was cut short".into(),
+        ));
+    };
+    let summary = verifier.finish();
+    if end.records != count
+        || summary.last_seq.unwrap_or(0) != header.last_seq
+        || end.last_hash != summary.last_hash
+    {
+        return Err(VerifyError {
+            seq: summary.last_seq.map_or(header.first_seq, |s| s + 1),
+            problem: format!(
+                "the export announces records {}..={} ({} records) but holds {count} ending at {:?}",
+                header.first_seq, header.last_seq, end.records, summary.last_seq
+            ),
+        }
+        .into());
+    }
+    Ok((header, summary))
+}
+
+struct BoundedLines<R> {
+    input: R,
+    line: u64,
+}
+
+impl<R: BufRead> BoundedLines<R> {
+    fn next_line(&mut self) -> Result<Option<String>, ExportError> {
+        let mut buf = Vec::new();
+        let read = std::io::Read::take(&mut self.input, MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        if buf.len() > MAX_LINE_BYTES {
+            return Err(ExportError::Format {
+                line: self.line,
+                problem: format!("line longer than {MAX_LINE_BYTES} bytes"),
+            });
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| ExportError::Format {
+                line: self.line,
+                problem: "not UTF-8".into(),
+            })
+    }
+}
+
+/// Verifies the whole journal in a database, checking index columns too.
+pub fn verify_database(
+    conn: &rusqlite::Connection,
+    trusted_keys: Vec<Vec<u8>>,
+) -> Result<VerifySummary, ExportError> {
+    let mut verifier = Verifier::new(true, trusted_keys, Vec::new());
+    store::for_each_in_range(
+        conn,
+        1,
+        u64::MAX,
+        |r: StoredRecord| -> Result<(), ExportError> {
+            verifier.check_stored(&r)?;
+            Ok(())
+        },
+    )?;
+    Ok(verifier.finish())
+}

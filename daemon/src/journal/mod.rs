@@ -1,0 +1,327 @@
+//! The tamper-evident journal: one writer thread, append-only SQLite, hash chain, signatures.
+//!
+//! Data flow: callers build an [`Entry`] and call [`Journal::append`]. The writer thread
+//! ([`writer`]) takes every entry waiting, opens one transaction, and for each entry assigns the
+//! sequence number, counters and ticket number, encodes the record canonically, hashes it
+//! (chaining the previous hash), has the signer sign the hash and inserts the row. One COMMIT
+//! (one fsync, `synchronous=FULL`) makes the whole batch durable; only then does any caller get
+//! its [`Appended`] answer. A failed commit rolls everything back: no number is used.
+
+pub mod canonical;
+pub mod export;
+pub mod record;
+pub mod store;
+pub mod verify;
+mod writer;
+
+use crate::fiscal::{FdmCode, Label};
+use crate::signer::{Signer, SignerError};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use record::RecordKind;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where time comes from (the FDM time of each record). Tests and simulations inject their own.
+pub trait Clock: Send + Sync {
+    /// The current time with the local offset.
+    fn now(&self) -> DateTime<FixedOffset>;
+}
+
+/// The system clock in the machine's time zone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<FixedOffset> {
+        chrono::Local::now().fixed_offset()
+    }
+}
+
+/// Formats an FDM time as stored in records: RFC 3339 with milliseconds and offset.
+pub fn format_time(t: DateTime<FixedOffset>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+/// How the journal is opened.
+#[derive(Clone)]
+pub struct JournalConfig {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// This module's 11-character production number, written into every record.
+    pub fdm_id: String,
+    /// Largest size the file may grow to; 90 % gives warning 101, full gives 205.
+    pub max_bytes: Option<u64>,
+    /// Clock for record times.
+    pub clock: Arc<dyn Clock>,
+    /// Most entries in one transaction.
+    pub max_batch: usize,
+    /// Queue length before `append` waits.
+    pub queue: usize,
+}
+
+impl JournalConfig {
+    /// Defaults for a journal file: system clock, no size limit, batches of up to 512.
+    pub fn new(path: impl Into<PathBuf>, fdm_id: impl Into<String>) -> Self {
+        JournalConfig {
+            path: path.into(),
+            fdm_id: fdm_id.into(),
+            max_bytes: None,
+            clock: Arc::new(SystemClock),
+            max_batch: 512,
+            queue: 8192,
+        }
+    }
+}
+
+/// The idempotency key of an entry: the same request from the same register is answered from
+/// the journal, and the same id with other content is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// Register id.
+    pub register: String,
+    /// Request id, unique per register.
+    pub request_id: String,
+    /// SHA-256 hex of the request's canonical content.
+    pub digest: String,
+}
+
+/// Something to append.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Record kind.
+    pub kind: RecordKind,
+    /// Idempotency key, if the entry answers a request.
+    pub key: Option<RequestKey>,
+    /// For fiscal events: the label whose event counter (and the total counter) it takes.
+    pub counters: Option<Label>,
+    /// A numbering series to take the next number of (stored as `ticket_series` and
+    /// `ticket_number` in the body).
+    pub series: Option<String>,
+    /// Kind-specific content.
+    pub body: Map<String, Value>,
+}
+
+impl Entry {
+    /// An entry with only a kind and a body.
+    pub fn new(kind: RecordKind, body: Map<String, Value>) -> Self {
+        Entry {
+            kind,
+            key: None,
+            counters: None,
+            series: None,
+            body,
+        }
+    }
+}
+
+/// A record that is durable in the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// Sequence number.
+    pub seq: u64,
+    /// Kind.
+    pub kind: RecordKind,
+    /// FDM time.
+    pub time: String,
+    /// FDM production number.
+    pub fdm_id: String,
+    /// Signer (VSC) id.
+    pub signer_id: String,
+    /// SHA-256 of the canonical record: the signed digest.
+    pub hash: [u8; 32],
+    /// Signature over `hash`.
+    pub signature: Vec<u8>,
+    /// The body, with counters and ticket number filled in.
+    pub body: Map<String, Value>,
+    /// True when this is the stored answer to a request handled before (code 102).
+    pub duplicate: bool,
+    /// True when storage is 90 % full or more (code 101).
+    pub storage_nearly_full: bool,
+}
+
+impl Appended {
+    /// The code a receipt for this record carries.
+    pub fn code(&self) -> FdmCode {
+        if self.duplicate {
+            FdmCode::AlreadyHandled
+        } else if self.storage_nearly_full {
+            FdmCode::StorageNearlyFull
+        } else {
+            FdmCode::Ok
+        }
+    }
+
+    /// A `u64` field of the body (counters, ticket number).
+    pub fn body_u64(&self, field: &str) -> Option<u64> {
+        self.body.get(field).and_then(Value::as_u64)
+    }
+}
+
+/// Why an entry was not appended. Nothing was written for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The signer could not sign.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// Storage is full (205).
+    #[error("journal storage is full: nothing can be signed until space is freed")]
+    StorageFull,
+    /// The request id was used before for other content (207).
+    #[error("request_id {request_id} was already used by this register for a different request")]
+    Conflict {
+        /// The reused id.
+        request_id: String,
+    },
+    /// The record could not be encoded (207).
+    #[error("record cannot be encoded: {0}")]
+    Encoding(String),
+    /// SQLite failed for another reason (208).
+    #[error("journal write failed: {0}")]
+    Storage(String),
+    /// The writer has stopped (208).
+    #[error("the journal writer has stopped")]
+    Closed,
+}
+
+impl AppendError {
+    /// The FDM code of the error.
+    pub fn code(&self) -> FdmCode {
+        match self {
+            AppendError::Signer(e) => e.code(),
+            AppendError::StorageFull => FdmCode::StorageFull,
+            AppendError::Conflict { .. } | AppendError::Encoding(_) => FdmCode::InvalidData,
+            AppendError::Storage(_) | AppendError::Closed => FdmCode::NotOperational,
+        }
+    }
+}
+
+/// Why the journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite refused.
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        /// File.
+        path: String,
+        /// Cause.
+        source: rusqlite::Error,
+    },
+    /// The writer thread could not start.
+    #[error("journal writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+struct WriteRequest {
+    entry: Entry,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// Figures the writer publishes for status and metrics.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Sequence number of the last durable record.
+    pub last_seq: AtomicU64,
+    /// Pages used (when a size limit is set).
+    pub pages_used: AtomicU64,
+    /// Page limit (0 when none).
+    pub pages_max: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Records committed.
+    pub records: AtomicU64,
+}
+
+impl JournalStats {
+    /// Storage use as a fraction, when a limit is set.
+    pub fn usage(&self) -> Option<f64> {
+        let max = self.pages_max.load(Ordering::Relaxed);
+        (max > 0).then(|| self.pages_used.load(Ordering::Relaxed) as f64 / max as f64)
+    }
+}
+
+/// A handle to the journal; cheap to clone. The writer stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<WriteRequest>,
+    stats: Arc<JournalStats>,
+    path: PathBuf,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Journal {
+    /// Opens or creates the journal and starts its writer thread.
+    pub fn open(config: JournalConfig, signer: Arc<dyn Signer>) -> Result<Journal, OpenError> {
+        let sqlite = |source| OpenError::Sqlite {
+            path: config.path.display().to_string(),
+            source,
+        };
+        let conn = store::open_for_writing(&config.path, config.max_bytes).map_err(sqlite)?;
+        let heads = store::load_heads(&conn).map_err(sqlite)?;
+        let stats = Arc::new(JournalStats::default());
+        stats.last_seq.store(heads.last_seq, Ordering::Relaxed);
+        if let Ok((used, max)) = store::page_usage(&conn)
+            && config.max_bytes.is_some()
+        {
+            stats.pages_used.store(used, Ordering::Relaxed);
+            stats.pages_max.store(max, Ordering::Relaxed);
+        }
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let path = config.path.clone();
+        let writer = writer::Writer::new(conn, heads, config, signer, stats.clone());
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(OpenError::Thread)?;
+        Ok(Journal {
+            tx,
+            stats,
+            path,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Appends an entry; returns once it is durable (or why it was not written).
+    pub async fn append(&self, entry: Entry) -> Result<Appended, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(WriteRequest { entry, reply })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Like [`Journal::append`], for threads outside an async runtime.
+    pub fn append_blocking(&self, entry: Entry) -> Result<Appended, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .blocking_send(WriteRequest { entry, reply })
+            .map_err(|_| AppendError::Closed)?;
+        answer.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// Writer statistics.
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops this handle; if it was the last one, lets the writer finish what it has queued and
+    /// waits for it to stop.
+    pub fn close(self) {
+        let Journal { tx, thread, .. } = self;
+        drop(tx);
+        if Arc::strong_count(&thread) == 1 {
+            let handle = thread.lock().ok().and_then(|mut t| t.take());
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+    }
+}

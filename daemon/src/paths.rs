@@ -1,0 +1,16 @@
+//! Well-known file locations inside a data directory.
+
+use std::path::{Path, PathBuf};
+
+/// Data directory of an installed fdmd.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/fdmd";
+
+/// The journal database inside a data directory.
+pub fn journal_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal.sqlite")
+}
+
+/// The development signer's key inside a data directory.
+pub fn dev_signer_key(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-signer.key")
+}

@@ -1,0 +1,349 @@
+//! Registration: from an order (or a pre-computed event) to a durable, signed record and the
+//! receipt the register gets back. Transports (MQTT, HTTP, plugins) call this; nothing else
+//! writes fiscal events.
+
+use crate::fiscal::order::Order;
+use crate::fiscal::{EventType, FdmCode, PrecomputedEvent, Sale, ValidationError};
+use crate::journal::canonical::to_canonical;
+use crate::journal::record::{RecordKind, sha256_hex, short_signature};
+use crate::journal::{AppendError, Appended, Entry, Journal, RequestKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Which registers share a ticket-number series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesScope {
+    /// Each register numbers its own tickets.
+    #[default]
+    PerRegister,
+    /// All registers of the establishment share one series.
+    Establishment,
+}
+
+/// How ticket numbers are given (Royal Decree of 13 Dec 2022: 4 to 8 positions, uninterrupted).
+/// Each event type (N, P, T, C) has its own series within the scope; the reference leaves open
+/// whether pro formas share the VAT tickets' series (see docs/journal-format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numbering {
+    /// Who shares a series.
+    pub scope: SeriesScope,
+    /// Positions printed (4–8).
+    pub digits: u8,
+}
+
+impl Default for Numbering {
+    fn default() -> Self {
+        Numbering {
+            scope: SeriesScope::PerRegister,
+            digits: 6,
+        }
+    }
+}
+
+impl Numbering {
+    /// The series key an event of `event_type` from `register` takes its number from.
+    pub fn series_for(&self, register: &str, event_type: EventType) -> String {
+        match self.scope {
+            SeriesScope::PerRegister => format!("register/{register}/{}", event_type.letter()),
+            SeriesScope::Establishment => format!("establishment/{}", event_type.letter()),
+        }
+    }
+
+    /// The ticket number as printed: the last `digits` digits, zero-padded.
+    pub fn display(&self, number: u64) -> String {
+        let digits = u32::from(self.digits.clamp(4, 8));
+        let modulus = 10u64.pow(digits);
+        format!("{:0width$}", number % modulus, width = digits as usize)
+    }
+}
+
+/// The answer to one order: a signed receipt, or an error. Serialises to the receipt JSON of
+/// `docs/mqtt.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Receipt {
+    /// Durable and signed (codes 000, 101, 102).
+    Signed(Value),
+    /// Not registered; nothing was journaled.
+    Error {
+        /// The request id, when it could be read.
+        request_id: Option<String>,
+        /// FDM code.
+        code: FdmCode,
+        /// What went wrong.
+        message: String,
+        /// The field at fault, when one is.
+        field: Option<String>,
+        /// Every problem, when validation found several.
+        problems: Vec<Value>,
+    },
+}
+
+impl Receipt {
+    /// The receipt as JSON.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Receipt::Signed(v) => v.clone(),
+            Receipt::Error {
+                request_id,
+                code,
+                message,
+                field,
+                problems,
+            } => {
+                let mut v = json!({
+                    "request_id": request_id,
+                    "status": "error",
+                    "code": code.number(),
+                    "message": message,
+                });
+                if let Some(f) = field {
+                    v["field"] = json!(f);
+                }
+                if problems.len() > 1 {
+                    v["problems"] = Value::Array(problems.clone());
+                }
+                v
+            }
+        }
+    }
+
+    /// The FDM code.
+    pub fn code(&self) -> FdmCode {
+        match self {
+            Receipt::Signed(v) => v
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|n| FdmCode::from_number(n as u16))
+                .unwrap_or(FdmCode::Ok),
+            Receipt::Error { code, .. } => *code,
+        }
+    }
+
+    fn invalid(request_id: Option<String>, e: &ValidationError) -> Receipt {
+        let first = e.first();
+        Receipt::Error {
+            request_id,
+            code: FdmCode::InvalidData,
+            message: e.to_string(),
+            field: (!first.field.is_empty()).then(|| first.field.clone()),
+            problems: e
+                .problems
+                .iter()
+                .map(|p| json!({"field": p.field, "message": p.message}))
+                .collect(),
+        }
+    }
+
+    fn failed(request_id: Option<String>, e: &AppendError) -> Receipt {
+        let field = matches!(e, AppendError::Conflict { .. }).then(|| "request_id".to_owned());
+        Receipt::Error {
+            request_id,
+            code: e.code(),
+            message: e.to_string(),
+            field,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// Best effort to read `request_id` from a payload that failed validation, so the error
+/// receipt can still be matched by the register.
+pub fn sniff_request_id(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let id = v.get("request_id")?.as_str()?;
+    crate::fiscal::order::is_valid_id(id, 64).then(|| id.to_owned())
+}
+
+/// Registers orders and pre-computed events in the journal.
+#[derive(Clone)]
+pub struct Registrar {
+    journal: Journal,
+    numbering: Numbering,
+}
+
+impl Registrar {
+    /// A registrar writing to `journal`.
+    pub fn new(journal: Journal, numbering: Numbering) -> Self {
+        Registrar { journal, numbering }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The numbering rules.
+    pub fn numbering(&self) -> Numbering {
+        self.numbering
+    }
+
+    /// Validates, computes, journals and signs an order sent by `register`.
+    pub async fn register_order(&self, register: &str, bytes: &[u8]) -> Receipt {
+        match self.prepare_order(register, bytes) {
+            Ok(entry) => {
+                let request_id = entry.key.as_ref().map(|k| k.request_id.clone());
+                match self.journal.append(entry).await {
+                    Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
+                    Err(e) => Receipt::failed(request_id, &e),
+                }
+            }
+            Err(receipt) => receipt,
+        }
+    }
+
+    /// Like [`Registrar::register_order`], outside an async runtime.
+    pub fn register_order_blocking(&self, register: &str, bytes: &[u8]) -> Receipt {
+        match self.prepare_order(register, bytes) {
+            Ok(entry) => {
+                let request_id = entry.key.as_ref().map(|k| k.request_id.clone());
+                match self.journal.append_blocking(entry) {
+                    Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
+                    Err(e) => Receipt::failed(request_id, &e),
+                }
+            }
+            Err(receipt) => receipt,
+        }
+    }
+
+    /// Validates and computes an order into a journal entry, or the error receipt.
+    pub fn prepare_order(&self, register: &str, bytes: &[u8]) -> Result<Entry, Receipt> {
+        let order = Order::from_json(register, bytes)
+            .map_err(|e| Receipt::invalid(sniff_request_id(bytes), &e))?;
+        let sale = Sale::compute(&order)
+            .map_err(|e| Receipt::invalid(Some(order.request_id.clone()), &e))?;
+        let digest = digest_of(&order.to_json())
+            .map_err(|e| Receipt::failed(Some(order.request_id.clone()), &e))?;
+        Ok(Entry {
+            kind: RecordKind::FiscalEvent,
+            key: Some(RequestKey {
+                register: order.register.clone(),
+                request_id: order.request_id.clone(),
+                digest,
+            }),
+            counters: Some(sale.label),
+            series: Some(self.numbering.series_for(&order.register, order.event_type)),
+            body: sale.journal_body(&order),
+        })
+    }
+
+    /// Journals a pre-computed event (FDM v1 `H`): no lines, the POS's own ticket number.
+    pub async fn register_precomputed(&self, event: &PrecomputedEvent) -> Receipt {
+        if let Err(e) = event.validate() {
+            return Receipt::invalid(Some(event.request_id.clone()), &e);
+        }
+        let body = event.journal_body();
+        let digest = match digest_of(&Value::Object(body.clone())) {
+            Ok(d) => d,
+            Err(e) => return Receipt::failed(Some(event.request_id.clone()), &e),
+        };
+        let entry = Entry {
+            kind: RecordKind::FiscalEvent,
+            key: Some(RequestKey {
+                register: event.register.clone(),
+                request_id: event.request_id.clone(),
+                digest,
+            }),
+            counters: Some(event.label),
+            series: None,
+            body,
+        };
+        match self.journal.append(entry).await {
+            Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
+            Err(e) => Receipt::failed(Some(event.request_id.clone()), &e),
+        }
+    }
+
+    /// The signed receipt of a durable fiscal record.
+    pub fn receipt_json(&self, a: &Appended) -> Value {
+        let body = &a.body;
+        let get = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
+        let ticket_number = match a.body_u64("ticket_number") {
+            Some(n) => json!(self.numbering.display(n)),
+            None => get("pos_ticket_number"),
+        };
+        let code = a.code();
+        let mut receipt = Map::new();
+        for (k, v) in [
+            ("request_id", get("request_id")),
+            ("status", json!("signed")),
+            ("code", json!(code.number())),
+            ("register", get("register")),
+            ("ticket_number", ticket_number),
+            ("label", get("label")),
+            ("event_counter", get("event_counter")),
+            ("total_counter", get("total_counter")),
+            ("fdm_id", json!(a.fdm_id)),
+            ("vsc_id", json!(a.signer_id)),
+            ("fdm_time", json!(a.time)),
+            ("total", get("total")),
+            ("vat", get("vat")),
+            ("plu_hash", get("plu_hash")),
+            ("signed_digest", json!(hex::encode(a.hash))),
+            ("signature", json!(hex::encode(&a.signature))),
+            ("short_signature", json!(short_signature(&a.signature))),
+            ("journal_seq", json!(a.seq)),
+        ] {
+            receipt.insert(k.into(), v);
+        }
+        if code != FdmCode::Ok {
+            receipt.insert(
+                "message".into(),
+                json!(match code {
+                    FdmCode::AlreadyHandled =>
+                        "already handled: this is the stored receipt of the first request",
+                    FdmCode::StorageNearlyFull => "journal storage is 90% full",
+                    _ => "",
+                }),
+            );
+        }
+        if body.get("cash_rounding").is_some() {
+            receipt.insert("cash_rounding".into(), get("cash_rounding"));
+        }
+        Value::Object(receipt)
+    }
+}
+
+fn digest_of(value: &Value) -> Result<String, AppendError> {
+    to_canonical(value)
+        .map(|bytes| sha256_hex(&bytes))
+        .map_err(|e| AppendError::Encoding(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_series_and_display() {
+        let n = Numbering {
+            scope: SeriesScope::PerRegister,
+            digits: 6,
+        };
+        assert_eq!(
+            n.series_for("till-1", EventType::Normal),
+            "register/till-1/N"
+        );
+        assert_eq!(n.display(42), "000042");
+        assert_eq!(n.display(1_234_567), "234567");
+        let shared = Numbering {
+            scope: SeriesScope::Establishment,
+            digits: 4,
+        };
+        assert_eq!(
+            shared.series_for("till-1", EventType::ProForma),
+            "establishment/P"
+        );
+        assert_eq!(shared.display(7), "0007");
+    }
+
+    #[test]
+    fn sniffs_request_ids_only_when_valid() {
+        assert_eq!(
+            sniff_request_id(br#"{"request_id":"r-1","x":1}"#).as_deref(),
+            Some("r-1")
+        );
+        assert_eq!(sniff_request_id(br#"{"request_id":"bad id"}"#), None);
+        assert_eq!(sniff_request_id(b"garbage"), None);
+    }
+}

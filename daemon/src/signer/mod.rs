@@ -1,0 +1,126 @@
+//! Signers: what signs each journal record.
+//!
+//! A [`Signer`] has an identity (a 14-character VSC id, an algorithm and a public key), a state
+//! (ready, needs a PIN, absent, blocked) and signs 32-byte digests. The software signer in
+//! [`software`] is for development, training and tests; a smart-card signer and, for GKS 2.0, a
+//! networked FDM are further backends behind the same trait.
+
+pub mod software;
+
+use crate::fiscal::FdmCode;
+use serde::Serialize;
+
+pub use software::SoftwareSigner;
+
+/// Who signs: enough for anybody to verify a signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignerIdentity {
+    /// The 14-character VSC id printed on tickets (`vsc_id`).
+    pub id: String,
+    /// Signature algorithm; `ed25519` is the only one verifiers know today.
+    pub algorithm: String,
+    /// Public key (for Ed25519: the 32-byte key), hex in JSON.
+    #[serde(serialize_with = "as_hex")]
+    pub public_key: Vec<u8>,
+    /// True only for a legal VAT Signing Card or certified FDM. The development signer never is.
+    pub certified: bool,
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+/// What a signer can do right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SignerState {
+    /// Signs.
+    Ready,
+    /// A card is present but waits for its PIN.
+    PinRequired {
+        /// PIN attempts left before the card blocks, when known.
+        tries_left: Option<u8>,
+    },
+    /// No card, or no reader.
+    Absent,
+    /// The card is blocked.
+    Blocked,
+    /// The card answered something this signer does not understand.
+    Incompatible {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a signature was not made. Every variant maps to an FDM code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    /// 201: no card, reader gone, or card broken.
+    #[error("no signing card, or the card is broken: {0}")]
+    NoCard(String),
+    /// 202: the card needs its PIN.
+    #[error("the signing card needs its PIN")]
+    PinRequired,
+    /// 203: the card is blocked.
+    #[error("the signing card is blocked")]
+    Blocked,
+    /// 204: wrong PIN.
+    #[error("wrong PIN ({tries_left:?} tries left)")]
+    WrongPin {
+        /// Attempts left, when the card says.
+        tries_left: Option<u8>,
+    },
+    /// 210: the card is not one this signer can use.
+    #[error("the signing card is not compatible: {0}")]
+    Incompatible(String),
+    /// 201: the card changed between reading its identity and signing.
+    #[error("the signing card changed (expected {expected}, found {found})")]
+    IdentityChanged {
+        /// Identity the record was built for.
+        expected: String,
+        /// Identity of the card now present.
+        found: String,
+    },
+}
+
+impl SignerError {
+    /// The FDM code a receipt carries for this error.
+    pub fn code(&self) -> FdmCode {
+        match self {
+            SignerError::NoCard(_) | SignerError::IdentityChanged { .. } => FdmCode::NoCard,
+            SignerError::PinRequired => FdmCode::PinRequired,
+            SignerError::Blocked => FdmCode::CardBlocked,
+            SignerError::WrongPin { .. } => FdmCode::InvalidPin,
+            SignerError::Incompatible(_) => FdmCode::IncompatibleCard,
+        }
+    }
+}
+
+/// Something that signs journal digests. Calls may come from any thread; an implementation
+/// serialises access to its device itself.
+pub trait Signer: Send + Sync {
+    /// The identity of the key that would sign now, or why there is none.
+    fn identity(&self) -> Result<SignerIdentity, SignerError>;
+
+    /// The signer's state, for status reports. Must be cheap: it never talks to a slow device.
+    fn state(&self) -> SignerState;
+
+    /// Signs a 32-byte digest with the key of `expected_id`. Refuses with
+    /// [`SignerError::IdentityChanged`] if another key is in place now.
+    fn sign(&self, expected_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, SignerError>;
+}
+
+/// Checks an Ed25519 signature over a digest.
+pub fn verify_ed25519(public_key: &[u8], digest: &[u8], signature: &[u8]) -> bool {
+    let Ok(key_bytes) = <[u8; 32]>::try_from(public_key) else {
+        return false;
+    };
+    let Ok(sig_bytes) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes) else {
+        return false;
+    };
+    key.verify_strict(digest, &ed25519_dalek::Signature::from_bytes(&sig_bytes))
+        .is_ok()
+}

@@ -1,0 +1,483 @@
+//! The journal through its public interface: receipts, idempotency, numbering under
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+//! concurrency, signer changes, storage limits, export and verification.
+
+use fdmd::fiscal::{EventType, FdmCode, Label, PrecomputedEvent};
+use fdmd::journal::export::{verify_database, verify_export, write_export};
+use fdmd::journal::record::RecordKind;
+use fdmd::journal::{Entry, Journal, JournalConfig, store};
+use fdmd::service::{Numbering, Receipt, Registrar, SeriesScope};
+use fdmd::signer::{Signer, SoftwareSigner, verify_ed25519};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+const OP: &str = "85073003328";
+
+fn order(request_id: &str, event_type: &str, lines: &[(&str, i64, &str, &str)]) -> Vec<u8> {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(d, q, p, v)| json!({"description": d, "quantity": q, "unit_price": p, "vat": v}))
+        .collect();
+    serde_json::to_vec(&json!({"request_id": request_id, "operator": OP, "event_type": event_type, "lines": lines})).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    signer: Arc<SoftwareSigner>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        Fixture {
+            _dir: dir,
+            path,
+            signer: Arc::new(SoftwareSigner::from_seed([9; 32])),
+        }
+    }
+
+    fn registrar(&self, numbering: Numbering) -> Registrar {
+        let journal = Journal::open(
+            JournalConfig::new(&self.path, "DEVFDMD0001"),
+            self.signer.clone(),
+        )
+        .unwrap();
+        Registrar::new(journal, numbering)
+    }
+
+    fn verify(&self) -> fdmd::journal::verify::VerifySummary {
+        let conn = store::open_read_only(&self.path).unwrap();
+        verify_database(&conn, vec![self.signer.identity().unwrap().public_key]).unwrap()
+    }
+}
+
+fn signed(r: Receipt) -> Value {
+    match r {
+        Receipt::Signed(v) => v,
+        other => panic!("expected a signed receipt, got {:?}", other.to_json()),
+    }
+}
+
+#[test]
+fn an_order_becomes_a_signed_receipt_that_verifies() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let r = signed(reg.register_order_blocking(
+        "till-1",
+        &order(
+            "r-1",
+            "normal",
+            &[("Cola", 1, "2.20", "A"), ("Snack", 1, "11.90", "B")],
+        ),
+    ));
+    assert_eq!(r["status"], "signed");
+    assert_eq!(r["code"], 0);
+    assert_eq!(r["request_id"], "r-1");
+    assert_eq!(r["register"], "till-1");
+    assert_eq!(r["label"], "NS");
+    assert_eq!(r["ticket_number"], "000001");
+    assert_eq!(r["event_counter"], 1);
+    assert_eq!(r["total_counter"], 1);
+    assert_eq!(r["fdm_id"], "DEVFDMD0001");
+    assert_eq!(r["total"], "14.10");
+    assert_eq!(
+        r["vat"][0],
+        json!({"rate": "A", "percent": "21", "total": "2.20", "vat": "0.38", "base": "1.82"})
+    );
+    assert_eq!(r["vat"][1]["vat"], "1.28");
+    assert!(r["plu_hash"].as_str().unwrap().ends_with("797bc46f"));
+    // Record 1 anchors the chain; the order is record 2.
+    assert_eq!(r["journal_seq"], 2);
+    let digest = hex::decode(r["signed_digest"].as_str().unwrap()).unwrap();
+    let sig = hex::decode(r["signature"].as_str().unwrap()).unwrap();
+    assert!(verify_ed25519(
+        &f.signer.identity().unwrap().public_key,
+        &digest,
+        &sig
+    ));
+    assert_eq!(
+        r["short_signature"].as_str().unwrap(),
+        &r["signature"].as_str().unwrap()[120..].to_uppercase()
+    );
+    let summary = f.verify();
+    assert_eq!(summary.records, 2);
+    assert_eq!(summary.fiscal_events, 1);
+}
+
+#[test]
+fn invalid_orders_are_refused_with_the_field_and_nothing_is_written() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let r = reg.register_order_blocking(
+        "till-1",
+        &order("r-1", "normal", &[("Cola", 1, "2.20", "E")]),
+    );
+    let v = r.to_json();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["code"], 207);
+    assert_eq!(v["field"], "lines[0].vat");
+    assert_eq!(v["request_id"], "r-1");
+    assert_eq!(
+        v["message"],
+        "lines[0].vat: unknown VAT letter \"E\" (expected A, B, C, D or X)"
+    );
+    assert_eq!(
+        reg.journal()
+            .stats()
+            .last_seq
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn a_resend_returns_the_first_receipt_and_a_changed_resend_is_refused() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let body = order("r-7", "normal", &[("Cola", 2, "2.20", "A")]);
+    let first = signed(reg.register_order_blocking("till-1", &body));
+    let again = signed(reg.register_order_blocking("till-1", &body));
+    assert_eq!(again["code"], 102);
+    for k in [
+        "signature",
+        "signed_digest",
+        "ticket_number",
+        "journal_seq",
+        "fdm_time",
+        "event_counter",
+    ] {
+        assert_eq!(first[k], again[k], "{k}");
+    }
+    // Same id from another register is another request.
+    let other = signed(reg.register_order_blocking("till-2", &body));
+    assert_eq!(other["code"], 0);
+    // Same id, other content: refused.
+    let changed = reg
+        .register_order_blocking(
+            "till-1",
+            &order("r-7", "normal", &[("Cola", 3, "2.20", "A")]),
+        )
+        .to_json();
+    assert_eq!(changed["code"], 207);
+    assert_eq!(changed["field"], "request_id");
+    assert_eq!(f.verify().fiscal_events, 2);
+}
+
+#[test]
+fn numbering_stays_uninterrupted_under_concurrent_registers() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering {
+        scope: SeriesScope::Establishment,
+        digits: 8,
+    });
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| {
+                        let kind = if i % 3 == 0 { "pro_forma" } else { "normal" };
+                        let q = if i % 7 == 0 { -1 } else { 1 };
+                        signed(reg.register_order_blocking(
+                            &format!("till-{t}"),
+                            &order(&format!("r-{i}"), kind, &[("Item", q, "1.50", "A")]),
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let receipts: Vec<Value> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(receipts.len(), 800);
+    let mut by_type: std::collections::HashMap<char, BTreeSet<u64>> = Default::default();
+    let mut totals = BTreeSet::new();
+    let mut seqs = BTreeSet::new();
+    for r in &receipts {
+        let label = r["label"].as_str().unwrap();
+        let n: u64 = r["ticket_number"].as_str().unwrap().parse().unwrap();
+        assert!(
+            by_type
+                .entry(label.chars().next().unwrap())
+                .or_default()
+                .insert(n),
+            "duplicate ticket number {n}"
+        );
+        assert!(totals.insert(r["total_counter"].as_u64().unwrap()));
+        assert!(seqs.insert(r["journal_seq"].as_u64().unwrap()));
+    }
+    for (t, numbers) in &by_type {
+        assert_eq!(
+            numbers.iter().copied().collect::<Vec<_>>(),
+            (1..=numbers.len() as u64).collect::<Vec<_>>(),
+            "series {t}"
+        );
+    }
+    assert_eq!(totals, (1..=800).collect());
+    let summary = f.verify();
+    assert_eq!(summary.fiscal_events, 800);
+    // Group commit: far fewer transactions than records.
+    let stats = reg.journal().stats();
+    assert!(stats.commits.load(std::sync::atomic::Ordering::Relaxed) < 800);
+}
+
+#[test]
+fn per_register_series_and_label_counters() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering {
+        scope: SeriesScope::PerRegister,
+        digits: 4,
+    });
+    let a1 =
+        signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    let b1 =
+        signed(reg.register_order_blocking("b", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    let a2 =
+        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", -1, "1.00", "A")])));
+    let a3 =
+        signed(reg.register_order_blocking("a", &order("3", "training", &[("x", 1, "1.00", "A")])));
+    assert_eq!(
+        (
+            a1["ticket_number"].as_str(),
+            b1["ticket_number"].as_str(),
+            a2["ticket_number"].as_str()
+        ),
+        (Some("0001"), Some("0001"), Some("0002"))
+    );
+    assert_eq!(a3["ticket_number"], "0001");
+    assert_eq!(
+        (a2["label"].as_str(), a2["event_counter"].as_u64()),
+        (Some("NR"), Some(1))
+    );
+    assert_eq!(
+        (b1["label"].as_str(), b1["event_counter"].as_u64()),
+        (Some("NS"), Some(2))
+    );
+    assert_eq!(
+        (a3["label"].as_str(), a3["total_counter"].as_u64()),
+        (Some("TS"), Some(4))
+    );
+}
+
+#[test]
+fn numbering_continues_after_reopening() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    reg.journal().clone().close();
+    drop(reg);
+    let reg = f.registrar(Numbering::default());
+    let r =
+        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
+    assert_eq!(
+        (
+            r["ticket_number"].as_str(),
+            r["event_counter"].as_u64(),
+            r["journal_seq"].as_u64()
+        ),
+        (Some("000002"), Some(2), Some(3))
+    );
+    // A resend after the restart is still recognised.
+    let again =
+        signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    assert_eq!(again["code"], 102);
+}
+
+#[test]
+fn precomputed_events_share_counters_with_orders() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    signed(reg.register_order_blocking("till-1", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    let event = PrecomputedEvent {
+        request_id: "h-01".into(),
+        register: "ecr-1".into(),
+        pos_date: "20261122".into(),
+        pos_time: "201500".into(),
+        operator: OP.into(),
+        ecr_id: "BODO0010000001".into(),
+        ticket_number: "   123".into(),
+        label: Label::parse("NS").unwrap(),
+        total: "14.10".parse().unwrap(),
+        rate_amounts: vec![("21".parse().unwrap(), "0.38".parse().unwrap())],
+        plu_hash: format!("{:0>40}", "797bc46f"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let r = signed(rt.block_on(reg.register_precomputed(&event)));
+    assert_eq!(
+        (
+            r["ticket_number"].as_str(),
+            r["event_counter"].as_u64(),
+            r["total_counter"].as_u64()
+        ),
+        (Some("123"), Some(2), Some(2))
+    );
+    let again = signed(rt.block_on(reg.register_precomputed(&event)));
+    assert_eq!(
+        (again["code"].as_u64(), &again["signature"]),
+        (Some(102), &r["signature"])
+    );
+    assert_eq!(f.verify().fiscal_events, 2);
+}
+
+#[test]
+fn a_new_signer_is_declared_and_both_keys_verify() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    reg.journal().clone().close();
+    drop(reg);
+    let second = Arc::new(SoftwareSigner::from_seed([10; 32]));
+    let journal =
+        Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), second.clone()).unwrap();
+    let reg = Registrar::new(journal, Numbering::default());
+    let r =
+        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
+    assert_eq!(r["vsc_id"], second.identity().unwrap().id);
+    assert_eq!(r["journal_seq"], 4, "record 3 declares the new signer");
+    let conn = store::open_read_only(&f.path).unwrap();
+    let changes = store::records_of_kind(&conn, &[RecordKind::SignerChange]).unwrap();
+    assert_eq!(changes.len(), 1);
+    let keys = vec![
+        f.signer.identity().unwrap().public_key,
+        second.identity().unwrap().public_key,
+    ];
+    assert_eq!(verify_database(&conn, keys).unwrap().signers.len(), 2);
+    // Trusting only the first key, the second signer's records are refused.
+    let err = verify_database(&conn, vec![f.signer.identity().unwrap().public_key]).unwrap_err();
+    assert!(err.to_string().contains("record 3"), "{err}");
+}
+
+#[test]
+fn a_full_journal_refuses_with_205_writes_nothing_and_recovers_with_more_room() {
+    let f = Fixture::new();
+    let mut config = JournalConfig::new(&f.path, "DEVFDMD0001");
+    config.max_bytes = Some(96 * 1024);
+    let journal = Journal::open(config.clone(), f.signer.clone()).unwrap();
+    let reg = Registrar::new(journal, Numbering::default());
+    let long_lines: Vec<(&str, i64, &str, &str)> =
+        vec![("A rather long description for padding", 1, "1.00", "A"); 40];
+    let mut accepted = Vec::new();
+    let mut warned = false;
+    let mut refusal = None;
+    for i in 0..500 {
+        match reg.register_order_blocking("a", &order(&format!("r{i}"), "normal", &long_lines)) {
+            Receipt::Signed(v) => {
+                warned |= v["code"] == 101;
+                accepted.push(v)
+            }
+            err => {
+                refusal = Some(err.to_json());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("the journal never filled up");
+    assert_eq!(refusal["code"], 205, "{refusal}");
+    assert!(warned, "no 101 warning before the journal was full");
+    let last_ok = accepted.last().unwrap()["journal_seq"].as_u64().unwrap();
+    reg.journal().clone().close();
+    drop(reg);
+    let conn = store::open_read_only(&f.path).unwrap();
+    let summary = verify_database(&conn, vec![]).unwrap();
+    assert_eq!(
+        summary.last_seq,
+        Some(last_ok),
+        "a refused order left a record"
+    );
+    drop(conn);
+    // More room: the same request goes through with the next numbers.
+    config.max_bytes = Some(4 * 1024 * 1024);
+    let reg = Registrar::new(
+        Journal::open(config, f.signer.clone()).unwrap(),
+        Numbering::default(),
+    );
+    let retry_id = refusal["request_id"].as_str().unwrap().to_owned();
+    let r = signed(reg.register_order_blocking("a", &order(&retry_id, "normal", &long_lines)));
+    assert_eq!(r["journal_seq"].as_u64(), Some(last_ok + 1));
+    assert_eq!(
+        r["ticket_number"]
+            .as_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        accepted.len() + 1
+    );
+    f.verify();
+}
+
+#[test]
+fn exports_verify_whole_and_as_slices() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    for i in 0..20 {
+        signed(reg.register_order_blocking(
+            "a",
+            &order(&i.to_string(), "normal", &[("Soep", 1, "6.50", "B")]),
+        ));
+    }
+    let extra = Entry::new(
+        RecordKind::DaemonStop,
+        serde_json::Map::from_iter([("reason".to_string(), json!("test"))]),
+    );
+    reg.journal().append_blocking(extra).unwrap();
+    let conn = store::open_read_only(&f.path).unwrap();
+    let key = f.signer.identity().unwrap().public_key;
+    let mut whole = Vec::new();
+    write_export(
+        &conn,
+        1,
+        u64::MAX,
+        "2026-11-22T00:00:00.000+01:00",
+        &mut whole,
+    )
+    .unwrap();
+    let (header, summary) = verify_export(&whole[..], vec![key.clone()]).unwrap();
+    assert_eq!(
+        (header.first_seq, header.last_seq, summary.records),
+        (1, 22, 22)
+    );
+    let mut slice = Vec::new();
+    write_export(&conn, 8, 15, "now", &mut slice).unwrap();
+    let (header, summary) = verify_export(&slice[..], vec![key]).unwrap();
+    assert_eq!((header.first_seq, summary.records), (8, 8));
+    // Without trusted keys, the header's declared signer is used.
+    assert!(!verify_export(&slice[..], vec![]).unwrap().1.keys_trusted);
+    // A cut-off export is refused.
+    let text = String::from_utf8(slice).unwrap();
+    let cut: Vec<&str> = text.lines().collect();
+    let truncated = cut[..cut.len() - 2].join("\n");
+    assert!(verify_export(truncated.as_bytes(), vec![]).is_err());
+    // A record removed from the middle is named.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(4);
+    let err = verify_export(lines.join("\n").as_bytes(), vec![]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("record 11: record is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn labels_cover_every_event_type() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let mut seen = BTreeSet::new();
+    for (i, t) in EventType::ALL.iter().enumerate() {
+        for q in [1, -1] {
+            let r = signed(reg.register_order_blocking(
+                "a",
+                &order(&format!("{i}{q}"), t.as_str(), &[("x", q, "1.00", "D")]),
+            ));
+            seen.insert(r["label"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert_eq!(FdmCode::from_number(205), Some(FdmCode::StorageFull));
+}
