@@ -9,8 +9,15 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod daemon;
 pub mod fiscal;
+pub mod http;
 pub mod journal;
 pub mod paths;
 pub mod service;
 pub mod signer;
+pub mod status;
+pub mod systemd;

@@ -307,8 +307,17 @@ impl Order {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let wire: WireOrder = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            ValidationError::single(field, describe_serde_error(e.inner()))
+            let message = describe_serde_error(e.inner());
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next());
+            let field = match (path.as_str(), missing) {
+                (".", Some(name)) => name.to_owned(),
+                (".", None) => String::new(),
+                (p, Some(name)) => format!("{p}.{name}"),
+                (p, None) => p.to_owned(),
+            };
+            ValidationError::single(field, message)
         })?;
         if let Err(e) = de.end() {
             return Err(ValidationError::single(

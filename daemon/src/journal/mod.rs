@@ -302,6 +302,27 @@ impl Journal {
         answer.blocking_recv().map_err(|_| AppendError::Closed)?
     }
 
+    /// The stored answer to a register's request, if the journal has one (read-only lookup on
+    /// its own connection, safe while the writer runs).
+    pub fn find_request(
+        &self,
+        register: &str,
+        request_id: &str,
+    ) -> Result<Option<Appended>, AppendError> {
+        let conn =
+            store::open_read_only(&self.path).map_err(|e| AppendError::Storage(e.to_string()))?;
+        let stored = store::find_request(&conn, register, request_id)
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
+        stored
+            .map(|s| writer::appended_from_stored(&s, ""))
+            .transpose()
+    }
+
+    /// Writer statistics (shared, for status and metrics).
+    pub fn stats_handle(&self) -> Arc<JournalStats> {
+        self.stats.clone()
+    }
+
     /// Writer statistics.
     pub fn stats(&self) -> &JournalStats {
         &self.stats

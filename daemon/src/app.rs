@@ -1,0 +1,163 @@
+//! The running daemon's shared context: configuration, registrar, access store, signer, status,
+//! and the fan-out of station tickets. Transports (MQTT, HTTP, plugins) hold an `Arc<App>`.
+
+use crate::access::AccessStore;
+use crate::config::Config;
+use crate::journal::record::RecordKind;
+use crate::journal::{AppendError, Appended, Entry, format_time};
+use crate::service::{Receipt, Registrar};
+use crate::signer::Signer;
+use crate::status::Status;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Lines for one station, published after the order is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationTicket {
+    /// Station id (kitchen, bar…).
+    pub station: String,
+    /// The ticket JSON.
+    pub payload: Value,
+}
+
+/// Shared state of the running daemon.
+pub struct App {
+    /// Configuration in force.
+    pub config: Arc<Config>,
+    /// Registers orders.
+    pub registrar: Registrar,
+    /// Enrolled clients.
+    pub access: Arc<AccessStore>,
+    /// The signer.
+    pub signer: Arc<dyn Signer>,
+    /// Live status.
+    pub status: Arc<Status>,
+    /// Cancelled when the daemon stops accepting work.
+    pub shutdown: CancellationToken,
+    station_tx: broadcast::Sender<StationTicket>,
+}
+
+impl App {
+    /// Assembles the context.
+    pub fn new(
+        config: Arc<Config>,
+        registrar: Registrar,
+        access: Arc<AccessStore>,
+        signer: Arc<dyn Signer>,
+        status: Arc<Status>,
+    ) -> Arc<App> {
+        let (station_tx, _) = broadcast::channel(1024);
+        Arc::new(App {
+            config,
+            registrar,
+            access,
+            signer,
+            status,
+            shutdown: CancellationToken::new(),
+            station_tx,
+        })
+    }
+
+    /// Receives station tickets (for the MQTT bus and printers).
+    pub fn subscribe_stations(&self) -> broadcast::Receiver<StationTicket> {
+        self.station_tx.subscribe()
+    }
+
+    /// Registers an order from `register`, whatever the transport: checks the register is
+    /// enrolled, journals and signs, then routes the lines to their stations.
+    pub async fn handle_order(&self, register: &str, payload: &[u8]) -> Receipt {
+        self.status.saw_register(register, unix_ms());
+        let receipt = if !self.config.daemon.dev && !self.access.active_register(register) {
+            Receipt::Error {
+                request_id: crate::service::sniff_request_id(payload),
+                code: crate::fiscal::FdmCode::InvalidData,
+                message: format!("register {register} is not enrolled or was revoked"),
+                field: Some("register".into()),
+                problems: Vec::new(),
+            }
+        } else {
+            self.registrar.register_order(register, payload).await
+        };
+        let ok = matches!(receipt, Receipt::Signed(_));
+        self.status.count_order(ok);
+        if let Receipt::Signed(r) = &receipt
+            && r.get("code").and_then(Value::as_u64) == Some(0)
+        {
+            self.route_to_stations(register, r, payload);
+        }
+        receipt
+    }
+
+    fn route_to_stations(&self, register: &str, receipt: &Value, payload: &[u8]) {
+        if self.station_tx.receiver_count() == 0 {
+            return;
+        }
+        let Ok(order) = serde_json::from_slice::<Value>(payload) else {
+            return;
+        };
+        let mut by_station: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for line in order
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(station) = line.get("station").and_then(Value::as_str) {
+                by_station
+                    .entry(station.to_owned())
+                    .or_default()
+                    .push(json!({
+                        "description": line.get("description"),
+                        "quantity": line.get("quantity"),
+                    }));
+            }
+        }
+        for (station, lines) in by_station {
+            let payload = json!({
+                "station": station,
+                "register": register,
+                "table": order.get("table"),
+                "operator": order.get("operator"),
+                "request_id": receipt.get("request_id"),
+                "ticket_number": receipt.get("ticket_number"),
+                "label": receipt.get("label"),
+                "fdm_time": receipt.get("fdm_time"),
+                "journal_seq": receipt.get("journal_seq"),
+                "lines": lines,
+            });
+            let _ = self.station_tx.send(StationTicket { station, payload });
+        }
+    }
+
+    /// Journals a non-fiscal record (daemon start/stop, device and configuration changes).
+    pub async fn journal_event(
+        &self,
+        kind: RecordKind,
+        body: Value,
+    ) -> Result<Appended, AppendError> {
+        let body = match body {
+            Value::Object(map) => map,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        };
+        self.registrar
+            .journal()
+            .append(Entry::new(kind, body))
+            .await
+    }
+
+    /// Now, as FDM time.
+    pub fn now(&self) -> String {
+        format_time(chrono::Local::now().fixed_offset())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,595 @@
+//! Configuration: built-in defaults, then `/etc/fdmd/fdmd.toml` (or `--config FILE`), then
+//! `/etc/fdmd/conf.d/*.toml` in sorted order, then `FDMD_…` environment variables
+//! (`FDMD_HTTP__LISTEN=0.0.0.0:8080`), then command-line flags. Every key is documented in
+//! `configs/fdmd.toml`.
+
+use crate::service::{Numbering, SeriesScope};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Exit code for a configuration that cannot be used (EX_CONFIG); the unit does not restart on it.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Configuration format version.
+    pub version: u32,
+    /// This module.
+    pub fdm: FdmSection,
+    /// The business printed on tickets.
+    pub establishment: EstablishmentSection,
+    /// Ticket numbering.
+    pub numbering: NumberingSection,
+    /// The journal file.
+    pub journal: JournalSection,
+    /// What signs records.
+    pub signer: SignerSection,
+    /// MQTT.
+    pub mqtt: MqttSection,
+    /// HTTP API.
+    pub http: HttpSection,
+    /// Lifecycle.
+    pub daemon: DaemonSection,
+}
+
+/// `[fdm]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FdmSection {
+    /// 11-character production number of this module.
+    pub id: String,
+    /// Where the journal, keys and credentials live.
+    pub data_dir: PathBuf,
+}
+
+/// `[establishment]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstablishmentSection {
+    /// Business name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// VAT number (BE0123456789).
+    pub vat_number: String,
+}
+
+/// `[numbering]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumberingSection {
+    /// `per_register` or `establishment`.
+    pub scope: SeriesScope,
+    /// Positions of a ticket number, 4–8.
+    pub digits: u8,
+}
+
+/// `[journal]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSection {
+    /// Largest journal size in MiB; 0 means no limit other than the disk.
+    pub max_size_mib: u64,
+}
+
+/// Signer backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignerBackend {
+    /// The development Ed25519 key file. Never a legal VAT Signing Card.
+    #[default]
+    Software,
+}
+
+/// `[signer]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerSection {
+    /// Backend.
+    pub backend: SignerBackend,
+    /// Key file of the software signer (default `DATA_DIR/dev-signer.key`).
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where the MQTT broker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttMode {
+    /// fdmd runs its own broker (rumqttd).
+    #[default]
+    Embedded,
+    /// fdmd connects to the establishment's broker (e.g. Mosquitto).
+    External,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    /// `embedded` or `external`.
+    pub mode: MqttMode,
+    /// Embedded broker listen address.
+    pub listen: SocketAddr,
+    /// Topic prefix.
+    pub prefix: String,
+    /// Largest accepted MQTT payload.
+    pub max_payload_bytes: usize,
+    /// Most client connections to the embedded broker.
+    pub max_connections: usize,
+    /// External broker.
+    pub external: ExternalMqtt,
+}
+
+/// `[mqtt.external]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalMqtt {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Client id fdmd uses.
+    pub client_id: String,
+    /// User name.
+    pub username: String,
+    /// File holding the password (not the password itself).
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Time a request may take, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    /// Grace time for in-flight orders at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Development mode: anonymous MQTT allowed, a development register enrolled.
+    pub dev: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: 1,
+            fdm: FdmSection::default(),
+            establishment: EstablishmentSection::default(),
+            numbering: NumberingSection::default(),
+            journal: JournalSection::default(),
+            signer: SignerSection::default(),
+            mqtt: MqttSection::default(),
+            http: HttpSection::default(),
+            daemon: DaemonSection::default(),
+        }
+    }
+}
+
+impl Default for FdmSection {
+    fn default() -> Self {
+        FdmSection {
+            id: "DEVFDMD0001".into(),
+            data_dir: PathBuf::from(crate::paths::DEFAULT_DATA_DIR),
+        }
+    }
+}
+
+impl Default for NumberingSection {
+    fn default() -> Self {
+        let n = Numbering::default();
+        NumberingSection {
+            scope: n.scope,
+            digits: n.digits,
+        }
+    }
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            mode: MqttMode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            prefix: "fdm/v1".into(),
+            max_payload_bytes: 256 * 1024,
+            max_connections: 64,
+            external: ExternalMqtt::default(),
+        }
+    }
+}
+
+impl Default for ExternalMqtt {
+    fn default() -> Self {
+        ExternalMqtt {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "fdmd".into(),
+            username: "fdmd".into(),
+            password_file: None,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 256 * 1024,
+            max_connections: 128,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            shutdown_grace_ms: 5_000,
+            dev: false,
+        }
+    }
+}
+
+/// One configuration problem, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Key path, e.g. `http.listen`, or the file when the problem is a whole file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// The problems.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Where configuration comes from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Main file (`/etc/fdmd/fdmd.toml`, or `--config`); must exist when given explicitly.
+    pub main_file: PathBuf,
+    /// Whether the main file must exist.
+    pub main_required: bool,
+    /// Drop-in directory (`/etc/fdmd/conf.d`).
+    pub conf_dir: Option<PathBuf>,
+    /// Environment variables (name, value), normally `std::env::vars()`.
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The installed layout: `/etc/fdmd/fdmd.toml` and `/etc/fdmd/conf.d`, or an explicit file
+    /// (whose directory's `conf.d` is then used).
+    pub fn system(explicit: Option<&Path>) -> Self {
+        let (main_file, main_required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("/etc/fdmd/fdmd.toml"), false),
+        };
+        let conf_dir = main_file.parent().map(|d| d.join("conf.d"));
+        Sources {
+            main_file,
+            main_required,
+            conf_dir,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// Loads the layered configuration and validates it. Every problem is reported with its key.
+pub fn load(sources: &Sources, overrides: &[(&str, String)]) -> Result<Config, ConfigError> {
+    let defaults = config::Config::try_from(&Config::default())
+        .map_err(|e| ConfigError::one("(defaults)", e.to_string()))?;
+    let mut builder = config::Config::builder().add_source(defaults);
+    if sources.main_required && !sources.main_file.exists() {
+        return Err(ConfigError::one(
+            sources.main_file.display().to_string(),
+            "file does not exist",
+        ));
+    }
+    builder = builder.add_source(
+        config::File::from(sources.main_file.as_path())
+            .format(config::FileFormat::Toml)
+            .required(false),
+    );
+    if let Some(dir) = &sources.conf_dir
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+    }
+    let env: config::Map<String, String> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("FDMD_") && k.contains("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("FDMD")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    for (key, value) in overrides {
+        builder = builder
+            .set_override(*key, value.clone())
+            .map_err(|e| ConfigError::one(*key, e.to_string()))?;
+    }
+    let merged = builder.build().map_err(|e| from_config_error(&e))?;
+    let config: Config = merged
+        .try_deserialize()
+        .map_err(|e| from_config_error(&e))?;
+    validate(&config)?;
+    Ok(config)
+}
+
+fn from_config_error(e: &config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    // The config crate says "… for key `http.listen` in …"; lift the key out.
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+    match key {
+        Some(key) => ConfigError::one(key, text),
+        None => ConfigError::one("(configuration)", text),
+    }
+}
+
+/// Checks values the types alone do not.
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, message: String| {
+        problems.push(ConfigProblem {
+            key: key.into(),
+            message,
+        })
+    };
+    if c.version != 1 {
+        bad(
+            "version",
+            format!(
+                "version {} is not known; this fdmd reads version 1",
+                c.version
+            ),
+        );
+    }
+    if c.fdm.id.len() != 11 || !c.fdm.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bad(
+            "fdm.id",
+            format!(
+                "{:?} must be 11 letters or digits (AAA maker, BB model, NNNNNN serial)",
+                c.fdm.id
+            ),
+        );
+    }
+    if !c.fdm.data_dir.is_absolute() && !c.daemon.dev {
+        bad(
+            "fdm.data_dir",
+            format!("{} must be an absolute path", c.fdm.data_dir.display()),
+        );
+    }
+    if !(4..=8).contains(&c.numbering.digits) {
+        bad(
+            "numbering.digits",
+            format!(
+                "{} is outside 4..=8 (Royal Decree of 13 Dec 2022)",
+                c.numbering.digits
+            ),
+        );
+    }
+    if c.mqtt.prefix.is_empty()
+        || c.mqtt.prefix.starts_with('/')
+        || c.mqtt.prefix.ends_with('/')
+        || c.mqtt.prefix.contains(['#', '+'])
+    {
+        bad(
+            "mqtt.prefix",
+            format!(
+                "{:?} must be a topic prefix without wildcards or leading/trailing '/'",
+                c.mqtt.prefix
+            ),
+        );
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&c.mqtt.max_payload_bytes) {
+        bad(
+            "mqtt.max_payload_bytes",
+            "must be between 1024 and 16777216".into(),
+        );
+    }
+    if c.mqtt.max_connections == 0 {
+        bad("mqtt.max_connections", "must be at least 1".into());
+    }
+    if c.mqtt.mode == MqttMode::External && c.mqtt.external.host.is_empty() {
+        bad("mqtt.external.host", "is required in external mode".into());
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&c.http.max_body_bytes) {
+        bad(
+            "http.max_body_bytes",
+            "must be between 1024 and 16777216".into(),
+        );
+    }
+    if c.http.max_connections == 0 {
+        bad("http.max_connections", "must be at least 1".into());
+    }
+    if !(100..=600_000).contains(&c.http.request_timeout_ms) {
+        bad(
+            "http.request_timeout_ms",
+            "must be between 100 and 600000".into(),
+        );
+    }
+    if c.daemon.shutdown_grace_ms > 60_000 {
+        bad(
+            "daemon.shutdown_grace_ms",
+            "must be at most 60000 (below the unit's TimeoutStopSec)".into(),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+impl Config {
+    /// The numbering rules.
+    pub fn numbering(&self) -> Numbering {
+        Numbering {
+            scope: self.numbering.scope,
+            digits: self.numbering.digits,
+        }
+    }
+
+    /// The software signer's key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.signer
+            .key_file
+            .clone()
+            .unwrap_or_else(|| crate::paths::dev_signer_key(&self.fdm.data_dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &Path, env: &[(&str, &str)]) -> Sources {
+        Sources {
+            main_file: dir.join("fdmd.toml"),
+            main_required: false,
+            conf_dir: Some(dir.join("conf.d")),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        validate(&Config::default()).unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("fdmd.toml"),
+            "[http]\nlisten = \"127.0.0.1:9000\"\n[numbering]\ndigits = 8\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(
+            dir.path().join("conf.d/20-b.toml"),
+            "[numbering]\ndigits = 5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("conf.d/10-a.toml"),
+            "[numbering]\ndigits = 7\n[establishment]\nname = \"Chez Nous\"\n",
+        )
+        .unwrap();
+        let c = load(
+            &sources(dir.path(), &[("FDMD_MQTT__PREFIX", "resto/fdm")]),
+            &[("fdm.id", "ABC01000001".into())],
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(
+            c.numbering.digits, 5,
+            "conf.d files apply in sorted order, after the main file"
+        );
+        assert_eq!(c.establishment.name, "Chez Nous");
+        assert_eq!(c.mqtt.prefix, "resto/fdm");
+        assert_eq!(c.fdm.id, "ABC01000001");
+    }
+
+    #[test]
+    fn errors_name_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("fdmd.toml"),
+            "[numbering]\ndigits = 12\n[fdm]\nid = \"x\"\n",
+        )
+        .unwrap();
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["fdm.id", "numbering.digits"]);
+        std::fs::write(
+            dir.path().join("fdmd.toml"),
+            "[http]\nlisten = \"nowhere\"\n",
+        )
+        .unwrap();
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        assert_eq!(e.problems[0].key, "http.listen", "{e}");
+        std::fs::write(
+            dir.path().join("fdmd.toml"),
+            "[http]\nlistn = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn an_explicit_file_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sources(dir.path(), &[]);
+        s.main_required = true;
+        assert!(load(&s, &[]).is_err());
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for file in ["../configs/fdmd.toml", "../configs/dev.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let s = Sources {
+                main_file: path,
+                main_required: true,
+                conf_dir: None,
+                env: vec![],
+            };
+            load(&s, &[]).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The daemon's lifecycle: open everything, serve, stop cleanly.
+//!
+//! Start: data directory (0700) → signer → journal → access store → `daemon_start` record →
+//! HTTP and MQTT listeners → `READY=1`. Stop (SIGTERM/SIGINT): `STOPPING=1` → stop accepting →
+//! in-flight orders finish within `daemon.shutdown_grace_ms` → `daemon_stop` record → journal
+//! closed. A receipt is never sent for a record that is not durable.
+
+use crate::access::{AccessStore, ClientKind, Credentials};
+use crate::app::App;
+use crate::config::{Config, SignerBackend};
+use crate::http::HttpService;
+use crate::journal::record::RecordKind;
+use crate::journal::{Journal, JournalConfig};
+use crate::service::Registrar;
+use crate::signer::{Signer, SoftwareSigner};
+use crate::status::Status;
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Id of the register `--dev` enrols.
+pub const DEV_REGISTER: &str = "dev-register";
+
+/// A started daemon, for `main` and for tests that run it in-process.
+pub struct Running {
+    /// Shared context.
+    pub app: Arc<App>,
+    /// HTTP server.
+    pub http: HttpService,
+    /// Credentials of the development register (`--dev` only).
+    pub dev_credentials: Option<Credentials>,
+}
+
+/// Creates the data directory with mode 0700 (or checks an existing one is not open to others).
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        anyhow::bail!(
+            "data directory {} is open to others (mode {:o}); it must be 0700",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
+    match config.signer.backend {
+        SignerBackend::Software => {
+            let path = config.key_file();
+            let signer = SoftwareSigner::open_or_create(&path)?;
+            tracing::warn!(
+                "signing with the DEVELOPMENT software key {} ({}): this is not a VAT Signing Card and makes no legal ticket",
+                path.display(),
+                signer.identity().map(|i| i.id).unwrap_or_default()
+            );
+            Ok(Arc::new(signer))
+        }
+    }
+}
+
+/// Opens everything and starts the listeners.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let data_dir = config.fdm.data_dir.clone();
+    prepare_data_dir(&data_dir)?;
+    crate::systemd::status("opening the journal");
+    let signer = open_signer(&config)?;
+    let mut journal_config =
+        JournalConfig::new(crate::paths::journal_file(&data_dir), config.fdm.id.clone());
+    if config.journal.max_size_mib > 0 {
+        journal_config.max_bytes = Some(config.journal.max_size_mib * 1024 * 1024);
+    }
+    let journal = Journal::open(journal_config, signer.clone())?;
+    let access = Arc::new(AccessStore::open(&data_dir)?);
+    let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
+    let registrar = Registrar::new(journal, config.numbering());
+    let app = App::new(config.clone(), registrar, access, signer, status);
+    let start_body = json!({"version": env!("CARGO_PKG_VERSION"), "dev": config.daemon.dev, "pid": std::process::id()});
+    if let Err(e) = app.journal_event(RecordKind::DaemonStart, start_body).await {
+        tracing::warn!("daemon start not journaled yet: {e}");
+    }
+    let dev_credentials = if config.daemon.dev {
+        Some(dev_register(&app).await?)
+    } else {
+        None
+    };
+    crate::systemd::status("starting listeners");
+    let http = HttpService::start(app.clone()).await?;
+    Ok(Running {
+        app,
+        http,
+        dev_credentials,
+    })
+}
+
+/// Enrols the development register, or reuses its credentials from `dev-credentials.json`.
+async fn dev_register(app: &App) -> anyhow::Result<Credentials> {
+    let file = app.config.fdm.data_dir.join("dev-credentials.json");
+    if let Ok(bytes) = std::fs::read(&file)
+        && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        && let (Some(user), Some(pass), Some(token)) = (
+            v["mqtt_username"].as_str(),
+            v["mqtt_password"].as_str(),
+            v["http_token"].as_str(),
+        )
+        && app.access.check_mqtt(user, pass).is_some()
+        && app
+            .access
+            .check_http(ClientKind::Register, DEV_REGISTER, token)
+    {
+        return Ok(Credentials {
+            id: DEV_REGISTER.into(),
+            kind: ClientKind::Register,
+            mqtt_username: user.into(),
+            mqtt_password: pass.into(),
+            http_token: token.into(),
+        });
+    }
+    let now = app.now();
+    if app.access.active_register(DEV_REGISTER) {
+        app.access
+            .revoke(ClientKind::Register, DEV_REGISTER, &now)?;
+    }
+    app.journal_event(
+        RecordKind::DeviceChange,
+        json!({"action": "enrol", "device": "register", "id": DEV_REGISTER}),
+    )
+    .await
+    .context("journaling the development register")?;
+    let creds = app.access.enrol(ClientKind::Register, DEV_REGISTER, &now)?;
+    crate::access::write_private_atomically(&file, &serde_json::to_vec_pretty(&creds)?)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(creds)
+}
+
+impl Running {
+    /// Serves until SIGTERM or SIGINT, feeding the systemd watchdog while the loops progress.
+    pub async fn serve_until_signal(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let watchdog = crate::systemd::watchdog_interval();
+        let tick = watchdog.map_or(Duration::from_secs(5), |w| w / 2);
+        crate::systemd::ready(&format!("serving: HTTP {}", self.http.local_addr()));
+        tracing::info!("fdmd ready: HTTP on {}", self.http.local_addr());
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tokio::time::sleep(tick) => {
+                    let stalled = self.app.status.stalled(Duration::from_secs(30));
+                    if stalled.is_empty() {
+                        if watchdog.is_some() {
+                            crate::systemd::watchdog_ping();
+                        }
+                    } else {
+                        tracing::error!("loops not making progress: {stalled:?}; not feeding the watchdog");
+                    }
+                }
+            }
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight orders finish within the grace time, journals the stop.
+    pub async fn stop(self) {
+        crate::systemd::stopping();
+        tracing::info!("stopping");
+        let grace = Duration::from_millis(self.app.config.daemon.shutdown_grace_ms);
+        self.app.shutdown.cancel();
+        self.http.shutdown(grace).await;
+        if let Err(e) = self
+            .app
+            .journal_event(RecordKind::DaemonStop, json!({"reason": "signal"}))
+            .await
+        {
+            tracing::warn!("daemon stop not journaled: {e}");
+        }
+        self.app.registrar.journal().clone().close();
+    }
+}

@@ -1,0 +1,214 @@
+//! Admin routes (admin bearer token): enrolment of registers and stations, journal export.
+
+use super::response::{Body, error, json_response};
+use super::routes::read_body;
+use crate::access::{AccessError, ClientKind};
+use crate::app::App;
+use crate::journal::export::write_export;
+use crate::journal::record::RecordKind;
+use crate::journal::store;
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// `/v1/admin/…`
+pub async fn route(app: Arc<App>, req: Request<Incoming>, rest: &[&str]) -> Response<Body> {
+    let kind = match rest.first() {
+        Some(&"registers") => ClientKind::Register,
+        Some(&"stations") => ClientKind::Station,
+        _ => return error(StatusCode::NOT_FOUND, "no such admin route"),
+    };
+    match (req.method().clone(), rest) {
+        (Method::GET, [_]) => {
+            let list: Vec<Value> = app
+                .access
+                .list()
+                .into_iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| json!({"id": e.id, "mqtt_username": e.mqtt_username, "active": e.active, "enrolled_at": e.enrolled_at, "revoked_at": e.revoked_at}))
+                .collect();
+            json_response(StatusCode::OK, &json!(list))
+        }
+        (Method::POST, [_]) => {
+            let body = match read_body(req, 4096).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let id = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
+            let Some(id) = id else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "body must be {\"id\": \"…\"}",
+                );
+            };
+            enrol(&app, kind, &id).await
+        }
+        (Method::DELETE, [_, id]) => revoke(&app, kind, id).await,
+        _ => error(StatusCode::NOT_FOUND, "no such admin route"),
+    }
+}
+
+fn kind_name(kind: ClientKind) -> &'static str {
+    match kind {
+        ClientKind::Register => "register",
+        ClientKind::Station => "station",
+    }
+}
+
+async fn enrol(app: &App, kind: ClientKind, id: &str) -> Response<Body> {
+    // Check first so that a refused enrolment journals nothing.
+    if let Err(e) = crate::access::check_new_id(&app.access, kind, id) {
+        return access_error(e);
+    }
+    let record = app
+        .journal_event(
+            RecordKind::DeviceChange,
+            json!({"action": "enrol", "device": kind_name(kind), "id": id}),
+        )
+        .await;
+    if let Err(e) = record {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not journaled, not enrolled: {e}"),
+        );
+    }
+    match app.access.enrol(kind, id, &app.now()) {
+        Ok(creds) => json_response(StatusCode::CREATED, &json!(creds)),
+        Err(e) => access_error(e),
+    }
+}
+
+async fn revoke(app: &App, kind: ClientKind, id: &str) -> Response<Body> {
+    if !app
+        .access
+        .list()
+        .iter()
+        .any(|e| e.kind == kind && e.id == id && e.active)
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("{} {id} is not enrolled", kind_name(kind)),
+        );
+    }
+    let record = app
+        .journal_event(
+            RecordKind::DeviceChange,
+            json!({"action": "revoke", "device": kind_name(kind), "id": id}),
+        )
+        .await;
+    if let Err(e) = record {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not journaled, not revoked: {e}"),
+        );
+    }
+    match app.access.revoke(kind, id, &app.now()) {
+        Ok(()) => json_response(StatusCode::OK, &json!({"id": id, "active": false})),
+        Err(e) => access_error(e),
+    }
+}
+
+fn access_error(e: AccessError) -> Response<Body> {
+    let status = match e {
+        AccessError::BadId(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AccessError::Exists { .. } => StatusCode::CONFLICT,
+        AccessError::Unknown(_) => StatusCode::NOT_FOUND,
+        AccessError::Io { .. } | AccessError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+fn query_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, String> {
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            return value
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{name} must be a whole number"));
+        }
+    }
+    Ok(None)
+}
+
+/// `GET /v1/journal/export?from_seq=A&to_seq=B`: the documented JSON-lines export, streamed.
+pub async fn export(app: Arc<App>, query: Option<&str>) -> Response<Body> {
+    let (from, to) = match (query_u64(query, "from_seq"), query_u64(query, "to_seq")) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(1), t.unwrap_or(u64::MAX)),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let path = app.registrar.journal().path().to_path_buf();
+    let now = app.now();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    tokio::task::spawn_blocking(move || {
+        let mut first = Some(first_tx);
+        let result = store::open_read_only(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|conn| {
+                let mut out = ChannelWriter {
+                    tx: &tx,
+                    buf: Vec::new(),
+                    first: &mut first,
+                };
+                write_export(&conn, from, to, &now, &mut out)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        if let Some(first) = first.take() {
+            let _ = first.send(result);
+        } else if let Err(e) = result {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    match first_rx.await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(e)) => return error(StatusCode::NOT_FOUND, e),
+    }
+    let stream = tokio_stream_from(rx);
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+struct ChannelWriter<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    buf: Vec<u8>,
+    first: &'a mut Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+impl std::io::Write for ChannelWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Ok(()));
+        }
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::take(&mut self.buf));
+            self.tx
+                .blocking_send(Ok(Frame::data(chunk)))
+                .map_err(|_| std::io::Error::other("client went away"))?;
+        }
+        Ok(())
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,195 @@
+//! Request routing and the public routes.
+
+use super::admin;
+use super::response::{Body, error, json_response, with_body};
+use crate::access::ClientKind;
+use crate::app::App;
+use crate::fiscal::FdmCode;
+use crate::service::Receipt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Handles one request within the configured time limit.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let limit = Duration::from_millis(app.config.http.request_timeout_ms);
+    Ok(match tokio::time::timeout(limit, route(app, req)).await {
+        Ok(r) => r,
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request took too long"),
+    })
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["v1", "registers", register, "orders"]) => {
+            let register = (*register).to_owned();
+            post_order(app, req, &register).await
+        }
+        (&Method::GET, ["v1", "status"]) => json_response(StatusCode::OK, &app.status.snapshot()),
+        (&Method::GET, ["v1", "signer"]) => signer(&app),
+        (&Method::GET, ["v1", "receipts", register, request_id]) => {
+            get_receipt(&app, &req, register, request_id).await
+        }
+        (&Method::GET, ["v1", "journal", "export"]) => {
+            if !is_admin(&app, &req) {
+                return unauthorized();
+            }
+            admin::export(app.clone(), req.uri().query()).await
+        }
+        (&Method::GET, ["metrics"]) => with_body(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(app.status.metrics()),
+        ),
+        (_, ["v1", "admin", ..]) => {
+            if !is_admin(&app, &req) {
+                return unauthorized();
+            }
+            admin::route(app.clone(), req, &segments[2..]).await
+        }
+        (
+            _,
+            ["v1", "registers", _, "orders"] | ["v1", "status"] | ["v1", "signer"] | ["metrics"],
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn is_admin(app: &App, req: &Request<Incoming>) -> bool {
+    bearer(req).is_some_and(|t| app.access.check_admin(t))
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// Reads a body of at most `max` bytes: 413 past that.
+pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body is larger than {max} bytes"),
+            ))
+        }
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )),
+    }
+}
+
+async fn post_order(app: Arc<App>, req: Request<Incoming>, register: &str) -> Response<Body> {
+    let authorised = match bearer(&req) {
+        Some(token) => {
+            app.access.check_http(ClientKind::Register, register, token)
+                || app.access.check_admin(token)
+        }
+        None => false,
+    };
+    if !authorised && !app.config.daemon.dev {
+        return unauthorized();
+    }
+    let body = match read_body(req, app.config.http.max_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let receipt = app.handle_order(register, &body).await;
+    json_response(status_for(&receipt), &receipt.to_json())
+}
+
+/// The HTTP status that fits a receipt.
+pub fn status_for(receipt: &Receipt) -> StatusCode {
+    match receipt.code() {
+        FdmCode::Ok | FdmCode::StorageNearlyFull => StatusCode::CREATED,
+        FdmCode::AlreadyHandled => StatusCode::OK,
+        FdmCode::InvalidData => match receipt {
+            Receipt::Error { field: Some(f), .. } if f == "request_id" => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        FdmCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn signer(app: &App) -> Response<Body> {
+    match app.signer.identity() {
+        Ok(id) => json_response(
+            StatusCode::OK,
+            &json!({
+                "vsc_id": id.id,
+                "algorithm": id.algorithm,
+                "public_key": hex::encode(&id.public_key),
+                "certified": id.certified,
+                "state": app.signer.state(),
+                "signs": "SHA-256 digest of the canonical record (signed_digest in receipts); see docs/journal-format.md",
+            }),
+        ),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "error", "code": e.code().number(), "message": e.to_string(), "state": app.signer.state()}),
+        ),
+    }
+}
+
+async fn get_receipt(
+    app: &App,
+    req: &Request<Incoming>,
+    register: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let allowed = bearer(req).is_some_and(|t| {
+        app.access.check_http(ClientKind::Register, register, t) || app.access.check_admin(t)
+    });
+    if !allowed && !app.config.daemon.dev {
+        return unauthorized();
+    }
+    let journal = app.registrar.journal().clone();
+    let (reg, id) = (register.to_owned(), request_id.to_owned());
+    let found = tokio::task::spawn_blocking(move || journal.find_request(&reg, &id)).await;
+    match found {
+        Ok(Ok(Some(appended))) => {
+            let mut receipt = app.registrar.receipt_json(&appended);
+            receipt["code"] = json!(0);
+            if let Some(m) = receipt.as_object_mut() {
+                m.remove("message");
+            }
+            json_response(StatusCode::OK, &receipt)
+        }
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no receipt for request {request_id} of register {register}"),
+        ),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -1,0 +1,242 @@
+//! Health and status: what `GET /v1/status`, the retained MQTT status topic, `fdmctl status` and
+//! the systemd watchdog report.
+
+use crate::journal::JournalStats;
+use crate::signer::{Signer, SignerState};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A loop that must keep making progress for the watchdog to be fed.
+#[derive(Debug)]
+pub struct Heartbeat {
+    name: &'static str,
+    last: AtomicU64,
+}
+
+impl Heartbeat {
+    /// A heartbeat for the named loop.
+    pub fn new(name: &'static str) -> Self {
+        Heartbeat {
+            name,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// The loop made progress now.
+    pub fn beat(&self, clock: &Instant) {
+        self.last
+            .store(clock.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+}
+
+/// Live state of the daemon.
+pub struct Status {
+    started: Instant,
+    version: &'static str,
+    signer: Arc<dyn Signer>,
+    journal: Arc<JournalStats>,
+    mqtt_up: AtomicBool,
+    http_up: AtomicBool,
+    registers_seen: Mutex<BTreeMap<String, u64>>,
+    heartbeats: Mutex<Vec<Arc<Heartbeat>>>,
+    orders: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Status {
+    /// Status for a daemon using this signer and journal.
+    pub fn new(signer: Arc<dyn Signer>, journal: Arc<JournalStats>) -> Self {
+        Status {
+            started: Instant::now(),
+            version: env!("CARGO_PKG_VERSION"),
+            signer,
+            journal,
+            mqtt_up: AtomicBool::new(false),
+            http_up: AtomicBool::new(false),
+            registers_seen: Mutex::new(BTreeMap::new()),
+            heartbeats: Mutex::new(Vec::new()),
+            orders: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Registers a loop the watchdog watches.
+    pub fn heartbeat(&self, name: &'static str) -> Arc<Heartbeat> {
+        let hb = Arc::new(Heartbeat::new(name));
+        hb.beat(&self.started);
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hb.clone());
+        hb
+    }
+
+    /// Records a beat of `hb` now.
+    pub fn beat(&self, hb: &Heartbeat) {
+        hb.beat(&self.started);
+    }
+
+    /// Names of loops that have not beaten within `max_age`.
+    pub fn stalled(&self, max_age: Duration) -> Vec<&'static str> {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|hb| {
+                now.saturating_sub(hb.last.load(Ordering::Relaxed)) > max_age.as_millis() as u64
+            })
+            .map(|hb| hb.name)
+            .collect()
+    }
+
+    /// The MQTT side is (not) serving.
+    pub fn set_mqtt_up(&self, up: bool) {
+        self.mqtt_up.store(up, Ordering::Relaxed);
+    }
+
+    /// The HTTP side is (not) serving.
+    pub fn set_http_up(&self, up: bool) {
+        self.http_up.store(up, Ordering::Relaxed);
+    }
+
+    /// A register sent something.
+    pub fn saw_register(&self, register: &str, unix_ms: u64) {
+        let mut seen = self
+            .registers_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.len() < 1024 || seen.contains_key(register) {
+            seen.insert(register.to_owned(), unix_ms);
+        }
+    }
+
+    /// Counts an answered order.
+    pub fn count_order(&self, ok: bool) {
+        self.orders.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Why the daemon is degraded; empty when ready.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.signer.state() {
+            SignerState::Ready => {}
+            SignerState::PinRequired { .. } => out.push("signer needs its PIN (202)".to_owned()),
+            SignerState::Absent => out.push("no signing card (201)".to_owned()),
+            SignerState::Blocked => out.push("signing card blocked (203)".to_owned()),
+            SignerState::Incompatible { reason } => {
+                out.push(format!("signing card not compatible (210): {reason}"))
+            }
+        }
+        if self.journal.usage().is_some_and(|u| u >= 1.0) {
+            out.push("journal storage full (205)".to_owned());
+        } else if self.journal.usage().is_some_and(|u| u >= 0.9) {
+            out.push("journal storage 90% full (101)".to_owned());
+        }
+        if !self.mqtt_up.load(Ordering::Relaxed) {
+            out.push("MQTT not serving".to_owned());
+        }
+        if !self.http_up.load(Ordering::Relaxed) {
+            out.push("HTTP not serving".to_owned());
+        }
+        for name in self.stalled(Duration::from_secs(30)) {
+            out.push(format!("{name} loop stalled"));
+        }
+        out
+    }
+
+    /// The status document.
+    pub fn snapshot(&self) -> Value {
+        let problems = self.problems();
+        let signer = match self.signer.identity() {
+            Ok(id) => {
+                json!({"vsc_id": id.id, "algorithm": id.algorithm, "certified": id.certified, "state": self.signer.state()})
+            }
+            Err(e) => {
+                json!({"state": self.signer.state(), "error": e.to_string(), "code": e.code().number()})
+            }
+        };
+        let seen: BTreeMap<String, u64> = self
+            .registers_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        json!({
+            "status": if problems.is_empty() { "ready" } else { "degraded" },
+            "problems": problems,
+            "version": self.version,
+            "uptime_s": self.started.elapsed().as_secs(),
+            "signer": signer,
+            "journal": {
+                "last_seq": self.journal.last_seq.load(Ordering::Relaxed),
+                "records": self.journal.records.load(Ordering::Relaxed),
+                "commits": self.journal.commits.load(Ordering::Relaxed),
+                "usage": self.journal.usage(),
+            },
+            "orders": {"answered": self.orders.load(Ordering::Relaxed), "errors": self.errors.load(Ordering::Relaxed)},
+            "registers_seen": seen,
+        })
+    }
+
+    /// Prometheus text exposition of the main figures.
+    pub fn metrics(&self) -> String {
+        let ready = u8::from(self.problems().is_empty());
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        metric(
+            "fdmd_ready",
+            "1 when fdmd is ready to sign",
+            "gauge",
+            ready.to_string(),
+        );
+        metric(
+            "fdmd_journal_last_seq",
+            "Sequence number of the last durable record",
+            "gauge",
+            self.journal.last_seq.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "fdmd_journal_records_total",
+            "Records written since start",
+            "counter",
+            self.journal.records.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "fdmd_journal_commits_total",
+            "Journal transactions committed since start",
+            "counter",
+            self.journal.commits.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "fdmd_orders_total",
+            "Orders answered since start",
+            "counter",
+            self.orders.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "fdmd_order_errors_total",
+            "Orders answered with an error since start",
+            "counter",
+            self.errors.load(Ordering::Relaxed).to_string(),
+        );
+        if let Some(u) = self.journal.usage() {
+            metric(
+                "fdmd_journal_usage_ratio",
+                "Journal storage used, 0 to 1",
+                "gauge",
+                format!("{u:.4}"),
+            );
+        }
+        out
+    }
+}
