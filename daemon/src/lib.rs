@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod fiscal;

@@ -21,8 +21,66 @@ struct Cli {
     command: Command,
 }
 
+/// Where the running daemon is and how to reach its admin API.
+#[derive(clap::Args, Clone)]
+struct DaemonArgs {
+    /// Configuration file of the daemon (default /etc/fdmd/fdmd.toml and conf.d).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (holds admin.token); default from the configuration.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address of the daemon's HTTP API; default from the configuration.
+    #[arg(long, global = true)]
+    http: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Enrolment {
+    /// Enrol and print the new credentials (shown once).
+    Add {
+        /// Id (1-32 of A-Z a-z 0-9 . _ -).
+        id: String,
+        /// Print the credentials as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List enrolments.
+    List,
+    /// Revoke: the credentials stop working at once; the journal keeps the history.
+    Revoke {
+        /// Id.
+        id: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Show the daemon's status (or, when it is down, what the journal file says).
+    Status {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Enrol, list or revoke registers (cash registers, handhelds).
+    Register {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        action: Enrolment,
+    },
+    /// Enrol, list or revoke stations (kitchen and bar printers or screens).
+    Station {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        action: Enrolment,
+    },
+    /// Check a configuration and report every problem with its key; exit 78 if it is bad.
+    CheckConfig {
+        /// Configuration file (default /etc/fdmd/fdmd.toml and conf.d).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Verify a journal (the data directory's, or an export file): every hash, link, signature
     /// and counter. Exits 1 and names the first bad record if anything is wrong.
     Verify {
@@ -69,6 +127,32 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Status { daemon } => admin::status(&daemon),
+        Command::Register { daemon, action } => admin::enrolment(&daemon, "registers", action),
+        Command::Station { daemon, action } => admin::enrolment(&daemon, "stations", action),
+        Command::CheckConfig { config } => {
+            let sources = fdmd::config::Sources::system(config.as_deref());
+            match fdmd::config::load(&sources, &[]) {
+                Ok(c) => {
+                    println!(
+                        "configuration OK: fdm {} data {} HTTP {} MQTT {:?} {}",
+                        c.fdm.id,
+                        c.fdm.data_dir.display(),
+                        c.http.listen,
+                        c.mqtt.mode,
+                        c.mqtt.listen
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("configuration is not valid:");
+                    for p in &e.problems {
+                        println!("  {p}");
+                    }
+                    Ok(ExitCode::from(fdmd::config::EXIT_CONFIG))
+                }
+            }
+        }
         Command::Verify {
             data_dir,
             keys,
@@ -128,6 +212,166 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+mod admin {
+    //! Commands that talk to the running daemon's admin API.
+
+    use super::{DaemonArgs, Enrolment};
+    use anyhow::{Context, bail};
+    use fdmd::client::{ClientError, request};
+    use hyper::{Method, StatusCode};
+    use serde_json::Value;
+    use std::net::SocketAddr;
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    struct Target {
+        addr: SocketAddr,
+        data_dir: std::path::PathBuf,
+    }
+
+    fn target(args: &DaemonArgs) -> anyhow::Result<Target> {
+        let sources = fdmd::config::Sources::system(args.config.as_deref());
+        let config =
+            fdmd::config::load(&sources, &[]).context("reading the daemon's configuration")?;
+        let mut addr = args.http.unwrap_or(config.http.listen);
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let data_dir = args.data_dir.clone().unwrap_or(config.fdm.data_dir);
+        Ok(Target { addr, data_dir })
+    }
+
+    fn call(
+        t: &Target,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Result<(StatusCode, Value), ClientError>> {
+        let token = fdmd::access::read_admin_token(&t.data_dir).with_context(|| {
+            format!(
+                "reading {}/admin.token (run as root or the fdmd user, or give --data-dir)",
+                t.data_dir.display()
+            )
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
+        let answer = rt.block_on(request(
+            t.addr,
+            method,
+            path,
+            Some(&token),
+            body,
+            Duration::from_secs(10),
+        ));
+        Ok(answer.map(|(status, bytes)| {
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        }))
+    }
+
+    fn expect_ok(answer: Result<(StatusCode, Value), ClientError>) -> anyhow::Result<Value> {
+        let (status, body) = answer?;
+        if !status.is_success() {
+            bail!(
+                "fdmd answered {status}: {}",
+                body.get("message").and_then(Value::as_str).unwrap_or("")
+            );
+        }
+        Ok(body)
+    }
+
+    pub fn status(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        match call(&t, Method::GET, "/v1/status", None)? {
+            Ok((_, body)) => {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                let ready = body.get("status").and_then(Value::as_str) == Some("ready");
+                Ok(if ready {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Err(e) => {
+                println!("fdmd is not answering ({e})");
+                let file = fdmd::paths::journal_file(&t.data_dir);
+                if let Ok(conn) = fdmd::journal::store::open_read_only(&file) {
+                    let heads = fdmd::journal::store::load_heads(&conn)?;
+                    println!(
+                        "journal {}: {} records, {} fiscal events (read-only; run `fdmctl verify` to check it)",
+                        file.display(),
+                        heads.last_seq,
+                        heads.total_counter
+                    );
+                }
+                Ok(ExitCode::from(3))
+            }
+        }
+    }
+
+    pub fn enrolment(args: &DaemonArgs, what: &str, action: Enrolment) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        match action {
+            Enrolment::Add { id, json } => {
+                let creds = expect_ok(call(
+                    &t,
+                    Method::POST,
+                    &format!("/v1/admin/{what}"),
+                    Some(serde_json::json!({"id": id})),
+                )?)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&creds)?);
+                } else {
+                    let f = |k: &str| {
+                        creds
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    println!(
+                        "enrolled {} (shown once; store them in the device now)",
+                        f("id")
+                    );
+                    println!("  MQTT username: {}", f("mqtt_username"));
+                    println!("  MQTT password: {}", f("mqtt_password"));
+                    println!("  HTTP token:    {}", f("http_token"));
+                }
+            }
+            Enrolment::List => {
+                let list = expect_ok(call(&t, Method::GET, &format!("/v1/admin/{what}"), None)?)?;
+                for e in list.as_array().into_iter().flatten() {
+                    let active = e.get("active").and_then(Value::as_bool).unwrap_or(false);
+                    println!(
+                        "{:<32} {:<8} enrolled {}{}",
+                        e.get("id").and_then(Value::as_str).unwrap_or(""),
+                        if active { "active" } else { "revoked" },
+                        e.get("enrolled_at").and_then(Value::as_str).unwrap_or(""),
+                        e.get("revoked_at")
+                            .and_then(Value::as_str)
+                            .map(|r| format!(", revoked {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Enrolment::Revoke { id } => {
+                expect_ok(call(
+                    &t,
+                    Method::DELETE,
+                    &format!("/v1/admin/{what}/{id}"),
+                    None,
+                )?)?;
+                println!("revoked {id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 

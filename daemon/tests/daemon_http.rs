@@ -1,0 +1,304 @@
+//! The real `fdmd` binary over HTTP: orders, receipts, enrolment through fdmctl, limits,
+//! export, metrics, configuration errors, systemd notifications and shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use fdmd::journal::export::verify_export;
+use fdmd::signer::verify_ed25519;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use support::{Daemon, FDMD, fdmctl, order};
+
+fn signer_key(d: &Daemon) -> Vec<u8> {
+    let (status, signer) = d.request(Method::GET, "/v1/signer", None, None);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(signer["algorithm"], "ed25519");
+    assert_eq!(signer["certified"], false);
+    hex::decode(signer["public_key"].as_str().unwrap()).unwrap()
+}
+
+fn assert_signed_by(receipt: &Value, key: &[u8]) {
+    let digest = hex::decode(receipt["signed_digest"].as_str().unwrap()).unwrap();
+    let sig = hex::decode(receipt["signature"].as_str().unwrap()).unwrap();
+    assert!(
+        verify_ed25519(key, &digest, &sig),
+        "receipt signature does not verify: {receipt}"
+    );
+}
+
+#[test]
+fn dev_mode_signs_orders_with_the_printed_credentials() {
+    let mut d = Daemon::start_dev();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    assert_eq!(creds["id"], "dev-register");
+    let token = creds["http_token"].as_str().unwrap();
+    let (status, r) = d.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(token),
+        Some(order(
+            "r-1",
+            &[("Cola", 1, "2.20", "A"), ("Snack", 1, "11.90", "B")],
+        )),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (
+            r["label"].as_str(),
+            r["total"].as_str(),
+            r["ticket_number"].as_str()
+        ),
+        (Some("NS"), Some("14.10"), Some("000001"))
+    );
+    assert!(r["plu_hash"].as_str().unwrap().ends_with("797bc46f"));
+    assert_signed_by(&r, &signer_key(&d));
+    let (status, again) = d.request(
+        Method::GET,
+        "/v1/receipts/dev-register/r-1",
+        Some(token),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["signature"], r["signature"]);
+    let (status, _) = d.request(
+        Method::GET,
+        "/v1/receipts/dev-register/nope",
+        Some(token),
+        None,
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(d.stop().success());
+    // The journal verifies offline, and ends with the stop record.
+    let (code, out) = fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn production_mode_enforces_tokens_limits_and_revocation() {
+    let mut d = Daemon::start_with_config("[http]\nmax_body_bytes = 4096\n", &[]);
+    let cfg = d.config_file.clone().unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (code, out) = fdmctl(&["register", "add", "till-1", "--json", "--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    let creds: Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    let token = creds["http_token"].as_str().unwrap().to_owned();
+    let path = "/v1/registers/till-1/orders";
+    // No token, wrong token, another register's token: refused, nothing journaled.
+    assert_eq!(
+        d.request(
+            Method::POST,
+            path,
+            None,
+            Some(order("a", &[("x", 1, "1.00", "A")]))
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        d.request(
+            Method::POST,
+            path,
+            Some("wrong"),
+            Some(order("a", &[("x", 1, "1.00", "A")]))
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        d.request(
+            Method::POST,
+            "/v1/registers/till-2/orders",
+            Some(&token),
+            Some(order("a", &[("x", 1, "1.00", "A")]))
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Accepted, resent, reused id.
+    let (status, first) = d.request(
+        Method::POST,
+        path,
+        Some(&token),
+        Some(order("a", &[("x", 1, "1.00", "A")])),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, resent) = d.request(
+        Method::POST,
+        path,
+        Some(&token),
+        Some(order("a", &[("x", 1, "1.00", "A")])),
+    );
+    assert_eq!(
+        (status, resent["code"].as_u64()),
+        (StatusCode::OK, Some(102))
+    );
+    assert_eq!(resent["signature"], first["signature"]);
+    let (status, reused) = d.request(
+        Method::POST,
+        path,
+        Some(&token),
+        Some(order("a", &[("x", 2, "1.00", "A")])),
+    );
+    assert_eq!(
+        (status, reused["field"].as_str()),
+        (StatusCode::CONFLICT, Some("request_id"))
+    );
+    // Bad input.
+    let (status, bad) = d.request(Method::POST, path, Some(&token), Some(b"not json".to_vec()));
+    assert_eq!(
+        (status, bad["code"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(207))
+    );
+    let (status, _) = d.request(Method::POST, path, Some(&token), Some(vec![b' '; 5000]));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        d.request(Method::GET, path, Some(&token), None).0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        d.request(Method::GET, "/v1/nothing", None, None).0,
+        StatusCode::NOT_FOUND
+    );
+    // Listing and revoking through fdmctl.
+    let (code, out) = fdmctl(&["register", "list", "--config", cfg]);
+    assert!(
+        code == 0 && out.contains("till-1") && out.contains("active"),
+        "{out}"
+    );
+    let (code, out) = fdmctl(&["register", "revoke", "till-1", "--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        d.request(
+            Method::POST,
+            path,
+            Some(&token),
+            Some(order("b", &[("x", 1, "1.00", "A")]))
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Export over HTTP needs the admin token and verifies with the signer's key.
+    assert_eq!(
+        d.request(Method::GET, "/v1/journal/export", Some(&token), None)
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let admin = d.admin_token();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, export) = rt
+        .block_on(fdmd::client::request(
+            d.http,
+            Method::GET,
+            "/v1/journal/export?from_seq=1",
+            Some(&admin),
+            None,
+            std::time::Duration::from_secs(10),
+        ))
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (header, summary) = verify_export(&export[..], vec![signer_key(&d)]).unwrap();
+    assert_eq!(header.first_seq, 1);
+    assert_eq!(summary.fiscal_events, 1);
+    let text = String::from_utf8_lossy(&export);
+    assert_eq!(
+        text.matches("device_change").count(),
+        2,
+        "enrolment and revocation are journaled"
+    );
+    let (status, metrics) = d.request(Method::GET, "/metrics", None, None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.as_str().unwrap().contains("fdmd_orders_total"));
+    let (code, out) = fdmctl(&["status", "--config", cfg]);
+    assert!(out.contains("\"journal\""), "{code} {out}");
+    assert!(d.stop().success());
+    let (code, out) = fdmctl(&["status", "--config", cfg]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("not answering"), "{out}");
+}
+
+#[test]
+fn a_bad_configuration_exits_78_and_names_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[numbering]\ndigits = 3\n[fdm]\nid = \"short\"\ndata_dir = \"/tmp/x\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(FDMD)
+        .args(["check-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fdm.id") && err.contains("numbering.digits"),
+        "{err}"
+    );
+    let (code, out) = fdmctl(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 78, "{out}");
+    let out = std::process::Command::new(FDMD)
+        .args(["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "running with a bad configuration exits 78 too"
+    );
+    let good = support::write_config(dir.path(), 1, 2, "");
+    let out = std::process::Command::new(FDMD)
+        .args(["check-config", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tells_systemd_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut d = Daemon::start_with_config(
+        "",
+        &[
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "400000".into()),
+        ],
+    );
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1"))
+        && std::time::Instant::now() < deadline
+    {
+        let n = sock.recv(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(
+        seen.contains("READY=1") && seen.contains("WATCHDOG=1"),
+        "{seen}"
+    );
+    assert!(d.stop().success());
+    let mut after = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        after.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if after.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(after.contains("STOPPING=1"), "{after}");
+}
