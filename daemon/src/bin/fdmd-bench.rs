@@ -1,0 +1,372 @@
+//! `fdmd-bench`: a load generator for a running fdmd. N registers send orders over MQTT or HTTP,
+//! at a fixed total rate or as fast as answers come; reports orders/s, publish-to-receipt latency
+//! (p50, p99, max), errors, and the daemon's resident memory (with `--pid`).
+
+use clap::{Parser, ValueEnum};
+use hyper::{Method, StatusCode};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, mpsc};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Transport {
+    Mqtt,
+    Http,
+}
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "fdmd-bench",
+    version,
+    about = "Load generator for fdmd (MQTT or HTTP)"
+)]
+struct Args {
+    /// Transport.
+    #[arg(long, value_enum, default_value = "mqtt")]
+    transport: Transport,
+    /// MQTT broker address.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt: SocketAddr,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Topic prefix.
+    #[arg(long, default_value = "fdm/v1")]
+    prefix: String,
+    /// Number of registers (bench-1 … bench-N). Against a production daemon give --credentials.
+    #[arg(long, default_value_t = 16)]
+    registers: usize,
+    /// Total orders per second over all registers; 0 = each register sends its next order as
+    /// soon as the previous receipt arrives (closed loop, up to --window in flight).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Orders in flight per register in closed-loop mode.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Lines per order.
+    #[arg(long, default_value_t = 3)]
+    lines: usize,
+    /// JSON file with a list of credentials ({id, mqtt_username, mqtt_password, http_token}),
+    /// e.g. from `fdmctl register add --json`; without it registers connect anonymously (--dev).
+    #[arg(long)]
+    credentials: Option<std::path::PathBuf>,
+    /// PID of the daemon, to report its resident memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Default)]
+struct Cred {
+    id: String,
+    user: Option<String>,
+    pass: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn order(register: &str, n: u64, lines: usize) -> Vec<u8> {
+    let lines: Vec<Value> = (0..lines)
+        .map(|i| {
+            let vat = ["A", "B", "C"][i % 3];
+            let station = (i == 0).then_some("kitchen");
+            json!({"description": format!("Item {i}"), "quantity": 1 + (i % 3), "unit_price": "2.50", "vat": vat, "station": station})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"request_id": format!("{register}-{n}"), "operator": "85073003328", "event_type": "normal", "lines": lines})).unwrap_or_default()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn load_credentials(args: &Args) -> anyhow::Result<Vec<Cred>> {
+    match &args.credentials {
+        Some(path) => {
+            let v: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+            let list = match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            Ok(list
+                .iter()
+                .map(|c| Cred {
+                    id: c["id"].as_str().unwrap_or_default().to_owned(),
+                    user: c["mqtt_username"].as_str().map(str::to_owned),
+                    pass: c["mqtt_password"].as_str().map(str::to_owned),
+                    token: c["http_token"].as_str().map(str::to_owned),
+                })
+                .collect())
+        }
+        None => Ok((1..=args.registers)
+            .map(|i| Cred {
+                id: format!("bench-{i}"),
+                ..Cred::default()
+            })
+            .collect()),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let creds = load_credentials(&args)?;
+    anyhow::ensure!(!creds.is_empty(), "no registers");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rss_before = args.pid.and_then(rss_kib);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let started = Instant::now();
+    let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(rss_before.unwrap_or(0)));
+    rt.block_on(async {
+        if let Some(pid) = args.pid {
+            let peak = peak_rss.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Some(r) = rss_kib(pid) {
+                        peak.fetch_max(r, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        let per_register_rate = (args.rate > 0).then(|| args.rate as f64 / creds.len() as f64);
+        let mut tasks = Vec::new();
+        for cred in creds.clone() {
+            let (args, tally) = (args.clone(), tally.clone());
+            tasks.push(tokio::spawn(async move {
+                let result = match args.transport {
+                    Transport::Mqtt => {
+                        run_mqtt(&args, &cred, per_register_rate, tally.clone()).await
+                    }
+                    Transport::Http => {
+                        run_http(&args, &cred, per_register_rate, tally.clone()).await
+                    }
+                };
+                if let Err(e) = result {
+                    let mut t = tally.lock().await;
+                    t.errors += 1;
+                    t.first_error.get_or_insert(format!("{}: {e:#}", cred.id));
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut t = rt.block_on(async { std::mem::take(&mut *tally.lock().await) });
+    t.latencies_us.sort_unstable();
+    let n = t.latencies_us.len();
+    let pct = |p: f64| {
+        if n == 0 {
+            0
+        } else {
+            t.latencies_us[((n as f64 * p) as usize).min(n - 1)]
+        }
+    };
+    let report = json!({
+        "transport": match args.transport { Transport::Mqtt => "mqtt", Transport::Http => "http" },
+        "registers": creds.len(),
+        "target_rate": args.rate,
+        "seconds": elapsed,
+        "orders": n,
+        "orders_per_s": n as f64 / elapsed,
+        "latency_ms": {"p50": pct(0.50) as f64 / 1000.0, "p99": pct(0.99) as f64 / 1000.0, "max": t.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0},
+        "errors": t.errors,
+        "first_error": t.first_error,
+        "daemon_rss_kib": {"before": rss_before, "peak": args.pid.map(|_| peak_rss.load(std::sync::atomic::Ordering::Relaxed))},
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} orders in {:.1} s over {} ({} registers): {:.0} orders/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors{}",
+            n,
+            elapsed,
+            report["transport"].as_str().unwrap_or(""),
+            creds.len(),
+            report["orders_per_s"].as_f64().unwrap_or(0.0),
+            report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+            report["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+            t.errors,
+            rss_before
+                .map(|b| format!(
+                    "; daemon RSS {b} KiB before, {} KiB peak",
+                    peak_rss.load(std::sync::atomic::Ordering::Relaxed)
+                ))
+                .unwrap_or_default()
+        );
+        if let Some(e) = &t.first_error {
+            println!("first error: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn pace(rate: Option<f64>, sent: u64, start: Instant) {
+    if let Some(r) = rate {
+        let due = start + Duration::from_secs_f64(sent as f64 / r);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+async fn run_http(
+    args: &Args,
+    cred: &Cred,
+    rate: Option<f64>,
+    tally: Arc<Mutex<Tally>>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let start = Instant::now();
+    let path = format!("/v1/registers/{}/orders", cred.id);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        pace(rate, n, start).await;
+        n += 1;
+        let t0 = Instant::now();
+        let answer = fdmd::client::request(
+            args.http,
+            Method::POST,
+            &path,
+            cred.token.as_deref(),
+            Some(order(&cred.id, n, args.lines)),
+            Duration::from_secs(30),
+        )
+        .await;
+        let mut t = tally.lock().await;
+        match answer {
+            Ok((StatusCode::CREATED, _)) => t.latencies_us.push(t0.elapsed().as_micros() as u64),
+            Ok((status, body)) => {
+                t.errors += 1;
+                t.first_error
+                    .get_or_insert(format!("{status}: {}", String::from_utf8_lossy(&body)));
+            }
+            Err(e) => {
+                t.errors += 1;
+                t.first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_mqtt(
+    args: &Args,
+    cred: &Cred,
+    rate: Option<f64>,
+    tally: Arc<Mutex<Tally>>,
+) -> anyhow::Result<()> {
+    let mut options = MqttOptions::new(
+        format!("bench-{}-{}", cred.id, std::process::id()),
+        args.mqtt.ip().to_string(),
+        args.mqtt.port(),
+    );
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_inflight(args.window.max(1) as u16 * 2);
+    if let (Some(u), Some(p)) = (&cred.user, &cred.pass) {
+        options.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let receipts = format!("{}/registers/{}/receipts", args.prefix, cred.id);
+    let orders = format!("{}/registers/{}/orders", args.prefix, cred.id);
+    let (rx_tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (sub_tx, mut sub_rx) = mpsc::channel::<()>(1);
+    // The event loop runs in its own task; publishing happens elsewhere (rumqttc deadlock rule).
+    let events = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if rx_tx.send(p.payload.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = sub_tx.try_send(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::anyhow!("MQTT connection: {e}")),
+            }
+        }
+        Ok(())
+    });
+    client.subscribe(&receipts, QoS::AtLeastOnce).await?;
+    tokio::time::timeout(Duration::from_secs(10), sub_rx.recv())
+        .await
+        .map_err(|_| anyhow::anyhow!("no SUBACK within 10 s"))?;
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let start = Instant::now();
+    let mut pending: HashMap<String, Instant> = HashMap::new();
+    let mut n = 0u64;
+    let window = if rate.is_some() {
+        usize::MAX
+    } else {
+        args.window.max(1)
+    };
+    loop {
+        let now = Instant::now();
+        if now >= deadline && pending.is_empty() {
+            break;
+        }
+        if now >= deadline + Duration::from_secs(10) {
+            let mut t = tally.lock().await;
+            t.errors += pending.len() as u64;
+            t.first_error.get_or_insert(format!(
+                "{} orders without receipt 10 s after the end",
+                pending.len()
+            ));
+            break;
+        }
+        let can_send = now < deadline && pending.len() < window;
+        let next_due = rate.map(|r| start + Duration::from_secs_f64(n as f64 / r));
+        tokio::select! {
+            payload = rx.recv() => {
+                let Some(payload) = payload else { break };
+                let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                let id = v["request_id"].as_str().unwrap_or("").to_owned();
+                if let Some(t0) = pending.remove(&id) {
+                    let mut t = tally.lock().await;
+                    if v["status"] == "signed" {
+                        t.latencies_us.push(t0.elapsed().as_micros() as u64);
+                    } else {
+                        t.errors += 1;
+                        t.first_error.get_or_insert(v.to_string());
+                    }
+                }
+            }
+            _ = async { match next_due { Some(due) => tokio::time::sleep_until(due.into()).await, None => {} } }, if can_send => {
+                n += 1;
+                pending.insert(format!("{}-{n}", cred.id), Instant::now());
+                client.publish(&orders, QoS::AtLeastOnce, false, order(&cred.id, n, args.lines)).await?;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let _ = client.disconnect().await;
+    events.abort();
+    Ok(())
+}
