@@ -358,7 +358,7 @@ async fn run_mqtt(
                     }
                 }
             }
-            _ = async { match next_due { Some(due) => tokio::time::sleep_until(due.into()).await, None => {} } }, if can_send => {
+            _ = async { if let Some(due) = next_due { tokio::time::sleep_until(due.into()).await } }, if can_send => {
                 n += 1;
                 pending.insert(format!("{}-{n}", cred.id), Instant::now());
                 client.publish(&orders, QoS::AtLeastOnce, false, order(&cred.id, n, args.lines)).await?;
