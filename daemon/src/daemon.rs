@@ -154,6 +154,25 @@ impl Running {
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let watchdog = crate::systemd::watchdog_interval();
         let tick = watchdog.map_or(Duration::from_secs(5), |w| w / 2);
+        // READY=1 only once the signer can sign (a card may still wait for its PIN); meanwhile
+        // the listeners already answer, with error receipts and a degraded status.
+        let mut waiting_logged = false;
+        while let Err(e) = self.app.signer.identity() {
+            if !waiting_logged {
+                tracing::warn!("waiting for the signer before READY: {e}");
+                crate::systemd::status(&format!("waiting for the signer: {e}"));
+                waiting_logged = true;
+            }
+            tokio::select! {
+                _ = term.recv() => { self.stop().await; return Ok(()); }
+                _ = int.recv() => { self.stop().await; return Ok(()); }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if watchdog.is_some() {
+                        crate::systemd::watchdog_ping();
+                    }
+                }
+            }
+        }
         crate::systemd::ready(&format!("serving: HTTP {}", self.http.local_addr()));
         tracing::info!("fdmd ready: HTTP on {}", self.http.local_addr());
         loop {

@@ -302,3 +302,46 @@ fn tells_systemd_ready_watchdog_and_stopping() {
     }
     assert!(after.contains("STOPPING=1"), "{after}");
 }
+
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut documented = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = fdmd::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(
+        documented, served,
+        "docs/openapi.json and the router disagree"
+    );
+    // Every documented route is answered by the running daemon (never "no route").
+    let d = Daemon::start_with_config("", &[]);
+    let admin = d.admin_token();
+    for (method, template) in &served {
+        let path = template
+            .replace("{register}", "r1")
+            .replace("{request_id}", "x")
+            .replace("{id}", "nobody");
+        let method: Method = method.parse().unwrap();
+        let body = (method == Method::POST).then(|| b"{}".to_vec());
+        let (status, answer) = d.request(method.clone(), &path, Some(&admin), body);
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if status == StatusCode::NOT_FOUND {
+            assert!(
+                !answer.to_string().contains("no route"),
+                "{method} {path} is not routed: {answer}"
+            );
+        }
+    }
+}

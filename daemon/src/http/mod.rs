@@ -9,6 +9,8 @@ mod admin;
 mod response;
 mod routes;
 
+pub use routes::ROUTES;
+
 use crate::app::App;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};

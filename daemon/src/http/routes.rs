@@ -15,6 +15,23 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every route the server answers, as (method, path template); `docs/openapi.json` documents
+/// exactly these (checked by the tests).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/registers/{register}/orders"),
+    ("GET", "/v1/receipts/{register}/{request_id}"),
+    ("GET", "/v1/status"),
+    ("GET", "/v1/signer"),
+    ("GET", "/v1/journal/export"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/admin/registers"),
+    ("POST", "/v1/admin/registers"),
+    ("DELETE", "/v1/admin/registers/{id}"),
+    ("GET", "/v1/admin/stations"),
+    ("POST", "/v1/admin/stations"),
+    ("DELETE", "/v1/admin/stations/{id}"),
+];
+
 /// Handles one request within the configured time limit.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let limit = Duration::from_millis(app.config.http.request_timeout_ms);
