@@ -481,3 +481,50 @@ fn labels_cover_every_event_type() {
     assert_eq!(seen.len(), 8);
     assert_eq!(FdmCode::from_number(205), Some(FdmCode::StorageFull));
 }
+
+mod numbering_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+        /// Whatever the mix of threads, registers, event types and refunds, every series and
+        /// counter is 1..=n without gap or duplicate, and the journal verifies.
+        #[test]
+        fn counters_and_series_are_uninterrupted(
+            plan in prop::collection::vec(prop::collection::vec((0usize..4, any::<bool>()), 1..15), 1..6),
+            shared in any::<bool>(),
+        ) {
+            let f = Fixture::new();
+            let scope = if shared { SeriesScope::Establishment } else { SeriesScope::PerRegister };
+            let reg = f.registrar(Numbering { scope, digits: 8 });
+            let threads: Vec<_> = plan.into_iter().enumerate().map(|(t, orders)| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    orders.into_iter().enumerate().map(|(i, (kind, refund))| {
+                        let kind = EventType::ALL[kind].as_str();
+                        let q = if refund { -1 } else { 1 };
+                        signed(reg.register_order_blocking(&format!("t{t}"), &order(&format!("{i}"), kind, &[("x", q, "1.00", "A")])))
+                    }).collect::<Vec<_>>()
+                })
+            }).collect();
+            let receipts: Vec<Value> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            let mut series: std::collections::HashMap<String, Vec<u64>> = Default::default();
+            let mut labels: std::collections::HashMap<String, Vec<u64>> = Default::default();
+            let mut totals = Vec::new();
+            for r in &receipts {
+                let label = r["label"].as_str().unwrap().to_owned();
+                let key = if shared { label[..1].to_owned() } else { format!("{}/{}", r["register"], &label[..1]) };
+                series.entry(key).or_default().push(r["ticket_number"].as_str().unwrap().parse().unwrap());
+                labels.entry(label).or_default().push(r["event_counter"].as_u64().unwrap());
+                totals.push(r["total_counter"].as_u64().unwrap());
+            }
+            for numbers in series.values_mut().chain(labels.values_mut()).chain(std::iter::once(&mut totals)) {
+                numbers.sort_unstable();
+                prop_assert_eq!(numbers.clone(), (1..=numbers.len() as u64).collect::<Vec<_>>());
+            }
+            prop_assert_eq!(f.verify().fiscal_events, receipts.len() as u64);
+        }
+    }
+}
