@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod fiscal;
 pub mod http;
 pub mod journal;
+pub mod mqtt;
 pub mod paths;
 pub mod service;
 pub mod signer;

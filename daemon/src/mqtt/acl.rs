@@ -1,0 +1,101 @@
+//! Who may publish and subscribe to what. The embedded broker's gate applies these rules to every
+//! CONNECT (will), PUBLISH and SUBSCRIBE; `packaging/mosquitto/fdmd.acl` expresses the same rules
+//! for an external Mosquitto.
+//!
+//! | principal          | may publish                  | may subscribe to (exact filters)           |
+//! |--------------------|------------------------------|--------------------------------------------|
+//! | register `R`       | `PREFIX/registers/R/orders`  | `PREFIX/registers/R/receipts`, `PREFIX/status` |
+//! | station `S`        | nothing                      | `PREFIX/stations/S/tickets`, `PREFIX/status`   |
+//! | admin              | nothing                      | `PREFIX/status`                            |
+//! | anonymous (dev)    | any `PREFIX/registers/+/orders` | any filter under `PREFIX/`              |
+//!
+//! Subscriptions must name the topic exactly: a wildcard filter is refused even when every topic
+//! it matches would be allowed, which keeps the check a string comparison.
+
+use super::topics::Topics;
+use crate::access::Principal;
+
+/// Whether `who` may publish on `topic` (also used for the will topic of a CONNECT).
+pub fn may_publish(who: &Principal, topics: &Topics, topic: &str) -> bool {
+    match who {
+        Principal::Register(id) => topic == topics.orders(id),
+        Principal::Anonymous => topics.register_of_orders(topic).is_some(),
+        Principal::Station(_) | Principal::Admin => false,
+    }
+}
+
+/// Whether `who` may subscribe to `filter`.
+pub fn may_subscribe(who: &Principal, topics: &Topics, filter: &str) -> bool {
+    if filter == topics.status() {
+        return true;
+    }
+    match who {
+        Principal::Register(id) => filter == topics.receipts(id),
+        Principal::Station(id) => filter == topics.tickets(id),
+        Principal::Admin => false,
+        Principal::Anonymous => topics.is_under_prefix(filter),
+    }
+}
+
+/// How a principal is named in logs and in the broker (`register:till-1`).
+pub fn name(who: &Principal) -> String {
+    match who {
+        Principal::Register(id) => format!("register:{id}"),
+        Principal::Station(id) => format!("station:{id}"),
+        Principal::Admin => "admin".to_owned(),
+        Principal::Anonymous => "anonymous".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_reach_only_their_own_topics() {
+        let t = Topics::new("fdm/v1");
+        let a = Principal::Register("a".into());
+        assert!(may_publish(&a, &t, "fdm/v1/registers/a/orders"));
+        assert!(!may_publish(&a, &t, "fdm/v1/registers/b/orders"));
+        assert!(!may_publish(&a, &t, "fdm/v1/registers/a/receipts"));
+        assert!(!may_publish(&a, &t, "fdm/v1/status"));
+        assert!(!may_publish(&a, &t, "fdm/v1/stations/a/tickets"));
+        assert!(may_subscribe(&a, &t, "fdm/v1/registers/a/receipts"));
+        assert!(may_subscribe(&a, &t, "fdm/v1/status"));
+        for f in [
+            "fdm/v1/registers/b/receipts",
+            "fdm/v1/registers/+/receipts",
+            "fdm/v1/registers/a/#",
+            "fdm/v1/#",
+            "#",
+            "fdm/v1/registers/a/orders",
+            "$share/g/fdm/v1/registers/a/receipts",
+        ] {
+            assert!(!may_subscribe(&a, &t, f), "{f}");
+        }
+    }
+
+    #[test]
+    fn stations_only_read() {
+        let t = Topics::new("fdm/v1");
+        let k = Principal::Station("kitchen".into());
+        assert!(may_subscribe(&k, &t, "fdm/v1/stations/kitchen/tickets"));
+        assert!(!may_subscribe(&k, &t, "fdm/v1/stations/bar/tickets"));
+        assert!(!may_subscribe(&k, &t, "fdm/v1/stations/+/tickets"));
+        assert!(!may_publish(&k, &t, "fdm/v1/registers/kitchen/orders"));
+        assert!(!may_publish(&k, &t, "fdm/v1/stations/kitchen/tickets"));
+    }
+
+    #[test]
+    fn anonymous_in_dev_mode_cannot_impersonate_fdmd() {
+        let t = Topics::new("fdm/v1");
+        let anon = Principal::Anonymous;
+        assert!(may_publish(&anon, &t, "fdm/v1/registers/x/orders"));
+        assert!(!may_publish(&anon, &t, "fdm/v1/registers/x/receipts"));
+        assert!(!may_publish(&anon, &t, "fdm/v1/status"));
+        assert!(!may_publish(&anon, &t, "fdm/v1/stations/bar/tickets"));
+        assert!(may_subscribe(&anon, &t, "fdm/v1/#"));
+        assert!(!may_subscribe(&anon, &t, "#"));
+        assert!(!may_subscribe(&anon, &t, "$SYS/#"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The embedded broker: rumqttd 0.20, its router on its own thread and its MQTT 3.1.1 listener as
+//! a task on our runtime, bound to 127.0.0.1 on an internal port. It accepts only two logins: the
+//! gate's (on behalf of clients the gate has authenticated) and fdmd's own bus client, each with a
+//! per-process random secret, so connecting to the internal port directly gets a client nowhere.
+//!
+//! rumqttd cannot report the port it bound, so a free port is found by binding port 0 and
+//! releasing it; if somebody takes it first the listener fails, and another port is tried. The
+//! listener counts as started once fdmd's bus credentials get a CONNACK from it. rumqttd has no
+//! shutdown: [`InternalBroker::stop`] ends the listener, the router thread stays parked.
+
+use super::packet::{self, Connect};
+use super::secret::{RandomError, Secret};
+use rumqttd::protocol::v4::V4;
+use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// The user name of fdmd's own bus client on the internal broker.
+pub const BUS_USER: &str = "fdmd-bus";
+
+/// Ports tried before giving up.
+const ATTEMPTS: usize = 5;
+/// How long one attempt waits for the listener.
+const READY_WITHIN: Duration = Duration::from_secs(3);
+/// Segment size of rumqttd's in-memory logs (one log per topic filter).
+const SEGMENT_BYTES: usize = 256 * 1024;
+/// Segments kept per log: about 1 MiB per filter in use.
+const SEGMENTS: usize = 4;
+
+/// What the internal broker is sized for.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerSettings {
+    /// Client connections (the gate's limit); the bus and a probe come on top.
+    pub max_connections: usize,
+    /// Largest packet the broker accepts.
+    pub max_packet_bytes: usize,
+}
+
+/// Why the internal broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No randomness for the secrets.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// No loopback port could be found.
+    #[error("no free loopback port for the internal broker: {0}")]
+    Port(std::io::Error),
+    /// The listener never accepted fdmd's login.
+    #[error("the internal broker did not start after {attempts} attempts: {last}")]
+    NotStarted {
+        /// Ports tried.
+        attempts: usize,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// The running internal broker.
+#[derive(Debug)]
+pub struct InternalBroker {
+    addr: SocketAddr,
+    server: JoinHandle<Result<(), String>>,
+    gate_secret: Secret,
+    bus_secret: Secret,
+}
+
+impl InternalBroker {
+    /// Starts the router and the listener; returns once fdmd's bus credentials are accepted.
+    pub async fn start(settings: BrokerSettings) -> Result<InternalBroker, BrokerError> {
+        let gate_secret = Secret::random()?;
+        let bus_secret = Secret::random()?;
+        let router_tx = Router::new(0, router_config(settings)).spawn();
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port().map_err(BrokerError::Port)?));
+            let config = server_settings(addr, settings, &gate_secret, &bus_secret);
+            let mut server = Server::new(config, router_tx.clone(), V4);
+            let mut task = tokio::spawn(async move {
+                server
+                    .start(LinkType::Remote)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+            match wait_ready(addr, &mut task, &bus_secret).await {
+                Ok(()) => {
+                    tracing::debug!(%addr, "internal MQTT broker listening");
+                    return Ok(InternalBroker {
+                        addr,
+                        server: task,
+                        gate_secret,
+                        bus_secret,
+                    });
+                }
+                Err(e) => {
+                    task.abort();
+                    tracing::debug!(%addr, attempt, error = %e, "internal MQTT broker did not start");
+                    last = e;
+                }
+            }
+        }
+        Err(BrokerError::NotStarted {
+            attempts: ATTEMPTS,
+            last,
+        })
+    }
+
+    /// Where the broker listens (loopback only).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The password the gate presents for authenticated clients.
+    pub fn gate_secret(&self) -> &Secret {
+        &self.gate_secret
+    }
+
+    /// The password of fdmd's bus client (user [`BUS_USER`]).
+    pub fn bus_secret(&self) -> &Secret {
+        &self.bus_secret
+    }
+
+    /// Stops the listener. Connections still open are closed by their peers (the gate).
+    pub fn stop(self) {
+        self.server.abort();
+    }
+}
+
+fn router_config(s: BrokerSettings) -> RouterConfig {
+    RouterConfig {
+        max_connections: s.max_connections + 8,
+        max_outgoing_packet_count: 200,
+        max_segment_size: SEGMENT_BYTES,
+        max_segment_count: SEGMENTS,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    }
+}
+
+fn server_settings(
+    addr: SocketAddr,
+    s: BrokerSettings,
+    gate: &Secret,
+    bus: &Secret,
+) -> ServerSettings {
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: s.max_packet_bytes,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let (gate, bus) = (gate.clone(), bus.clone());
+    connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
+        let ok = if user == BUS_USER {
+            bus.matches(&pass)
+        } else {
+            gate.matches(&pass)
+        };
+        async move { ok }
+    });
+    ServerSettings {
+        name: "fdmd-internal".into(),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_ready(
+    addr: SocketAddr,
+    task: &mut JoinHandle<Result<(), String>>,
+    bus_secret: &Secret,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        if task.is_finished() {
+            return Err(match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "the listener stopped".to_owned(),
+                Err(e) => e.to_string(),
+            });
+        }
+        match probe(addr, bus_secret).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Logs in with the bus credentials and leaves: proves the listener is ours and accepts us.
+async fn probe(addr: SocketAddr, bus_secret: &Secret) -> Result<(), String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let connect = packet::encode_connect(&Connect {
+            keep_alive: 5,
+            clean_session: true,
+            client_id: "fdmd-probe".into(),
+            will: None,
+            username: Some(BUS_USER.into()),
+            password: Some(bus_secret.expose().as_bytes().to_vec()),
+        })
+        .map_err(|e| e.to_string())?;
+        stream
+            .write_all(&connect)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ack = [0u8; 4];
+        stream
+            .read_exact(&mut ack)
+            .await
+            .map_err(|e| e.to_string())?;
+        if ack[..2] != [0x20, 0x02] {
+            return Err(format!("unexpected answer {ack:02x?}"));
+        }
+        if ack[3] != packet::connack::ACCEPTED {
+            return Err(format!("login refused with code {}", ack[3]));
+        }
+        // DISCONNECT, then wait for the broker to close: closing first can make rumqttd 0.20
+        // report the disconnection twice and end the next client to connect.
+        let _ = stream.write_all(&[0xe0, 0x00]).await;
+        let mut rest = [0u8; 16];
+        while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no CONNACK within 1 s".to_owned()))
+}

@@ -1,0 +1,549 @@
+//! The gate: fdmd's public MQTT listener in embedded mode, a small proxy in front of the internal
+//! rumqttd (which has no topic ACL). For every client connection it
+//!
+//! 1. reads the CONNECT (within a timeout, bounded in size); MQTT 5 and 3.1 clients get a CONNACK
+//!    "unacceptable protocol version";
+//! 2. authenticates it against the access store (anonymous only in development mode) and checks
+//!    its will topic like a publish;
+//! 3. rewrites it for the internal broker: user name = the principal, password = the gate's
+//!    per-process secret, client id `PRINCIPAL|ID` (so no client can take over another's
+//!    session, nor fdmd's own);
+//! 4. then forwards packets both ways, reading each one whole with a size bound, and checking
+//!    every PUBLISH topic and SUBSCRIBE filter against [`super::acl`]. A forbidden publish or
+//!    subscribe closes the connection, and is logged. Orders are never retained (the retain bit
+//!    is cleared); an order payload over the limit is not forwarded: the gate reads past it,
+//!    acknowledges it, and fdmd answers it with a 207 receipt.
+
+use super::acl;
+use super::orders::{IncomingOrder, Payload};
+use super::packet::{self, Connect, FixedHeader, PacketError, PublishHead, connack};
+use super::secret::Secret;
+use super::topics::Topics;
+use crate::access::{AccessStore, Principal};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Largest CONNECT (client id, will, credentials).
+const MAX_CONNECT: usize = 16 * 1024;
+/// Largest SUBSCRIBE, UNSUBSCRIBE or acknowledgement from a client.
+const MAX_CONTROL: usize = 16 * 1024;
+/// Longest topic in a PUBLISH; fdmd's topics are far shorter.
+const MAX_TOPIC: usize = 1024;
+/// Longest client id or user name accepted.
+const MAX_NAME: usize = 128;
+/// Time to reach the internal broker.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time the broker gets to close a connection after the client's DISCONNECT.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// DISCONNECT packet type.
+const DISCONNECT: u8 = 14;
+
+/// Client connections so far, to number sessions that are not kept.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How the client side of a connection ended.
+enum Ending {
+    /// The client closed the connection.
+    Closed,
+    /// The client said DISCONNECT.
+    Disconnect,
+}
+
+/// How the gate behaves.
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    /// Topic layout.
+    pub topics: Topics,
+    /// The internal broker.
+    pub upstream: SocketAddr,
+    /// The password the internal broker expects from the gate.
+    pub secret: Secret,
+    /// Largest order payload; larger ones are answered with 207 without being forwarded.
+    pub max_payload: usize,
+    /// Largest packet forwarded from the broker to a client.
+    pub max_downstream: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Time a client has to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// Development mode: anonymous clients allowed.
+    pub dev: bool,
+}
+
+/// Why a client connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The connection failed or closed mid-packet.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client broke the protocol.
+    #[error("{0}")]
+    Packet(#[from] PacketError),
+    /// No CONNECT in time.
+    #[error("no CONNECT within {0:?}")]
+    ConnectTimeout(Duration),
+    /// The first packet was something else.
+    #[error("first packet is of type {0}, not CONNECT")]
+    NotConnect(u8),
+    /// A second CONNECT.
+    #[error("second CONNECT on one connection")]
+    SecondConnect,
+    /// Wrong user name or password.
+    #[error("bad user name or password for {0:?}")]
+    BadCredentials(String),
+    /// No credentials outside development mode.
+    #[error("anonymous clients are refused (development mode is off)")]
+    AnonymousRefused,
+    /// Client id refused.
+    #[error("client id refused: {0}")]
+    ClientId(&'static str),
+    /// A forbidden publish, subscribe or will.
+    #[error("{who} may not {action} {topic:?}")]
+    Forbidden {
+        /// The principal.
+        who: String,
+        /// publish to, subscribe to, set a will on.
+        action: &'static str,
+        /// The topic or filter.
+        topic: String,
+    },
+    /// The internal broker cannot be reached.
+    #[error("internal broker unreachable: {0}")]
+    Upstream(std::io::Error),
+}
+
+impl GateError {
+    fn log(&self, peer: SocketAddr) {
+        match self {
+            GateError::Forbidden { .. }
+            | GateError::BadCredentials(_)
+            | GateError::AnonymousRefused
+            | GateError::Packet(PacketError::TooLarge { .. }) => {
+                tracing::warn!(%peer, "MQTT client refused: {self}");
+            }
+            GateError::Upstream(_) => tracing::error!(%peer, "MQTT client dropped: {self}"),
+            GateError::Io(_) | GateError::Packet(PacketError::Io(_)) => {
+                tracing::debug!(%peer, "MQTT client gone: {self}");
+            }
+            _ => tracing::info!(%peer, "MQTT client dropped: {self}"),
+        }
+    }
+}
+
+/// The running gate.
+pub struct Gate {
+    local_addr: SocketAddr,
+    accept: JoinHandle<()>,
+    stop_accepting: CancellationToken,
+    close_all: CancellationToken,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+struct Shared {
+    settings: GateSettings,
+    access: Arc<AccessStore>,
+    orders: mpsc::Sender<IncomingOrder>,
+}
+
+impl Gate {
+    /// Serves clients on `listener`; size notices for over-large orders go to `orders`.
+    pub fn start(
+        listener: TcpListener,
+        settings: GateSettings,
+        access: Arc<AccessStore>,
+        orders: mpsc::Sender<IncomingOrder>,
+    ) -> std::io::Result<Gate> {
+        let local_addr = listener.local_addr()?;
+        let max_connections = settings.max_connections.max(1);
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let stop_accepting = CancellationToken::new();
+        let close_all = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            settings,
+            access,
+            orders,
+        });
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            shared,
+            slots.clone(),
+            stop_accepting.clone(),
+            close_all.clone(),
+        ));
+        Ok(Gate {
+            local_addr,
+            accept,
+            stop_accepting,
+            close_all,
+            slots,
+            max_connections,
+        })
+    }
+
+    /// The public address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections; open ones carry on.
+    pub fn stop_accepting(&self) {
+        self.stop_accepting.cancel();
+    }
+
+    /// Closes every connection and waits (at most `timeout`) for them to end.
+    pub async fn close(self, timeout: Duration) {
+        self.stop_accepting.cancel();
+        self.close_all.cancel();
+        let _ = self.accept.await;
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(timeout, self.slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("MQTT client connections still open after {timeout:?}");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+    close_all: CancellationToken,
+) {
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = shared.settings.max_connections, "too many MQTT connections; client refused");
+            tokio::spawn(async move {
+                let busy = packet::connack(connack::SERVER_UNAVAILABLE);
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&busy)).await;
+            });
+            continue;
+        };
+        let shared = shared.clone();
+        let close = close_all.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let outcome = tokio::select! {
+                r = shared.session(stream) => r,
+                _ = close.cancelled() => Ok(()),
+            };
+            match outcome {
+                Ok(()) => tracing::debug!(%peer, "MQTT client left"),
+                Err(e) => e.log(peer),
+            }
+        });
+    }
+}
+
+impl Shared {
+    async fn session(&self, stream: TcpStream) -> Result<(), GateError> {
+        let s = &self.settings;
+        let (client_rx, mut client_tx) = stream.into_split();
+        let mut client_rx = BufReader::with_capacity(16 * 1024, client_rx);
+
+        let body = tokio::time::timeout(s.connect_timeout, read_connect(&mut client_rx))
+            .await
+            .map_err(|_| GateError::ConnectTimeout(s.connect_timeout))??;
+        let connect = match packet::parse_connect(&body) {
+            Ok(c) => c,
+            Err(e @ PacketError::Unsupported { .. }) => {
+                refuse(&mut client_tx, connack::UNACCEPTABLE_PROTOCOL).await;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let who = match self.admit(&connect) {
+            Ok(who) => who,
+            Err((code, e)) => {
+                refuse(&mut client_tx, code).await;
+                return Err(e);
+            }
+        };
+        let name = acl::name(&who);
+        tracing::debug!(client = %name, client_id = %connect.client_id, "MQTT client authenticated");
+
+        let upstream = tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(s.upstream))
+            .await
+            .map_err(|_| GateError::Upstream(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(GateError::Upstream)?;
+        let _ = upstream.set_nodelay(true);
+        let (broker_rx, mut broker_tx) = upstream.into_split();
+        let rewritten = self.rewrite(connect, &name)?;
+        broker_tx
+            .write_all(&rewritten)
+            .await
+            .map_err(GateError::Upstream)?;
+
+        let client_tx = Mutex::new(client_tx);
+        let down = broker_to_client(
+            BufReader::with_capacity(16 * 1024, broker_rx),
+            &client_tx,
+            s.max_downstream,
+        );
+        tokio::pin!(down);
+        let up = self.client_to_broker(&who, &name, &mut client_rx, &mut broker_tx, &client_tx);
+        tokio::select! {
+            r = up => match r? {
+                Ending::Closed => Ok(()),
+                // Let the broker close first: if the connection closed right after a
+                // DISCONNECT, rumqttd 0.20 can report the disconnection twice, and the second
+                // report ends whichever client got the connection slot in between.
+                Ending::Disconnect => {
+                    let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, &mut down).await;
+                    Ok(())
+                }
+            },
+            r = &mut down => r,
+        }
+    }
+
+    /// Authenticates a CONNECT and checks its client id and will. Errors carry the CONNACK code.
+    fn admit(&self, c: &Connect) -> Result<Principal, (u8, GateError)> {
+        let who = match &c.username {
+            None if self.settings.dev => Principal::Anonymous,
+            None => return Err((connack::NOT_AUTHORIZED, GateError::AnonymousRefused)),
+            Some(user) => self
+                .authenticate(user, c.password.as_deref())
+                .ok_or_else(|| {
+                    let shown: String = user.chars().take(64).collect();
+                    (connack::BAD_CREDENTIALS, GateError::BadCredentials(shown))
+                })?,
+        };
+        if c.client_id.len() > MAX_NAME {
+            return Err((
+                connack::IDENTIFIER_REJECTED,
+                GateError::ClientId("longer than 128 bytes"),
+            ));
+        }
+        if c.client_id.is_empty() && !c.clean_session {
+            return Err((
+                connack::IDENTIFIER_REJECTED,
+                GateError::ClientId("empty with a persistent session"),
+            ));
+        }
+        if let Some(will) = &c.will
+            && !acl::may_publish(&who, &self.settings.topics, &will.topic)
+        {
+            return Err((
+                connack::NOT_AUTHORIZED,
+                GateError::Forbidden {
+                    who: acl::name(&who),
+                    action: "set a will on",
+                    topic: will.topic.clone(),
+                },
+            ));
+        }
+        Ok(who)
+    }
+
+    /// `register:ID` and `station:ID` as enrolled, or the bare `ID` (the form that also works
+    /// with Mosquitto's pattern ACL): the password tells which enrolment it is.
+    fn authenticate(&self, user: &str, password: Option<&[u8]>) -> Option<Principal> {
+        if user.len() > MAX_NAME {
+            return None;
+        }
+        let password = std::str::from_utf8(password?).ok()?;
+        if user.contains(':') {
+            return self.access.check_mqtt(user, password);
+        }
+        ["register", "station"]
+            .iter()
+            .find_map(|kind| self.access.check_mqtt(&format!("{kind}:{user}"), password))
+    }
+
+    /// The CONNECT the internal broker sees.
+    fn rewrite(&self, mut c: Connect, name: &str) -> Result<Vec<u8>, GateError> {
+        let id = if c.client_id.is_empty() {
+            Secret::random()
+                .map(|s| s.expose()[..16].to_owned())
+                .unwrap_or_else(|_| format!("{:x}", crate::app::unix_ms()))
+        } else {
+            std::mem::take(&mut c.client_id)
+        };
+        // rumqttd refuses `+ $ # /` in client ids. The principal's name never contains `|`, so
+        // the part before the first `|` says whose session it is.
+        let id: String = id
+            .chars()
+            .map(|ch| {
+                if matches!(ch, '+' | '$' | '#' | '/') {
+                    '_'
+                } else {
+                    ch
+                }
+            })
+            .collect();
+        c.client_id = if c.clean_session {
+            // A session that is not kept gets an id of its own: rumqttd 0.20 poisons a lock for
+            // good (and refuses every later client) when an id comes back after a connection
+            // that failed to register (server/broker.rs `sender.try_send(..).unwrap()`).
+            let n = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{name}|{id}|{n}")
+        } else {
+            format!("{name}|{id}")
+        };
+        c.username = Some(name.to_owned());
+        c.password = Some(self.settings.secret.expose().as_bytes().to_vec());
+        Ok(packet::encode_connect(&c)?)
+    }
+
+    async fn client_to_broker(
+        &self,
+        who: &Principal,
+        name: &str,
+        rx: &mut BufReader<OwnedReadHalf>,
+        broker: &mut OwnedWriteHalf,
+        client: &Mutex<OwnedWriteHalf>,
+    ) -> Result<Ending, GateError> {
+        let s = &self.settings;
+        loop {
+            let Some(header) = packet::read_header(rx).await? else {
+                return Ok(Ending::Closed);
+            };
+            match header.kind() {
+                packet::PUBLISH => {
+                    let head = packet::read_publish_head(rx, header, MAX_TOPIC).await?;
+                    if !acl::may_publish(who, &s.topics, &head.topic) {
+                        return Err(forbidden(name, "publish to", &head.topic));
+                    }
+                    if head.payload_len > s.max_payload {
+                        self.too_large(name, head, rx, client).await?;
+                        continue;
+                    }
+                    // Everything a client may publish is an order: never retained.
+                    let mut out = packet::encode_publish_head(header.byte1 & !0x01, &head);
+                    let start = out.len();
+                    out.resize(start + head.payload_len, 0);
+                    rx.read_exact(&mut out[start..]).await?;
+                    broker.write_all(&out).await?;
+                }
+                packet::SUBSCRIBE => {
+                    let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
+                    let body = &frame[frame.len() - header.remaining..];
+                    for (filter, _) in packet::parse_subscribe(header, body)? {
+                        if !acl::may_subscribe(who, &s.topics, &filter) {
+                            return Err(forbidden(name, "subscribe to", &filter));
+                        }
+                    }
+                    broker.write_all(&frame).await?;
+                }
+                packet::CONNECT => return Err(GateError::SecondConnect),
+                DISCONNECT => {
+                    let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
+                    broker.write_all(&frame).await?;
+                    return Ok(Ending::Disconnect);
+                }
+                _ => {
+                    let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
+                    broker.write_all(&frame).await?;
+                }
+            }
+        }
+    }
+
+    /// An order payload over the limit: read past it without keeping it, acknowledge it, and let
+    /// fdmd answer 207. QoS 2 is not handled here (the broker would see a PUBREL it never knew):
+    /// such a client is disconnected.
+    async fn too_large(
+        &self,
+        name: &str,
+        head: PublishHead,
+        rx: &mut BufReader<OwnedReadHalf>,
+        client: &Mutex<OwnedWriteHalf>,
+    ) -> Result<(), GateError> {
+        let too_large = PacketError::TooLarge {
+            what: "order payload",
+            size: head.payload_len,
+            max: self.settings.max_payload,
+        };
+        let Some(register) = self.settings.topics.register_of_orders(&head.topic) else {
+            return Err(too_large.into());
+        };
+        if head.qos == 2 {
+            return Err(too_large.into());
+        }
+        skip(rx, head.payload_len).await?;
+        let notice = IncomingOrder {
+            register: register.to_owned(),
+            payload: Payload::TooLarge(head.payload_len),
+        };
+        if self.orders.send(notice).await.is_err() {
+            tracing::debug!(client = %name, "over-large order while fdmd stops; not answered");
+            return Ok(());
+        }
+        if let Some(id) = head.packet_id {
+            client.lock().await.write_all(&packet::puback(id)).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn read_connect<R: AsyncRead + Unpin>(rx: &mut R) -> Result<Vec<u8>, GateError> {
+    let header: FixedHeader = packet::read_header(rx)
+        .await?
+        .ok_or_else(|| GateError::Io(std::io::ErrorKind::UnexpectedEof.into()))?;
+    if header.kind() != packet::CONNECT {
+        return Err(GateError::NotConnect(header.kind()));
+    }
+    Ok(packet::read_body(rx, header, MAX_CONNECT).await?)
+}
+
+async fn broker_to_client(
+    mut rx: BufReader<OwnedReadHalf>,
+    client: &Mutex<OwnedWriteHalf>,
+    max: usize,
+) -> Result<(), GateError> {
+    loop {
+        let Some(header) = packet::read_header(&mut rx).await? else {
+            return Ok(());
+        };
+        let frame = packet::read_frame(&mut rx, header, max).await?;
+        client.lock().await.write_all(&frame).await?;
+    }
+}
+
+async fn skip<R: AsyncRead + Unpin>(rx: &mut R, n: usize) -> Result<(), GateError> {
+    let copied = tokio::io::copy(&mut rx.take(n as u64), &mut tokio::io::sink()).await?;
+    if copied < n as u64 {
+        return Err(GateError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(())
+}
+
+async fn refuse(tx: &mut OwnedWriteHalf, code: u8) {
+    let answer = async {
+        tx.write_all(&packet::connack(code)).await?;
+        tx.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+}
+
+fn forbidden(who: &str, action: &'static str, topic: &str) -> GateError {
+    GateError::Forbidden {
+        who: who.to_owned(),
+        action,
+        topic: topic.chars().take(200).collect(),
+    }
+}

@@ -1,0 +1,59 @@
+//! The retained status topic: the status document at start, every [`INTERVAL`], and a final
+//! `"offline"` one at stop; the will (`{"status":"offline"}`, retained) covers a crash.
+
+use super::bus::BusHandle;
+use crate::app::App;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often the status is republished.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// The will: what the broker publishes when fdmd's connection drops without a goodbye.
+pub fn will_payload() -> Vec<u8> {
+    br#"{"status":"offline"}"#.to_vec()
+}
+
+/// The last status fdmd publishes when it stops.
+pub fn final_payload(app: &App) -> Vec<u8> {
+    let mut doc = app.status.snapshot();
+    if let Value::Object(map) = &mut doc {
+        map.insert("status".into(), json!("offline"));
+        map.insert("reason".into(), json!("fdmd stopped"));
+    }
+    serde_json::to_vec(&doc).unwrap_or_else(|_| will_payload())
+}
+
+/// Publishes the status now and every `interval` until `stop`.
+pub fn spawn(
+    app: Arc<App>,
+    topic: String,
+    bus: BusHandle,
+    interval: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let doc = match serde_json::to_vec(&app.status.snapshot()) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "status could not be encoded");
+                    continue;
+                }
+            };
+            if bus.publish(topic.clone(), doc, true).await.is_err() {
+                return;
+            }
+        }
+    })
+}
