@@ -464,3 +464,123 @@ async fn the_listen_address_is_reported_and_a_busy_one_is_an_error() {
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_gate_and_fdmd_get_into_the_internal_broker_and_the_will_reaches_clients() {
+    use fdmd::mqtt::broker::{BUS_USER, BrokerSettings, InternalBroker};
+    use fdmd::mqtt::bus::{Bus, BusOptions};
+    use fdmd::mqtt::gate::{Gate, GateSettings};
+    use fdmd::mqtt::topics::Topics;
+
+    let (_dir, app, _) = Fdmd::app(|_| {});
+    let broker = InternalBroker::start(BrokerSettings {
+        max_connections: 8,
+        max_packet_bytes: 1 << 20,
+    })
+    .await
+    .unwrap();
+    // A client's own credentials, none, or a guess do not open the internal port.
+    let c = app
+        .access
+        .enrol(ClientKind::Register, "till-1", "now")
+        .unwrap();
+    for creds in [
+        Some((c.mqtt_username.as_str(), c.mqtt_password.as_str())),
+        None,
+        Some((BUS_USER, "guess")),
+    ] {
+        let mut direct = TestClient::start(options(broker.addr(), "direct", creds));
+        let got = direct.next_event().await;
+        assert_ne!(
+            got,
+            Happened::Connected,
+            "{creds:?} got into the internal broker"
+        );
+    }
+
+    let topics = Topics::new(P);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (orders_tx, _orders_rx) = tokio::sync::mpsc::channel(8);
+    let settings = GateSettings {
+        topics: topics.clone(),
+        upstream: broker.addr(),
+        secret: broker.gate_secret().clone(),
+        max_payload: 4096,
+        max_downstream: 1 << 20,
+        max_connections: 8,
+        connect_timeout: SOON,
+        dev: false,
+    };
+    let gate = Gate::start(listener, settings, app.access.clone(), orders_tx).unwrap();
+    let k = app
+        .access
+        .enrol(ClientKind::Station, "kitchen", "now")
+        .unwrap();
+    let mut kitchen = TestClient::connect(
+        gate.local_addr(),
+        "kds",
+        Some((&k.mqtt_username, &k.mqtt_password)),
+    )
+    .await;
+    kitchen.subscribe(&topics.status()).await;
+
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let bus = Bus::start(
+        BusOptions {
+            host: "127.0.0.1".into(),
+            port: broker.addr().port(),
+            client_id: "fdmd".into(),
+            credentials: Some((BUS_USER.into(), broker.bus_secret().expose().into())),
+            max_packet_bytes: 1 << 20,
+            persistent_session: false,
+            keep_alive: Duration::from_secs(5),
+            will: Some((topics.status(), fdmd::mqtt::status_topic::will_payload())),
+            subscriptions: vec![],
+        },
+        tx,
+        None,
+    )
+    .unwrap();
+    assert!(bus.wait_subscribed(SOON).await);
+    bus.handle()
+        .publish(topics.status(), br#"{"status":"ready"}"#.to_vec(), true)
+        .await
+        .unwrap();
+    assert_eq!(kitchen.next_message().await.json()["status"], "ready");
+    // fdmd's client vanishes without a DISCONNECT: the broker publishes its will.
+    bus.abort().await;
+    assert_eq!(
+        kitchen.next_message().await.json(),
+        serde_json::json!({"status": "offline"})
+    );
+    gate.close(SOON).await;
+    kitchen.closed().await;
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_and_stops_taking_connections() {
+    let mut f = Fdmd::start(|c| c.daemon.shutdown_grace_ms = 1_000).await;
+    let addr = f.addr();
+    let mut till = register(&f, "till-1").await;
+    for n in 0..20 {
+        till.publish(
+            &orders("till-1"),
+            order(&format!("r-{n}"), &[("Cola", None)]),
+        )
+        .await;
+    }
+    assert_eq!(till.next_message().await.json()["code"], 0);
+    let t = std::time::Instant::now();
+    f.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    assert!(!f.app.status.problems().is_empty(), "MQTT is reported down");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+}
