@@ -356,6 +356,17 @@ async fn mqtt5_and_garbage_are_refused_cleanly() {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
+    // A client that asks for no keep-alive (rumqttd alone would drop it without a word).
+    let c = f.enrol(ClientKind::Register, "till-0");
+    let mut o = options(
+        f.addr(),
+        "no-keep-alive",
+        Some((&c.mqtt_username, &c.mqtt_password)),
+    );
+    o.set_keep_alive(Duration::ZERO);
+    let mut lazy = TestClient::start(o);
+    assert_eq!(lazy.next_event().await, Happened::Connected);
+
     // Orders still flow.
     let mut till = register(&f, "till-1").await;
     till.publish(&orders("till-1"), order("r-1", &[("Cola", None)]))
@@ -438,10 +449,14 @@ async fn eight_registers_at_once_each_order_one_receipt_numbers_uninterrupted() 
             resend_from = Some((id, till));
         }
     }
+    let stats = f.app.registrar.journal().stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
-        "{} orders from {REGISTERS} registers answered in {:?}",
+        "{} orders from {REGISTERS} registers answered in {:?}; journal: {} records in {} commits",
         REGISTERS * ORDERS,
-        started.elapsed()
+        started.elapsed(),
+        load(&stats.records),
+        load(&stats.commits),
     );
     // A resend of an order already registered gets 102 and the first signature.
     let (id, mut till) = resend_from.unwrap();

@@ -409,3 +409,94 @@ async fn the_last_will_marks_fdmd_offline_when_its_client_vanishes() {
     assert!(m.retain);
     assert_eq!(m.json()["status"], "offline");
 }
+
+/// The mosquitto_pub / mosquitto_sub examples of docs/mqtt.md, against the embedded broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_work_with_the_embedded_broker() {
+    let (Some(sub), Some(publ)) = (which("mosquitto_sub"), which("mosquitto_pub")) else {
+        if std::env::var_os("FDMD_REQUIRE_MOSQUITTO").is_some() {
+            panic!("FDMD_REQUIRE_MOSQUITTO is set but mosquitto-clients is not installed");
+        }
+        eprintln!("\n*** SKIPPED: mosquitto-clients is not installed. ***\n");
+        return;
+    };
+    let mut f = Fdmd::start(|_| {}).await;
+    let port = f.addr().port().to_string();
+    let password = f.enrol(ClientKind::Register, "till-1").mqtt_password;
+    let command = move |bin: &PathBuf, args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "till-1",
+            "-P",
+            &password,
+            "-q",
+            "1",
+        ]);
+        c.args(args);
+        c
+    };
+    let order = r#"{"request_id":"r-1","operator":"85073003328","event_type":"normal","lines":[{"description":"Soep","quantity":2,"unit_price":"6.50","vat":"B","station":"kitchen"}]}"#;
+    let receipt = command(
+        &sub,
+        &[
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-t",
+            "fdm/v1/registers/till-1/receipts",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let publish = command(
+        &publ,
+        &["-t", "fdm/v1/registers/till-1/orders", "-m", order],
+    );
+    let forged = command(&publ, &["-t", "fdm/v1/registers/till-2/orders", "-m", "{}"]);
+    let v5 = command(
+        &publ,
+        &[
+            "-V",
+            "5",
+            "-t",
+            "fdm/v1/registers/till-1/orders",
+            "-m",
+            "{}",
+        ],
+    );
+    let (r, forged, v5) = tokio::task::spawn_blocking(move || {
+        let mut publish = publish;
+        let mut forged = forged;
+        let mut v5 = v5;
+        let mut receipt = receipt;
+        // Publish until the subscriber is in place and the receipt comes (resends are harmless).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while receipt.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            assert!(publish.status().unwrap().success());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let out = receipt.wait_with_output().unwrap();
+        (out.stdout, forged.output().unwrap(), v5.output().unwrap())
+    })
+    .await
+    .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&r).unwrap();
+    assert_eq!(r["request_id"], "r-1", "{r}");
+    assert!(r["code"] == 0 || r["code"] == 102, "{r}");
+    // Another register's topic: the connection is lost.
+    let err = String::from_utf8_lossy(&forged.stderr);
+    eprintln!("forbidden publish: {err}");
+    assert!(err.contains("lost"), "{err}");
+    // An MQTT 5 client is told its protocol version is not supported.
+    let err = String::from_utf8_lossy(&v5.stderr);
+    eprintln!("MQTT 5: {err}");
+    assert!(!v5.status.success(), "{err}");
+    f.stop().await;
+}

@@ -40,6 +40,8 @@ const MAX_TOPIC: usize = 1024;
 const MAX_NAME: usize = 128;
 /// Time to reach the internal broker.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keep-alive given to clients that ask for none, in seconds.
+const IDLE_KEEP_ALIVE: u16 = 3600;
 /// Time the broker gets to close a connection after the client's DISCONNECT.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// DISCONNECT packet type.
@@ -406,6 +408,11 @@ impl Shared {
         };
         c.username = Some(name.to_owned());
         c.password = Some(self.settings.secret.expose().as_bytes().to_vec());
+        if c.keep_alive == 0 {
+            // rumqttd refuses "no keep-alive" without a CONNACK; an hour is close enough, and
+            // an idle connection still ends eventually.
+            c.keep_alive = IDLE_KEEP_ALIVE;
+        }
         Ok(packet::encode_connect(&c)?)
     }
 
