@@ -6,8 +6,8 @@
 //! - once the filler is deleted, the *same running journal* takes the refused request (and the
 //!   next one) with the next numbers, and the journal still verifies.
 //!
-//! A second test (ignored: it fails because of a daemon bug, see its comment) restarts the
-//! journal while the disk is still full.
+//! A second test restarts the journal while the disk is still full: opening an existing journal
+//! writes nothing, so it answers resends and goes on once space is freed.
 //!
 //! If the tmpfs cannot be mounted the test fails and says why, unless `FDMD_ALLOW_NO_MOUNT=1`
 //! is set, in which case it prints why and passes without testing anything.
@@ -300,12 +300,8 @@ fn a_full_disk_refuses_with_205_writes_nothing_and_recovers_when_space_is_freed(
 /// to open an existing journal), answer resends of acknowledged orders (102), refuse new ones
 /// with 205, and go on once space is freed.
 ///
-/// Fails today: `store::open_for_writing` runs `PRAGMA user_version=1` on every open, a write,
-/// which SQLite refuses with SQLITE_FULL, so `Journal::open` fails with "database or disk is
-/// full" and the daemon cannot start until space is freed. Writing the version only when it
-/// differs (`if version != SCHEMA_VERSION`) makes this test pass.
+/// (This failed while `store::open_for_writing` wrote `PRAGMA user_version` on every open.)
 #[test]
-#[ignore = "daemon bug: Journal::open fails on a full disk (PRAGMA user_version is written on every open)"]
 fn a_restart_on_a_full_disk_still_answers_and_recovers() {
     // No slack: the very next order is refused before SQLite could extend the WAL at all. (With
     // slack, a refused transaction leaves WAL space allocated past the last commit, and the

@@ -36,6 +36,11 @@ CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
     BEGIN SELECT RAISE(ABORT, 'journal records are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
     BEGIN SELECT RAISE(ABORT, 'journal records are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_replace BEFORE INSERT ON records
+    WHEN EXISTS (SELECT 1 FROM records WHERE seq = NEW.seq)
+      OR (NEW.request_id IS NOT NULL AND EXISTS (SELECT 1 FROM records
+            WHERE register_id = NEW.register_id AND request_id = NEW.request_id))
+    BEGIN SELECT RAISE(ABORT, 'journal records are append-only: INSERT over an existing record refused'); END;
 ";
 
 /// A record as stored, with the columns the writer indexes.
@@ -99,8 +104,13 @@ pub fn open_for_writing(path: &Path, max_bytes: Option<u64>) -> rusqlite::Result
             "journal schema version {version} is newer than this fdmd ({SCHEMA_VERSION})"
         )));
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
+    // Only a new file is written to here: opening an existing journal must work on a full disk
+    // (to answer resends and to start at all), so nothing is written when the schema is current.
+    if version != SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    }
     if let Some(max) = max_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (max / page_size.max(1) as u64).max(16);
