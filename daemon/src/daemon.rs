@@ -11,6 +11,7 @@ use crate::config::{Config, SignerBackend};
 use crate::http::HttpService;
 use crate::journal::record::RecordKind;
 use crate::journal::{Journal, JournalConfig};
+use crate::mqtt::MqttService;
 use crate::service::Registrar;
 use crate::signer::{Signer, SoftwareSigner};
 use crate::status::Status;
@@ -30,6 +31,8 @@ pub struct Running {
     pub app: Arc<App>,
     /// HTTP server.
     pub http: HttpService,
+    /// MQTT side.
+    pub mqtt: MqttService,
     /// Credentials of the development register (`--dev` only).
     pub dev_credentials: Option<Credentials>,
 }
@@ -100,9 +103,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     crate::systemd::status("starting listeners");
     let http = HttpService::start(app.clone()).await?;
+    let mqtt = MqttService::start(app.clone()).await?;
     Ok(Running {
         app,
         http,
+        mqtt,
         dev_credentials,
     })
 }
@@ -173,8 +178,18 @@ impl Running {
                 }
             }
         }
-        crate::systemd::ready(&format!("serving: HTTP {}", self.http.local_addr()));
-        tracing::info!("fdmd ready: HTTP on {}", self.http.local_addr());
+        let mqtt = self
+            .mqtt
+            .local_addr()
+            .map_or_else(|| "external broker".to_owned(), |a| a.to_string());
+        crate::systemd::ready(&format!(
+            "serving: HTTP {}, MQTT {mqtt}",
+            self.http.local_addr()
+        ));
+        tracing::info!(
+            "fdmd ready: HTTP on {}, MQTT on {mqtt}",
+            self.http.local_addr()
+        );
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -201,7 +216,7 @@ impl Running {
         tracing::info!("stopping");
         let grace = Duration::from_millis(self.app.config.daemon.shutdown_grace_ms);
         self.app.shutdown.cancel();
-        self.http.shutdown(grace).await;
+        let ((), ()) = tokio::join!(self.http.shutdown(grace), self.mqtt.shutdown());
         if let Err(e) = self
             .app
             .journal_event(RecordKind::DaemonStop, json!({"reason": "signal"}))
