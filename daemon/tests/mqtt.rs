@@ -303,8 +303,13 @@ async fn stations_get_only_their_lines_once_the_order_is_signed() {
 async fn the_status_is_retained_for_new_subscribers() {
     let mut f = Fdmd::start(|_| {}).await;
     let s = f.enrol(ClientKind::Station, "kitchen");
-    let mut late =
-        TestClient::connect(f.addr(), "late", Some((&s.mqtt_username, &s.mqtt_password))).await;
+    let creds = Some((s.mqtt_username.as_str(), s.mqtt_password.as_str()));
+    // The first status is queued before clients are let in; once anybody has seen it, it is
+    // retained for whoever subscribes later.
+    let mut first = TestClient::connect(f.addr(), "first", creds).await;
+    first.subscribe(&format!("{P}/status")).await;
+    first.next_message().await;
+    let mut late = TestClient::connect(f.addr(), "late", creds).await;
     late.subscribe(&format!("{P}/status")).await;
     let m = late.next_message().await;
     assert!(m.retain, "a new subscriber gets the retained status");
@@ -526,7 +531,14 @@ async fn only_the_gate_and_fdmd_get_into_the_internal_broker_and_the_will_reache
         connect_timeout: SOON,
         dev: false,
     };
-    let gate = Gate::start(listener, settings, app.access.clone(), orders_tx).unwrap();
+    let local_addr = listener.local_addr().unwrap();
+    let gate = Gate::start(
+        listener,
+        local_addr,
+        settings,
+        app.access.clone(),
+        orders_tx,
+    );
     let k = app
         .access
         .enrol(ClientKind::Station, "kitchen", "now")

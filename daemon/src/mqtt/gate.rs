@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -156,14 +156,15 @@ struct Shared {
 }
 
 impl Gate {
-    /// Serves clients on `listener`; size notices for over-large orders go to `orders`.
+    /// Serves clients on `listener` (bound to `local_addr`); size notices for over-large orders
+    /// go to `orders`.
     pub fn start(
         listener: TcpListener,
+        local_addr: SocketAddr,
         settings: GateSettings,
         access: Arc<AccessStore>,
         orders: mpsc::Sender<IncomingOrder>,
-    ) -> std::io::Result<Gate> {
-        let local_addr = listener.local_addr()?;
+    ) -> Gate {
         let max_connections = settings.max_connections.max(1);
         let slots = Arc::new(Semaphore::new(max_connections));
         let stop_accepting = CancellationToken::new();
@@ -180,14 +181,14 @@ impl Gate {
             stop_accepting.clone(),
             close_all.clone(),
         ));
-        Ok(Gate {
+        Gate {
             local_addr,
             accept,
             stop_accepting,
             close_all,
             slots,
             max_connections,
-        })
+        }
     }
 
     /// The public address.
@@ -300,13 +301,19 @@ impl Shared {
             .map_err(GateError::Upstream)?;
 
         let client_tx = Mutex::new(client_tx);
+        let (connack_tx, connack_rx) = watch::channel(false);
         let down = broker_to_client(
             BufReader::with_capacity(16 * 1024, broker_rx),
             &client_tx,
             s.max_downstream,
+            connack_tx,
         );
         tokio::pin!(down);
-        let up = self.client_to_broker(&who, &name, &mut client_rx, &mut broker_tx, &client_tx);
+        let client = Downstream {
+            tx: &client_tx,
+            connack: connack_rx,
+        };
+        let up = self.client_to_broker(&who, &name, &mut client_rx, &mut broker_tx, client);
         tokio::select! {
             r = up => match r? {
                 Ending::Closed => Ok(()),
@@ -378,13 +385,9 @@ impl Shared {
 
     /// The CONNECT the internal broker sees.
     fn rewrite(&self, mut c: Connect, name: &str) -> Result<Vec<u8>, GateError> {
-        let id = if c.client_id.is_empty() {
-            Secret::random()
-                .map(|s| s.expose()[..16].to_owned())
-                .unwrap_or_else(|_| format!("{:x}", crate::app::unix_ms()))
-        } else {
-            std::mem::take(&mut c.client_id)
-        };
+        // An empty id comes with a clean session (admit() checks), so the number below makes it
+        // unique.
+        let id = std::mem::take(&mut c.client_id);
         // rumqttd refuses `+ $ # /` in client ids. The principal's name never contains `|`, so
         // the part before the first `|` says whose session it is.
         let id: String = id
@@ -422,7 +425,7 @@ impl Shared {
         name: &str,
         rx: &mut BufReader<OwnedReadHalf>,
         broker: &mut OwnedWriteHalf,
-        client: &Mutex<OwnedWriteHalf>,
+        mut client: Downstream<'_>,
     ) -> Result<Ending, GateError> {
         let s = &self.settings;
         loop {
@@ -436,7 +439,7 @@ impl Shared {
                         return Err(forbidden(name, "publish to", &head.topic));
                     }
                     if head.payload_len > s.max_payload {
-                        self.too_large(name, head, rx, client).await?;
+                        self.too_large(name, head, rx, &mut client).await?;
                         continue;
                     }
                     // Everything a client may publish is an order: never retained.
@@ -478,7 +481,7 @@ impl Shared {
         name: &str,
         head: PublishHead,
         rx: &mut BufReader<OwnedReadHalf>,
-        client: &Mutex<OwnedWriteHalf>,
+        client: &mut Downstream<'_>,
     ) -> Result<(), GateError> {
         let too_large = PacketError::TooLarge {
             what: "order payload",
@@ -501,7 +504,16 @@ impl Shared {
             return Ok(());
         }
         if let Some(id) = head.packet_id {
-            client.lock().await.write_all(&packet::puback(id)).await?;
+            // Nothing may reach the client before the broker's CONNACK.
+            if client.connack.wait_for(|seen| *seen).await.is_err() {
+                return Ok(());
+            }
+            client
+                .tx
+                .lock()
+                .await
+                .write_all(&packet::puback(id))
+                .await?;
         }
         Ok(())
     }
@@ -517,10 +529,19 @@ async fn read_connect<R: AsyncRead + Unpin>(rx: &mut R) -> Result<Vec<u8>, GateE
     Ok(packet::read_body(rx, header, MAX_CONNECT).await?)
 }
 
+/// The client's side for writing, shared by both directions: the broker's packets, and the
+/// acknowledgements the gate gives itself.
+struct Downstream<'a> {
+    tx: &'a Mutex<OwnedWriteHalf>,
+    /// True once the broker's CONNACK has been passed on.
+    connack: watch::Receiver<bool>,
+}
+
 async fn broker_to_client(
     mut rx: BufReader<OwnedReadHalf>,
     client: &Mutex<OwnedWriteHalf>,
     max: usize,
+    connack: watch::Sender<bool>,
 ) -> Result<(), GateError> {
     loop {
         let Some(header) = packet::read_header(&mut rx).await? else {
@@ -528,6 +549,7 @@ async fn broker_to_client(
         };
         let frame = packet::read_frame(&mut rx, header, max).await?;
         client.lock().await.write_all(&frame).await?;
+        connack.send_replace(true);
     }
 }
 

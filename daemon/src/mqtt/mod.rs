@@ -42,6 +42,8 @@ use topics::Topics;
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(10);
 /// Orders received from the broker and not yet handed to a worker.
 const INBOUND_QUEUE: usize = 256;
+/// Most client connections the embedded broker takes (rumqttd sizes tables by it).
+const MAX_CONNECTIONS: usize = 10_000;
 /// Time a client has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time given to the final status, the DISCONNECT and closing client connections.
@@ -110,21 +112,28 @@ impl MqttService {
     async fn start_inner(app: Arc<App>) -> Result<MqttService, MqttError> {
         let cfg = &app.config.mqtt;
         let topics = Topics::new(&cfg.prefix);
+        let max_connections = cfg.max_connections.clamp(1, MAX_CONNECTIONS);
+        if max_connections != cfg.max_connections {
+            tracing::warn!(
+                configured = cfg.max_connections,
+                used = max_connections,
+                "mqtt.max_connections is above what the embedded broker is built for"
+            );
+        }
         let limit = internal_packet_limit(cfg.max_payload_bytes);
         let will = Some((topics.status(), status_topic::will_payload()));
         let subscriptions = vec![topics.orders_filter()];
 
         let (listener, broker, options) = match cfg.mode {
             MqttMode::Embedded => {
-                let listener =
-                    TcpListener::bind(cfg.listen)
-                        .await
-                        .map_err(|source| MqttError::Bind {
-                            addr: cfg.listen,
-                            source,
-                        })?;
+                let bind_error = |source| MqttError::Bind {
+                    addr: cfg.listen,
+                    source,
+                };
+                let listener = TcpListener::bind(cfg.listen).await.map_err(bind_error)?;
+                let local_addr = listener.local_addr().map_err(bind_error)?;
                 let broker = InternalBroker::start(BrokerSettings {
-                    max_connections: cfg.max_connections,
+                    max_connections,
                     max_packet_bytes: limit,
                 })
                 .await?;
@@ -139,7 +148,7 @@ impl MqttService {
                     will,
                     subscriptions,
                 };
-                (Some(listener), Some(broker), options)
+                (Some((listener, local_addr)), Some(broker), options)
             }
             MqttMode::External => {
                 let ext = &cfg.external;
@@ -217,26 +226,22 @@ impl MqttService {
             bus.handle(),
             status_topic::INTERVAL,
             stop_outbound.clone(),
-        );
+        )
+        .await;
 
         let gate = match (listener, &broker) {
-            (Some(listener), Some(b)) => {
+            (Some((listener, local_addr)), Some(b)) => {
                 let settings = GateSettings {
                     topics: topics.clone(),
                     upstream: b.addr(),
                     secret: b.gate_secret().clone(),
                     max_payload: cfg.max_payload_bytes,
                     max_downstream: limit,
-                    max_connections: cfg.max_connections,
+                    max_connections,
                     connect_timeout: CONNECT_TIMEOUT,
                     dev: app.config.daemon.dev,
                 };
-                let gate = Gate::start(listener, settings, app.access.clone(), gate_tx).map_err(
-                    |source| MqttError::Bind {
-                        addr: cfg.listen,
-                        source,
-                    },
-                )?;
+                let gate = Gate::start(listener, local_addr, settings, app.access.clone(), gate_tx);
                 tracing::info!(addr = %gate.local_addr(), prefix = %topics.prefix(), "MQTT broker listening");
                 Some(gate)
             }

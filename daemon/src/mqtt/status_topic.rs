@@ -27,16 +27,18 @@ pub fn final_payload(app: &App) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap_or_else(|_| will_payload())
 }
 
-/// Publishes the status now and every `interval` until `stop`.
-pub fn spawn(
+/// Publishes the status document now (queued before this returns), then every `interval` until
+/// `stop`.
+pub async fn spawn(
     app: Arc<App>,
     topic: String,
     bus: BusHandle,
     interval: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
+    publish(&app, &topic, &bus).await;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -44,16 +46,20 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let doc = match serde_json::to_vec(&app.status.snapshot()) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "status could not be encoded");
-                    continue;
-                }
-            };
-            if bus.publish(topic.clone(), doc, true).await.is_err() {
+            if !publish(&app, &topic, &bus).await {
                 return;
             }
         }
     })
+}
+
+/// Queues the status document; false once the client has stopped.
+async fn publish(app: &App, topic: &str, bus: &BusHandle) -> bool {
+    match serde_json::to_vec(&app.status.snapshot()) {
+        Ok(doc) => bus.publish(topic.to_owned(), doc, true).await.is_ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "status could not be encoded");
+            true
+        }
+    }
 }
