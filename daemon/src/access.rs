@@ -84,7 +84,7 @@ struct AccessFile {
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// The id is not a valid id.
-    #[error("{0:?} is not a valid id: 1-32 characters of A-Z a-z 0-9 . _ -")]
+    #[error("{0:?} is not a valid id: 1-32 characters of A-Z a-z 0-9 . _ - (and not \"fdmd\")")]
     BadId(String),
     /// Already enrolled and active.
     #[error("{kind:?} {id} is already enrolled; revoke it first to issue new credentials")]
@@ -293,6 +293,9 @@ impl AccessStore {
             && same_hash(&sha256_hex(token), &state.admin_token_sha256)
     }
 }
+
+/// Ids no register or station may take: fdmd's own MQTT client id.
+pub const RESERVED_IDS: &[&str] = &["fdmd"];
 
 /// Checks that `id` is valid and not enrolled already (active), before anything is journaled.
 pub fn check_new_id(store: &AccessStore, kind: ClientKind, id: &str) -> Result<(), AccessError> {

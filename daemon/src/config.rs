@@ -437,8 +437,14 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be between 1024 and 16777216".into(),
         );
     }
-    if c.mqtt.max_connections == 0 {
-        bad("mqtt.max_connections", "must be at least 1".into());
+    if !(1..=10_000).contains(&c.mqtt.max_connections) {
+        bad("mqtt.max_connections", "must be between 1 and 10000".into());
+    }
+    if c.mqtt.mode == MqttMode::External && c.mqtt.external.client_id.is_empty() {
+        bad(
+            "mqtt.external.client_id",
+            "is required in external mode".into(),
+        );
     }
     if c.mqtt.mode == MqttMode::External && c.mqtt.external.host.is_empty() {
         bad("mqtt.external.host", "is required in external mode".into());

@@ -292,6 +292,7 @@ async fn run_mqtt(
         options.set_credentials(u.clone(), p.clone());
     }
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    eventloop.network_options.set_tcp_nodelay(true);
     let receipts = format!("{}/registers/{}/receipts", args.prefix, cred.id);
     let orders = format!("{}/registers/{}/orders", args.prefix, cred.id);
     let (rx_tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);

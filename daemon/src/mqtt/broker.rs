@@ -86,7 +86,8 @@ impl InternalBroker {
             });
             match wait_ready(addr, &mut task, &bus_secret).await {
                 Ok(()) => {
-                    tracing::debug!(%addr, "internal MQTT broker listening");
+                    let sockets = set_nodelay_on_broker_sockets(addr);
+                    tracing::debug!(%addr, sockets, "internal MQTT broker listening (TCP_NODELAY set)");
                     return Ok(InternalBroker {
                         addr,
                         server: task,
@@ -170,6 +171,44 @@ fn server_settings(
         next_connection_delay_ms: 0,
         connections,
     }
+}
+
+/// rumqttd 0.20 never sets `TCP_NODELAY` on the connections it accepts, so its small writes
+/// (receipts, PUBACKs) wait for delayed ACKs, about 40 ms each on loopback. Linux copies
+/// `TCP_NODELAY` from a listening socket to the sockets it accepts: find rumqttd's listener (and
+/// any connection it accepted already) among this process's descriptors by local address and set
+/// the option there. Returns how many sockets were changed.
+fn set_nodelay_on_broker_sockets(addr: SocketAddr) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let mut changed = 0;
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: `fd` was open in this process when listed and is only borrowed for the two
+        // calls below, which neither close nor take ownership of it. Should it have been closed
+        // and reused meanwhile, the address check below keeps the option to sockets bound to the
+        // broker's own address.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr)
+            && sock.set_tcp_nodelay(true).is_ok()
+        {
+            changed += 1;
+        }
+    }
+    changed
 }
 
 fn free_port() -> std::io::Result<u16> {

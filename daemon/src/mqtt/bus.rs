@@ -181,7 +181,9 @@ impl Bus {
                 true,
             ));
         }
-        let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_CHANNEL);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, REQUEST_CHANNEL);
+        // Receipts are small writes answered by small writes: no Nagle delay.
+        eventloop.network_options.set_tcp_nodelay(true);
         let (subscribed_tx, subscribed) = watch::channel(false);
         let stop = CancellationToken::new();
         let connection = Arc::new(AtomicU64::new(0));
