@@ -79,9 +79,11 @@ impl Status {
         hb.beat(&self.started);
     }
 
-    /// Names of loops that have not beaten within `max_age`.
+    /// Names of loops that have not made progress within `max_age` (the journal writer counts
+    /// when appends wait on it that long without any answer).
     pub fn stalled(&self, max_age: Duration) -> Vec<&'static str> {
         let now = self.started.elapsed().as_millis() as u64;
+        let journal = self.journal.stalled(max_age).then_some("journal writer");
         self.heartbeats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -90,6 +92,7 @@ impl Status {
                 now.saturating_sub(hb.last.load(Ordering::Relaxed)) > max_age.as_millis() as u64
             })
             .map(|hb| hb.name)
+            .chain(journal)
             .collect()
     }
 
@@ -238,5 +241,31 @@ impl Status {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::SoftwareSigner;
+
+    #[test]
+    fn a_journal_that_owes_answers_too_long_is_stalled() {
+        let journal = Arc::new(JournalStats::default());
+        let status = Status::new(
+            Arc::new(SoftwareSigner::from_seed([1; 32])),
+            journal.clone(),
+        );
+        assert!(status.stalled(Duration::from_secs(30)).is_empty());
+        journal.pending.store(1, Ordering::Relaxed);
+        journal.waiting_since_ms.store(1, Ordering::Relaxed);
+        assert_eq!(status.stalled(Duration::from_secs(30)), ["journal writer"]);
+        let hb = status.heartbeat("mqtt");
+        hb.last.store(0, Ordering::Relaxed);
+        assert!(
+            status
+                .stalled(Duration::from_millis(0))
+                .contains(&"journal writer")
+        );
     }
 }

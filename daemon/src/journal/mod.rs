@@ -232,9 +232,40 @@ pub struct JournalStats {
     pub commits: AtomicU64,
     /// Records committed.
     pub records: AtomicU64,
+    /// Appends waiting for an answer.
+    pub pending: AtomicU64,
+    /// Since when (ms since the Unix epoch) the writer has owed an answer without giving one.
+    pub waiting_since_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl JournalStats {
+    fn request_sent(&self) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.waiting_since_ms.store(now_ms(), Ordering::Release);
+        }
+    }
+
+    fn answer_received(&self) {
+        // An answer is progress: whoever still waits now waits since this moment.
+        self.waiting_since_ms.store(now_ms(), Ordering::Release);
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// True when appends have waited longer than `max_age` without the writer answering any:
+    /// the writer is stuck (a hung disk, a signer that never returns).
+    pub fn stalled(&self, max_age: std::time::Duration) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
+            && now_ms().saturating_sub(self.waiting_since_ms.load(Ordering::Acquire))
+                > max_age.as_millis() as u64
+    }
+
     /// Storage use as a fraction, when a limit is set.
     pub fn usage(&self) -> Option<f64> {
         let max = self.pages_max.load(Ordering::Relaxed);
@@ -286,20 +317,25 @@ impl Journal {
     /// Appends an entry; returns once it is durable (or why it was not written).
     pub async fn append(&self, entry: Entry) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(WriteRequest { entry, reply })
-            .await
-            .map_err(|_| AppendError::Closed)?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        self.stats.request_sent();
+        let result = match self.tx.send(WriteRequest { entry, reply }).await {
+            Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
+            Err(_) => Err(AppendError::Closed),
+        };
+        self.stats.answer_received();
+        result
     }
 
     /// Like [`Journal::append`], for threads outside an async runtime.
     pub fn append_blocking(&self, entry: Entry) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .blocking_send(WriteRequest { entry, reply })
-            .map_err(|_| AppendError::Closed)?;
-        answer.blocking_recv().map_err(|_| AppendError::Closed)?
+        self.stats.request_sent();
+        let result = match self.tx.blocking_send(WriteRequest { entry, reply }) {
+            Ok(()) => answer.blocking_recv().unwrap_or(Err(AppendError::Closed)),
+            Err(_) => Err(AppendError::Closed),
+        };
+        self.stats.answer_received();
+        result
     }
 
     /// The stored answer to a register's request, if the journal has one (read-only lookup on
