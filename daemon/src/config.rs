@@ -137,6 +137,14 @@ pub struct ExternalMqtt {
     pub username: String,
     /// File holding the password (not the password itself).
     pub password_file: Option<PathBuf>,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// CA certificate(s) of the broker, PEM (required with `tls`).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, PEM, for brokers that require one (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// Client private key, PEM (with `cert_file`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[http]`
@@ -219,6 +227,10 @@ impl Default for ExternalMqtt {
             client_id: "fdmd".into(),
             username: "fdmd".into(),
             password_file: None,
+            tls: false,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -439,6 +451,18 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(1..=10_000).contains(&c.mqtt.max_connections) {
         bad("mqtt.max_connections", "must be between 1 and 10000".into());
+    }
+    if c.mqtt.external.tls && c.mqtt.external.ca_file.is_none() {
+        bad(
+            "mqtt.external.ca_file",
+            "is required with tls = true".into(),
+        );
+    }
+    if c.mqtt.external.cert_file.is_some() != c.mqtt.external.key_file.is_some() {
+        bad(
+            "mqtt.external.cert_file",
+            "cert_file and key_file go together".into(),
+        );
     }
     if c.mqtt.mode == MqttMode::External && c.mqtt.external.client_id.is_empty() {
         bad(

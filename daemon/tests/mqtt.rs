@@ -563,6 +563,7 @@ async fn only_the_gate_and_fdmd_get_into_the_internal_broker_and_the_will_reache
             keep_alive: Duration::from_secs(5),
             will: Some((topics.status(), fdmd::mqtt::status_topic::will_payload())),
             subscriptions: vec![],
+            tls: None,
         },
         tx,
         None,

@@ -70,7 +70,9 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    fn start(bins: &(PathBuf, PathBuf), users: &[(&str, &str)]) -> Mosquitto {
+    /// Starts mosquitto with the shipped configuration and `extra` appended (e.g. a TLS
+    /// listener).
+    fn start_with(bins: &(PathBuf, PathBuf), users: &[(&str, &str)], extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("fdmd.passwd");
         for (i, (user, pass)) in users.iter().enumerate() {
@@ -122,6 +124,7 @@ impl Mosquitto {
             // Otherwise mosquitto drops to its own user, which cannot read the temporary files.
             conf.push_str("user root\n");
         }
+        conf.push_str(extra);
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
@@ -175,6 +178,89 @@ struct Setup {
 }
 
 async fn setup(registers: &[&str], stations: &[&str]) -> Option<Setup> {
+    setup_with(registers, stations, None).await
+}
+
+/// Certificates for a TLS listener on 127.0.0.1: (CA, server certificate, server key).
+fn tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fdmd test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// `tls`: fdmd reaches mosquitto through a second, TLS listener on this port with these files.
+async fn setup_with(
+    registers: &[&str],
+    stations: &[&str],
+    tls: Option<(u16, &Path)>,
+) -> Option<Setup> {
     let bins = mosquitto_binaries()?;
     let (dir, app, signer) = Fdmd::app(|_| {});
     let mut passwords = std::collections::BTreeMap::new();
@@ -190,7 +276,17 @@ async fn setup(registers: &[&str], stations: &[&str]) -> Option<Setup> {
     let fdmd_password = "fdmd-test-password".to_owned();
     let mut users: Vec<(&str, &str)> = vec![("fdmd", &fdmd_password)];
     users.extend(passwords.iter().map(|(u, p)| (u.as_str(), p.as_str())));
-    let mosquitto = Mosquitto::start(&bins, &users);
+    let tls_files = tls.map(|(port, dir)| (port, tls_material(dir)));
+    let extra = match &tls_files {
+        Some((port, (ca, cert, key))) => format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        None => String::new(),
+    };
+    let mosquitto = Mosquitto::start_with(&bins, &users, &extra);
 
     let password_file = dir.path().join("mqtt-password");
     std::fs::write(&password_file, format!("{fdmd_password}\n")).unwrap();
@@ -200,6 +296,11 @@ async fn setup(registers: &[&str], stations: &[&str]) -> Option<Setup> {
     config.mqtt.external.host = "127.0.0.1".into();
     config.mqtt.external.port = mosquitto.addr.port();
     config.mqtt.external.password_file = Some(password_file);
+    if let Some((port, (ca, _, _))) = &tls_files {
+        config.mqtt.external.port = *port;
+        config.mqtt.external.tls = true;
+        config.mqtt.external.ca_file = Some(ca.clone());
+    }
     let app = fdmd::app::App::new(
         std::sync::Arc::new(config),
         app.registrar.clone(),
@@ -386,6 +487,7 @@ async fn the_last_will_marks_fdmd_offline_when_its_client_vanishes() {
             keep_alive: Duration::from_secs(5),
             will: Some((status.clone(), fdmd::mqtt::status_topic::will_payload())),
             subscriptions: vec![],
+            tls: None,
         },
         tx,
         None,
@@ -499,4 +601,42 @@ async fn mosquitto_clients_work_with_the_embedded_broker() {
     eprintln!("MQTT 5: {err}");
     assert!(!v5.status.success(), "{err}");
     f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fdmd_reaches_the_external_broker_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(s) = setup_with(&["till-1"], &[], Some((port, certs.path()))).await else {
+        return;
+    };
+    // Registers use the plain listener; fdmd itself is connected over TLS.
+    let mut till = s.client("till-1", "till-1").await;
+    till.subscribe("fdm/v1/registers/till-1/receipts").await;
+    till.publish(
+        "fdm/v1/registers/till-1/orders",
+        order("tls-1", &[("Soep", None)]),
+    )
+    .await;
+    let receipt = till
+        .message_within(Duration::from_secs(15))
+        .await
+        .expect("a receipt through the TLS-connected fdmd")
+        .json();
+    assert_eq!(
+        receipt["status"],
+        "signed",
+        "{receipt}\n{}",
+        s.mosquitto.log()
+    );
+    assert_eq!(receipt["request_id"], "tls-1");
+    assert!(
+        s.mosquitto.log().contains(&format!("on port {port}")),
+        "{}",
+        s.mosquitto.log()
+    );
 }

@@ -50,6 +50,8 @@ pub struct BusOptions {
     pub will: Option<(String, Vec<u8>)>,
     /// Filters subscribed at QoS 1 on every connection.
     pub subscriptions: Vec<String>,
+    /// TLS client configuration, when the broker is reached over TLS.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for BusOptions {
@@ -170,6 +172,11 @@ impl Bus {
             .set_manual_acks(true)
             .set_inflight(100)
             .set_request_channel_capacity(REQUEST_CHANNEL);
+        if let Some(tls) = &options.tls {
+            mqtt.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
         if let Some((user, pass)) = &options.credentials {
             mqtt.set_credentials(user.clone(), pass.clone());
         }

@@ -20,6 +20,7 @@ pub mod packet;
 pub mod secret;
 pub mod status_topic;
 pub mod tickets;
+pub mod tls;
 pub mod topics;
 
 use crate::app::App;
@@ -74,6 +75,9 @@ pub enum MqttError {
     /// fdmd's client could not be set up.
     #[error("MQTT client: {0}")]
     Bus(#[from] bus::BusError),
+    /// The TLS settings for the external broker cannot be used.
+    #[error("MQTT TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     /// fdmd's client was not subscribed in time.
     #[error("fdmd's MQTT client was not subscribed to the embedded broker within {0:?}")]
     NotSubscribed(Duration),
@@ -147,6 +151,7 @@ impl MqttService {
                     keep_alive: Duration::from_secs(5),
                     will,
                     subscriptions,
+                    tls: None,
                 };
                 (Some((listener, local_addr)), Some(broker), options)
             }
@@ -167,6 +172,13 @@ impl MqttService {
                     keep_alive: Duration::from_secs(10),
                     will,
                     subscriptions,
+                    tls: match (ext.tls, &ext.ca_file) {
+                        (true, Some(ca)) => Some(tls::client_config(
+                            ca,
+                            ext.cert_file.as_deref().zip(ext.key_file.as_deref()),
+                        )?),
+                        _ => None,
+                    },
                 };
                 (None, None, options)
             }
