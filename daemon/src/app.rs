@@ -1,7 +1,7 @@
 //! The running daemon's shared context: configuration, registrar, access store, signer, status,
 //! and the fan-out of station tickets. Transports (MQTT, HTTP, plugins) hold an `Arc<App>`.
 
-use crate::access::AccessStore;
+use crate::access::{AccessError, AccessStore, ClientKind, Credentials};
 use crate::config::Config;
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
@@ -21,6 +21,24 @@ pub struct StationTicket {
     pub station: String,
     /// The ticket JSON.
     pub payload: Value,
+}
+
+/// Why an enrolment or revocation did not happen. Nothing changed when it fails.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    /// The access store refused (bad id, already enrolled, not enrolled, file error).
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The change could not be journaled, so it was not made.
+    #[error("not journaled, so not changed: {0}")]
+    Journal(#[from] AppendError),
+}
+
+fn kind_name(kind: ClientKind) -> &'static str {
+    match kind {
+        ClientKind::Register => "register",
+        ClientKind::Station => "station",
+    }
 }
 
 /// Shared state of the running daemon.
@@ -146,6 +164,36 @@ impl App {
             .journal()
             .append(Entry::new(kind, body))
             .await
+    }
+
+    /// Enrols a register or station: the change is journaled (`device_change`) before the
+    /// credentials are issued, so every enrolment in force has its record.
+    pub async fn enrol(&self, kind: ClientKind, id: &str) -> Result<Credentials, EnrolError> {
+        crate::access::check_new_id(&self.access, kind, id)?;
+        self.journal_event(
+            RecordKind::DeviceChange,
+            json!({"action": "enrol", "device": kind_name(kind), "id": id}),
+        )
+        .await?;
+        Ok(self.access.enrol(kind, id, &self.now())?)
+    }
+
+    /// Revokes a register or station: journaled first, then its credentials stop working.
+    pub async fn revoke(&self, kind: ClientKind, id: &str) -> Result<(), EnrolError> {
+        if !self
+            .access
+            .list()
+            .iter()
+            .any(|e| e.kind == kind && e.id == id && e.active)
+        {
+            return Err(AccessError::Unknown(id.to_owned()).into());
+        }
+        self.journal_event(
+            RecordKind::DeviceChange,
+            json!({"action": "revoke", "device": kind_name(kind), "id": id}),
+        )
+        .await?;
+        Ok(self.access.revoke(kind, id, &self.now())?)
     }
 
     /// Now, as FDM time.

@@ -3,9 +3,8 @@
 use super::response::{Body, error, json_response};
 use super::routes::read_body;
 use crate::access::{AccessError, ClientKind};
-use crate::app::App;
+use crate::app::{App, EnrolError};
 use crate::journal::export::write_export;
-use crate::journal::record::RecordKind;
 use crate::journal::store;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -53,63 +52,24 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, rest: &[&str]) -> Resp
     }
 }
 
-fn kind_name(kind: ClientKind) -> &'static str {
-    match kind {
-        ClientKind::Register => "register",
-        ClientKind::Station => "station",
-    }
-}
-
 async fn enrol(app: &App, kind: ClientKind, id: &str) -> Response<Body> {
-    // Check first so that a refused enrolment journals nothing.
-    if let Err(e) = crate::access::check_new_id(&app.access, kind, id) {
-        return access_error(e);
-    }
-    let record = app
-        .journal_event(
-            RecordKind::DeviceChange,
-            json!({"action": "enrol", "device": kind_name(kind), "id": id}),
-        )
-        .await;
-    if let Err(e) = record {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not journaled, not enrolled: {e}"),
-        );
-    }
-    match app.access.enrol(kind, id, &app.now()) {
+    match app.enrol(kind, id).await {
         Ok(creds) => json_response(StatusCode::CREATED, &json!(creds)),
-        Err(e) => access_error(e),
+        Err(e) => enrol_error(e),
     }
 }
 
 async fn revoke(app: &App, kind: ClientKind, id: &str) -> Response<Body> {
-    if !app
-        .access
-        .list()
-        .iter()
-        .any(|e| e.kind == kind && e.id == id && e.active)
-    {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("{} {id} is not enrolled", kind_name(kind)),
-        );
-    }
-    let record = app
-        .journal_event(
-            RecordKind::DeviceChange,
-            json!({"action": "revoke", "device": kind_name(kind), "id": id}),
-        )
-        .await;
-    if let Err(e) = record {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not journaled, not revoked: {e}"),
-        );
-    }
-    match app.access.revoke(kind, id, &app.now()) {
+    match app.revoke(kind, id).await {
         Ok(()) => json_response(StatusCode::OK, &json!({"id": id, "active": false})),
-        Err(e) => access_error(e),
+        Err(e) => enrol_error(e),
+    }
+}
+
+fn enrol_error(e: EnrolError) -> Response<Body> {
+    match e {
+        EnrolError::Access(e) => access_error(e),
+        EnrolError::Journal(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

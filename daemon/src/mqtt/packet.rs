@@ -123,12 +123,7 @@ pub async fn read_header<R: AsyncRead + Unpin>(
     ))
 }
 
-/// Reads the `header.remaining` bytes after a fixed header, refusing more than `max`.
-pub async fn read_body<R: AsyncRead + Unpin>(
-    r: &mut R,
-    header: FixedHeader,
-    max: usize,
-) -> Result<Vec<u8>, PacketError> {
+fn check_size(header: FixedHeader, max: usize) -> Result<(), PacketError> {
     if header.remaining > max {
         return Err(PacketError::TooLarge {
             what: "packet",
@@ -136,6 +131,16 @@ pub async fn read_body<R: AsyncRead + Unpin>(
             max,
         });
     }
+    Ok(())
+}
+
+/// Reads the `header.remaining` bytes after a fixed header, refusing more than `max`.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    header: FixedHeader,
+    max: usize,
+) -> Result<Vec<u8>, PacketError> {
+    check_size(header, max)?;
     let mut body = vec![0u8; header.remaining];
     r.read_exact(&mut body).await?;
     Ok(body)
@@ -451,13 +456,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     header: FixedHeader,
     max: usize,
 ) -> Result<Vec<u8>, PacketError> {
-    if header.remaining > max {
-        return Err(PacketError::TooLarge {
-            what: "packet",
-            size: header.remaining,
-            max,
-        });
-    }
+    check_size(header, max)?;
     let mut out = Vec::with_capacity(5 + header.remaining);
     header.encode(&mut out);
     let start = out.len();
