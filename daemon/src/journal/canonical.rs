@@ -6,7 +6,7 @@
 //! only `"`, `\` and control characters (`\b \f \n \r \t`, others as `\u00xx`), everything else is
 //! raw UTF-8. `docs/journal-format.md` states the same rules for independent verifiers.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Why a value has no canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,74 +21,155 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// Encodes `value` canonically.
 pub fn to_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(512);
-    write_value(&mut out, value)?;
+    write_canonical(&mut out, value)?;
     Ok(out)
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalError> {
+/// Appends the canonical encoding of `value` to `out`. On error `out` holds a partial encoding.
+pub fn write_canonical(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
-            let text = if let Some(u) = n.as_u64().filter(|u| *u <= MAX_SAFE_INTEGER) {
-                u.to_string()
+            if let Some(u) = n.as_u64().filter(|u| *u <= MAX_SAFE_INTEGER) {
+                write_digits(out, u);
             } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER) {
-                i.to_string()
+                if i < 0 {
+                    out.push(b'-');
+                }
+                write_digits(out, i.unsigned_abs());
             } else {
                 return Err(CanonicalError::Number(n.to_string()));
-            };
-            out.extend_from_slice(text.as_bytes());
+            }
         }
-        Value::String(s) => write_string(out, s),
+        Value::String(s) => write_canonical_str(out, s),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(out, item)?;
+                write_canonical(out, item)?;
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(out, key);
-                out.push(b':');
-                write_value(out, item)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_canonical_object(out, map)?,
     }
     Ok(())
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+/// Appends the canonical encoding of an object to `out`.
+pub fn write_canonical_object(
+    out: &mut Vec<u8>,
+    map: &Map<String, Value>,
+) -> Result<(), CanonicalError> {
+    out.push(b'{');
+    if in_canonical_order(map) {
+        for (i, (key, item)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            write_canonical_str(out, key);
+            out.push(b':');
+            write_canonical(out, item)?;
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        for (i, (key, item)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            write_canonical_str(out, key);
+            out.push(b':');
+            write_canonical(out, item)?;
         }
     }
+    out.push(b'}');
+    Ok(())
+}
+
+/// True when the map already iterates in canonical (UTF-16 code unit) order, so no sort is
+/// needed. serde_json's default map is sorted by UTF-8 bytes, which is code point order; for keys
+/// without supplementary-plane characters (4-byte UTF-8, lead byte 0xF0 or above) code point
+/// order and UTF-16 order are the same. Checked rather than assumed, because serde_json's
+/// `preserve_order` feature keeps insertion order instead.
+fn in_canonical_order(map: &Map<String, Value>) -> bool {
+    let mut previous: Option<&[u8]> = None;
+    for key in map.keys() {
+        let key = key.as_bytes();
+        if key.iter().any(|b| *b >= 0xF0) {
+            return false;
+        }
+        if previous.is_some_and(|p| p >= key) {
+            return false;
+        }
+        previous = Some(key);
+    }
+    true
+}
+
+/// Appends the canonical encoding of an integer; refuses what is outside ±(2^53 − 1).
+pub fn write_canonical_u64(out: &mut Vec<u8>, n: u64) -> Result<(), CanonicalError> {
+    if n > MAX_SAFE_INTEGER {
+        return Err(CanonicalError::Number(n.to_string()));
+    }
+    write_digits(out, n);
+    Ok(())
+}
+
+fn write_digits(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends a canonical JSON string. Only `"`, `\` and control characters are escaped; they are
+/// all ASCII, and ASCII bytes never occur inside a multi-byte UTF-8 sequence, so the text is
+/// scanned byte by byte and copied in runs.
+pub fn write_canonical_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if short.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -139,6 +220,84 @@ mod tests {
         })
     }
 
+    /// The first, straightforward encoder (sort every object by UTF-16 keys, escape char by
+    /// char): the optimised one must give the same bytes.
+    fn reference(value: &Value) -> Option<String> {
+        Some(match value {
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64().filter(|u| *u <= MAX_SAFE_INTEGER) {
+                    u.to_string()
+                } else {
+                    n.as_i64()
+                        .filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER)?
+                        .to_string()
+                }
+            }
+            Value::String(s) => reference_string(s),
+            Value::Array(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(reference)
+                    .collect::<Option<Vec<_>>>()?
+                    .join(",")
+            ),
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                let members = entries
+                    .into_iter()
+                    .map(|(k, v)| Some(format!("{}:{}", reference_string(k), reference(v)?)))
+                    .collect::<Option<Vec<_>>>()?;
+                format!("{{{}}}", members.join(","))
+            }
+        })
+    }
+
+    fn reference_string(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn escapes_every_control_character_like_the_reference() {
+        let all: String = (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '\u{7f}', '\u{2028}', '😀'])
+            .collect();
+        let v = json!({ all.clone(): all });
+        assert_eq!(
+            String::from_utf8(to_canonical(&v).unwrap()).unwrap(),
+            reference(&v).unwrap()
+        );
+        assert_eq!(
+            to_canonical(&json!([0, i64::MIN + 1]))
+                .unwrap_err()
+                .to_string(),
+            "number -9223372036854775807 is not an integer within ±(2^53 - 1)"
+        );
+        assert_eq!(
+            to_canonical(&json!([-(1i64 << 53) + 1, 0, (1u64 << 53) - 1])).unwrap(),
+            b"[-9007199254740991,0,9007199254740991]"
+        );
+    }
+
     proptest! {
         #[test]
         fn canonical_bytes_parse_back_to_the_same_value_and_are_stable(v in arb_json()) {
@@ -146,6 +305,12 @@ mod tests {
             let back: Value = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(&back, &v);
             prop_assert_eq!(to_canonical(&back).unwrap(), bytes);
+        }
+
+        #[test]
+        fn same_bytes_as_the_reference_encoder(v in arb_json()) {
+            let bytes = to_canonical(&v).unwrap();
+            prop_assert_eq!(String::from_utf8(bytes).unwrap(), reference(&v).unwrap());
         }
     }
 }

@@ -5,8 +5,10 @@
 //! Its hash is SHA-256 of those bytes; its signature is the signer's signature over the 32
 //! hash bytes. The first record's `prev_hash` is 64 zeros.
 
-use super::canonical::{CanonicalError, to_canonical};
-use serde_json::{Map, Value, json};
+use super::canonical::{
+    CanonicalError, write_canonical_object, write_canonical_str, write_canonical_u64,
+};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -98,16 +100,39 @@ pub struct Envelope<'a> {
 impl Envelope<'_> {
     /// The canonical bytes of the envelope.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
-        to_canonical(&json!({
-            "v": FORMAT_VERSION,
-            "seq": self.seq,
-            "kind": self.kind.as_str(),
-            "time": self.time,
-            "fdm_id": self.fdm_id,
-            "signer_id": self.signer_id,
-            "prev_hash": hex::encode(self.prev_hash),
-            "body": Value::Object(self.body.clone()),
-        }))
+        let mut out = Vec::with_capacity(4096);
+        self.write_canonical(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the canonical bytes of the envelope to `out` (the writer reuses one buffer).
+    ///
+    /// Written member by member in canonical (sorted) key order, the body encoded in place:
+    /// the same bytes as [`super::canonical::to_canonical`] of the envelope as a JSON object,
+    /// without building or cloning that object. On error `out` holds a partial encoding.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+        out.extend_from_slice(b"{\"body\":");
+        write_canonical_object(out, self.body)?;
+        out.extend_from_slice(b",\"fdm_id\":");
+        write_canonical_str(out, self.fdm_id);
+        out.extend_from_slice(b",\"kind\":");
+        write_canonical_str(out, self.kind.as_str());
+        out.extend_from_slice(b",\"prev_hash\":\"");
+        let mut hex = [0u8; 64];
+        // Cannot fail: the buffer is exactly twice the hash length.
+        if hex::encode_to_slice(self.prev_hash, &mut hex).is_ok() {
+            out.extend_from_slice(&hex);
+        }
+        out.extend_from_slice(b"\",\"seq\":");
+        write_canonical_u64(out, self.seq)?;
+        out.extend_from_slice(b",\"signer_id\":");
+        write_canonical_str(out, self.signer_id);
+        out.extend_from_slice(b",\"time\":");
+        write_canonical_str(out, self.time);
+        out.extend_from_slice(b",\"v\":");
+        write_canonical_u64(out, FORMAT_VERSION)?;
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -130,6 +155,69 @@ pub fn short_signature(signature: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::canonical::to_canonical;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// The envelope encoded the general way: as a JSON object through [`to_canonical`].
+    fn as_json_object(env: &Envelope<'_>) -> Vec<u8> {
+        to_canonical(&json!({
+            "v": FORMAT_VERSION,
+            "seq": env.seq,
+            "kind": env.kind.as_str(),
+            "time": env.time,
+            "fdm_id": env.fdm_id,
+            "signer_id": env.signer_id,
+            "prev_hash": hex::encode(env.prev_hash),
+            "body": Value::Object(env.body.clone()),
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn envelope_bytes_equal_the_canonical_json_object(
+            seq in 1u64..(1 << 53),
+            kind in 0usize..RecordKind::ALL.len(),
+            texts in prop::collection::vec(".{0,16}", 3),
+            body in prop::collection::btree_map(".{0,8}", prop_oneof![
+                ".{0,12}".prop_map(Value::String),
+                (-1_000_000i64..1_000_000).prop_map(|i| json!(i)),
+                prop::collection::vec(".{0,4}", 0..3).prop_map(|v| json!(v)),
+            ], 0..8),
+            prev_hash in any::<[u8; 32]>(),
+        ) {
+            let body: Map<String, Value> = body.into_iter().collect();
+            let env = Envelope {
+                seq,
+                kind: RecordKind::ALL[kind],
+                time: &texts[0],
+                fdm_id: &texts[1],
+                signer_id: &texts[2],
+                prev_hash: &prev_hash,
+                body: &body,
+            };
+            prop_assert_eq!(env.canonical_bytes().unwrap(), as_json_object(&env));
+        }
+    }
+
+    #[test]
+    fn envelope_refuses_a_seq_beyond_2_pow_53() {
+        let body = Map::new();
+        let env = Envelope {
+            seq: 1 << 53,
+            kind: RecordKind::Report,
+            time: "t",
+            fdm_id: "f",
+            signer_id: "s",
+            prev_hash: &GENESIS_PREV_HASH,
+            body: &body,
+        };
+        assert_eq!(
+            env.canonical_bytes().unwrap_err(),
+            CanonicalError::Number("9007199254740992".into())
+        );
+    }
 
     #[test]
     fn envelope_bytes_are_canonical_and_hash_is_sha256() {
@@ -154,6 +242,7 @@ mod tests {
             )
         );
         assert_eq!(hex::encode(record_hash(&bytes)), sha256_hex(&bytes));
+        assert_eq!(bytes, as_json_object(&env));
         assert_eq!(short_signature(&[0x12, 0xab, 0xcd, 0xef, 0x01]), "ABCDEF01");
     }
 }

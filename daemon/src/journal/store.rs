@@ -139,9 +139,50 @@ const SELECT: &str = "SELECT seq, kind, canonical, prev_hash, hash, signature, s
     register_id, request_id, request_digest, label, event_counter, total_counter, series, series_number
     FROM records";
 
+/// A record to insert, borrowed from whoever built it (the writer inserts without copying).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// Sequence number.
+    pub seq: u64,
+    /// Kind name.
+    pub kind: &'a str,
+    /// Canonical bytes (hashed and signed).
+    pub canonical: &'a [u8],
+    /// Hash of the previous record.
+    pub prev_hash: &'a [u8],
+    /// SHA-256 of `canonical`.
+    pub hash: &'a [u8],
+    /// Signature over `hash`.
+    pub signature: &'a [u8],
+    /// Signer id.
+    pub signer_id: &'a str,
+    /// FDM time.
+    pub time: &'a str,
+    /// Index columns.
+    pub index: &'a IndexColumns,
+}
+
 /// Inserts one record.
 pub fn insert(conn: &Connection, r: &StoredRecord) -> rusqlite::Result<()> {
-    let i = &r.index;
+    insert_new(
+        conn,
+        &NewRecord {
+            seq: r.seq,
+            kind: &r.kind,
+            canonical: &r.canonical,
+            prev_hash: &r.prev_hash,
+            hash: &r.hash,
+            signature: &r.signature,
+            signer_id: &r.signer_id,
+            time: &r.time,
+            index: &r.index,
+        },
+    )
+}
+
+/// Inserts one record from borrowed parts.
+pub fn insert_new(conn: &Connection, r: &NewRecord<'_>) -> rusqlite::Result<()> {
+    let i = r.index;
     conn.prepare_cached(INSERT)?.execute(params![
         r.seq as i64,
         r.kind,

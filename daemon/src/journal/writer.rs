@@ -1,7 +1,7 @@
 //! The single writer: group commit of signed, hash-chained records.
 
 use super::record::{Envelope, GENESIS_PREV_HASH, RecordKind, record_hash};
-use super::store::{self, Heads, IndexColumns, StoredRecord};
+use super::store::{self, Heads, IndexColumns, NewRecord, StoredRecord};
 use super::{AppendError, Appended, Entry, JournalConfig, JournalStats, WriteRequest, format_time};
 use crate::signer::{Signer, SignerIdentity};
 use rusqlite::{Connection, ErrorCode};
@@ -16,6 +16,8 @@ pub(super) struct Writer {
     config: JournalConfig,
     signer: Arc<dyn Signer>,
     stats: Arc<JournalStats>,
+    /// Reused for every record's canonical bytes.
+    canonical: Vec<u8>,
 }
 
 /// Why a batch has to be rolled back as a whole.
@@ -42,6 +44,7 @@ impl Writer {
             config,
             signer,
             stats,
+            canonical: Vec::with_capacity(8192),
         }
     }
 
@@ -61,7 +64,7 @@ impl Writer {
     }
 
     fn write_batch(&mut self, batch: &mut Vec<WriteRequest>) {
-        let results = match self.try_write_batch(batch) {
+        let results = match self.try_write_batch(batch.as_mut_slice()) {
             Ok(results) => results,
             Err(BatchFailure(e)) => {
                 if !self.conn.is_autocommit() {
@@ -77,10 +80,11 @@ impl Writer {
     }
 
     /// Writes the batch in one transaction. On success the heads advance; on failure they are
-    /// untouched, because every change is made on a copy first.
+    /// untouched, because every change is made on a copy first. The entries' bodies are moved
+    /// into their answers (an entry that failed is answered with the error only).
     fn try_write_batch(
         &mut self,
-        batch: &[WriteRequest],
+        batch: &mut [WriteRequest],
     ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
         let identity = match self.signer.identity() {
             Ok(identity) => identity,
@@ -99,12 +103,12 @@ impl Writer {
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut written = 0u64;
-        for request in batch {
+        for request in batch.iter_mut() {
             if let Some(e) = &declare_failed {
                 results.push(Err(e.clone()));
                 continue;
             }
-            match self.write_entry(&mut heads, &identity, &request.entry) {
+            match self.write_entry(&mut heads, &identity, &mut request.entry) {
                 Ok(appended) => {
                     if !appended.duplicate {
                         written += 1;
@@ -172,7 +176,7 @@ impl Writer {
         let Value::Object(body) = body else {
             return Err(Stage::Entry(AppendError::Encoding("signer body".into())));
         };
-        self.sign_and_insert(heads, identity, kind, body, IndexColumns::default())?;
+        self.sign_and_insert(heads, identity, kind, body, &IndexColumns::default())?;
         heads.signers.insert(identity.id.clone());
         Ok(())
     }
@@ -181,7 +185,7 @@ impl Writer {
         &mut self,
         heads: &mut Heads,
         identity: &SignerIdentity,
-        entry: &Entry,
+        entry: &mut Entry,
     ) -> Result<Appended, Stage> {
         if let Some(key) = &entry.key
             && let Some(stored) = store::find_request(&self.conn, &key.register, &key.request_id)
@@ -194,7 +198,8 @@ impl Writer {
             }
             return appended_from_stored(&stored, &self.config.fdm_id).map_err(Stage::Entry);
         }
-        let mut body = entry.body.clone();
+        // The body goes into the record and then into the answer: moved, not copied.
+        let mut body = std::mem::take(&mut entry.body);
         let mut index = IndexColumns::default();
         if let Some(key) = &entry.key {
             body.insert("register".into(), json!(key.register));
@@ -204,38 +209,70 @@ impl Writer {
             index.request_id = Some(key.request_id.clone());
             index.request_digest = Some(key.digest.clone());
         }
-        let mut next_heads = heads.clone();
+        // The counters this record takes; the heads advance only once it is inserted.
+        let mut event = None;
         if let Some(label) = entry.counters {
             let label = label.to_string();
-            let event = next_heads.event_counters.get(&label).copied().unwrap_or(0) + 1;
-            next_heads.event_counters.insert(label.clone(), event);
-            next_heads.total_counter += 1;
-            body.insert("event_counter".into(), json!(event));
-            body.insert("total_counter".into(), json!(next_heads.total_counter));
-            index.label = Some(label);
-            index.event_counter = Some(event);
-            index.total_counter = Some(next_heads.total_counter);
+            let counter = heads.event_counters.get(&label).copied().unwrap_or(0) + 1;
+            let total = heads.total_counter + 1;
+            body.insert("event_counter".into(), json!(counter));
+            body.insert("total_counter".into(), json!(total));
+            index.label = Some(label.clone());
+            index.event_counter = Some(counter);
+            index.total_counter = Some(total);
+            event = Some((label, counter, total));
         }
+        let mut number = None;
         if let Some(series) = &entry.series {
-            let number = next_heads.series.get(series).copied().unwrap_or(0) + 1;
-            next_heads.series.insert(series.clone(), number);
+            let next = heads.series.get(series).copied().unwrap_or(0) + 1;
             body.insert("ticket_series".into(), json!(series));
-            body.insert("ticket_number".into(), json!(number));
+            body.insert("ticket_number".into(), json!(next));
             index.series = Some(series.clone());
-            index.series_number = Some(number);
+            index.series_number = Some(next);
+            number = Some(next);
         }
-        let appended = self.sign_and_insert(&mut next_heads, identity, entry.kind, body, index)?;
-        *heads = next_heads;
+        let appended = self.sign_and_insert(heads, identity, entry.kind, body, &index)?;
+        if let Some((label, counter, total)) = event {
+            heads.event_counters.insert(label, counter);
+            heads.total_counter = total;
+        }
+        if let (Some(series), Some(next)) = (&entry.series, number) {
+            match heads.series.get_mut(series) {
+                Some(n) => *n = next,
+                None => {
+                    heads.series.insert(series.clone(), next);
+                }
+            }
+        }
         Ok(appended)
     }
 
+    /// Encodes, hashes, signs and inserts one record; advances `last_seq` and `last_hash` only
+    /// when the row is in.
     fn sign_and_insert(
         &mut self,
         heads: &mut Heads,
         identity: &SignerIdentity,
         kind: RecordKind,
         body: Map<String, Value>,
-        index: IndexColumns,
+        index: &IndexColumns,
+    ) -> Result<Appended, Stage> {
+        // One buffer serves every record: taken here, given back whatever the outcome.
+        let mut canonical = std::mem::take(&mut self.canonical);
+        canonical.clear();
+        let result = self.encode_sign_insert(&mut canonical, heads, identity, kind, body, index);
+        self.canonical = canonical;
+        result
+    }
+
+    fn encode_sign_insert(
+        &self,
+        canonical: &mut Vec<u8>,
+        heads: &mut Heads,
+        identity: &SignerIdentity,
+        kind: RecordKind,
+        body: Map<String, Value>,
+        index: &IndexColumns,
     ) -> Result<Appended, Stage> {
         let seq = heads.last_seq + 1;
         let time = format_time(self.config.clock.now());
@@ -244,7 +281,7 @@ impl Writer {
         } else {
             heads.last_hash
         };
-        let canonical = Envelope {
+        Envelope {
             seq,
             kind,
             time: &time,
@@ -253,26 +290,28 @@ impl Writer {
             prev_hash: &prev_hash,
             body: &body,
         }
-        .canonical_bytes()
+        .write_canonical(canonical)
         .map_err(|e| Stage::Entry(AppendError::Encoding(e.to_string())))?;
-        let hash = record_hash(&canonical);
+        let hash = record_hash(canonical);
         let signature = self
             .signer
             .sign(&identity.id, &hash)
             .map_err(|e| Stage::Entry(e.into()))?;
-        let stored = StoredRecord {
-            seq,
-            kind: kind.as_str().to_owned(),
-            canonical,
-            prev_hash: prev_hash.to_vec(),
-            hash: hash.to_vec(),
-            signature: signature.clone(),
-            signer_id: identity.id.clone(),
-            time: time.clone(),
-            index,
-        };
-        store::insert(&self.conn, &stored)
-            .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?;
+        store::insert_new(
+            &self.conn,
+            &NewRecord {
+                seq,
+                kind: kind.as_str(),
+                canonical,
+                prev_hash: &prev_hash,
+                hash: &hash,
+                signature: &signature,
+                signer_id: &identity.id,
+                time: &time,
+                index,
+            },
+        )
+        .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?;
         heads.last_seq = seq;
         heads.last_hash = hash;
         Ok(Appended {
