@@ -35,6 +35,32 @@ pub struct Running {
     pub mqtt: MqttService,
     /// Credentials of the development register (`--dev` only).
     pub dev_credentials: Option<Credentials>,
+    /// SIGTERM and SIGINT, caught from before the first listener answers.
+    signals: Signals,
+}
+
+/// The signals that stop the daemon, installed before anything can be reached from outside (so
+/// an early SIGTERM is a clean stop, never the default kill).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 /// Creates the data directory with mode 0700 (or checks an existing one is not open to others).
@@ -77,6 +103,7 @@ fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
 
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let signals = Signals::install().context("installing signal handlers")?;
     let config = Arc::new(config);
     let data_dir = config.fdm.data_dir.clone();
     prepare_data_dir(&data_dir)?;
@@ -109,6 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http,
         mqtt,
         dev_credentials,
+        signals,
     })
 }
 
@@ -154,9 +182,7 @@ async fn dev_register(app: &App) -> anyhow::Result<Credentials> {
 
 impl Running {
     /// Serves until SIGTERM or SIGINT, feeding the systemd watchdog while the loops progress.
-    pub async fn serve_until_signal(self) -> anyhow::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    pub async fn serve_until_signal(mut self) -> anyhow::Result<()> {
         let watchdog = crate::systemd::watchdog_interval();
         let tick = watchdog.map_or(Duration::from_secs(5), |w| w / 2);
         // READY=1 only once the signer can sign (a card may still wait for its PIN); meanwhile
@@ -169,8 +195,7 @@ impl Running {
                 waiting_logged = true;
             }
             tokio::select! {
-                _ = term.recv() => { self.stop().await; return Ok(()); }
-                _ = int.recv() => { self.stop().await; return Ok(()); }
+                _ = self.signals.recv() => { self.stop().await; return Ok(()); }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     if watchdog.is_some() {
                         crate::systemd::watchdog_ping();
@@ -192,8 +217,7 @@ impl Running {
         );
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = self.signals.recv() => break,
                 _ = tokio::time::sleep(tick) => {
                     let stalled = self.app.status.stalled(Duration::from_secs(30));
                     if stalled.is_empty() {

@@ -80,6 +80,19 @@ struct Tally {
     first_error: Option<String>,
 }
 
+/// A tag unique to this run, so request ids never repeat across runs against one journal (a
+/// repeated id is answered from the journal with 102 instead of being signed again).
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        format!("{ms:x}")
+    })
+}
+
 fn order(register: &str, n: u64, lines: usize) -> Vec<u8> {
     let lines: Vec<Value> = (0..lines)
         .map(|i| {
@@ -88,7 +101,7 @@ fn order(register: &str, n: u64, lines: usize) -> Vec<u8> {
             json!({"description": format!("Item {i}"), "quantity": 1 + (i % 3), "unit_price": "2.50", "vat": vat, "station": station})
         })
         .collect();
-    serde_json::to_vec(&json!({"request_id": format!("{register}-{n}"), "operator": "85073003328", "event_type": "normal", "lines": lines})).unwrap_or_default()
+    serde_json::to_vec(&json!({"request_id": format!("{register}-{}-{n}", run_tag()), "operator": "85073003328", "event_type": "normal", "lines": lines})).unwrap_or_default()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -361,7 +374,7 @@ async fn run_mqtt(
             }
             _ = async { if let Some(due) = next_due { tokio::time::sleep_until(due.into()).await } }, if can_send => {
                 n += 1;
-                pending.insert(format!("{}-{n}", cred.id), Instant::now());
+                pending.insert(format!("{}-{}-{n}", cred.id, run_tag()), Instant::now());
                 client.publish(&orders, QoS::AtLeastOnce, false, order(&cred.id, n, args.lines)).await?;
             }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
