@@ -3,6 +3,7 @@
 
 use crate::access::{AccessError, AccessStore, ClientKind, Credentials};
 use crate::config::Config;
+use crate::fiscal::Order;
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
 use crate::service::{Receipt, Registrar};
@@ -88,57 +89,48 @@ impl App {
     /// enrolled, journals and signs, then routes the lines to their stations.
     pub async fn handle_order(&self, register: &str, payload: &[u8]) -> Receipt {
         self.status.saw_register(register, unix_ms());
-        let receipt = if !self.config.daemon.dev && !self.access.active_register(register) {
-            Receipt::Error {
+        let (receipt, order) = if !self.config.daemon.dev && !self.access.active_register(register)
+        {
+            let refused = Receipt::Error {
                 request_id: crate::service::sniff_request_id(payload),
                 code: crate::fiscal::FdmCode::InvalidData,
                 message: format!("register {register} is not enrolled or was revoked"),
                 field: Some("register".into()),
                 problems: Vec::new(),
-            }
+            };
+            (refused, None)
         } else {
-            self.registrar.register_order(register, payload).await
+            self.registrar.register(register, payload).await
         };
         let ok = matches!(receipt, Receipt::Signed(_));
         self.status.count_order(ok);
-        if let Receipt::Signed(r) = &receipt
+        if let (Receipt::Signed(r), Some(order)) = (&receipt, &order)
             && r.get("code").and_then(Value::as_u64) == Some(0)
         {
-            self.route_to_stations(register, r, payload);
+            self.route_to_stations(r, order);
         }
         receipt
     }
 
-    fn route_to_stations(&self, register: &str, receipt: &Value, payload: &[u8]) {
+    fn route_to_stations(&self, receipt: &Value, order: &Order) {
         if self.station_tx.receiver_count() == 0 {
             return;
         }
-        let Ok(order) = serde_json::from_slice::<Value>(payload) else {
-            return;
-        };
-        let mut by_station: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for line in order
-            .get("lines")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(station) = line.get("station").and_then(Value::as_str) {
-                by_station
-                    .entry(station.to_owned())
-                    .or_default()
-                    .push(json!({
-                        "description": line.get("description"),
-                        "quantity": line.get("quantity"),
-                    }));
+        let mut by_station: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for line in &order.lines {
+            if let Some(station) = line.station.as_deref() {
+                by_station.entry(station).or_default().push(json!({
+                    "description": line.description,
+                    "quantity": quantity_as_sent(line.quantity),
+                }));
             }
         }
         for (station, lines) in by_station {
             let payload = json!({
                 "station": station,
-                "register": register,
-                "table": order.get("table"),
-                "operator": order.get("operator"),
+                "register": order.register,
+                "table": order.table,
+                "operator": order.operator,
                 "request_id": receipt.get("request_id"),
                 "ticket_number": receipt.get("ticket_number"),
                 "label": receipt.get("label"),
@@ -146,7 +138,10 @@ impl App {
                 "journal_seq": receipt.get("journal_seq"),
                 "lines": lines,
             });
-            let _ = self.station_tx.send(StationTicket { station, payload });
+            let _ = self.station_tx.send(StationTicket {
+                station: station.to_owned(),
+                payload,
+            });
         }
     }
 
@@ -202,10 +197,31 @@ impl App {
     }
 }
 
+/// A quantity as registers send it: whole numbers as JSON numbers, fractions as decimal strings.
+fn quantity_as_sent(quantity: rust_decimal::Decimal) -> Value {
+    let q = quantity.normalize();
+    match i64::try_from(q) {
+        Ok(whole) if q.scale() == 0 => json!(whole),
+        _ => json!(q.to_string()),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn station_quantities_keep_the_form_registers_send() {
+        assert_eq!(quantity_as_sent("2".parse().unwrap()), json!(2));
+        assert_eq!(quantity_as_sent("-1.000".parse().unwrap()), json!(-1));
+        assert_eq!(quantity_as_sent("0.350".parse().unwrap()), json!("0.35"));
+    }
 }

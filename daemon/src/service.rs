@@ -180,41 +180,49 @@ impl Registrar {
 
     /// Validates, computes, journals and signs an order sent by `register`.
     pub async fn register_order(&self, register: &str, bytes: &[u8]) -> Receipt {
-        match self.prepare_order(register, bytes) {
-            Ok(entry) => {
-                let request_id = entry.key.as_ref().map(|k| k.request_id.clone());
-                match self.journal.append(entry).await {
-                    Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
-                    Err(e) => Receipt::failed(request_id, &e),
-                }
+        self.register(register, bytes).await.0
+    }
+
+    /// Like [`Registrar::register_order`], and also gives back the validated order (when it was
+    /// valid), so callers can route its lines without parsing it again.
+    pub async fn register(&self, register: &str, bytes: &[u8]) -> (Receipt, Option<Order>) {
+        match self.prepare(register, bytes) {
+            Ok((entry, order)) => {
+                let result = self.journal.append(entry).await;
+                (self.answer(&order, result), Some(order))
             }
-            Err(receipt) => receipt,
+            Err(receipt) => (receipt, None),
         }
     }
 
     /// Like [`Registrar::register_order`], outside an async runtime.
     pub fn register_order_blocking(&self, register: &str, bytes: &[u8]) -> Receipt {
-        match self.prepare_order(register, bytes) {
-            Ok(entry) => {
-                let request_id = entry.key.as_ref().map(|k| k.request_id.clone());
-                match self.journal.append_blocking(entry) {
-                    Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
-                    Err(e) => Receipt::failed(request_id, &e),
-                }
-            }
+        match self.prepare(register, bytes) {
+            Ok((entry, order)) => self.answer(&order, self.journal.append_blocking(entry)),
             Err(receipt) => receipt,
+        }
+    }
+
+    fn answer(&self, order: &Order, result: Result<Appended, AppendError>) -> Receipt {
+        match result {
+            Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
+            Err(e) => Receipt::failed(Some(order.request_id.clone()), &e),
         }
     }
 
     /// Validates and computes an order into a journal entry, or the error receipt.
     pub fn prepare_order(&self, register: &str, bytes: &[u8]) -> Result<Entry, Receipt> {
+        self.prepare(register, bytes).map(|(entry, _)| entry)
+    }
+
+    fn prepare(&self, register: &str, bytes: &[u8]) -> Result<(Entry, Order), Receipt> {
         let order = Order::from_json(register, bytes)
             .map_err(|e| Receipt::invalid(sniff_request_id(bytes), &e))?;
         let sale = Sale::compute(&order)
             .map_err(|e| Receipt::invalid(Some(order.request_id.clone()), &e))?;
         let digest = digest_of(&order.to_json())
             .map_err(|e| Receipt::failed(Some(order.request_id.clone()), &e))?;
-        Ok(Entry {
+        let entry = Entry {
             kind: RecordKind::FiscalEvent,
             key: Some(RequestKey {
                 register: order.register.clone(),
@@ -224,7 +232,8 @@ impl Registrar {
             counters: Some(sale.label),
             series: Some(self.numbering.series_for(&order.register, order.event_type)),
             body: sale.journal_body(&order),
-        })
+        };
+        Ok((entry, order))
     }
 
     /// Journals a pre-computed event (FDM v1 `H`): no lines, the POS's own ticket number.
