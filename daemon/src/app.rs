@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::fiscal::Order;
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
+use crate::restaurant::Restaurant;
 use crate::service::{Receipt, Registrar};
 use crate::signer::Signer;
 use crate::status::Status;
@@ -56,6 +57,8 @@ pub struct App {
     pub status: Arc<Status>,
     /// Cancelled when the daemon stops accepting work.
     pub shutdown: CancellationToken,
+    /// Tables, staff presence, deposits… folded from the journal (`restaurant/`).
+    pub restaurant: Arc<Restaurant>,
     station_tx: broadcast::Sender<StationTicket>,
 }
 
@@ -69,7 +72,16 @@ impl App {
         status: Arc<Status>,
     ) -> Arc<App> {
         let (station_tx, _) = broadcast::channel(1024);
+        let require = config.restaurant.require_work_in;
+        let restaurant = match Restaurant::rebuild(registrar.journal().path(), require) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "restaurant state could not be read from the journal");
+                Restaurant::unavailable(require, e.to_string())
+            }
+        };
         Arc::new(App {
+            restaurant: Arc::new(restaurant),
             config,
             registrar,
             access,
@@ -100,7 +112,13 @@ impl App {
             };
             (refused, None)
         } else {
-            self.registrar.register(register, payload).await
+            match Order::from_json(register, payload) {
+                Err(e) => (
+                    Receipt::invalid(crate::service::sniff_request_id(payload), &e),
+                    None,
+                ),
+                Ok(order) => (self.register_checked(&order).await, Some(order)),
+            }
         };
         let ok = matches!(receipt, Receipt::Signed(_));
         self.status.count_order(ok);
@@ -108,6 +126,40 @@ impl App {
             && r.get("code").and_then(Value::as_u64) == Some(0)
         {
             self.route_to_stations(r, order);
+        }
+        receipt
+    }
+
+    /// Checks an order against the restaurant state, completes it, journals it and advances the
+    /// state, holding the locks of what it checked all along.
+    async fn register_checked(&self, order: &Order) -> Receipt {
+        let _guards = self.restaurant.lock_for(order).await;
+        let original = match &order.original {
+            Some(r) => self.registrar.stored(&r.register, &r.request_id).await,
+            None => None,
+        };
+        let prepared = match self.restaurant.prepare(order, original.as_ref()) {
+            Ok(p) => p,
+            Err(refusal) => {
+                // A resend of a request journaled before gets its stored answer, whatever the
+                // state says now (the table it closed is closed, the operator clocked out…).
+                return match self
+                    .registrar
+                    .stored(&order.register, &order.request_id)
+                    .await
+                {
+                    Some(stored) => self.registrar.resend_answer(order, &stored),
+                    None => Receipt::refused(
+                        Some(order.request_id.clone()),
+                        &refusal.field,
+                        &refusal.message,
+                    ),
+                };
+            }
+        };
+        let (receipt, appended) = self.registrar.register_prepared(order, prepared).await;
+        if let Some(a) = &appended {
+            self.restaurant.apply(a);
         }
         receipt
     }
@@ -189,6 +241,30 @@ impl App {
         )
         .await?;
         Ok(self.access.revoke(kind, id, &self.now())?)
+    }
+
+    /// The status document (`GET /v1/status`, the retained status topic) with the open tables
+    /// and the operators clocked in.
+    pub fn status_document(&self) -> Value {
+        let mut doc = self.status.snapshot();
+        if let Value::Object(map) = &mut doc {
+            map.insert(
+                "open_tables".into(),
+                self.restaurant.open_tables().to_json(),
+            );
+            map.insert(
+                "clocked_in".into(),
+                json!(
+                    self.restaurant
+                        .presence()
+                        .clocked_in()
+                        .iter()
+                        .map(|d| json!({"operator": d.operator, "since": d.since, "register": d.register}))
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        doc
     }
 
     /// Now, as FDM time.

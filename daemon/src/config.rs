@@ -33,6 +33,49 @@ pub struct Config {
     pub http: HttpSection,
     /// Lifecycle.
     pub daemon: DaemonSection,
+    /// Restaurant workflows: staff, tickets, printers.
+    pub restaurant: RestaurantSection,
+}
+
+/// `[restaurant]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestaurantSection {
+    /// Refuse sales and pro formas of operators who have not clocked in (WORK IN).
+    pub require_work_in: bool,
+    /// Language of printed tickets: `fr`, `nl`, `de` or `en`.
+    pub language: String,
+    /// Characters per printed line (32, 42 or 48 on usual ESC/POS printers).
+    pub ticket_width: usize,
+    /// Attempts per print job before it is reported as failed.
+    pub print_attempts: u32,
+    /// Time for one attempt (connect and write), in milliseconds.
+    pub print_timeout_ms: u64,
+    /// Network ESC/POS printers (raw TCP, usually port 9100).
+    pub printers: Vec<PrinterConfig>,
+}
+
+/// `[[restaurant.printers]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterConfig {
+    /// What it prints: a station id (`kitchen`, `bar`…) or `receipts` (customer tickets).
+    pub station: String,
+    /// Its address, `IP:port`.
+    pub address: SocketAddr,
+}
+
+impl Default for RestaurantSection {
+    fn default() -> Self {
+        RestaurantSection {
+            require_work_in: false,
+            language: "fr".into(),
+            ticket_width: 42,
+            print_attempts: 5,
+            print_timeout_ms: 3_000,
+            printers: Vec::new(),
+        }
+    }
 }
 
 /// `[fdm]`
@@ -183,6 +226,7 @@ impl Default for Config {
             mqtt: MqttSection::default(),
             http: HttpSection::default(),
             daemon: DaemonSection::default(),
+            restaurant: RestaurantSection::default(),
         }
     }
 }
@@ -405,6 +449,32 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
                 c.version
             ),
         );
+    }
+    if !["fr", "nl", "de", "en"].contains(&c.restaurant.language.as_str()) {
+        bad(
+            "restaurant.language",
+            format!("{:?} must be fr, nl, de or en", c.restaurant.language),
+        );
+    }
+    if !(24..=64).contains(&c.restaurant.ticket_width) {
+        bad(
+            "restaurant.ticket_width",
+            format!("{} must be 24 to 64 characters", c.restaurant.ticket_width),
+        );
+    }
+    if !(1..=100).contains(&c.restaurant.print_attempts) {
+        bad(
+            "restaurant.print_attempts",
+            format!("{} must be 1 to 100", c.restaurant.print_attempts),
+        );
+    }
+    for (i, pr) in c.restaurant.printers.iter().enumerate() {
+        if pr.station != "receipts" && !crate::fiscal::order::is_valid_id(&pr.station, 32) {
+            bad(
+                &format!("restaurant.printers[{i}].station"),
+                "must be a station id or \"receipts\"".into(),
+            );
+        }
     }
     if c.fdm.id.len() != 11 || !c.fdm.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         bad(

@@ -2,11 +2,15 @@
 //! receipt the register gets back. Transports (MQTT, HTTP, plugins) call this; nothing else
 //! writes fiscal events.
 
+use crate::fiscal::money::format_amount;
 use crate::fiscal::order::Order;
+use crate::fiscal::order::vouchers_json;
+use crate::fiscal::sale::check_payments;
 use crate::fiscal::{EventType, FdmCode, PrecomputedEvent, Sale, ValidationError};
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{RecordKind, sha256_hex, short_signature};
 use crate::journal::{AppendError, Appended, Entry, Journal, RequestKey};
+use crate::restaurant::Prepared;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -120,7 +124,19 @@ impl Receipt {
         }
     }
 
-    fn invalid(request_id: Option<String>, e: &ValidationError) -> Receipt {
+    /// An order refused by a rule on the state (restaurant): code 207 with the field at fault.
+    pub fn refused(request_id: Option<String>, field: &str, message: &str) -> Receipt {
+        Receipt::Error {
+            request_id,
+            code: FdmCode::InvalidData,
+            message: format!("{field}: {message}"),
+            field: Some(field.to_owned()),
+            problems: Vec::new(),
+        }
+    }
+
+    /// An order that failed validation: code 207 with every problem.
+    pub fn invalid(request_id: Option<String>, e: &ValidationError) -> Receipt {
         let first = e.first();
         Receipt::Error {
             request_id,
@@ -236,6 +252,115 @@ impl Registrar {
         Ok((entry, order))
     }
 
+    /// Journals an order the restaurant layer has checked and completed. The idempotency digest
+    /// is the one of the order as `received`, so a resend is recognised whatever the state.
+    /// Gives back the durable record too, so the caller can advance its state.
+    pub async fn register_prepared(
+        &self,
+        received: &Order,
+        prepared: Prepared,
+    ) -> (Receipt, Option<Appended>) {
+        let entry = match self.entry_for(received, prepared) {
+            Ok(e) => e,
+            Err(r) => return (r, None),
+        };
+        match self.journal.append(entry).await {
+            Ok(a) => (Receipt::Signed(self.receipt_json(&a)), Some(a)),
+            Err(e) => (Receipt::failed(Some(received.request_id.clone()), &e), None),
+        }
+    }
+
+    fn entry_for(&self, received: &Order, prepared: Prepared) -> Result<Entry, Receipt> {
+        let id = || Some(received.request_id.clone());
+        let digest = digest_of(&received.to_json()).map_err(|e| Receipt::failed(id(), &e))?;
+        let key = Some(RequestKey {
+            register: received.register.clone(),
+            request_id: received.request_id.clone(),
+            digest,
+        });
+        let order = &prepared.order;
+        match prepared.kind {
+            RecordKind::FiscalEvent => {
+                let sale = Sale::compute(order).map_err(|e| Receipt::invalid(id(), &e))?;
+                let mut body = sale.journal_body(order);
+                body.extend(prepared.extra);
+                Ok(Entry {
+                    kind: RecordKind::FiscalEvent,
+                    key,
+                    counters: Some(sale.label),
+                    series: Some(self.numbering.series_for(&order.register, order.event_type)),
+                    body,
+                })
+            }
+            RecordKind::MoneyMovement => {
+                let total: rust_decimal::Decimal = order.vouchers.iter().map(|v| v.amount).sum();
+                let rounding =
+                    check_payments(order, total).map_err(|e| Receipt::invalid(id(), &e))?;
+                let mut body = Map::new();
+                body.insert("type".into(), json!("voucher_sale"));
+                body.insert("operator".into(), json!(order.operator));
+                body.insert("vouchers".into(), vouchers_json(&order.vouchers));
+                body.insert("total".into(), json!(format_amount(total)));
+                body.insert(
+                    "payments".into(),
+                    Value::Array(
+                        order
+                            .payments
+                            .iter()
+                            .map(|p| json!({"method": p.method.as_str(), "amount": format_amount(p.amount)}))
+                            .collect(),
+                    ),
+                );
+                body.insert("cash_rounding".into(), json!(format_amount(rounding)));
+                body.insert("pos_time".into(), json!(order.pos_time));
+                body.extend(prepared.extra);
+                Ok(Entry {
+                    kind: RecordKind::MoneyMovement,
+                    key,
+                    counters: None,
+                    series: None,
+                    body,
+                })
+            }
+            kind => Ok(Entry {
+                kind,
+                key,
+                counters: None,
+                series: None,
+                body: prepared.extra,
+            }),
+        }
+    }
+
+    /// The answer to a resend of `order` that was journaled before: its stored receipt (code
+    /// 102), or a conflict when the request id was used for other content.
+    pub fn resend_answer(&self, order: &Order, stored: &Appended) -> Receipt {
+        let id = Some(order.request_id.clone());
+        match digest_of(&order.to_json()) {
+            Ok(d) if stored.body.get("request_digest").and_then(Value::as_str) == Some(&d) => {
+                Receipt::Signed(self.receipt_json(stored))
+            }
+            Ok(_) => Receipt::failed(
+                id,
+                &AppendError::Conflict {
+                    request_id: order.request_id.clone(),
+                },
+            ),
+            Err(e) => Receipt::failed(id, &e),
+        }
+    }
+
+    /// The stored record of an earlier request, if any (read-only lookup).
+    pub async fn stored(&self, register: &str, request_id: &str) -> Option<Appended> {
+        let journal = self.journal.clone();
+        let (reg, id) = (register.to_owned(), request_id.to_owned());
+        tokio::task::spawn_blocking(move || journal.find_request(&reg, &id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    }
+
     /// Journals a pre-computed event (FDM v1 `H`): no lines, the POS's own ticket number.
     pub async fn register_precomputed(&self, event: &PrecomputedEvent) -> Receipt {
         if let Err(e) = event.validate() {
@@ -308,6 +433,33 @@ impl Registrar {
         }
         if body.get("cash_rounding").is_some() {
             receipt.insert("cash_rounding".into(), get("cash_rounding"));
+        }
+        if a.kind != RecordKind::FiscalEvent {
+            receipt.insert("record_kind".into(), json!(a.kind.as_str()));
+        }
+        // What a handheld needs to show or print the ticket (restaurant members when present).
+        for k in [
+            "operator",
+            "table",
+            "lines",
+            "payments",
+            "purpose",
+            "table_role",
+            "copy_of",
+            "refund_of",
+            "deposits_applied",
+            "discounts",
+            "catering_event",
+            "vouchers",
+            "action",
+            "from",
+            "to",
+        ] {
+            if let Some(v) = body.get(k)
+                && !v.is_null()
+            {
+                receipt.insert(k.into(), v.clone());
+            }
         }
         Value::Object(receipt)
     }

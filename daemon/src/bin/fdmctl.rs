@@ -61,6 +61,26 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
+    /// List the open tables (pro formas without their final ticket yet). Reads the journal
+    /// directly when the daemon is not answering.
+    Tables {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daily presence list (WORK IN / WORK OUT per operator) and who is clocked in.
+    Presence {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Date, YYYY-MM-DD (default today).
+        #[arg(long)]
+        date: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enrol, list or revoke registers (cash registers, handhelds).
     Register {
         #[command(flatten)]
@@ -128,6 +148,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Status { daemon } => admin::status(&daemon),
+        Command::Tables { daemon, json } => admin::tables(&daemon, json),
+        Command::Presence { daemon, date, json } => admin::presence(&daemon, date, json),
         Command::Register { daemon, action } => admin::enrolment(&daemon, "registers", action),
         Command::Station { daemon, action } => admin::enrolment(&daemon, "stations", action),
         Command::CheckConfig { config } => {
@@ -314,6 +336,98 @@ mod admin {
                 Ok(ExitCode::from(3))
             }
         }
+    }
+
+    /// The daemon's restaurant state, or (when it is not answering) the state folded from its
+    /// journal read-only.
+    fn restaurant_offline(t: &Target) -> anyhow::Result<fdmd::restaurant::Restaurant> {
+        let file = fdmd::paths::journal_file(&t.data_dir);
+        fdmd::restaurant::Restaurant::rebuild(&file, false)
+            .with_context(|| format!("reading {}", file.display()))
+    }
+
+    pub fn tables(args: &DaemonArgs, json: bool) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        let tables = match call(&t, Method::GET, "/v1/tables", None) {
+            Ok(Ok(answer)) => expect_ok(Ok(answer))?,
+            _ => {
+                eprintln!("fdmd is not answering: tables as the journal records them");
+                restaurant_offline(&t)?.open_tables().to_json()
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&tables)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let list = tables.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            println!("no open table");
+        }
+        for table in list {
+            let f = |k: &str| match table.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            println!(
+                "table {:<8} total {:>9}  lines {:>3}  pro formas {:>2}  since {}  operator {}",
+                f("table"),
+                f("total"),
+                f("lines"),
+                table
+                    .get("pro_formas")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len),
+                f("opened_at"),
+                f("operator")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn presence(
+        args: &DaemonArgs,
+        date: Option<String>,
+        json: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        let date = date.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
+        let doc = match call(
+            &t,
+            Method::GET,
+            &format!("/v1/staff/presence?date={date}"),
+            None,
+        ) {
+            Ok(Ok(answer)) => expect_ok(Ok(answer))?,
+            _ => {
+                eprintln!("fdmd is not answering: presence as the journal records it");
+                let p = restaurant_offline(&t)?.presence();
+                serde_json::json!({
+                    "date": date,
+                    "shifts": p.on_date(&date).iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+                })
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("presence on {date}");
+        for s in doc
+            .get("shifts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let f = |k: &str| {
+                s.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("(at work)")
+                    .to_owned()
+            };
+            println!("{}  in {}  out {}", f("operator"), f("start"), f("end"));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     pub fn enrolment(args: &DaemonArgs, what: &str, action: Enrolment) -> anyhow::Result<ExitCode> {

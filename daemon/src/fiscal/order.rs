@@ -111,6 +111,136 @@ impl PaymentMethod {
     }
 }
 
+/// What an order asks for. Everything but `sale` is a restaurant workflow (docs/orders.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// A ticket of its event type (default).
+    #[default]
+    Sale,
+    /// The operator clocks in (FDM v1: a signed zero NS, reference §6).
+    WorkIn,
+    /// The operator clocks out.
+    WorkOut,
+    /// A deposit (acompte) received: VAT is due, so it is a normal ticket.
+    Deposit,
+    /// Multi-purpose vouchers sold: money in, not a sale, no VAT ticket.
+    VoucherSale,
+    /// An open table moves to a free table.
+    TableMove,
+    /// An open table is merged into another open table.
+    TableMerge,
+}
+
+impl Purpose {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Sale => "sale",
+            Purpose::WorkIn => "work_in",
+            Purpose::WorkOut => "work_out",
+            Purpose::Deposit => "deposit",
+            Purpose::VoucherSale => "voucher_sale",
+            Purpose::TableMove => "table_move",
+            Purpose::TableMerge => "table_merge",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<Purpose> {
+        parse_serde(text)
+    }
+}
+
+/// Why a line is on a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineRole {
+    /// Sent by the register as it is.
+    #[default]
+    Item,
+    /// One VAT part of an all-in menu.
+    MenuPart,
+    /// A discount's share for one VAT letter.
+    Discount,
+    /// A deposit received earlier, deducted on the final ticket.
+    DepositApplied,
+}
+
+impl LineRole {
+    /// Name in journal bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineRole::Item => "item",
+            LineRole::MenuPart => "menu_part",
+            LineRole::Discount => "discount",
+            LineRole::DepositApplied => "deposit_applied",
+        }
+    }
+
+    /// Parses a journal name.
+    pub fn parse(text: &str) -> Option<LineRole> {
+        [
+            LineRole::Item,
+            LineRole::MenuPart,
+            LineRole::Discount,
+            LineRole::DepositApplied,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+/// Where a line of a final ticket was first registered (a pro forma of the table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineOrigin {
+    /// Journal sequence number of the pro forma.
+    pub seq: u64,
+    /// Its label (PS or PR).
+    pub label: String,
+    /// Its ticket number.
+    pub ticket_number: Option<u64>,
+}
+
+/// A reference to an earlier request: the register (default: the sender) and its request id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reference {
+    /// Register that sent it.
+    pub register: String,
+    /// Its request id.
+    pub request_id: String,
+}
+
+impl Reference {
+    /// As stored in journal bodies.
+    pub fn to_json(&self) -> Value {
+        json!({"register": self.register, "request_id": self.request_id})
+    }
+}
+
+/// A ticket-wide discount, split over the VAT letters in proportion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discount {
+    /// Printed description.
+    pub description: String,
+    /// A fixed amount off (positive), VAT included…
+    pub amount: Option<Decimal>,
+    /// …or a percentage of the ticket.
+    pub percent: Option<Decimal>,
+}
+
+/// A multi-purpose voucher sold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Voucher {
+    /// The voucher's code.
+    pub code: String,
+    /// Its value.
+    pub amount: Decimal,
+}
+
+/// The administration's coefficient for all-in menus of three courses or more (decision
+/// E.T. 117.557): 35 % of the price is drinks at 21 %, the rest food at 12 % (source 003).
+pub const MENU_DRINKS_SHARE: Decimal = Decimal::from_parts(35, 0, 0, false, 2);
+
 /// A validated order line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderLine {
@@ -128,6 +258,62 @@ pub struct OrderLine {
     pub station: Option<String>,
     /// Category, if given.
     pub category: Option<Category>,
+    /// Why the line is there.
+    pub role: LineRole,
+    /// The all-in menu this line is a part of.
+    pub menu: Option<String>,
+    /// The pro forma the line was first registered on (lines of a final table ticket).
+    pub origin: Option<LineOrigin>,
+}
+
+impl OrderLine {
+    /// A plain line.
+    pub fn item(description: &str, quantity: Decimal, unit_price: Decimal, vat: VatLetter) -> Self {
+        OrderLine {
+            description: description.to_owned(),
+            quantity,
+            unit: Unit::Piece,
+            unit_price,
+            vat,
+            station: None,
+            category: None,
+            role: LineRole::Item,
+            menu: None,
+            origin: None,
+        }
+    }
+
+    /// Rebuilds a line from a journal body's `lines` member.
+    pub fn from_journal(v: &Value) -> Option<OrderLine> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        Some(OrderLine {
+            description: text("description")?.to_owned(),
+            quantity: text("quantity")?.parse().ok()?,
+            unit: parse_serde(text("unit").unwrap_or("piece"))?,
+            unit_price: text("unit_price")?.parse().ok()?,
+            vat: VatLetter::parse(text("vat")?)?,
+            station: text("station").map(str::to_owned),
+            category: text("category").and_then(parse_serde),
+            role: text("role").and_then(LineRole::parse).unwrap_or_default(),
+            menu: text("menu").map(str::to_owned),
+            origin: v.get("origin").and_then(|o| {
+                Some(LineOrigin {
+                    seq: o.get("seq")?.as_u64()?,
+                    label: o.get("label")?.as_str()?.to_owned(),
+                    ticket_number: o.get("ticket_number").and_then(Value::as_u64),
+                })
+            }),
+        })
+    }
+
+    /// True when `other` is the same article (description, unit, price, VAT): what a correction
+    /// must match.
+    pub fn same_article(&self, other: &OrderLine) -> bool {
+        self.description == other.description
+            && self.unit == other.unit
+            && self.unit_price == other.unit_price
+            && self.vat == other.vat
+    }
 }
 
 /// A validated payment.
@@ -158,6 +344,55 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     /// Payments.
     pub payments: Vec<Payment>,
+    /// What the order asks for.
+    pub purpose: Purpose,
+    /// A pro forma that is the table's bill printed before payment (lines: the table's).
+    pub bill: bool,
+    /// Target table of a move or merge.
+    pub to_table: Option<String>,
+    /// The ticket a copy reprints or a refund gives back.
+    pub original: Option<Reference>,
+    /// Deposits received earlier that this final ticket deducts.
+    pub deposits: Vec<Reference>,
+    /// Ticket-wide discounts.
+    pub discounts: Vec<Discount>,
+    /// Vouchers sold (purpose `voucher_sale`).
+    pub vouchers: Vec<Voucher>,
+    /// Catering event this ticket belongs to (estimate, supplement, correction).
+    pub catering_event: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireReference {
+    #[serde(default)]
+    register: Option<String>,
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireDiscount {
+    description: String,
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    percent: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireVoucher {
+    code: String,
+    amount: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireComponent {
+    description: String,
+    unit_price: Value,
+    vat: String,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +411,22 @@ struct WireOrder {
     lines: Vec<WireLine>,
     #[serde(default)]
     payments: Vec<WirePayment>,
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    bill: bool,
+    #[serde(default)]
+    to_table: Option<String>,
+    #[serde(default)]
+    original: Option<WireReference>,
+    #[serde(default)]
+    deposits: Vec<WireReference>,
+    #[serde(default)]
+    discounts: Vec<WireDiscount>,
+    #[serde(default)]
+    vouchers: Vec<WireVoucher>,
+    #[serde(default)]
+    catering_event: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -186,11 +437,16 @@ struct WireLine {
     #[serde(default)]
     unit: Option<String>,
     unit_price: Value,
-    vat: String,
+    #[serde(default)]
+    vat: Option<String>,
     #[serde(default)]
     station: Option<String>,
     #[serde(default)]
     category: Option<String>,
+    #[serde(default)]
+    menu_split: Option<String>,
+    #[serde(default)]
+    components: Option<Vec<WireComponent>>,
 }
 
 #[derive(Deserialize)]
@@ -287,7 +543,7 @@ fn enum_field<T>(
     parsed
 }
 
-fn parse_serde<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+pub(crate) fn parse_serde<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(Value::String(text.to_owned())).ok()
 }
 
@@ -409,14 +665,30 @@ impl Order {
                 ),
             };
             let unit_price = p.take(money_field(&at("unit_price"), &l.unit_price));
-            let vat = enum_field(
-                &mut p,
-                &at("vat"),
-                &l.vat,
-                VatLetter::parse,
-                "VAT letter",
-                "A, B, C, D or X",
-            );
+            let menu = l.menu_split.is_some() || l.components.is_some();
+            let vat = match (&l.vat, menu) {
+                (Some(v), false) => enum_field(
+                    &mut p,
+                    &at("vat"),
+                    v,
+                    VatLetter::parse,
+                    "VAT letter",
+                    "A, B, C, D or X",
+                ),
+                (None, false) => {
+                    p.push(at("vat"), "missing field `vat`");
+                    None
+                }
+                (Some(_), true) => {
+                    p.push(
+                        at("vat"),
+                        "an all-in menu has no VAT letter of its own: its parts have theirs",
+                    );
+                    None
+                }
+                // A menu's parts carry the letters; D is never used for it.
+                (None, true) => Some(VatLetter::D),
+            };
             if let Some(s) = &l.station
                 && !is_valid_id(s, 32)
             {
@@ -437,10 +709,11 @@ impl Order {
                 )
                 .map(Some),
             };
+            let split = menu_split(&mut p, i, l);
             if let (Some(quantity), Some(unit), Some(unit_price), Some(vat), Some(category)) =
                 (quantity, unit, unit_price, vat, category)
             {
-                lines.push(OrderLine {
+                let line = OrderLine {
                     description: l.description.clone(),
                     quantity,
                     unit,
@@ -448,7 +721,15 @@ impl Order {
                     vat,
                     station: l.station.clone(),
                     category,
-                });
+                    role: LineRole::Item,
+                    menu: None,
+                    origin: None,
+                };
+                match split {
+                    None if !menu => lines.push(line),
+                    None => {}
+                    Some(parts) => lines.extend(expand_menu(&line, &parts)),
+                }
             }
         }
         let mut payments = Vec::with_capacity(wire.payments.len());
@@ -472,6 +753,122 @@ impl Order {
                 "a pro forma is not paid: send payments with the normal sale",
             );
         }
+        let purpose = match &wire.purpose {
+            None => Some(Purpose::Sale),
+            Some(t) => enum_field(
+                &mut p,
+                "purpose",
+                t,
+                Purpose::parse,
+                "purpose",
+                "sale, work_in, work_out, deposit, voucher_sale, table_move or table_merge",
+            ),
+        };
+        let reference = |r: &WireReference, field: &str, p: &mut Problems| {
+            let reg = r.register.clone().unwrap_or_else(|| register.to_owned());
+            if !is_valid_id(&reg, 32) {
+                p.push(format!("{field}.register"), "must be a register id");
+            }
+            if !is_valid_id(&r.request_id, 64) {
+                p.push(
+                    format!("{field}.request_id"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ : -",
+                );
+            }
+            Reference {
+                register: reg,
+                request_id: r.request_id.clone(),
+            }
+        };
+        let original = wire
+            .original
+            .as_ref()
+            .map(|r| reference(r, "original", &mut p));
+        if wire.deposits.len() > MAX_PAYMENTS {
+            p.push("deposits", format!("at most {MAX_PAYMENTS} deposits"));
+        }
+        let deposits: Vec<Reference> = wire
+            .deposits
+            .iter()
+            .take(MAX_PAYMENTS)
+            .enumerate()
+            .map(|(i, r)| reference(r, &format!("deposits[{i}]"), &mut p))
+            .collect();
+        if wire.discounts.len() > MAX_PAYMENTS {
+            p.push("discounts", format!("at most {MAX_PAYMENTS} discounts"));
+        }
+        let mut discounts = Vec::new();
+        for (i, d) in wire.discounts.iter().enumerate().take(MAX_PAYMENTS) {
+            let at = |f: &str| format!("discounts[{i}].{f}");
+            check_text(
+                &mut p,
+                &at("description"),
+                &d.description,
+                MAX_DESCRIPTION_CHARS,
+            );
+            let amount = d
+                .amount
+                .as_ref()
+                .and_then(|a| p.take(money_field(&at("amount"), a)));
+            let percent = match &d.percent {
+                Some(Value::String(s)) => p.take(parse_decimal(&at("percent"), s, 2, "percent")),
+                Some(_) => {
+                    p.push(at("percent"), "must be a decimal string like \"10\"");
+                    None
+                }
+                None => None,
+            };
+            match (amount, percent) {
+                (Some(a), None) if a > Decimal::ZERO => {}
+                (None, Some(pc)) if pc > Decimal::ZERO && pc <= Decimal::ONE_HUNDRED => {}
+                (None, None) if d.amount.is_some() || d.percent.is_some() => {}
+                (Some(_), None) => {
+                    p.push(at("amount"), "must be more than 0 (the amount taken off)")
+                }
+                (None, Some(_)) => p.push(at("percent"), "must be more than 0 and at most 100"),
+                _ => p.push(at("amount"), "give either amount or percent"),
+            }
+            discounts.push(Discount {
+                description: d.description.clone(),
+                amount,
+                percent,
+            });
+        }
+        if wire.vouchers.len() > MAX_PAYMENTS {
+            p.push("vouchers", format!("at most {MAX_PAYMENTS} vouchers"));
+        }
+        let mut vouchers = Vec::new();
+        for (i, v) in wire.vouchers.iter().enumerate().take(MAX_PAYMENTS) {
+            if !is_valid_id(&v.code, 64) {
+                p.push(
+                    format!("vouchers[{i}].code"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ : -",
+                );
+            }
+            if let Some(amount) = p.take(money_field(&format!("vouchers[{i}].amount"), &v.amount)) {
+                if amount <= Decimal::ZERO {
+                    p.push(format!("vouchers[{i}].amount"), "must be more than 0");
+                }
+                vouchers.push(Voucher {
+                    code: v.code.clone(),
+                    amount,
+                });
+            }
+        }
+        if let Some(t) = &wire.to_table {
+            check_text(&mut p, "to_table", t, 32);
+        }
+        if let Some(e) = &wire.catering_event
+            && !is_valid_id(e, 64)
+        {
+            p.push(
+                "catering_event",
+                "must be 1-64 characters of A-Z a-z 0-9 . _ : -",
+            );
+        }
+        if let (Some(purpose), Some(event_type)) = (purpose, event_type) {
+            check_purpose(&mut p, &wire, purpose, event_type);
+        }
         p.finish()?;
         Ok(Order {
             request_id: wire.request_id,
@@ -483,13 +880,21 @@ impl Order {
             pos_time: wire.pos_time,
             lines,
             payments,
+            purpose: purpose.unwrap_or_default(),
+            bill: wire.bill,
+            to_table: wire.to_table,
+            original,
+            deposits,
+            discounts,
+            vouchers,
+            catering_event: wire.catering_event,
         })
     }
 
     /// The order in canonical form, used for the idempotency digest and the journal: every
     /// field, amounts as strings.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "request_id": self.request_id,
             "register": self.register,
             "operator": self.operator,
@@ -509,7 +914,317 @@ impl Order {
                 "method": p.method.as_str(),
                 "amount": p.amount.normalize().to_string(),
             })).collect::<Vec<_>>(),
+        });
+        // Restaurant members only when used, so plain orders keep the digest they always had.
+        if let Value::Object(m) = &mut v {
+            if self.purpose != Purpose::Sale {
+                m.insert("purpose".into(), json!(self.purpose.as_str()));
+            }
+            if self.bill {
+                m.insert("bill".into(), json!(true));
+            }
+            if let Some(t) = &self.to_table {
+                m.insert("to_table".into(), json!(t));
+            }
+            if let Some(o) = &self.original {
+                m.insert("original".into(), o.to_json());
+            }
+            if !self.deposits.is_empty() {
+                m.insert(
+                    "deposits".into(),
+                    Value::Array(self.deposits.iter().map(Reference::to_json).collect()),
+                );
+            }
+            if !self.discounts.is_empty() {
+                m.insert("discounts".into(), discounts_json(&self.discounts));
+            }
+            if !self.vouchers.is_empty() {
+                m.insert("vouchers".into(), vouchers_json(&self.vouchers));
+            }
+            if let Some(e) = &self.catering_event {
+                m.insert("catering_event".into(), json!(e));
+            }
+            if let Some(Value::Array(lines)) = m.get_mut("lines") {
+                for (l, line) in lines.iter_mut().zip(&self.lines) {
+                    if let (Value::Object(l), Some(menu)) = (l, &line.menu) {
+                        l.insert("menu".into(), json!(menu));
+                        l.insert("role".into(), json!(line.role.as_str()));
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Discounts as stored in journal bodies.
+pub fn discounts_json(discounts: &[Discount]) -> Value {
+    Value::Array(
+        discounts
+            .iter()
+            .map(|d| {
+                json!({
+                    "description": d.description,
+                    "amount": d.amount.map(super::money::format_amount),
+                    "percent": d.percent.map(|p| p.normalize().to_string()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Vouchers as stored in journal bodies.
+pub fn vouchers_json(vouchers: &[Voucher]) -> Value {
+    Value::Array(
+        vouchers
+            .iter()
+            .map(|v| json!({"code": v.code, "amount": super::money::format_amount(v.amount)}))
+            .collect(),
+    )
+}
+
+/// How a menu line is split: (description suffix, VAT letter, weight). Weights are relative.
+type MenuParts = Vec<(String, VatLetter, Decimal)>;
+
+fn menu_split(p: &mut Problems, i: usize, l: &WireLine) -> Option<MenuParts> {
+    let at = |f: &str| format!("lines[{i}].{f}");
+    match (&l.menu_split, &l.components) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            p.push(
+                at("menu_split"),
+                "give either menu_split or components, not both",
+            );
+            None
+        }
+        (Some(s), None) if s == "coefficient" => Some(vec![
+            ("drinks".to_owned(), VatLetter::A, MENU_DRINKS_SHARE),
+            (
+                "food".to_owned(),
+                VatLetter::B,
+                Decimal::ONE - MENU_DRINKS_SHARE,
+            ),
+        ]),
+        (Some(s), None) => {
+            p.push(
+                at("menu_split"),
+                format!(
+                    "unknown menu split \"{}\" (expected coefficient)",
+                    s.chars().take(32).collect::<String>()
+                ),
+            );
+            None
+        }
+        (None, Some(parts)) => {
+            if parts.is_empty() || parts.len() > 20 {
+                p.push(at("components"), "must have 1 to 20 components");
+                return None;
+            }
+            let mut out = Vec::new();
+            for (j, c) in parts.iter().enumerate() {
+                let f = |x: &str| format!("lines[{i}].components[{j}].{x}");
+                check_text(p, &f("description"), &c.description, MAX_DESCRIPTION_CHARS);
+                let price = p.take(money_field(&f("unit_price"), &c.unit_price));
+                let vat = enum_field(
+                    p,
+                    &f("vat"),
+                    &c.vat,
+                    VatLetter::parse,
+                    "VAT letter",
+                    "A, B, C, D or X",
+                );
+                if let Some(pr) = price
+                    && pr <= Decimal::ZERO
+                {
+                    p.push(f("unit_price"), "must be more than 0");
+                }
+                if let (Some(pr), Some(v)) = (price, vat) {
+                    out.push((c.description.clone(), v, pr));
+                }
+            }
+            (out.len() == parts.len()).then_some(out)
+        }
+    }
+}
+
+/// Splits a menu line into one line per part: the menu's unit price is shared out in proportion
+/// to the parts' weights (the coefficient, or the components' own prices, so a menu cheaper than
+/// its parts lowers each part in proportion, as source 003 asks), in cents, the last cent going
+/// to the largest remainders.
+fn expand_menu(line: &OrderLine, parts: &MenuParts) -> Vec<OrderLine> {
+    let shares = allocate(
+        line.unit_price,
+        &parts.iter().map(|(_, _, w)| *w).collect::<Vec<_>>(),
+    );
+    parts
+        .iter()
+        .zip(shares)
+        .map(|((name, vat, _), share)| OrderLine {
+            description: truncate(
+                &format!("{} - {name}", line.description),
+                MAX_DESCRIPTION_CHARS,
+            ),
+            unit_price: share,
+            vat: *vat,
+            role: LineRole::MenuPart,
+            menu: Some(line.description.clone()),
+            ..line.clone()
         })
+        .collect()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Shares `amount` (in cents) out in proportion to `weights`; the shares add up to `amount`
+/// exactly (largest remainder). Weights must not all be zero.
+pub fn allocate(amount: Decimal, weights: &[Decimal]) -> Vec<Decimal> {
+    let sum: Decimal = weights.iter().copied().sum();
+    if weights.is_empty() || sum.is_zero() {
+        return weights.iter().map(|_| Decimal::ZERO).collect();
+    }
+    let cents = super::money::to_cents(amount);
+    let exact: Vec<Decimal> = weights
+        .iter()
+        .map(|w| Decimal::from(cents) * *w / sum)
+        .collect();
+    let mut floor: Vec<i64> = exact
+        .iter()
+        .map(|e| i64::try_from(e.floor()).unwrap_or(0))
+        .collect();
+    let mut left = cents - floor.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|a, b| {
+        let ra = exact[*a] - exact[*a].floor();
+        let rb = exact[*b] - exact[*b].floor();
+        rb.cmp(&ra).then(a.cmp(b))
+    });
+    let step = if left >= 0 { 1 } else { -1 };
+    let mut k = 0;
+    while left != 0 && !order.is_empty() {
+        floor[order[k % order.len()]] += step;
+        left -= step;
+        k += 1;
+    }
+    floor.into_iter().map(|c| Decimal::new(c, 2)).collect()
+}
+
+/// Which members go with which purpose and event type.
+fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: EventType) {
+    let refuse = |p: &mut Problems, field: &str, why: &str| p.push(field, why.to_owned());
+    if purpose != Purpose::Sale && event_type != EventType::Normal {
+        refuse(
+            p,
+            "purpose",
+            "work_in, work_out, deposit, voucher_sale, table_move and table_merge are sent with event_type normal",
+        );
+    }
+    let no_lines = matches!(
+        purpose,
+        Purpose::WorkIn
+            | Purpose::WorkOut
+            | Purpose::VoucherSale
+            | Purpose::TableMove
+            | Purpose::TableMerge
+    );
+    if no_lines && !w.lines.is_empty() {
+        refuse(p, "lines", "this purpose takes no lines");
+    }
+    if matches!(
+        purpose,
+        Purpose::WorkIn | Purpose::WorkOut | Purpose::TableMove | Purpose::TableMerge
+    ) && !w.payments.is_empty()
+    {
+        refuse(p, "payments", "this purpose takes no payments");
+    }
+    if matches!(purpose, Purpose::TableMove | Purpose::TableMerge) {
+        if w.table.is_none() {
+            refuse(p, "table", "name the table to move or merge");
+        }
+        if w.to_table.is_none() {
+            refuse(p, "to_table", "name the table to move or merge into");
+        }
+    } else if w.to_table.is_some() {
+        refuse(
+            p,
+            "to_table",
+            "only table_move and table_merge have a to_table",
+        );
+    }
+    if purpose == Purpose::VoucherSale {
+        if w.vouchers.is_empty() {
+            refuse(p, "vouchers", "a voucher sale lists the vouchers sold");
+        }
+        if w.payments.is_empty() {
+            refuse(p, "payments", "a voucher sale is paid when sold");
+        }
+    } else if !w.vouchers.is_empty() {
+        refuse(
+            p,
+            "vouchers",
+            "vouchers are listed only when sold (purpose voucher_sale); a redeemed voucher is a payment with method voucher",
+        );
+    }
+    if purpose == Purpose::Deposit && w.lines.is_empty() {
+        refuse(
+            p,
+            "lines",
+            "a deposit has lines at the VAT rates of what it is paid for",
+        );
+    }
+    if w.bill && event_type != EventType::ProForma {
+        refuse(p, "bill", "only a pro forma is a bill before payment");
+    }
+    if w.bill && w.table.is_none() {
+        refuse(p, "table", "a bill before payment is the bill of a table");
+    }
+    if w.bill && !w.lines.is_empty() {
+        refuse(
+            p,
+            "lines",
+            "a bill lists the table's registered lines: send new lines in a pro forma round first",
+        );
+    }
+    match event_type {
+        EventType::Copy => {
+            if w.original.is_none() {
+                refuse(p, "original", "a copy names the ticket it reprints");
+            }
+            if !w.lines.is_empty() || !w.payments.is_empty() {
+                refuse(
+                    p,
+                    "lines",
+                    "a copy takes its lines and payments from the original",
+                );
+            }
+        }
+        _ if w.original.is_some()
+            && !(event_type == EventType::Normal && purpose == Purpose::Sale) =>
+        {
+            refuse(
+                p,
+                "original",
+                "only a copy or a refund (normal sale) names an original",
+            );
+        }
+        _ => {}
+    }
+    let plain_sale = event_type == EventType::Normal && purpose == Purpose::Sale;
+    if !w.deposits.is_empty() && !plain_sale {
+        refuse(p, "deposits", "deposits are deducted on a normal sale");
+    }
+    if !w.discounts.is_empty() && !matches!(purpose, Purpose::Sale) {
+        refuse(p, "discounts", "discounts go on a sale");
+    }
+    if w.catering_event.is_some()
+        && !(event_type == EventType::Normal && matches!(purpose, Purpose::Sale | Purpose::Deposit))
+    {
+        refuse(
+            p,
+            "catering_event",
+            "a catering event's tickets are normal sales or deposits",
+        );
     }
 }
 

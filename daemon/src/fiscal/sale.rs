@@ -4,7 +4,7 @@
 use super::error::{Problems, ValidationError};
 use super::label::Label;
 use super::money::{format_amount, round_cash, round_cents};
-use super::order::{Order, PaymentMethod};
+use super::order::{LineRole, Order, PaymentMethod, Purpose};
 use super::plu::{plu_hash, plu_record};
 use super::vat::{VatAmounts, breakdown};
 use rust_decimal::Decimal;
@@ -75,7 +75,7 @@ impl Sale {
             .iter()
             .zip(&self.line_totals)
             .map(|(l, total)| {
-                json!({
+                let mut v = json!({
                     "description": l.description,
                     "quantity": l.quantity.normalize().to_string(),
                     "unit": l.unit.as_str(),
@@ -84,7 +84,19 @@ impl Sale {
                     "vat": l.vat.as_str(),
                     "station": l.station,
                     "category": l.category.map(|c| c.as_str()),
-                })
+                });
+                // Restaurant members only when used (docs/journal-format.md §4.1).
+                if l.role != LineRole::Item {
+                    v["role"] = json!(l.role.as_str());
+                }
+                if let Some(m) = &l.menu {
+                    v["menu"] = json!(m);
+                }
+                if let Some(o) = &l.origin {
+                    v["origin"] =
+                        json!({"seq": o.seq, "label": o.label, "ticket_number": o.ticket_number});
+                }
+                v
             })
             .collect();
         let payments: Vec<Value> = order
@@ -106,7 +118,15 @@ impl Sale {
             "plu_hash": self.plu_hash,
         });
         match body {
-            Value::Object(map) => map,
+            Value::Object(mut map) => {
+                if order.purpose != Purpose::Sale {
+                    map.insert("purpose".into(), json!(order.purpose.as_str()));
+                }
+                if let Some(e) = &order.catering_event {
+                    map.insert("catering_event".into(), json!(e));
+                }
+                map
+            }
             _ => Map::new(),
         }
     }
@@ -114,7 +134,7 @@ impl Sale {
 
 /// Checks that payments (when any are given) settle the total, and returns the cash rounding.
 /// Cash pays what is left after the other methods, rounded to €0.05 half-up.
-fn check_payments(order: &Order, total: Decimal) -> Result<Decimal, ValidationError> {
+pub fn check_payments(order: &Order, total: Decimal) -> Result<Decimal, ValidationError> {
     if order.payments.is_empty() {
         return Ok(Decimal::ZERO);
     }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod response;
+mod restaurant;
 mod routes;
 
 pub use routes::ROUTES;

@@ -24,6 +24,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/signer"),
     ("GET", "/v1/journal/export"),
     ("GET", "/metrics"),
+    ("GET", "/v1/tables"),
+    ("GET", "/v1/registers/{register}/tables"),
+    ("GET", "/v1/staff/presence"),
+    ("GET", "/v1/catering/{event}"),
+    ("GET", "/v1/deposits"),
     ("GET", "/v1/admin/registers"),
     ("POST", "/v1/admin/registers"),
     ("DELETE", "/v1/admin/registers/{id}"),
@@ -49,7 +54,23 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let register = (*register).to_owned();
             post_order(app, req, &register).await
         }
-        (&Method::GET, ["v1", "status"]) => json_response(StatusCode::OK, &app.status.snapshot()),
+        (&Method::GET, ["v1", "status"]) => json_response(StatusCode::OK, &app.status_document()),
+        (&Method::GET, ["v1", "registers", register, "tables"]) => {
+            let ok = bearer(&req).is_some_and(|t| {
+                app.access.check_http(ClientKind::Register, register, t)
+                    || app.access.check_admin(t)
+            });
+            if !ok && !app.config.daemon.dev {
+                return unauthorized();
+            }
+            json_response(StatusCode::OK, &app.restaurant.open_tables().to_json())
+        }
+        (&Method::GET, ["v1", "tables" | "staff" | "catering" | "deposits", ..]) => {
+            if !is_admin(&app, &req) && !app.config.daemon.dev {
+                return unauthorized();
+            }
+            super::restaurant::route(&app, &segments[1..], req.uri().query())
+        }
         (&Method::GET, ["v1", "signer"]) => signer(&app),
         (&Method::GET, ["v1", "receipts", register, request_id]) => {
             get_receipt(&app, &req, register, request_id).await

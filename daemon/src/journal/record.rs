@@ -37,11 +37,15 @@ pub enum RecordKind {
     DaemonStart,
     /// The daemon stopped.
     DaemonStop,
+    /// An open table moved to a free table or merged into another (restaurant).
+    TableChange,
+    /// Money in or out that is not a sale: multi-purpose vouchers sold (restaurant).
+    MoneyMovement,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 8] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::JournalOpen,
         RecordKind::FiscalEvent,
         RecordKind::Report,
@@ -50,6 +54,8 @@ impl RecordKind {
         RecordKind::SignerChange,
         RecordKind::DaemonStart,
         RecordKind::DaemonStop,
+        RecordKind::TableChange,
+        RecordKind::MoneyMovement,
     ];
 
     /// The name stored in records.
@@ -63,6 +69,8 @@ impl RecordKind {
             RecordKind::SignerChange => "signer_change",
             RecordKind::DaemonStart => "daemon_start",
             RecordKind::DaemonStop => "daemon_stop",
+            RecordKind::TableChange => "table_change",
+            RecordKind::MoneyMovement => "money_movement",
         }
     }
 

@@ -55,7 +55,7 @@ pub async fn spawn(
 
 /// Queues the status document; false once the client has stopped.
 async fn publish(app: &App, topic: &str, bus: &BusHandle) -> bool {
-    match serde_json::to_vec(&app.status.snapshot()) {
+    match serde_json::to_vec(&app.status_document()) {
         Ok(doc) => bus.publish(topic.to_owned(), doc, true).await.is_ok(),
         Err(e) => {
             tracing::error!(error = %e, "status could not be encoded");

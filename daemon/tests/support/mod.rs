@@ -136,6 +136,32 @@ impl Daemon {
         self.try_request(method, path, token, body).unwrap()
     }
 
+    /// Stops (SIGTERM) and starts the daemon again on the same configuration, data and ports.
+    pub fn restart(&mut self) {
+        assert!(self.stop().success());
+        let config = self
+            .config_file
+            .clone()
+            .expect("restart needs start_with_config");
+        let child = Command::new(FDMD)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((StatusCode::OK, _)) = self.try_request(Method::GET, "/v1/status", None, None)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("fdmd did not come back within 30 s");
+    }
+
     pub fn admin_token(&self) -> String {
         fdmd::access::read_admin_token(&self.data_dir()).unwrap()
     }

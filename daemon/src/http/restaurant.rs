@@ -1,0 +1,57 @@
+//! Restaurant routes (admin token, or any client in development mode): open tables, the daily
+//! presence list, a catering event's tickets, deposits not yet deducted.
+
+use super::response::{Body, error, json_response};
+use crate::app::App;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn is_date(text: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+}
+
+/// `segments` start after `v1`.
+pub fn route(app: &App, segments: &[&str], query: Option<&str>) -> Response<Body> {
+    match segments {
+        ["tables"] => json_response(StatusCode::OK, &app.restaurant.open_tables().to_json()),
+        ["staff", "presence"] => {
+            let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+            let date = query_param(query, "date").unwrap_or(&today);
+            if !is_date(date) {
+                return error(StatusCode::BAD_REQUEST, "date must be YYYY-MM-DD");
+            }
+            let presence = app.restaurant.presence();
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "date": date,
+                    "shifts": presence.on_date(date).iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+                    "clocked_in": presence.clocked_in().iter().map(|d| json!({"operator": d.operator, "since": d.since, "register": d.register})).collect::<Vec<_>>(),
+                }),
+            )
+        }
+        ["catering", event] => {
+            let tickets = app.restaurant.catering_tickets(event);
+            if tickets.is_empty() {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no ticket registered for catering event {event}"),
+                );
+            }
+            json_response(StatusCode::OK, &json!({"event": event, "tickets": tickets}))
+        }
+        ["deposits"] => json_response(StatusCode::OK, &json!(app.restaurant.open_deposits())),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no route /v1/{}", segments.join("/")),
+        ),
+    }
+}

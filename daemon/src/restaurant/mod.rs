@@ -1,0 +1,679 @@
+//! Restaurant workflows on top of the fiscal core: table service (pro forma rounds, bills, final
+//! tickets, moves and merges), staff presence (WORK IN / WORK OUT), copies, refunds, deposits,
+//! vouchers, all-in menus, discounts and catering events.
+//!
+//! The journal is the truth. Everything here is a cache folded from durable records
+//! ([`Restaurant::apply`]), rebuilt from the journal at start-up ([`Restaurant::rebuild`]), so it
+//! survives restarts. [`Restaurant::prepare`] checks an order against that state and completes it
+//! (a final ticket gets the table's lines, a copy the original's, deposits and discounts their
+//! lines) before the registrar journals it; the caller holds [`Restaurant::lock_for`] from the
+//! check until the record is applied.
+//!
+//! For other modules (reports): [`Restaurant::open_tables`] ([`floor::OpenTables`]) and
+//! [`Restaurant::presence`] ([`staff::Presence`]) give consistent snapshots.
+
+pub mod floor;
+pub mod locks;
+pub mod staff;
+
+use crate::fiscal::EventType;
+use crate::fiscal::money::{format_amount, round_cents};
+use crate::fiscal::order::{
+    LineRole, Order, OrderLine, Payment, PaymentMethod, Purpose, Reference, allocate,
+    discounts_json, parse_serde,
+};
+use crate::fiscal::vat::VatLetter;
+use crate::journal::Appended;
+use crate::journal::record::RecordKind;
+use crate::journal::store;
+use floor::OpenTables;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use staff::Presence;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// An order refused by a restaurant rule; nothing was journaled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Refusal {
+    /// The field at fault.
+    pub field: String,
+    /// Why.
+    pub message: String,
+}
+
+fn refuse<T>(field: &str, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        field: field.to_owned(),
+        message: message.into(),
+    })
+}
+
+/// An order checked and completed, ready for the registrar.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The record kind it becomes.
+    pub kind: RecordKind,
+    /// The order with every line the ticket lists.
+    pub order: Order,
+    /// Members added to the journal body (`table_role`, `copy_of`, `refund_of`, …).
+    pub extra: Map<String, Value>,
+}
+
+/// A deposit received and not yet deducted.
+#[derive(Debug, Clone, PartialEq)]
+struct DepositState {
+    seq: u64,
+    ticket_number: Option<u64>,
+    lines: Vec<OrderLine>,
+    total: Decimal,
+    applied_by: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    floor: OpenTables,
+    staff: Presence,
+    deposits: BTreeMap<Reference, DepositState>,
+    refunded: HashMap<Reference, Decimal>,
+    catering: BTreeMap<String, Vec<Value>>,
+}
+
+/// The restaurant state of the running daemon.
+pub struct Restaurant {
+    state: Mutex<State>,
+    locks: locks::KeyedLocks,
+    require_work_in: bool,
+    unavailable: Option<String>,
+}
+
+fn body_text<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    body.get(key).and_then(Value::as_str)
+}
+
+fn reference_of(body: &Map<String, Value>) -> Option<Reference> {
+    Some(Reference {
+        register: body_text(body, "register")?.to_owned(),
+        request_id: body_text(body, "request_id")?.to_owned(),
+    })
+}
+
+fn reference_in(v: &Value) -> Option<Reference> {
+    Some(Reference {
+        register: v.get("register")?.as_str()?.to_owned(),
+        request_id: v.get("request_id")?.as_str()?.to_owned(),
+    })
+}
+
+fn amount(body: &Map<String, Value>, key: &str) -> Decimal {
+    body_text(body, key)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default()
+}
+
+fn lines_of(body: &Map<String, Value>) -> Vec<OrderLine> {
+    match body.get("lines") {
+        Some(Value::Array(lines)) => lines.iter().filter_map(OrderLine::from_journal).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn line_total(l: &OrderLine) -> Decimal {
+    round_cents(l.quantity * l.unit_price)
+}
+
+impl Restaurant {
+    /// An empty state (a new journal).
+    pub fn new(require_work_in: bool) -> Self {
+        Restaurant {
+            state: Mutex::new(State::default()),
+            locks: locks::KeyedLocks::default(),
+            require_work_in,
+            unavailable: None,
+        }
+    }
+
+    /// A state that could not be rebuilt: every order is refused (code 207) with `reason`
+    /// rather than checked against a state that may be wrong.
+    pub fn unavailable(require_work_in: bool, reason: String) -> Self {
+        Restaurant {
+            unavailable: Some(reason),
+            ..Restaurant::new(require_work_in)
+        }
+    }
+
+    /// The state folded from every record of the journal at `path` (read-only connection).
+    pub fn rebuild(path: &Path, require_work_in: bool) -> rusqlite::Result<Self> {
+        let r = Restaurant::new(require_work_in);
+        if !path.exists() {
+            return Ok(r);
+        }
+        let conn = store::open_read_only(path)?;
+        let records =
+            store::records_of_kind(&conn, &[RecordKind::FiscalEvent, RecordKind::TableChange])?;
+        for rec in records {
+            let Ok(envelope) = serde_json::from_slice::<Value>(&rec.canonical) else {
+                continue;
+            };
+            if let (Some(Value::Object(body)), Some(kind)) =
+                (envelope.get("body"), RecordKind::parse(&rec.kind))
+            {
+                r.apply_body(rec.seq, kind, &rec.time, body);
+            }
+        }
+        Ok(r)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of the open tables.
+    pub fn open_tables(&self) -> OpenTables {
+        self.state().floor.clone()
+    }
+
+    /// A snapshot of staff presence.
+    pub fn presence(&self) -> Presence {
+        self.state().staff.clone()
+    }
+
+    /// Whether sales need the operator clocked in (`restaurant.require_work_in`).
+    pub fn require_work_in(&self) -> bool {
+        self.require_work_in
+    }
+
+    /// The tickets of a catering event, in order (for reprinting them all for the client).
+    pub fn catering_tickets(&self, event: &str) -> Vec<Value> {
+        self.state()
+            .catering
+            .get(event)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Deposits received and not yet deducted on a final ticket.
+    pub fn open_deposits(&self) -> Vec<Value> {
+        self.state()
+            .deposits
+            .iter()
+            .filter(|(_, d)| d.applied_by.is_none())
+            .map(|(r, d)| {
+                json!({"register": r.register, "request_id": r.request_id, "journal_seq": d.seq,
+                    "ticket_number": d.ticket_number, "total": format_amount(d.total)})
+            })
+            .collect()
+    }
+
+    /// Locks what `order` checks, until the guards drop (after [`Restaurant::apply`]).
+    pub async fn lock_for(&self, order: &Order) -> locks::Guards {
+        let staff_change = matches!(order.purpose, Purpose::WorkIn | Purpose::WorkOut);
+        let mut keys = vec![(format!("op:{}", order.operator), staff_change)];
+        for t in order.table.iter().chain(order.to_table.iter()) {
+            keys.push((format!("table:{t}"), true));
+        }
+        for d in &order.deposits {
+            keys.push((format!("deposit:{}/{}", d.register, d.request_id), true));
+        }
+        if let Some(o) = &order.original {
+            keys.push((format!("original:{}/{}", o.register, o.request_id), true));
+        }
+        self.locks.lock(keys).await
+    }
+
+    /// Advances the state with a durable record (not with a resend's stored answer).
+    pub fn apply(&self, a: &Appended) {
+        if !a.duplicate {
+            self.apply_body(a.seq, a.kind, &a.time, &a.body);
+        }
+    }
+
+    fn apply_body(&self, seq: u64, kind: RecordKind, time: &str, body: &Map<String, Value>) {
+        let mut st = self.state();
+        match kind {
+            RecordKind::TableChange => st.floor.apply_table_change(body),
+            RecordKind::FiscalEvent => {
+                let label = body_text(body, "label").unwrap_or_default();
+                if !(label.starts_with('N') || label.starts_with('P')) {
+                    return;
+                }
+                st.floor.apply_fiscal(seq, time, body);
+                st.staff.apply_fiscal(seq, time, body);
+                let normal = label.starts_with('N');
+                if normal
+                    && body_text(body, "purpose") == Some("deposit")
+                    && let Some(r) = reference_of(body)
+                {
+                    st.deposits.insert(
+                        r,
+                        DepositState {
+                            seq,
+                            ticket_number: body.get("ticket_number").and_then(Value::as_u64),
+                            lines: lines_of(body),
+                            total: amount(body, "total"),
+                            applied_by: None,
+                        },
+                    );
+                }
+                if let Some(Value::Array(applied)) = body.get("deposits_applied") {
+                    for d in applied.iter().filter_map(reference_in) {
+                        if let Some(dep) = st.deposits.get_mut(&d) {
+                            dep.applied_by = Some(seq);
+                        }
+                    }
+                }
+                if let Some(r) = body.get("refund_of").and_then(reference_in) {
+                    *st.refunded.entry(r).or_default() += -amount(body, "total");
+                }
+                if normal && let Some(event) = body_text(body, "catering_event") {
+                    let summary = json!({
+                        "journal_seq": seq, "fdm_time": time,
+                        "register": body.get("register"), "request_id": body.get("request_id"),
+                        "label": label, "ticket_number": body.get("ticket_number"),
+                        "purpose": body_text(body, "purpose").unwrap_or("sale"),
+                        "total": body.get("total"),
+                    });
+                    st.catering
+                        .entry(event.to_owned())
+                        .or_default()
+                        .push(summary);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks `order` against the state and completes it. `original` is the journaled record
+    /// `order.original` names, when it names one (looked up by the caller).
+    pub fn prepare(&self, order: &Order, original: Option<&Appended>) -> Result<Prepared, Refusal> {
+        if let Some(reason) = &self.unavailable {
+            return refuse(
+                "",
+                format!("restaurant state could not be read from the journal: {reason}"),
+            );
+        }
+        let st = self.state();
+        let mut out = order.clone();
+        let mut extra = Map::new();
+        let op = &order.operator;
+        match order.purpose {
+            Purpose::WorkIn | Purpose::WorkOut => {
+                let work_in = order.purpose == Purpose::WorkIn;
+                let on = st.staff.is_clocked_in(op);
+                if work_in && on {
+                    return refuse("operator", format!("operator {op} is already clocked in"));
+                }
+                if !work_in && !on {
+                    return refuse("operator", format!("operator {op} is not clocked in"));
+                }
+                let text = if work_in { "WORK IN" } else { "WORK OUT" };
+                out.lines = vec![OrderLine::item(
+                    text,
+                    Decimal::ONE,
+                    Decimal::ZERO,
+                    VatLetter::D,
+                )];
+                return Ok(Prepared {
+                    kind: RecordKind::FiscalEvent,
+                    order: out,
+                    extra,
+                });
+            }
+            _ if self.require_work_in
+                && matches!(order.event_type, EventType::Normal | EventType::ProForma)
+                && !st.staff.is_clocked_in(op) =>
+            {
+                return refuse(
+                    "operator",
+                    format!(
+                        "operator {op} has not clocked in: send an order with purpose work_in first"
+                    ),
+                );
+            }
+            _ => {}
+        }
+        match order.purpose {
+            Purpose::TableMove | Purpose::TableMerge => {
+                return self.table_change(&st, order);
+            }
+            Purpose::VoucherSale => {
+                return Ok(Prepared {
+                    kind: RecordKind::MoneyMovement,
+                    order: out,
+                    extra,
+                });
+            }
+            _ => {}
+        }
+        if order.event_type == EventType::Copy {
+            copy_of(&mut out, &mut extra, order, original)?;
+            return Ok(Prepared {
+                kind: RecordKind::FiscalEvent,
+                order: out,
+                extra,
+            });
+        }
+        if let Some(r) = &order.original {
+            refund_of(&st, &mut extra, order, r, original)?;
+        }
+        if let Some(table) = &order.table
+            && matches!(order.event_type, EventType::Normal | EventType::ProForma)
+            && order.purpose == Purpose::Sale
+            && order.original.is_none()
+        {
+            let open = st.floor.get(table);
+            let table_lines: Vec<OrderLine> = open
+                .map(|t| t.lines.iter().map(|l| l.line.clone()).collect())
+                .unwrap_or_default();
+            if order.bill {
+                if open.is_none() {
+                    return refuse(
+                        "table",
+                        format!("table {table} is not open: nothing to bill"),
+                    );
+                }
+                out.lines = table_lines;
+                extra.insert("table_role".into(), json!("bill"));
+            } else {
+                check_corrections(table, &table_lines, &order.lines)?;
+                if order.event_type == EventType::ProForma {
+                    extra.insert("table_role".into(), json!("round"));
+                } else if open.is_some() {
+                    out.lines = table_lines;
+                    out.lines.extend(order.lines.iter().cloned());
+                    extra.insert("table_role".into(), json!("final"));
+                }
+            }
+        }
+        if !order.deposits.is_empty() {
+            let mut applied = Vec::new();
+            for r in &order.deposits {
+                let Some(d) = st.deposits.get(r) else {
+                    return refuse(
+                        "deposits",
+                        format!(
+                            "no deposit {} from register {} (a deposit is an order with purpose deposit)",
+                            r.request_id, r.register
+                        ),
+                    );
+                };
+                if let Some(by) = d.applied_by {
+                    return refuse(
+                        "deposits",
+                        format!(
+                            "deposit {} was already deducted (journal record {by})",
+                            r.request_id
+                        ),
+                    );
+                }
+                for l in &d.lines {
+                    out.lines.push(OrderLine {
+                        quantity: -Decimal::ONE,
+                        unit_price: line_total(l),
+                        unit: crate::fiscal::order::Unit::Piece,
+                        role: LineRole::DepositApplied,
+                        station: None,
+                        menu: None,
+                        origin: None,
+                        ..l.clone()
+                    });
+                }
+                let mut v = r.to_json();
+                v["journal_seq"] = json!(d.seq);
+                v["ticket_number"] = json!(d.ticket_number);
+                v["total"] = json!(format_amount(d.total));
+                applied.push(v);
+            }
+            extra.insert("deposits_applied".into(), Value::Array(applied));
+        }
+        if !order.discounts.is_empty() {
+            let lines = discount_lines(&out.lines, order)?;
+            out.lines.extend(lines);
+            extra.insert("discounts".into(), discounts_json(&order.discounts));
+        }
+        Ok(Prepared {
+            kind: RecordKind::FiscalEvent,
+            order: out,
+            extra,
+        })
+    }
+
+    fn table_change(&self, st: &State, order: &Order) -> Result<Prepared, Refusal> {
+        let (Some(from), Some(to)) = (&order.table, &order.to_table) else {
+            return refuse("table", "name the table and to_table");
+        };
+        if from == to {
+            return refuse("to_table", "is the same table");
+        }
+        let Some(open) = st.floor.get(from) else {
+            return refuse("table", format!("table {from} is not open"));
+        };
+        let merge = order.purpose == Purpose::TableMerge;
+        match (merge, st.floor.get(to).is_some()) {
+            (false, true) => {
+                return refuse(
+                    "to_table",
+                    format!("table {to} is open: merge into it with purpose table_merge"),
+                );
+            }
+            (true, false) => {
+                return refuse(
+                    "to_table",
+                    format!("table {to} is not open: move to it with purpose table_move"),
+                );
+            }
+            _ => {}
+        }
+        let mut extra = Map::new();
+        extra.insert("action".into(), json!(if merge { "merge" } else { "move" }));
+        extra.insert("from".into(), json!(from));
+        extra.insert("to".into(), json!(to));
+        extra.insert("operator".into(), json!(order.operator));
+        extra.insert("lines".into(), json!(open.lines.len()));
+        extra.insert("total".into(), json!(format_amount(open.total())));
+        extra.insert("pos_time".into(), json!(order.pos_time));
+        Ok(Prepared {
+            kind: RecordKind::TableChange,
+            order: order.clone(),
+            extra,
+        })
+    }
+}
+
+/// A decrease on a table is a new negative line, and it cannot take away more of an article
+/// than the table has (frozen lines are never edited).
+fn check_corrections(
+    table: &str,
+    table_lines: &[OrderLine],
+    new: &[OrderLine],
+) -> Result<(), Refusal> {
+    for (i, l) in new.iter().enumerate() {
+        if !l.quantity.is_sign_negative() || l.role != LineRole::Item {
+            continue;
+        }
+        let net: Decimal = table_lines
+            .iter()
+            .chain(new[..i].iter())
+            .filter(|t| t.same_article(l))
+            .map(|t| t.quantity)
+            .sum();
+        if net + l.quantity < Decimal::ZERO {
+            return refuse(
+                &format!("lines[{i}].quantity"),
+                format!(
+                    "table {table} has {} of \"{}\" at {} ({}); a correction cannot take away {}",
+                    net.normalize(),
+                    l.description,
+                    format_amount(l.unit_price),
+                    l.vat,
+                    (-l.quantity).normalize()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn copy_of(
+    out: &mut Order,
+    extra: &mut Map<String, Value>,
+    order: &Order,
+    original: Option<&Appended>,
+) -> Result<(), Refusal> {
+    let Some(r) = &order.original else {
+        return refuse("original", "a copy names the ticket it reprints");
+    };
+    let Some(orig) = original.filter(|a| a.kind == RecordKind::FiscalEvent) else {
+        return refuse(
+            "original",
+            format!("no ticket {} from register {}", r.request_id, r.register),
+        );
+    };
+    let label = body_text(&orig.body, "label").unwrap_or_default();
+    if !label.starts_with('N') || body_text(&orig.body, "source") != Some("order") {
+        return refuse(
+            "original",
+            format!(
+                "only a VAT ticket (NS/NR) registered from an order can be copied, not {label}"
+            ),
+        );
+    }
+    out.lines = lines_of(&orig.body);
+    out.payments = match orig.body.get("payments") {
+        Some(Value::Array(p)) => p
+            .iter()
+            .filter_map(|p| {
+                Some(Payment {
+                    method: parse_serde::<PaymentMethod>(p.get("method")?.as_str()?)?,
+                    amount: p.get("amount")?.as_str()?.parse().ok()?,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.table = body_text(&orig.body, "table").map(str::to_owned);
+    extra.insert("copy_of".into(), original_json(r, orig));
+    Ok(())
+}
+
+fn original_json(r: &Reference, orig: &Appended) -> Value {
+    let mut v = r.to_json();
+    v["journal_seq"] = json!(orig.seq);
+    v["label"] = orig.body.get("label").cloned().unwrap_or(Value::Null);
+    v["ticket_number"] = orig
+        .body
+        .get("ticket_number")
+        .cloned()
+        .unwrap_or(Value::Null);
+    v["fdm_time"] = json!(orig.time);
+    v
+}
+
+fn refund_of(
+    st: &State,
+    extra: &mut Map<String, Value>,
+    order: &Order,
+    r: &Reference,
+    original: Option<&Appended>,
+) -> Result<(), Refusal> {
+    let Some(orig) = original.filter(|a| a.kind == RecordKind::FiscalEvent) else {
+        return refuse(
+            "original",
+            format!("no ticket {} from register {}", r.request_id, r.register),
+        );
+    };
+    if body_text(&orig.body, "label") != Some("NS")
+        || body_text(&orig.body, "source") != Some("order")
+        || matches!(
+            body_text(&orig.body, "purpose"),
+            Some("work_in" | "work_out")
+        )
+    {
+        return refuse(
+            "original",
+            "a refund gives back a sale (NS) registered from an order",
+        );
+    }
+    let sold = lines_of(&orig.body);
+    for (i, l) in order.lines.iter().enumerate() {
+        if !sold
+            .iter()
+            .any(|s| s.description == l.description && s.vat == l.vat)
+        {
+            return refuse(
+                &format!("lines[{i}]"),
+                format!(
+                    "\"{}\" at VAT {} is not on the original ticket",
+                    l.description, l.vat
+                ),
+            );
+        }
+    }
+    let refund: Decimal = order.lines.iter().map(line_total).sum();
+    if !refund.is_sign_negative() || refund.is_zero() {
+        return refuse("lines", "a refund's lines add up to a negative total");
+    }
+    let before = st.refunded.get(r).copied().unwrap_or_default();
+    let total = amount(&orig.body, "total");
+    if before - refund > total {
+        return refuse(
+            "lines",
+            format!(
+                "refund of {} is more than what is left of ticket {} ({} of {} already refunded)",
+                format_amount(-refund),
+                r.request_id,
+                format_amount(before),
+                format_amount(total)
+            ),
+        );
+    }
+    extra.insert("refund_of".into(), original_json(r, orig));
+    Ok(())
+}
+
+/// One negative line per VAT letter for each discount, in proportion to what the ticket's
+/// lines come to per letter (deposits deducted and letter X left out).
+fn discount_lines(lines: &[OrderLine], order: &Order) -> Result<Vec<OrderLine>, Refusal> {
+    let mut per_letter: BTreeMap<VatLetter, Decimal> = BTreeMap::new();
+    for l in lines
+        .iter()
+        .filter(|l| l.vat != VatLetter::X && l.role != LineRole::DepositApplied)
+    {
+        *per_letter.entry(l.vat).or_default() += line_total(l);
+    }
+    per_letter.retain(|_, v| *v > Decimal::ZERO);
+    let base: Decimal = per_letter.values().copied().sum();
+    let mut out = Vec::new();
+    let mut given = Decimal::ZERO;
+    for (i, d) in order.discounts.iter().enumerate() {
+        let off = match (d.amount, d.percent) {
+            (Some(a), _) => a,
+            (None, Some(p)) => round_cents(base * p / Decimal::ONE_HUNDRED),
+            (None, None) => Decimal::ZERO,
+        };
+        given += off;
+        if base.is_zero() || given > base {
+            return refuse(
+                &format!("discounts[{i}]"),
+                format!(
+                    "discounts of {} are more than the ticket's {}",
+                    format_amount(given),
+                    format_amount(base)
+                ),
+            );
+        }
+        let letters: Vec<VatLetter> = per_letter.keys().copied().collect();
+        let weights: Vec<Decimal> = per_letter.values().copied().collect();
+        for (letter, share) in letters.into_iter().zip(allocate(off, &weights)) {
+            if share.is_zero() {
+                continue;
+            }
+            let mut line = OrderLine::item(&d.description, Decimal::ONE, -share, letter);
+            line.role = LineRole::Discount;
+            out.push(line);
+        }
+    }
+    Ok(out)
+}

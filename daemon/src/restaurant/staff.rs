@@ -1,0 +1,151 @@
+//! Staff presence: WORK IN and WORK OUT.
+//!
+//! Operators are identified by their INSZ/BIS number. Under FDM v1 a clock-in or clock-out is a
+//! signed NS of amount 0 with one line at VAT D (reference §6); fdmd marks those records with
+//! `purpose` `work_in` / `work_out`. The presence is a fold over the journal
+//! ([`Presence::apply_fiscal`]): rebuilt at start-up, advanced after each durable record.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// An operator at work now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnDuty {
+    /// INSZ/BIS number.
+    pub operator: String,
+    /// FDM time of the WORK IN.
+    pub since: String,
+    /// Register the WORK IN was sent from.
+    pub register: String,
+}
+
+/// One span of presence: WORK IN to WORK OUT (or still open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift {
+    /// INSZ/BIS number.
+    pub operator: String,
+    /// FDM time of the WORK IN.
+    pub start: String,
+    /// FDM time of the WORK OUT, if the operator has clocked out.
+    pub end: Option<String>,
+    /// Journal sequence numbers of the WORK IN and WORK OUT records.
+    pub start_seq: u64,
+    /// See `start_seq`.
+    pub end_seq: Option<u64>,
+}
+
+impl Shift {
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "operator": self.operator, "start": self.start, "end": self.end,
+            "work_in_seq": self.start_seq, "work_out_seq": self.end_seq,
+        })
+    }
+}
+
+/// Who is clocked in, and every shift worked.
+///
+/// Query API for other modules (the Z report refuses while [`Presence::clocked_in`] is not
+/// empty): [`Presence::clocked_in`], [`Presence::is_clocked_in`], [`Presence::on_date`].
+/// Get a snapshot with `App::restaurant.presence()`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Presence {
+    on_duty: BTreeMap<String, OnDuty>,
+    shifts: Vec<Shift>,
+}
+
+impl Presence {
+    /// Operators clocked in now, by INSZ.
+    pub fn clocked_in(&self) -> Vec<OnDuty> {
+        self.on_duty.values().cloned().collect()
+    }
+
+    /// True when `operator` is clocked in.
+    pub fn is_clocked_in(&self, operator: &str) -> bool {
+        self.on_duty.contains_key(operator)
+    }
+
+    /// The daily presence list: every shift that overlaps `date` (`YYYY-MM-DD`, the local date
+    /// of FDM times), by start time.
+    pub fn on_date(&self, date: &str) -> Vec<Shift> {
+        self.shifts
+            .iter()
+            .filter(|s| day(&s.start) <= date && s.end.as_deref().is_none_or(|e| day(e) >= date))
+            .cloned()
+            .collect()
+    }
+
+    /// Advances the presence with a durable `fiscal_event` record.
+    pub fn apply_fiscal(&mut self, seq: u64, time: &str, body: &serde_json::Map<String, Value>) {
+        let get = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        let operator = get("operator").to_owned();
+        match get("purpose") {
+            "work_in" => {
+                self.on_duty.insert(
+                    operator.clone(),
+                    OnDuty {
+                        operator: operator.clone(),
+                        since: time.to_owned(),
+                        register: get("register").to_owned(),
+                    },
+                );
+                self.shifts.push(Shift {
+                    operator,
+                    start: time.to_owned(),
+                    end: None,
+                    start_seq: seq,
+                    end_seq: None,
+                });
+            }
+            "work_out" => {
+                self.on_duty.remove(&operator);
+                if let Some(s) = self
+                    .shifts
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.operator == operator && s.end.is_none())
+                {
+                    s.end = Some(time.to_owned());
+                    s.end_seq = Some(seq);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn day(time: &str) -> &str {
+    time.get(..10).unwrap_or(time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(purpose: &str, op: &str) -> serde_json::Map<String, Value> {
+        match json!({"purpose": purpose, "operator": op, "register": "till-1", "label": "NS"}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn work_in_and_out_make_shifts_per_day() {
+        let mut p = Presence::default();
+        p.apply_fiscal(1, "2026-11-22T09:00:00.000+01:00", &ev("work_in", "A"));
+        p.apply_fiscal(2, "2026-11-22T10:00:00.000+01:00", &ev("work_in", "B"));
+        p.apply_fiscal(3, "2026-11-22T10:30:00.000+01:00", &ev("sale", "B"));
+        p.apply_fiscal(4, "2026-11-22T15:00:00.000+01:00", &ev("work_out", "A"));
+        p.apply_fiscal(5, "2026-11-23T01:00:00.000+01:00", &ev("work_out", "B"));
+        p.apply_fiscal(6, "2026-11-23T18:00:00.000+01:00", &ev("work_in", "A"));
+        assert_eq!(p.clocked_in().len(), 1);
+        assert!(p.is_clocked_in("A") && !p.is_clocked_in("B"));
+        let d22 = p.on_date("2026-11-22");
+        assert_eq!(d22.len(), 2);
+        assert_eq!(d22[0].end.as_deref(), Some("2026-11-22T15:00:00.000+01:00"));
+        let d23 = p.on_date("2026-11-23");
+        assert_eq!(d23.len(), 2, "B's night shift and A's evening");
+        assert_eq!(d23[1].end, None);
+    }
+}
