@@ -525,6 +525,12 @@ fn copy_of(
     let Some(r) = &order.original else {
         return refuse("original", "a copy names the ticket it reprints");
     };
+    if !order.lines.is_empty() || !order.payments.is_empty() {
+        return refuse(
+            "lines",
+            "a copy takes its lines and payments from the original: send none",
+        );
+    }
     let Some(orig) = original.filter(|a| a.kind == RecordKind::FiscalEvent) else {
         return refuse(
             "original",
