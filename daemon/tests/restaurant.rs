@@ -235,3 +235,207 @@ fn table_service_rounds_corrections_bill_move_merge_and_final_ticket() {
     // Every pro forma ended in a normal sale; the journal verifies.
     t.verify();
 }
+
+#[test]
+fn copies_refunds_and_training() {
+    let t = Till::start("");
+    t.ok(staff("in", ANNA, "work_in"));
+    let sale = t.ok(
+        json!({"request_id": "s-1", "operator": ANNA, "event_type": "normal",
+        "lines": [line("Cola", 2, "2.50", "A"), line("Croque", 1, "9.00", "B")],
+        "payments": [{"method": "cash", "amount": "14.00"}]}),
+    );
+    assert_eq!(sale["label"], "NS");
+    // A copy reprints the original: CS, its own series, referencing it, same lines and total.
+    let copy = t.ok(json!({"request_id": "c-1", "operator": ANNA, "event_type": "copy", "original": {"request_id": "s-1"}}));
+    assert_eq!(
+        (copy["label"].as_str(), copy["ticket_number"].as_str()),
+        (Some("CS"), Some("000001"))
+    );
+    assert_eq!(copy["copy_of"]["request_id"], "s-1");
+    assert_eq!(copy["copy_of"]["journal_seq"], sale["journal_seq"]);
+    assert_eq!(copy["total"], "14.00");
+    assert_eq!(copy["plu_hash"], sale["plu_hash"]);
+    assert_eq!(copy["payments"], sale["payments"]);
+    t.refused(
+        json!({"request_id": "c-2", "operator": ANNA, "event_type": "copy"}),
+        "original",
+    );
+    t.refused(json!({"request_id": "c-3", "operator": ANNA, "event_type": "copy", "original": {"request_id": "nope"}}), "original");
+    // A refund references the original: NR; only its articles, never more than it was.
+    let refund = t.ok(
+        json!({"request_id": "r-1", "operator": ANNA, "event_type": "normal",
+        "original": {"request_id": "s-1"}, "lines": [line("Cola", -1, "2.50", "A")],
+        "payments": [{"method": "cash", "amount": "-2.50"}]}),
+    );
+    assert_eq!(
+        (refund["label"].as_str(), refund["total"].as_str()),
+        (Some("NR"), Some("-2.50"))
+    );
+    assert_eq!(refund["refund_of"]["ticket_number"], 2, "the work in took NS 1");
+    t.refused(
+        json!({"request_id": "r-2", "operator": ANNA, "event_type": "normal",
+        "original": {"request_id": "s-1"}, "lines": [line("Steak", -1, "2.50", "A")]}),
+        "lines[0]",
+    );
+    let m = t.refused(json!({"request_id": "r-3", "operator": ANNA, "event_type": "normal",
+        "original": {"request_id": "s-1"}, "lines": [line("Croque", -1, "9.00", "B"), line("Cola", -1, "2.50", "A"), line("Cola", -1, "2.50", "A")]}), "lines");
+    assert!(m.contains("more than what is left"), "{m}");
+    // A copy of the refund is a CR.
+    let cr = t.ok(json!({"request_id": "c-4", "operator": ANNA, "event_type": "copy", "original": {"request_id": "r-1"}}));
+    assert_eq!(cr["label"], "CR");
+    // Training: TS, its own series, no clock-in needed, never touches tables.
+    let tr = t.ok(json!({"request_id": "tr-1", "operator": BERT, "event_type": "training", "table": "5",
+        "lines": [line("Cola", 1, "2.50", "A")], "payments": [{"method": "cash", "amount": "2.50"}]}));
+    assert_eq!(
+        (tr["label"].as_str(), tr["ticket_number"].as_str()),
+        (Some("TS"), Some("000001"))
+    );
+    assert!(t.get("/v1/tables").as_array().unwrap().is_empty());
+    t.verify();
+}
+
+#[test]
+fn faq_deposit_and_catering_estimate_then_supplement() {
+    // Source 003: a caterer receives a deposit of 300 for a communion, registers the estimate
+    // of 1000 (700 after the deposit) before the party, and a supplement of 200 after it.
+    let t = Till::start("");
+    t.ok(staff("in", ANNA, "work_in"));
+    let dep = t.ok(json!({"request_id": "dep-1", "operator": ANNA, "event_type": "normal", "purpose": "deposit",
+        "catering_event": "communion-1",
+        "lines": [{"description": "Acompte communion", "quantity": 1, "unit_price": "300.00", "vat": "B", "category": "meal"}],
+        "payments": [{"method": "transfer", "amount": "300.00"}]}));
+    assert_eq!(
+        (dep["label"].as_str(), dep["total"].as_str()),
+        (Some("NS"), Some("300.00"))
+    );
+    assert_eq!(dep["vat"][0]["vat"], "32.14");
+    assert_eq!(t.get("/v1/deposits").as_array().unwrap().len(), 1);
+    let est = t.ok(json!({"request_id": "est-1", "operator": ANNA, "event_type": "normal", "catering_event": "communion-1",
+        "lines": [{"description": "Communion 40 p.", "quantity": 1, "unit_price": "1000.00", "vat": "B", "category": "meal"}],
+        "deposits": [{"request_id": "dep-1"}],
+        "payments": [{"method": "transfer", "amount": "700.00"}]}));
+    assert_eq!(est["total"], "700.00");
+    assert_eq!(
+        descriptions(&est),
+        ["1 Communion 40 p. 1000.00", "-1 Acompte communion -300.00"]
+    );
+    assert_eq!(est["lines"][1]["role"], "deposit_applied");
+    assert_eq!(est["deposits_applied"][0]["request_id"], "dep-1");
+    // Deducted once.
+    let m = t.refused(
+        json!({"request_id": "est-2", "operator": ANNA, "event_type": "normal",
+        "lines": [line("x", 1, "400.00", "B")], "deposits": [{"request_id": "dep-1"}]}),
+        "deposits",
+    );
+    assert!(m.contains("already deducted"), "{m}");
+    assert!(t.get("/v1/deposits").as_array().unwrap().is_empty());
+    let sup = t.ok(json!({"request_id": "sup-1", "operator": ANNA, "event_type": "normal", "catering_event": "communion-1",
+        "lines": [{"description": "Supplement 8 p.", "quantity": 1, "unit_price": "200.00", "vat": "B", "category": "meal"}],
+        "payments": [{"method": "transfer", "amount": "200.00"}]}));
+    assert_eq!(sup["label"], "NS");
+    // All three tickets (300, 700, 200) are listed for the client and reprinted as copies.
+    let ev = t.get("/v1/catering/communion-1");
+    let tickets = ev["tickets"].as_array().unwrap();
+    let totals: Vec<&str> = tickets
+        .iter()
+        .map(|x| x["total"].as_str().unwrap())
+        .collect();
+    assert_eq!(totals, ["300.00", "700.00", "200.00"]);
+    for (i, x) in tickets.iter().enumerate() {
+        let c = t.ok(
+            json!({"request_id": format!("copy-{i}"), "operator": ANNA, "event_type": "copy",
+            "original": {"request_id": x["request_id"]}}),
+        );
+        assert_eq!(c["label"], "CS");
+        assert_eq!(c["total"], x["total"]);
+    }
+    t.verify();
+}
+
+#[test]
+fn faq_vouchers_menus_and_discounts() {
+    let t = Till::start("");
+    t.ok(staff("in", ANNA, "work_in"));
+    // Selling a multi-purpose voucher is money in, not a sale: no label, no ticket number.
+    let v = t.ok(json!({"request_id": "v-1", "operator": ANNA, "event_type": "normal", "purpose": "voucher_sale",
+        "vouchers": [{"code": "GIFT-0001", "amount": "50.00"}],
+        "payments": [{"method": "cash", "amount": "50.00"}]}));
+    assert_eq!(v["record_kind"], "money_movement");
+    assert!(
+        v["label"].is_null() && v["ticket_number"].is_null() && v["event_counter"].is_null(),
+        "{v}"
+    );
+    t.refused(json!({"request_id": "v-2", "operator": ANNA, "event_type": "normal", "purpose": "voucher_sale",
+        "vouchers": [{"code": "GIFT-0002", "amount": "50.00"}], "payments": [{"method": "card", "amount": "40.00"}]}), "payments");
+    // All-in menu of 50.00 with the administration's coefficient: 17.50 drinks at A, 32.50 food
+    // at B (source 003's own example); redeemed with the voucher.
+    let menu = t.ok(json!({"request_id": "m-1", "operator": ANNA, "event_type": "normal",
+        "lines": [{"description": "Menu 3 services", "quantity": 1, "unit_price": "50.00", "menu_split": "coefficient"}],
+        "payments": [{"method": "voucher", "amount": "50.00"}]}));
+    assert_eq!(
+        descriptions(&menu),
+        [
+            "1 Menu 3 services - drinks 17.50",
+            "1 Menu 3 services - food 32.50"
+        ]
+    );
+    assert_eq!(
+        (
+            menu["lines"][0]["vat"].as_str(),
+            menu["lines"][1]["vat"].as_str()
+        ),
+        (Some("A"), Some("B"))
+    );
+    assert_eq!(menu["lines"][0]["role"], "menu_part");
+    assert_eq!(menu["vat"][0]["vat"], "3.04");
+    assert_eq!(menu["vat"][1]["vat"], "3.48");
+    // A menu of 2 × 45.00 whose parts cost 20 (wine, A) + 40 (food, B) separately: the
+    // reduction is shared in proportion (15.00 / 30.00).
+    let comp = t.ok(
+        json!({"request_id": "m-2", "operator": ANNA, "event_type": "normal",
+        "lines": [{"description": "Menu vin", "quantity": 2, "unit_price": "45.00", "components": [
+            {"description": "wijn", "unit_price": "20.00", "vat": "A"},
+            {"description": "eten", "unit_price": "40.00", "vat": "B"}]}]}),
+    );
+    assert_eq!(
+        descriptions(&comp),
+        ["2 Menu vin - wijn 30.00", "2 Menu vin - eten 60.00"]
+    );
+    // A discount is separate lines, split per VAT rate in proportion: 10 % of 20 (A) + 80 (B).
+    let disc = t.ok(
+        json!({"request_id": "d-1", "operator": ANNA, "event_type": "normal",
+        "lines": [line("Wijn", 1, "20.00", "A"), line("Steak", 2, "40.00", "B")],
+        "discounts": [{"description": "Korting 10%", "percent": "10"}],
+        "payments": [{"method": "card", "amount": "90.00"}]}),
+    );
+    assert_eq!(
+        descriptions(&disc),
+        [
+            "1 Wijn 20.00",
+            "2 Steak 80.00",
+            "1 Korting 10% -2.00",
+            "1 Korting 10% -8.00"
+        ]
+    );
+    assert_eq!(disc["lines"][2]["role"], "discount");
+    assert_eq!(
+        (
+            disc["lines"][2]["vat"].as_str(),
+            disc["lines"][3]["vat"].as_str()
+        ),
+        (Some("A"), Some("B"))
+    );
+    // A fixed 5.00 on 10.00 (A) + 20.00 (B): 1.67 / 3.33.
+    let fixed = t.ok(
+        json!({"request_id": "d-2", "operator": ANNA, "event_type": "normal",
+        "lines": [line("Bier", 4, "2.50", "A"), line("Pasta", 1, "20.00", "B")],
+        "discounts": [{"description": "Korting", "amount": "5.00"}]}),
+    );
+    assert_eq!(fixed["total"], "25.00");
+    assert_eq!(fixed["lines"][2]["total"], "-1.67");
+    assert_eq!(fixed["lines"][3]["total"], "-3.33");
+    t.refused(json!({"request_id": "d-3", "operator": ANNA, "event_type": "normal",
+        "lines": [line("Bier", 1, "2.50", "A")], "discounts": [{"description": "Korting", "amount": "5.00"}]}), "discounts[0]");
+    t.verify();
+}
