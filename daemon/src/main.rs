@@ -6,6 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: orders are parsed on the runtime's worker threads and
+/// their records freed on the journal writer's; with glibc about a fifth of the CPU an order
+/// cost went to malloc, free and consolidating arenas (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fdmd",

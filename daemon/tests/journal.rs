@@ -528,3 +528,124 @@ mod numbering_properties {
         }
     }
 }
+
+/// A development signer that refuses every `fail_every`-th signature, as a card pulled out for
+/// a moment would; it allows speculative signing, so the writer signs on its second thread.
+struct FlakySigner {
+    inner: SoftwareSigner,
+    calls: std::sync::atomic::AtomicU64,
+    fail_every: u64,
+}
+
+impl Signer for FlakySigner {
+    fn identity(&self) -> Result<fdmd::signer::SignerIdentity, fdmd::signer::SignerError> {
+        self.inner.identity()
+    }
+    fn state(&self) -> fdmd::signer::SignerState {
+        self.inner.state()
+    }
+    fn sign(&self, id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, fdmd::signer::SignerError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 && n % self.fail_every == 0 {
+            return Err(fdmd::signer::SignerError::NoCard("pulled out".into()));
+        }
+        self.inner.sign(id, digest)
+    }
+    fn allows_speculative_signing(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() {
+    let f = Fixture::new();
+    let signer = Arc::new(FlakySigner {
+        inner: SoftwareSigner::from_seed([9; 32]),
+        calls: Default::default(),
+        fail_every: 7,
+    });
+    let journal =
+        Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
+    let reg = Registrar::new(journal, Numbering::default());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                (0..60)
+                    .map(|i| {
+                        let bytes = order(&format!("r-{i}"), "normal", &[("Item", 1, "2.00", "A")]);
+                        (
+                            t,
+                            i,
+                            reg.register_order_blocking(&format!("till-{t}"), &bytes),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    let mut totals = BTreeSet::new();
+    for (t, i, receipt) in threads.into_iter().flat_map(|t| t.join().unwrap()) {
+        match receipt {
+            Receipt::Signed(v) => {
+                assert_eq!(v["code"], 0, "{v}");
+                assert!(totals.insert(v["total_counter"].as_u64().unwrap()));
+            }
+            other => {
+                assert_eq!(other.code(), FdmCode::NoCard, "{:?}", other.to_json());
+                refused.push((t, i));
+            }
+        }
+    }
+    assert!(!refused.is_empty(), "the signer never failed");
+    assert!(
+        reg.journal()
+            .stats()
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 480,
+        "no batch held more than one order"
+    );
+    // Counters of the signed orders are uninterrupted: a refusal took no number.
+    assert_eq!(totals, (1..=totals.len() as u64).collect());
+    // The refused orders go through when sent again.
+    for (t, i) in &refused {
+        let bytes = order(&format!("r-{i}"), "normal", &[("Item", 1, "2.00", "A")]);
+        let mut receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+        if receipt.code() == FdmCode::NoCard {
+            receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+        }
+        assert_eq!(signed(receipt)["code"], 0);
+    }
+    reg.journal().clone().close();
+    assert_eq!(f.verify().fiscal_events, 480);
+}
+
+#[test]
+fn the_same_request_sent_at_once_from_many_threads_is_signed_once() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (reg, barrier) = (reg.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let bytes = order("same", "normal", &[("Item", 1, "3.00", "B")]);
+                signed(reg.register_order_blocking("till-1", &bytes))
+            })
+        })
+        .collect();
+    let receipts: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let firsts = receipts.iter().filter(|r| r["code"] == 0).count();
+    assert_eq!(firsts, 1, "{receipts:?}");
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r["signature"] == receipts[0]["signature"])
+    );
+    assert_eq!(f.verify().fiscal_events, 1);
+}

@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod export;
 pub mod record;
+mod signing;
 pub mod store;
 pub mod verify;
 mod writer;

@@ -1,11 +1,13 @@
 //! The single writer: group commit of signed, hash-chained records.
 
 use super::record::{Envelope, GENESIS_PREV_HASH, RecordKind, record_hash};
+use super::signing::SigningThread;
 use super::store::{self, Heads, IndexColumns, NewRecord, StoredRecord};
 use super::{AppendError, Appended, Entry, JournalConfig, JournalStats, WriteRequest, format_time};
 use crate::signer::{Signer, SignerIdentity};
 use rusqlite::{Connection, ErrorCode};
 use serde_json::{Map, Value, json};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
@@ -16,8 +18,10 @@ pub(super) struct Writer {
     config: JournalConfig,
     signer: Arc<dyn Signer>,
     stats: Arc<JournalStats>,
-    /// Reused for every record's canonical bytes.
+    /// Reused for every record's canonical bytes when records are signed one at a time.
     canonical: Vec<u8>,
+    /// Signs while the writer stores, when the signer allows it (see [`super::signing`]).
+    signing: Option<SigningThread>,
 }
 
 /// Why a batch has to be rolled back as a whole.
@@ -38,6 +42,12 @@ impl Writer {
         signer: Arc<dyn Signer>,
         stats: Arc<JournalStats>,
     ) -> Self {
+        // Without the thread the writer signs every record itself: slower, never wrong.
+        let signing = if signer.allows_speculative_signing() {
+            SigningThread::start(signer.clone()).ok()
+        } else {
+            None
+        };
         Writer {
             conn,
             heads,
@@ -45,6 +55,7 @@ impl Writer {
             signer,
             stats,
             canonical: Vec::with_capacity(8192),
+            signing,
         }
     }
 
@@ -94,39 +105,166 @@ impl Writer {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| BatchFailure(storage_error(e)))?;
-        let mut declare_failed = None;
-        if let Err(e) = self.declare_signer(&mut heads, &identity) {
-            match e {
-                Stage::Batch(f) => return Err(f),
-                Stage::Entry(e) => declare_failed = Some(e),
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        let mut written = 0u64;
-        for request in batch.iter_mut() {
-            if let Some(e) = &declare_failed {
-                results.push(Err(e.clone()));
-                continue;
-            }
-            match self.write_entry(&mut heads, &identity, &mut request.entry) {
-                Ok(appended) => {
-                    if !appended.duplicate {
-                        written += 1;
-                    }
-                    results.push(Ok(appended));
+        let mut results = match self.declare_signer(&mut heads, &identity) {
+            Err(Stage::Batch(f)) => return Err(f),
+            Err(Stage::Entry(e)) => batch.iter().map(|_| Err(e.clone())).collect(),
+            Ok(()) => match self.signing.take() {
+                Some(signing) if batch.len() > 1 && !repeats_a_request(batch) => {
+                    let results = self.write_pipelined(&signing, &mut heads, &identity, batch);
+                    self.signing = Some(signing);
+                    results?
                 }
-                Err(Stage::Entry(e)) => results.push(Err(e)),
-                Err(Stage::Batch(f)) => return Err(f),
-            }
-        }
+                signing => {
+                    self.signing = signing;
+                    self.write_one_by_one(&mut heads, &identity, batch)?
+                }
+            },
+        };
         self.conn
             .execute_batch("COMMIT")
             .map_err(|e| BatchFailure(storage_error(e)))?;
         self.heads = heads;
+        let written = results
+            .iter()
+            .flatten()
+            .filter(|appended| !appended.duplicate)
+            .count() as u64;
         self.publish_stats(written);
         let nearly_full = self.stats.usage().is_some_and(|u| u >= 0.9);
         for appended in results.iter_mut().flatten() {
             appended.storage_nearly_full = nearly_full;
+        }
+        Ok(results)
+    }
+
+    /// Numbers, encodes, signs and inserts the entries one after the other.
+    fn write_one_by_one(
+        &mut self,
+        heads: &mut Heads,
+        identity: &SignerIdentity,
+        batch: &mut [WriteRequest],
+    ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
+        let mut results = Vec::with_capacity(batch.len());
+        for request in batch.iter_mut() {
+            results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
+        }
+        Ok(results)
+    }
+
+    fn write_entry_here(
+        &mut self,
+        heads: &mut Heads,
+        identity: &SignerIdentity,
+        entry: &mut Entry,
+    ) -> Result<Result<Appended, AppendError>, BatchFailure> {
+        match self.write_entry(heads, identity, entry) {
+            Ok(appended) => Ok(Ok(appended)),
+            Err(Stage::Entry(e)) => Ok(Err(e)),
+            Err(Stage::Batch(f)) => Err(f),
+        }
+    }
+
+    /// The batch with its signatures made on the signing thread. Every entry is numbered,
+    /// encoded and hashed on a plan (a copy of the heads), its hash handed over at once; then
+    /// the rows are inserted in order as the signatures come back, `heads` advancing row by
+    /// row. If a signature fails, that entry fails and the entries after it are written again
+    /// one at a time from `heads` (their planned numbers and chain assumed the failed record);
+    /// the rows already inserted stay. The same records as [`Writer::write_one_by_one`].
+    fn write_pipelined(
+        &mut self,
+        signing: &SigningThread,
+        heads: &mut Heads,
+        identity: &SignerIdentity,
+        batch: &mut [WriteRequest],
+    ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
+        let signer_id: Arc<str> = Arc::from(identity.id.as_str());
+        let mut plan = heads.clone();
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut submitted = 0usize;
+        for request in batch.iter_mut() {
+            let entry = &mut request.entry;
+            let slot = match stored_answer(&self.conn, &self.config.fdm_id, entry) {
+                Ok(Some(appended)) => Slot::Done(Ok(appended)),
+                Err(Stage::Entry(e)) => Slot::Done(Err(e)),
+                Err(Stage::Batch(f)) => {
+                    signing.discard(submitted);
+                    return Err(f);
+                }
+                Ok(None) => {
+                    let (body, index, advance) = number_entry(&plan, entry);
+                    let mut canonical = Vec::with_capacity(4096);
+                    let staged = encode_record(
+                        &self.config,
+                        &mut canonical,
+                        &plan,
+                        identity,
+                        entry.kind,
+                        body,
+                        index,
+                    );
+                    match staged {
+                        Err(e) => Slot::Done(Err(e)),
+                        Ok(staged) => {
+                            if signing.submit(&signer_id, staged.hash).is_err() {
+                                // The thread is gone: this entry and the rest are signed here.
+                                entry.body = staged.body;
+                                break;
+                            }
+                            submitted += 1;
+                            plan.last_seq = staged.seq;
+                            plan.last_hash = staged.hash;
+                            advance.apply(&mut plan);
+                            Slot::Signing(Box::new((staged, canonical, advance)))
+                        }
+                    }
+                }
+            };
+            slots.push(slot);
+        }
+        let planned = slots.len();
+        let mut results = Vec::with_capacity(batch.len());
+        let mut collected = 0usize;
+        let mut failed = false;
+        for (slot, request) in slots.into_iter().zip(batch.iter_mut()) {
+            let (staged, canonical, advance) = match slot {
+                Slot::Done(result) => {
+                    results.push(result);
+                    continue;
+                }
+                Slot::Signing(planned) => *planned,
+            };
+            if failed {
+                request.entry.body = staged.body;
+                results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
+                continue;
+            }
+            collected += 1;
+            let signature = match signing.collect() {
+                Ok(signature) => signature,
+                Err(e) => {
+                    signing.discard(submitted - collected);
+                    failed = true;
+                    results.push(Err(e.into()));
+                    continue;
+                }
+            };
+            if let Err(Stage::Batch(f)) =
+                insert_record(&self.conn, identity, &staged, &canonical, &signature)
+            {
+                signing.discard(submitted - collected);
+                return Err(f);
+            }
+            heads.last_seq = staged.seq;
+            heads.last_hash = staged.hash;
+            advance.apply(heads);
+            results.push(Ok(staged.into_appended(
+                &self.config.fdm_id,
+                identity,
+                signature,
+            )));
+        }
+        for request in batch.iter_mut().skip(planned) {
+            results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
         }
         Ok(results)
     }
@@ -176,7 +314,7 @@ impl Writer {
         let Value::Object(body) = body else {
             return Err(Stage::Entry(AppendError::Encoding("signer body".into())));
         };
-        self.sign_and_insert(heads, identity, kind, body, &IndexColumns::default())?;
+        self.sign_and_insert(heads, identity, kind, body, IndexColumns::default())?;
         heads.signers.insert(identity.id.clone());
         Ok(())
     }
@@ -187,63 +325,12 @@ impl Writer {
         identity: &SignerIdentity,
         entry: &mut Entry,
     ) -> Result<Appended, Stage> {
-        if let Some(key) = &entry.key
-            && let Some(stored) = store::find_request(&self.conn, &key.register, &key.request_id)
-                .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?
-        {
-            if stored.index.request_digest.as_deref() != Some(key.digest.as_str()) {
-                return Err(Stage::Entry(AppendError::Conflict {
-                    request_id: key.request_id.clone(),
-                }));
-            }
-            return appended_from_stored(&stored, &self.config.fdm_id).map_err(Stage::Entry);
+        if let Some(appended) = stored_answer(&self.conn, &self.config.fdm_id, entry)? {
+            return Ok(appended);
         }
-        // The body goes into the record and then into the answer: moved, not copied.
-        let mut body = std::mem::take(&mut entry.body);
-        let mut index = IndexColumns::default();
-        if let Some(key) = &entry.key {
-            body.insert("register".into(), json!(key.register));
-            body.insert("request_id".into(), json!(key.request_id));
-            body.insert("request_digest".into(), json!(key.digest));
-            index.register_id = Some(key.register.clone());
-            index.request_id = Some(key.request_id.clone());
-            index.request_digest = Some(key.digest.clone());
-        }
-        // The counters this record takes; the heads advance only once it is inserted.
-        let mut event = None;
-        if let Some(label) = entry.counters {
-            let label = label.to_string();
-            let counter = heads.event_counters.get(&label).copied().unwrap_or(0) + 1;
-            let total = heads.total_counter + 1;
-            body.insert("event_counter".into(), json!(counter));
-            body.insert("total_counter".into(), json!(total));
-            index.label = Some(label.clone());
-            index.event_counter = Some(counter);
-            index.total_counter = Some(total);
-            event = Some((label, counter, total));
-        }
-        let mut number = None;
-        if let Some(series) = &entry.series {
-            let next = heads.series.get(series).copied().unwrap_or(0) + 1;
-            body.insert("ticket_series".into(), json!(series));
-            body.insert("ticket_number".into(), json!(next));
-            index.series = Some(series.clone());
-            index.series_number = Some(next);
-            number = Some(next);
-        }
-        let appended = self.sign_and_insert(heads, identity, entry.kind, body, &index)?;
-        if let Some((label, counter, total)) = event {
-            heads.event_counters.insert(label, counter);
-            heads.total_counter = total;
-        }
-        if let (Some(series), Some(next)) = (&entry.series, number) {
-            match heads.series.get_mut(series) {
-                Some(n) => *n = next,
-                None => {
-                    heads.series.insert(series.clone(), next);
-                }
-            }
-        }
+        let (body, index, advance) = number_entry(heads, entry);
+        let appended = self.sign_and_insert(heads, identity, entry.kind, body, index)?;
+        advance.apply(heads);
         Ok(appended)
     }
 
@@ -255,7 +342,7 @@ impl Writer {
         identity: &SignerIdentity,
         kind: RecordKind,
         body: Map<String, Value>,
-        index: &IndexColumns,
+        index: IndexColumns,
     ) -> Result<Appended, Stage> {
         // One buffer serves every record: taken here, given back whatever the outcome.
         let mut canonical = std::mem::take(&mut self.canonical);
@@ -272,61 +359,226 @@ impl Writer {
         identity: &SignerIdentity,
         kind: RecordKind,
         body: Map<String, Value>,
-        index: &IndexColumns,
+        index: IndexColumns,
     ) -> Result<Appended, Stage> {
-        let seq = heads.last_seq + 1;
-        let time = format_time(self.config.clock.now());
-        let prev_hash = if heads.last_seq == 0 {
-            GENESIS_PREV_HASH
-        } else {
-            heads.last_hash
-        };
-        Envelope {
-            seq,
-            kind,
-            time: &time,
-            fdm_id: &self.config.fdm_id,
-            signer_id: &identity.id,
-            prev_hash: &prev_hash,
-            body: &body,
-        }
-        .write_canonical(canonical)
-        .map_err(|e| Stage::Entry(AppendError::Encoding(e.to_string())))?;
-        let hash = record_hash(canonical);
+        let staged = encode_record(&self.config, canonical, heads, identity, kind, body, index)
+            .map_err(Stage::Entry)?;
         let signature = self
             .signer
-            .sign(&identity.id, &hash)
+            .sign(&identity.id, &staged.hash)
             .map_err(|e| Stage::Entry(e.into()))?;
-        store::insert_new(
-            &self.conn,
-            &NewRecord {
-                seq,
-                kind: kind.as_str(),
-                canonical,
-                prev_hash: &prev_hash,
-                hash: &hash,
-                signature: &signature,
-                signer_id: &identity.id,
-                time: &time,
-                index,
-            },
-        )
-        .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?;
-        heads.last_seq = seq;
-        heads.last_hash = hash;
-        Ok(Appended {
-            seq,
-            kind,
-            time,
-            fdm_id: self.config.fdm_id.clone(),
+        insert_record(&self.conn, identity, &staged, canonical, &signature)?;
+        heads.last_seq = staged.seq;
+        heads.last_hash = staged.hash;
+        Ok(staged.into_appended(&self.config.fdm_id, identity, signature))
+    }
+}
+
+/// The answer stored for an entry's request, if it was journaled before (code 102); an error
+/// if the same request id came with other content.
+fn stored_answer(
+    conn: &Connection,
+    fdm_id: &str,
+    entry: &Entry,
+) -> Result<Option<Appended>, Stage> {
+    let Some(key) = &entry.key else {
+        return Ok(None);
+    };
+    let Some(stored) = store::find_request(conn, &key.register, &key.request_id)
+        .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?
+    else {
+        return Ok(None);
+    };
+    if stored.index.request_digest.as_deref() != Some(key.digest.as_str()) {
+        return Err(Stage::Entry(AppendError::Conflict {
+            request_id: key.request_id.clone(),
+        }));
+    }
+    appended_from_stored(&stored, fdm_id)
+        .map(Some)
+        .map_err(Stage::Entry)
+}
+
+/// True if two entries of the batch carry the same request (the second must see the first's
+/// row, so the batch is written one record at a time).
+fn repeats_a_request(batch: &[WriteRequest]) -> bool {
+    let mut seen = HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .filter_map(|request| request.entry.key.as_ref())
+        .any(|key| !seen.insert((key.register.as_str(), key.request_id.as_str())))
+}
+
+/// What numbering an entry takes from the heads, applied once its row is in.
+struct Advance {
+    event: Option<(String, u64, u64)>,
+    series: Option<(String, u64)>,
+}
+
+impl Advance {
+    fn apply(&self, heads: &mut Heads) {
+        if let Some((label, counter, total)) = &self.event {
+            set_counter(&mut heads.event_counters, label, *counter);
+            heads.total_counter = *total;
+        }
+        if let Some((series, next)) = &self.series {
+            set_counter(&mut heads.series, series, *next);
+        }
+    }
+}
+
+fn set_counter(counters: &mut std::collections::HashMap<String, u64>, key: &str, value: u64) {
+    match counters.get_mut(key) {
+        Some(n) => *n = value,
+        None => {
+            counters.insert(key.to_owned(), value);
+        }
+    }
+}
+
+/// Takes the entry's body and adds what the writer decides: the request key, the counters
+/// and the ticket number that follow `heads`.
+fn number_entry(heads: &Heads, entry: &mut Entry) -> (Map<String, Value>, IndexColumns, Advance) {
+    // The body goes into the record and then into the answer: moved, not copied.
+    let mut body = std::mem::take(&mut entry.body);
+    let mut index = IndexColumns::default();
+    if let Some(key) = &entry.key {
+        body.insert("register".into(), json!(key.register));
+        body.insert("request_id".into(), json!(key.request_id));
+        body.insert("request_digest".into(), json!(key.digest));
+        index.register_id = Some(key.register.clone());
+        index.request_id = Some(key.request_id.clone());
+        index.request_digest = Some(key.digest.clone());
+    }
+    let mut advance = Advance {
+        event: None,
+        series: None,
+    };
+    if let Some(label) = entry.counters {
+        let label = label.to_string();
+        let counter = heads.event_counters.get(&label).copied().unwrap_or(0) + 1;
+        let total = heads.total_counter + 1;
+        body.insert("event_counter".into(), json!(counter));
+        body.insert("total_counter".into(), json!(total));
+        index.label = Some(label.clone());
+        index.event_counter = Some(counter);
+        index.total_counter = Some(total);
+        advance.event = Some((label, counter, total));
+    }
+    if let Some(series) = &entry.series {
+        let next = heads.series.get(series).copied().unwrap_or(0) + 1;
+        body.insert("ticket_series".into(), json!(series));
+        body.insert("ticket_number".into(), json!(next));
+        index.series = Some(series.clone());
+        index.series_number = Some(next);
+        advance.series = Some((series.clone(), next));
+    }
+    (body, index, advance)
+}
+
+/// A record numbered, encoded and hashed, waiting for its signature.
+struct Staged {
+    seq: u64,
+    kind: RecordKind,
+    time: String,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+    body: Map<String, Value>,
+    index: IndexColumns,
+}
+
+impl Staged {
+    fn into_appended(
+        self,
+        fdm_id: &str,
+        identity: &SignerIdentity,
+        signature: Vec<u8>,
+    ) -> Appended {
+        Appended {
+            seq: self.seq,
+            kind: self.kind,
+            time: self.time,
+            fdm_id: fdm_id.to_owned(),
             signer_id: identity.id.clone(),
-            hash,
+            hash: self.hash,
             signature,
-            body,
+            body: self.body,
             duplicate: false,
             storage_nearly_full: false,
-        })
+        }
     }
+}
+
+/// An entry of a batch during a pipelined write.
+enum Slot {
+    /// Answered without a new record (a stored answer), or failed before signing.
+    Done(Result<Appended, AppendError>),
+    /// Encoded and hashed (with its canonical bytes and numbering), its signature on the way.
+    Signing(Box<(Staged, Vec<u8>, Advance)>),
+}
+
+/// The record that follows `heads`: its canonical bytes into `canonical`, and its hash.
+fn encode_record(
+    config: &JournalConfig,
+    canonical: &mut Vec<u8>,
+    heads: &Heads,
+    identity: &SignerIdentity,
+    kind: RecordKind,
+    body: Map<String, Value>,
+    index: IndexColumns,
+) -> Result<Staged, AppendError> {
+    let seq = heads.last_seq + 1;
+    let time = format_time(config.clock.now());
+    let prev_hash = if heads.last_seq == 0 {
+        GENESIS_PREV_HASH
+    } else {
+        heads.last_hash
+    };
+    Envelope {
+        seq,
+        kind,
+        time: &time,
+        fdm_id: &config.fdm_id,
+        signer_id: &identity.id,
+        prev_hash: &prev_hash,
+        body: &body,
+    }
+    .write_canonical(canonical)
+    .map_err(|e| AppendError::Encoding(e.to_string()))?;
+    let hash = record_hash(canonical);
+    Ok(Staged {
+        seq,
+        kind,
+        time,
+        prev_hash,
+        hash,
+        body,
+        index,
+    })
+}
+
+fn insert_record(
+    conn: &Connection,
+    identity: &SignerIdentity,
+    staged: &Staged,
+    canonical: &[u8],
+    signature: &[u8],
+) -> Result<(), Stage> {
+    store::insert_new(
+        conn,
+        &NewRecord {
+            seq: staged.seq,
+            kind: staged.kind.as_str(),
+            canonical,
+            prev_hash: &staged.prev_hash,
+            hash: &staged.hash,
+            signature,
+            signer_id: &identity.id,
+            time: &staged.time,
+            index: &staged.index,
+        },
+    )
+    .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))
 }
 
 /// Where a failure stops: this entry only, or the whole batch (storage).

@@ -108,6 +108,15 @@ pub trait Signer: Send + Sync {
     /// Signs a 32-byte digest with the key of `expected_id`. Refuses with
     /// [`SignerError::IdentityChanged`] if another key is in place now.
     fn sign(&self, expected_id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, SignerError>;
+
+    /// True when a signature that is then thrown away leaves no trace outside fdmd (no counter
+    /// on a card, no log on a device). The journal writer may then sign the records of a batch
+    /// on a second thread while it stores earlier ones, and sign them again if the batch has to
+    /// be redone. A card or a networked FDM keeps the default: every signature it makes is for
+    /// a record that is then stored, signed one at a time.
+    fn allows_speculative_signing(&self) -> bool {
+        false
+    }
 }
 
 /// Checks an Ed25519 signature over a digest.

@@ -122,6 +122,10 @@ impl Signer for SoftwareSigner {
         }
         Ok(self.key.sign(digest).to_bytes().to_vec())
     }
+
+    fn allows_speculative_signing(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
