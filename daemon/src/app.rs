@@ -164,6 +164,26 @@ impl App {
         receipt
     }
 
+    /// Registers a pre-computed event (FDM v1 `H`, from a plugin) for its register, with the
+    /// same enrolment check as orders.
+    pub async fn handle_precomputed(&self, event: &crate::fiscal::PrecomputedEvent) -> Receipt {
+        self.status.saw_register(&event.register, unix_ms());
+        let receipt = if !self.config.daemon.dev && !self.access.active_register(&event.register) {
+            Receipt::Error {
+                request_id: Some(event.request_id.clone()),
+                code: crate::fiscal::FdmCode::InvalidData,
+                message: format!("register {} is not enrolled or was revoked", event.register),
+                field: Some("register".into()),
+                problems: Vec::new(),
+            }
+        } else {
+            self.registrar.register_precomputed(event).await
+        };
+        self.status
+            .count_order(matches!(receipt, Receipt::Signed(_)));
+        receipt
+    }
+
     fn route_to_stations(&self, receipt: &Value, order: &Order) {
         if self.station_tx.receiver_count() == 0 {
             return;

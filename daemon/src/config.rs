@@ -33,6 +33,8 @@ pub struct Config {
     pub http: HttpSection,
     /// Lifecycle.
     pub daemon: DaemonSection,
+    /// Protocol plugins (`docs/plugins.md`).
+    pub plugins: PluginsSection,
     /// Restaurant workflows: staff, tickets, printers.
     pub restaurant: RestaurantSection,
 }
@@ -227,6 +229,7 @@ impl Default for Config {
             http: HttpSection::default(),
             daemon: DaemonSection::default(),
             restaurant: RestaurantSection::default(),
+            plugins: PluginsSection::default(),
         }
     }
 }
@@ -295,6 +298,71 @@ impl Default for DaemonSection {
         DaemonSection {
             shutdown_grace_ms: 5_000,
             dev: false,
+        }
+    }
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Directory the plugin files are loaded from.
+    pub dir: PathBuf,
+    /// Vendor Ed25519 public keys (64 hex characters) whose `NAME.so.sig` signatures are trusted.
+    pub trusted_keys: Vec<String>,
+    /// Load plugins without a signature (with a loud warning). Honoured only with `--dev`.
+    pub allow_unsigned: bool,
+    /// Longest a plugin call may take, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// The plugin instances to load (`[[plugins.instance]]`).
+    pub instance: Vec<PluginInstanceConfig>,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            dir: PathBuf::from(crate::paths::DEFAULT_PLUGIN_DIR),
+            trusted_keys: Vec::new(),
+            allow_unsigned: false,
+            call_timeout_ms: 5_000,
+            instance: Vec::new(),
+        }
+    }
+}
+
+/// `[[plugins.instance]]`: one loaded plugin and the transports it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginInstanceConfig {
+    /// Instance name (unique; used in logs and status).
+    pub name: String,
+    /// File name of the plugin in `plugins.dir` (no directory part).
+    pub file: String,
+    /// The enrolled register this plugin's orders and events are registered as.
+    pub register: String,
+    /// Run the plugin in its own helper process (recommended for vendor code).
+    pub isolate: bool,
+    /// TCP address to listen on for the plugin's protocol.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Serial device for the plugin's protocol (e.g. `/dev/ttyUSB0`).
+    pub serial: Option<PathBuf>,
+    /// Serial speed in baud (FDM v1: 19200, 8N1).
+    pub serial_baud: u32,
+    /// The plugin's own configuration, handed to it as JSON.
+    pub config: serde_json::Value,
+}
+
+impl Default for PluginInstanceConfig {
+    fn default() -> Self {
+        PluginInstanceConfig {
+            name: String::new(),
+            file: String::new(),
+            register: String::new(),
+            isolate: true,
+            tcp_listen: None,
+            serial: None,
+            serial_baud: 19_200,
+            config: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
 }
@@ -564,10 +632,57 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be at most 60000 (below the unit's TimeoutStopSec)".into(),
         );
     }
+    validate_plugins(&c.plugins, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(ConfigError { problems })
+    }
+}
+
+fn validate_plugins(p: &PluginsSection, problems: &mut Vec<ConfigProblem>) {
+    let mut bad = |key: String, message: String| problems.push(ConfigProblem { key, message });
+    if !(10..=600_000).contains(&p.call_timeout_ms) {
+        bad(
+            "plugins.call_timeout_ms".into(),
+            "must be between 10 and 600000".into(),
+        );
+    }
+    for (i, key) in p.trusted_keys.iter().enumerate() {
+        if key.len() != 64 || hex::decode(key).is_err() {
+            bad(
+                format!("plugins.trusted_keys[{i}]"),
+                "must be an Ed25519 public key, 64 hex characters".into(),
+            );
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, inst) in p.instance.iter().enumerate() {
+        let key = |k: &str| format!("plugins.instance[{i}].{k}");
+        if !crate::fiscal::order::is_valid_id(&inst.name, 32) || !names.insert(&inst.name) {
+            bad(
+                key("name"),
+                format!("{:?} must be a unique id of 1-32 characters", inst.name),
+            );
+        }
+        if inst.file.is_empty() || inst.file.contains('/') || inst.file.starts_with('.') {
+            bad(
+                key("file"),
+                format!("{:?} must be a file name in plugins.dir", inst.file),
+            );
+        }
+        if !crate::fiscal::order::is_valid_id(&inst.register, 32) {
+            bad(
+                key("register"),
+                "must name the register the plugin registers as".into(),
+            );
+        }
+        if !inst.config.is_object() {
+            bad(key("config"), "must be a table".into());
+        }
+        if !(300..=4_000_000).contains(&inst.serial_baud) {
+            bad(key("serial_baud"), "must be between 300 and 4000000".into());
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Running {
     pub http: HttpService,
     /// MQTT side.
     pub mqtt: MqttService,
+    /// Loaded plugins and their transports.
+    pub plugins: crate::plugins::PluginService,
     /// Credentials of the development register (`--dev` only).
     pub dev_credentials: Option<Credentials>,
     /// SIGTERM and SIGINT, caught from before the first listener answers.
@@ -131,10 +133,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     crate::systemd::status("starting listeners");
     let http = HttpService::start(app.clone()).await?;
     let mqtt = MqttService::start(app.clone()).await?;
+    let plugins = crate::plugins::PluginService::start(app.clone()).await;
     Ok(Running {
         app,
         http,
         mqtt,
+        plugins,
         dev_credentials,
         signals,
     })
@@ -240,7 +244,11 @@ impl Running {
         tracing::info!("stopping");
         let grace = Duration::from_millis(self.app.config.daemon.shutdown_grace_ms);
         self.app.shutdown.cancel();
-        let ((), ()) = tokio::join!(self.http.shutdown(grace), self.mqtt.shutdown());
+        let ((), (), ()) = tokio::join!(
+            self.http.shutdown(grace),
+            self.mqtt.shutdown(),
+            self.plugins.shutdown()
+        );
         if let Err(e) = self
             .app
             .journal_event(RecordKind::DaemonStop, json!({"reason": "signal"}))

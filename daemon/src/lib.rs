@@ -19,6 +19,7 @@ pub mod http;
 pub mod journal;
 pub mod mqtt;
 pub mod paths;
+pub mod plugins;
 pub mod restaurant;
 pub mod service;
 pub mod signer;

@@ -73,6 +73,13 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
 }
 
 fn main() -> ExitCode {
+    // `fdmd plugin-host FILE`: the isolated plugin helper the daemon starts itself (hidden; it
+    // reads no configuration and talks only over the socket on its standard input).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == fdmd::plugins::isolate::HELPER_SUBCOMMAND {
+        fdmd::systemd::init_logging();
+        return fdmd::plugins::isolate::helper_main(std::path::Path::new(&args[2]));
+    }
     let cli = Cli::parse();
     let config = match load_config(&cli) {
         Ok(c) => c,

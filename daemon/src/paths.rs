@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 /// Data directory of an installed fdmd.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/fdmd";
 
+/// Directory of installed plugins (`fdmd-plugin-*` packages put their `.so` files here).
+pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/fdmd/plugins";
+
 /// The journal database inside a data directory.
 pub fn journal_file(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.sqlite")

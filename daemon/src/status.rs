@@ -44,6 +44,7 @@ pub struct Status {
     heartbeats: Mutex<Vec<Arc<Heartbeat>>>,
     orders: AtomicU64,
     errors: AtomicU64,
+    plugins: Mutex<BTreeMap<String, Value>>,
 }
 
 impl Status {
@@ -60,6 +61,7 @@ impl Status {
             heartbeats: Mutex::new(Vec::new()),
             orders: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            plugins: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -125,6 +127,23 @@ impl Status {
         }
     }
 
+    /// Sets what the status says about a plugin instance (loaded, refused and why, errors).
+    pub fn set_plugin(&self, name: &str, state: Value) {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), state);
+    }
+
+    /// What the status says about a plugin instance.
+    pub fn plugin(&self, name: &str) -> Option<Value> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Why the daemon is degraded; empty when ready.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -184,6 +203,7 @@ impl Status {
             },
             "orders": {"answered": self.orders.load(Ordering::Relaxed), "errors": self.errors.load(Ordering::Relaxed)},
             "registers_seen": seen,
+            "plugins": self.plugins.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         })
     }
 

@@ -272,7 +272,10 @@ fn copies_refunds_and_training() {
         (refund["label"].as_str(), refund["total"].as_str()),
         (Some("NR"), Some("-2.50"))
     );
-    assert_eq!(refund["refund_of"]["ticket_number"], 2, "the work in took NS 1");
+    assert_eq!(
+        refund["refund_of"]["ticket_number"], 2,
+        "the work in took NS 1"
+    );
     t.refused(
         json!({"request_id": "r-2", "operator": ANNA, "event_type": "normal",
         "original": {"request_id": "s-1"}, "lines": [line("Steak", -1, "2.50", "A")]}),

@@ -84,6 +84,37 @@ impl Daemon {
         })
     }
 
+    /// `fdmd --dev --config FILE` with `extra` TOML in a drop-in; the daemon's log (stderr) goes
+    /// to `DIR/fdmd.log` (see [`Daemon::log`]).
+    pub fn start_dev_with_config(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, mqtt) = (free_port(), free_port());
+        let config_file = write_config(dir.path(), http, mqtt, extra);
+        let log = std::fs::File::create(dir.path().join("fdmd.log")).unwrap();
+        let child = Command::new(FDMD)
+            .arg("--dev")
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self::wait_ready(Daemon {
+            child: Some(child),
+            dir,
+            http: ([127, 0, 0, 1], http).into(),
+            mqtt: ([127, 0, 0, 1], mqtt).into(),
+            config_file: Some(config_file),
+        })
+    }
+
+    /// What the daemon logged so far (only for [`Daemon::start_dev_with_config`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fdmd.log")).unwrap_or_default()
+    }
+
     fn wait_ready(mut d: Daemon) -> Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

@@ -1,0 +1,226 @@
+//! Plugins: POS vendors' protocol adapters, loaded at run time through the version-1 C ABI of
+//! the `fdmd-plugin-api` crate (`docs/plugins.md`).
+//!
+//! For every `[[plugins.instance]]`: the file is checked ([`checks`]: root-owned, not writable by
+//! group or others, signed by a trusted vendor key), loaded ([`native`]; never unloaded) either
+//! in-process on its own thread ([`inprocess`]) or in a helper process ([`isolate`]), and given
+//! the bytes of the transports the host owns ([`transport`]: TCP listener, serial device). The
+//! plugin's requests are answered by [`gateway`]; plugins never touch the journal. A refused
+//! plugin is logged, the daemon starts without it, and `GET /v1/status` says why.
+
+pub mod checks;
+pub mod gateway;
+pub mod inprocess;
+pub mod isolate;
+pub mod native;
+pub mod transport;
+
+use crate::app::App;
+use crate::config::PluginInstanceConfig;
+use native::{CallError, InputMsg, Output, PluginInfo};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running plugin instance, in-process or isolated. Calls block (never call from a runtime
+/// worker) and are serialised per instance.
+pub trait Instance: Send + Sync {
+    /// What the plugin says about itself.
+    fn info(&self) -> PluginInfo;
+    /// Handles one input; returns its outputs.
+    fn call(&self, input: InputMsg) -> Result<Vec<Output>, CallError>;
+    /// Asks whether the plugin is healthy.
+    fn health(&self) -> Result<(), CallError>;
+    /// How often the helper process was restarted (0 in-process).
+    fn restarts(&self) -> u32 {
+        0
+    }
+}
+
+/// Reports one instance's state into the daemon's status.
+#[derive(Clone)]
+pub struct Reporter {
+    app: Arc<App>,
+    name: String,
+    base: Value,
+    seen_restarts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Reporter {
+    fn new(app: &Arc<App>, name: &str, base: Value) -> Reporter {
+        app.status.set_plugin(name, base.clone());
+        Reporter {
+            app: app.clone(),
+            name: name.to_owned(),
+            base,
+            seen_restarts: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Value)) {
+        let mut v = self
+            .app
+            .status
+            .plugin(&self.name)
+            .unwrap_or_else(|| self.base.clone());
+        change(&mut v);
+        self.app.status.set_plugin(&self.name, v);
+    }
+
+    /// Keeps the helper's restart count in the status current (after every call).
+    pub fn note_restarts(&self, instance: &dyn Instance) {
+        let now = instance.restarts();
+        if self
+            .seen_restarts
+            .swap(now, std::sync::atomic::Ordering::Relaxed)
+            != now
+        {
+            self.update(|v| v["restarts"] = json!(now));
+        }
+    }
+
+    /// Records a failed call (and the helper's restarts).
+    pub fn call_failed(&self, instance: &dyn Instance, error: &CallError) {
+        tracing::warn!("plugin {}: {error}", self.name);
+        self.note_restarts(instance);
+        self.update(|v| {
+            v["last_error"] = json!(error.to_string());
+            if matches!(error, CallError::Crashed(_) | CallError::Timeout(_)) {
+                v["last_crash"] = json!(error.to_string());
+            }
+            v["errors"] = json!(v["errors"].as_u64().unwrap_or(0) + 1);
+        });
+    }
+
+    /// Records a transport problem.
+    pub fn transport_failed(&self, what: &str) {
+        tracing::error!("plugin {}: {what}", self.name);
+        self.update(|v| v["transport_error"] = json!(what));
+    }
+}
+
+/// The loaded plugins and their transports.
+pub struct PluginService {
+    transports: Vec<transport::Running>,
+}
+
+fn refuse(app: &Arc<App>, inst: &PluginInstanceConfig, reason: &str) {
+    tracing::error!(
+        "plugin {} ({}) REFUSED, fdmd runs without it: {reason}",
+        inst.name,
+        inst.file
+    );
+    app.status.set_plugin(
+        &inst.name,
+        json!({"file": inst.file, "state": "refused", "reason": reason}),
+    );
+}
+
+/// Checks and loads one instance (blocking).
+fn load_instance(
+    app: &Arc<App>,
+    inst: &PluginInstanceConfig,
+    runtime: tokio::runtime::Handle,
+) -> Result<(Arc<dyn Instance>, Value), String> {
+    let plugins = &app.config.plugins;
+    let path = plugins.dir.join(&inst.file);
+    let policy = checks::CheckPolicy {
+        trusted_keys: checks::parse_keys(&plugins.trusted_keys)?,
+        allow_unsigned: plugins.allow_unsigned && app.config.daemon.dev,
+        owner_uid: 0,
+    };
+    let trust = checks::check(&path, &policy).map_err(|e| e.to_string())?;
+    let signed_by = match &trust {
+        checks::Trust::Signed { key } => json!(key),
+        checks::Trust::UnsignedAllowed => {
+            tracing::warn!(
+                "!!! plugin {} ({}) is NOT SIGNED and loaded only because of --dev and plugins.allow_unsigned: never do this in production !!!",
+                inst.name,
+                path.display()
+            );
+            Value::Null
+        }
+    };
+    let timeout = Duration::from_millis(plugins.call_timeout_ms);
+    let config = serde_json::to_vec(&inst.config).map_err(|e| e.to_string())?;
+    let gateway = Arc::new(gateway::Gateway::new(
+        app.clone(),
+        &inst.name,
+        &inst.register,
+        runtime,
+    ));
+    let instance: Arc<dyn Instance> = if inst.isolate {
+        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+        Arc::new(
+            isolate::Isolated::start(&exe, &path, &config, gateway, timeout)
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        let loaded = native::load(&path, gateway).map_err(|e| e.to_string())?;
+        Arc::new(
+            inprocess::InProcess::start(loaded, &config, &inst.name, timeout)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let info = instance.info();
+    let base = json!({
+        "file": inst.file,
+        "state": "loaded",
+        "plugin": info.name,
+        "version": info.version,
+        "abi": format!("{}.{}", info.abi_major, info.abi_minor),
+        "built_with": info.built_with,
+        "isolated": inst.isolate,
+        "register": inst.register,
+        "signed_by": signed_by,
+        "tcp_listen": inst.tcp_listen,
+        "serial": inst.serial,
+        "restarts": 0,
+        "errors": 0,
+    });
+    Ok((instance, base))
+}
+
+impl PluginService {
+    /// Loads every configured plugin and starts its transports. Never fails: a plugin that is
+    /// refused is logged and shown in the status, and the daemon runs without it.
+    pub async fn start(app: Arc<App>) -> PluginService {
+        let mut transports = Vec::new();
+        for inst in app.config.plugins.instance.clone() {
+            let runtime = tokio::runtime::Handle::current();
+            let loading = {
+                let (app, inst) = (app.clone(), inst.clone());
+                tokio::task::spawn_blocking(move || load_instance(&app, &inst, runtime)).await
+            };
+            let (instance, base) = match loading {
+                Ok(Ok(loaded)) => loaded,
+                Ok(Err(reason)) => {
+                    refuse(&app, &inst, &reason);
+                    continue;
+                }
+                Err(e) => {
+                    refuse(&app, &inst, &format!("loading failed: {e}"));
+                    continue;
+                }
+            };
+            tracing::info!(
+                "plugin {} loaded: {} {} ({}){}",
+                inst.name,
+                base["plugin"].as_str().unwrap_or(""),
+                base["version"].as_str().unwrap_or(""),
+                inst.file,
+                if inst.isolate { ", isolated" } else { "" }
+            );
+            let reporter = Reporter::new(&app, &inst.name, base);
+            transports.extend(transport::start(&app, &inst, instance, reporter).await);
+        }
+        PluginService { transports }
+    }
+
+    /// Stops the transports (the libraries stay loaded until the process exits).
+    pub async fn shutdown(self) {
+        for t in self.transports {
+            t.stop().await;
+        }
+    }
+}
