@@ -7,6 +7,8 @@ use crate::fiscal::Order;
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
 use crate::restaurant::Restaurant;
+use crate::restaurant::printer::Printers;
+use crate::restaurant::render::{TicketContext, customer_ticket, station_ticket};
 use crate::service::{Receipt, Registrar};
 use crate::signer::Signer;
 use crate::status::Status;
@@ -59,6 +61,10 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Tables, staff presence, deposits… folded from the journal (`restaurant/`).
     pub restaurant: Arc<Restaurant>,
+    /// Network ESC/POS printers.
+    pub printers: Printers,
+    /// Business and layout of printed tickets.
+    pub tickets: TicketContext,
     station_tx: broadcast::Sender<StationTicket>,
 }
 
@@ -82,6 +88,12 @@ impl App {
         };
         Arc::new(App {
             restaurant: Arc::new(restaurant),
+            printers: Printers::start(&config.restaurant),
+            tickets: TicketContext::new(
+                &config.establishment,
+                &config.restaurant,
+                config.numbering.digits,
+            ),
             config,
             registrar,
             access,
@@ -157,9 +169,19 @@ impl App {
                 };
             }
         };
-        let (receipt, appended) = self.registrar.register_prepared(order, prepared).await;
+        let (mut receipt, appended) = self.registrar.register_prepared(order, prepared).await;
         if let Some(a) = &appended {
             self.restaurant.apply(a);
+        }
+        if let Receipt::Signed(r) = &mut receipt {
+            let doc = customer_ticket(r, &self.tickets);
+            if appended.as_ref().is_some_and(|a| !a.duplicate)
+                && prints_on_receipt_printer(r)
+                && self.printers.has("receipts")
+            {
+                self.printers.print("receipts", &doc.escpos());
+            }
+            r["text"] = json!(doc.text());
         }
         receipt
     }
@@ -184,8 +206,18 @@ impl App {
         receipt
     }
 
+    /// The printed text of a signed receipt (for stored receipts read back).
+    pub fn ticket_text(&self, receipt: &Value) -> String {
+        customer_ticket(receipt, &self.tickets).text()
+    }
+
     fn route_to_stations(&self, receipt: &Value, order: &Order) {
-        if self.station_tx.receiver_count() == 0 {
+        let printing = order
+            .lines
+            .iter()
+            .filter_map(|l| l.station.as_deref())
+            .any(|s| self.printers.has(s));
+        if self.station_tx.receiver_count() == 0 && !printing {
             return;
         }
         let mut by_station: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
@@ -198,7 +230,7 @@ impl App {
             }
         }
         for (station, lines) in by_station {
-            let payload = json!({
+            let mut payload = json!({
                 "station": station,
                 "register": order.register,
                 "table": order.table,
@@ -210,6 +242,11 @@ impl App {
                 "journal_seq": receipt.get("journal_seq"),
                 "lines": lines,
             });
+            let doc = station_ticket(&payload, &self.tickets);
+            if self.printers.has(station) {
+                self.printers.print(station, &doc.escpos());
+            }
+            payload["text"] = json!(doc.text());
             let _ = self.station_tx.send(StationTicket {
                 station: station.to_owned(),
                 payload,
@@ -283,6 +320,7 @@ impl App {
                         .collect::<Vec<_>>()
                 ),
             );
+            map.insert("printers".into(), self.printers.to_json());
         }
         doc
     }
@@ -290,6 +328,20 @@ impl App {
     /// Now, as FDM time.
     pub fn now(&self) -> String {
         format_time(chrono::Local::now().fixed_offset())
+    }
+}
+
+/// Which signed records print on the `receipts` printer: VAT tickets, copies, training tickets,
+/// bills before payment and voucher sales; not kitchen rounds, clockings or table changes.
+fn prints_on_receipt_printer(receipt: &Value) -> bool {
+    let label = receipt.get("label").and_then(Value::as_str).unwrap_or("");
+    let purpose = receipt.get("purpose").and_then(Value::as_str);
+    let kind = receipt.get("record_kind").and_then(Value::as_str);
+    match label.chars().next() {
+        Some('N') => !matches!(purpose, Some("work_in" | "work_out")),
+        Some('C' | 'T') => true,
+        Some('P') => receipt.get("table_role").and_then(Value::as_str) == Some("bill"),
+        _ => kind == Some("money_movement"),
     }
 }
 

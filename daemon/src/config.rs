@@ -55,6 +55,8 @@ pub struct RestaurantSection {
     pub print_timeout_ms: u64,
     /// Network ESC/POS printers (raw TCP, usually port 9100).
     pub printers: Vec<PrinterConfig>,
+    /// Names printed for operators, by INSZ/BIS number (tickets never print the number).
+    pub operator_names: std::collections::BTreeMap<String, String>,
 }
 
 /// `[[restaurant.printers]]`
@@ -76,6 +78,7 @@ impl Default for RestaurantSection {
             print_attempts: 5,
             print_timeout_ms: 3_000,
             printers: Vec::new(),
+            operator_names: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -441,6 +441,7 @@ impl Registrar {
         for k in [
             "operator",
             "table",
+            "pos_time",
             "lines",
             "payments",
             "purpose",

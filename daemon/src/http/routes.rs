@@ -218,6 +218,7 @@ async fn get_receipt(
         Ok(Ok(Some(appended))) => {
             let mut receipt = app.registrar.receipt_json(&appended);
             receipt["code"] = json!(0);
+            receipt["text"] = json!(app.ticket_text(&receipt));
             if let Some(m) = receipt.as_object_mut() {
                 m.remove("message");
             }

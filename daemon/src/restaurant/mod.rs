@@ -12,8 +12,11 @@
 //! For other modules (reports): [`Restaurant::open_tables`] ([`floor::OpenTables`]) and
 //! [`Restaurant::presence`] ([`staff::Presence`]) give consistent snapshots.
 
+pub mod escpos;
 pub mod floor;
 pub mod locks;
+pub mod printer;
+pub mod render;
 pub mod staff;
 
 use crate::fiscal::EventType;

@@ -1,0 +1,179 @@
+//! A printed document and its two encodings: plain text (UTF-8, for screens and the receipt
+//! JSON) and ESC/POS bytes for thermal printers (a small encoder for the few commands used:
+//! initialise, code page WPC1252, alignment, bold, double size, feed and cut).
+
+/// Alignment of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Left.
+    Left,
+    /// Centre.
+    Center,
+}
+
+/// Emphasis of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Plain.
+    Normal,
+    /// Bold.
+    Bold,
+    /// Bold, double width and height (in plain text: as bold).
+    Big,
+}
+
+/// One printed row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The text (at most the document's width in characters; longer rows are cut).
+    pub text: String,
+    /// Alignment.
+    pub align: Align,
+    /// Emphasis.
+    pub style: Style,
+}
+
+/// A document of rows, `width` characters wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Characters per row.
+    pub width: usize,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl Document {
+    /// An empty document.
+    pub fn new(width: usize) -> Self {
+        Document {
+            width,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, text: impl Into<String>, align: Align, style: Style) {
+        self.rows.push(Row {
+            text: text.into(),
+            align,
+            style,
+        });
+    }
+
+    /// A left-aligned plain row.
+    pub fn line(&mut self, text: impl Into<String>) {
+        self.row(text, Align::Left, Style::Normal);
+    }
+
+    /// `left` and `right` on one row, `right` flush right (wrapped when they do not fit).
+    pub fn pair(&mut self, left: &str, right: &str) {
+        let (l, r) = (left.chars().count(), right.chars().count());
+        if l + r < self.width {
+            let gap = self.width - l - r;
+            self.line(format!("{left}{}{right}", " ".repeat(gap)));
+        } else {
+            self.line(left.to_owned());
+            let pad = self.width.saturating_sub(r);
+            self.line(format!("{}{right}", " ".repeat(pad)));
+        }
+    }
+
+    /// A rule across the width.
+    pub fn rule(&mut self) {
+        self.line("-".repeat(self.width));
+    }
+
+    /// Plain text: one line per row, centred rows padded, rows cut at the width.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for r in &self.rows {
+            let width = match r.style {
+                Style::Big => self.width / 2,
+                _ => self.width,
+            };
+            let text: String = r.text.chars().take(width.max(1)).collect();
+            let n = text.chars().count();
+            if r.align == Align::Center && n < self.width {
+                let pad = (self.width - n) / 2;
+                out.push_str(&" ".repeat(pad));
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// ESC/POS bytes: initialise, WPC1252, the rows, feed and cut.
+    pub fn escpos(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.rows.len() * (self.width + 8));
+        out.extend_from_slice(&[ESC, b'@']); // initialise
+        out.extend_from_slice(&[ESC, b't', 16]); // code page WPC1252
+        for r in &self.rows {
+            out.extend_from_slice(&[ESC, b'a', u8::from(r.align == Align::Center)]);
+            let (bold, size) = match r.style {
+                Style::Normal => (0, 0x00),
+                Style::Bold => (1, 0x00),
+                Style::Big => (1, 0x11),
+            };
+            out.extend_from_slice(&[ESC, b'E', bold]);
+            out.extend_from_slice(&[GS, b'!', size]);
+            let width = if r.style == Style::Big {
+                self.width / 2
+            } else {
+                self.width
+            };
+            out.extend(r.text.chars().take(width.max(1)).map(cp1252));
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&[ESC, b'E', 0, GS, b'!', 0, ESC, b'a', 0]);
+        out.extend_from_slice(&[ESC, b'd', 4]); // feed 4 lines
+        out.extend_from_slice(&[GS, b'V', 66, 0]); // feed to the cutter and cut
+        out
+    }
+}
+
+const ESC: u8 = 0x1b;
+const GS: u8 = 0x1d;
+
+/// A character in code page 1252: Latin-1 as is, the euro sign at 0x80, control characters and
+/// anything else as `?`.
+fn cp1252(c: char) -> u8 {
+    match c {
+        ' '..='~' => c as u8,
+        '\u{a0}'..='\u{ff}' => c as u32 as u8,
+        '€' => 0x80,
+        'Œ' => 0x8c,
+        'œ' => 0x9c,
+        '’' => b'\'',
+        _ => b'?',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_escpos_encodings() {
+        let mut d = Document::new(20);
+        d.row("CAFÉ €", Align::Center, Style::Big);
+        d.pair("Cola", "2.50 A");
+        d.pair("A very long description here", "12.00 B");
+        assert_eq!(
+            d.text(),
+            "       CAFÉ €\nCola          2.50 A\nA very long descript\n             12.00 B\n"
+        );
+        let b = d.escpos();
+        assert_eq!(&b[..5], &[0x1b, b'@', 0x1b, b't', 16]);
+        // Centred, bold, double size, then the text in WPC1252.
+        assert_eq!(
+            &b[5..17],
+            &[
+                0x1b, b'a', 1, 0x1b, b'E', 1, 0x1d, b'!', 0x11, b'C', b'A', b'F'
+            ]
+        );
+        assert_eq!(&b[17..21], &[0xc9, b' ', 0x80, b'\n']);
+        assert_eq!(&b[b.len() - 4..], &[0x1d, b'V', 66, 0]);
+        assert!(!b.contains(&0xc3), "no UTF-8 bytes reach the printer");
+    }
+}
