@@ -8,10 +8,8 @@ mod support;
 
 use hyper::{Method, StatusCode};
 use plugin_support::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::time::Duration;
 use support::{Daemon, free_port};
 
 const EXAMPLE: &str = "libfdmd_plugin_example_vendor.so";
@@ -20,69 +18,6 @@ fn status(d: &Daemon) -> Value {
     let (code, v) = d.request(Method::GET, "/v1/status", None, None);
     assert_eq!(code, StatusCode::OK);
     v
-}
-
-fn order_json(request_id: &str) -> String {
-    format!(
-        r#"{{"request_id":"{request_id}","operator":"85073003328","event_type":"normal","lines":[{{"description":"Cola","quantity":1,"unit_price":"2.20","vat":"A"}}]}}"#
-    )
-}
-
-/// Publishes an order as the development register over MQTT and waits for its receipt.
-pub fn mqtt_order(d: &Daemon, request_id: &str) -> Value {
-    let creds: Value =
-        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
-            .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut o = MqttOptions::new(
-            format!("plugin-test-{request_id}"),
-            d.mqtt.ip().to_string(),
-            d.mqtt.port(),
-        );
-        o.set_credentials(
-            creds["mqtt_username"].as_str().unwrap(),
-            creds["mqtt_password"].as_str().unwrap(),
-        );
-        let (client, mut events) = AsyncClient::new(o, 16);
-        let base = "fdm/v1/registers/dev-register";
-        client
-            .subscribe(format!("{base}/receipts"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let work = async {
-            let mut published = false;
-            loop {
-                match events.poll().await.unwrap() {
-                    Event::Incoming(Packet::SubAck(_)) if !published => {
-                        published = true;
-                        client
-                            .publish(
-                                format!("{base}/orders"),
-                                QoS::AtLeastOnce,
-                                false,
-                                order_json(request_id),
-                            )
-                            .await
-                            .unwrap();
-                    }
-                    Event::Incoming(Packet::Publish(p)) => {
-                        let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                        if v["request_id"] == request_id {
-                            return v;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(15), work)
-            .await
-            .expect("no MQTT receipt within 15 s")
-    })
 }
 
 #[test]
