@@ -1346,4 +1346,137 @@ mod tests {
         let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"pro_forma","payments":[{{"method":"cash","amount":"1.00"}}]}}"#)).unwrap_err();
         assert_eq!(e.first().field, "payments");
     }
+
+    #[test]
+    fn allocate_shares_exactly_by_largest_remainder() {
+        let d = |x: &str| x.parse::<Decimal>().unwrap();
+        assert_eq!(
+            allocate(d("5.00"), &[d("10"), d("20")]),
+            [d("1.67"), d("3.33")]
+        );
+        assert_eq!(
+            allocate(
+                d("50.00"),
+                &[MENU_DRINKS_SHARE, Decimal::ONE - MENU_DRINKS_SHARE]
+            ),
+            [d("17.50"), d("32.50")]
+        );
+        let parts = allocate(d("0.10"), &[d("1"), d("1"), d("1")]);
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), d("0.10"));
+        assert_eq!(parts, [d("0.04"), d("0.03"), d("0.03")]);
+        assert_eq!(allocate(d("1.00"), &[Decimal::ZERO]), [Decimal::ZERO]);
+    }
+
+    #[test]
+    fn menus_split_into_parts_with_their_own_vat() {
+        let o = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
+            "lines":[{{"description":"Menu","quantity":2,"unit_price":"50.00","menu_split":"coefficient"}},
+                     {{"description":"Duo","quantity":1,"unit_price":"30.00","components":[
+                        {{"description":"wine","unit_price":"10.00","vat":"A"}},
+                        {{"description":"food","unit_price":"30.00","vat":"B"}}]}}]}}"#)).unwrap();
+        let got: Vec<(String, String, VatLetter, LineRole)> = o
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.description.clone(),
+                    l.unit_price.to_string(),
+                    l.vat,
+                    l.role,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "Menu - drinks".into(),
+                    "17.50".into(),
+                    VatLetter::A,
+                    LineRole::MenuPart
+                ),
+                (
+                    "Menu - food".into(),
+                    "32.50".into(),
+                    VatLetter::B,
+                    LineRole::MenuPart
+                ),
+                (
+                    "Duo - wine".into(),
+                    "7.50".into(),
+                    VatLetter::A,
+                    LineRole::MenuPart
+                ),
+                (
+                    "Duo - food".into(),
+                    "22.50".into(),
+                    VatLetter::B,
+                    LineRole::MenuPart
+                ),
+            ]
+        );
+        assert_eq!(o.lines[0].quantity, Decimal::from(2));
+        let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
+            "lines":[{{"description":"Menu","quantity":1,"unit_price":"50.00","vat":"B","menu_split":"coefficient"}},
+                     {{"description":"Menu","quantity":1,"unit_price":"50.00","menu_split":"half"}},
+                     {{"description":"Menu","quantity":1,"unit_price":"50.00"}}]}}"#)).unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "lines[0].vat: an all-in menu has no VAT letter of its own: its parts have theirs",
+                "lines[1].menu_split: unknown menu split \"half\" (expected coefficient)",
+                "lines[2].vat: missing field `vat`",
+            ]
+        );
+    }
+
+    #[test]
+    fn purposes_take_only_their_members() {
+        let e = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"pro_forma","purpose":"work_in",
+            "lines":[{{"description":"a","quantity":1,"unit_price":"1.00","vat":"A"}}]}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "purpose: work_in, work_out, deposit, voucher_sale, table_move and table_merge are sent with event_type normal",
+                "lines: this purpose takes no lines",
+            ]
+        );
+        let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","purpose":"table_move","table":"1"}}"#)).unwrap_err();
+        assert_eq!(e.first().field, "to_table");
+        let e = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","purpose":"voucher_sale",
+            "vouchers":[{{"code":"bad code","amount":"-5.00"}}]}}"#
+        ))
+        .unwrap_err();
+        let f: Vec<String> = e.problems.iter().map(|p| p.field.clone()).collect();
+        assert_eq!(f, ["vouchers[0].code", "vouchers[0].amount", "payments"]);
+        let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
+            "discounts":[{{"description":"x","amount":"1.00","percent":"10"}},{{"description":"y","percent":"120"}}]}}"#)).unwrap_err();
+        let f: Vec<String> = e.problems.iter().map(|p| p.field.clone()).collect();
+        assert_eq!(f, ["discounts[0].amount", "discounts[1].percent"]);
+        let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","table":"4","bill":true}}"#)).unwrap_err();
+        assert_eq!(e.first().field, "bill");
+        // A plain order keeps the canonical form (and digest) it always had.
+        let o = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal"}}"#
+        ))
+        .unwrap();
+        let keys: Vec<String> = o.to_json().as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "event_type",
+                "lines",
+                "operator",
+                "payments",
+                "pos_time",
+                "register",
+                "request_id",
+                "table"
+            ]
+        );
+    }
 }
