@@ -83,4 +83,28 @@ mod tests {
             .expect("writer gets the lock once the reader is gone")
             .expect("task");
     }
+
+    #[tokio::test]
+    async fn keys_are_taken_in_order_so_crossing_callers_do_not_deadlock() {
+        let locks = Arc::new(KeyedLocks::default());
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let l = locks.clone();
+            tasks.push(tokio::spawn(async move {
+                let (a, b) = if i % 2 == 0 {
+                    ("t:1", "t:2")
+                } else {
+                    ("t:2", "t:1")
+                };
+                let _g = l.lock([(a.to_owned(), true), (b.to_owned(), true)]).await;
+                tokio::task::yield_now().await;
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("no deadlock")
+                .expect("task");
+        }
+    }
 }

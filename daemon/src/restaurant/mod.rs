@@ -10,7 +10,8 @@
 //! check until the record is applied.
 //!
 //! For other modules (reports): [`Restaurant::open_tables`] ([`floor::OpenTables`]) and
-//! [`Restaurant::presence`] ([`staff::Presence`]) give consistent snapshots.
+//! [`Restaurant::presence`] ([`staff::Presence`]) give consistent snapshots;
+//! [`Restaurant::exclusive`] holds every order off while a report checks them and is journaled.
 
 pub mod escpos;
 pub mod floor;
@@ -36,6 +37,8 @@ use staff::Presence;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
+
+const FLOOR_KEY: &str = "floor";
 
 /// An order refused by a restaurant rule; nothing was journaled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,7 +216,11 @@ impl Restaurant {
     /// Locks what `order` checks, until the guards drop (after [`Restaurant::apply`]).
     pub async fn lock_for(&self, order: &Order) -> locks::Guards {
         let staff_change = matches!(order.purpose, Purpose::WorkIn | Purpose::WorkOut);
-        let mut keys = vec![(format!("op:{}", order.operator), staff_change)];
+        // Every order shares the "floor" key; `exclusive` takes it alone.
+        let mut keys = vec![
+            (FLOOR_KEY.to_owned(), false),
+            (format!("op:{}", order.operator), staff_change),
+        ];
         for t in order.table.iter().chain(order.to_table.iter()) {
             keys.push((format!("table:{t}"), true));
         }
@@ -224,6 +231,14 @@ impl Restaurant {
             keys.push((format!("original:{}/{}", o.register, o.request_id), true));
         }
         self.locks.lock(keys).await
+    }
+
+    /// Waits until no order is between its check and its record, and keeps new ones out until
+    /// the guards drop. For a Z report: check [`Restaurant::open_tables`] and
+    /// [`Restaurant::presence`] and journal the report while holding it, so no table opens and
+    /// nobody clocks in between the check and the report.
+    pub async fn exclusive(&self) -> locks::Guards {
+        self.locks.lock([(FLOOR_KEY.to_owned(), true)]).await
     }
 
     /// Advances the state with a durable record (not with a resend's stored answer).
