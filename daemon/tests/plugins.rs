@@ -234,3 +234,94 @@ fn panics_and_aborts_never_stop_the_daemon() {
     let (code, out) = support::fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn fdmctl_plugin_keygen_sign_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    let so = plugins.add(&built_plugin(EXAMPLE), "example.so");
+    let key = dir.path().join("vendor.key");
+    let (code, out) = support::fdmctl(&["plugin", "keygen", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let public = out.trim().to_owned();
+    assert_eq!(public.len(), 64);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, out) = support::fdmctl(&[
+        "plugin",
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        so.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "PING\nORDER {\"request_id\":\"r-1\"}\n").unwrap();
+    let (code, out) = support::fdmctl(&[
+        "plugin",
+        "check",
+        so.to_str().unwrap(),
+        "--trusted-key",
+        &public,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("PASS  signature: signed by {public}")),
+        "{out}"
+    );
+    assert!(out.contains("PASS  garbage input"), "{out}");
+    assert!(out.contains("plugin wrote: PONG\\n"), "{out}");
+    assert!(
+        out.contains("plugin wrote: OK 000001 NS CHECKSIG 000\\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("RESULT: PASS\n"), "{out}");
+
+    // Another vendor's key: the signature step fails.
+    let other = fdmd::plugins::checks::public_key_hex(&OTHER_VENDOR_SEED);
+    let (code, out) = support::fdmctl(&[
+        "plugin",
+        "check",
+        so.to_str().unwrap(),
+        "--trusted-key",
+        &other,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  signature"), "{out}");
+
+    // A plugin that aborts on its input: the helper dies, the check says so.
+    let c_so = dir.path().join("c-test.so");
+    build_c_plugin(&c_so, &[]);
+    std::fs::write(&input, "ABORT\n").unwrap();
+    let (code, out) = support::fdmctl(&[
+        "plugin",
+        "check",
+        c_so.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  your input: plugin process died"),
+        "{out}"
+    );
+
+    // A plugin of an unknown ABI version is refused at load.
+    let abi99 = dir.path().join("abi99.so");
+    build_c_plugin(&abi99, &["-DPLUGIN_ABI_MAJOR=99"]);
+    let (code, out) = support::fdmctl(&["plugin", "check", abi99.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ABI version 99.0 is not supported"), "{out}");
+
+    // A world-writable file fails the first step.
+    std::fs::set_permissions(&so, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (code, out) = support::fdmctl(&["plugin", "check", so.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  file owned by root, not writable by group or others"),
+        "{out}"
+    );
+}

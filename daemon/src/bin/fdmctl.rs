@@ -55,7 +55,48 @@ enum Enrolment {
 }
 
 #[derive(Subcommand)]
+enum PluginAction {
+    /// Load a plugin in a helper process and run the conformance scenario (docs/plugins.md).
+    /// Exits 1 if a step fails.
+    Check {
+        /// The plugin file (.so).
+        file: PathBuf,
+        /// The plugin's configuration, as JSON.
+        #[arg(long, default_value = "{}")]
+        config_json: String,
+        /// A trusted vendor key (64 hex); repeat for several. Without one the signature is
+        /// reported but not required.
+        #[arg(long = "trusted-key", value_name = "HEX")]
+        trusted_keys: Vec<String>,
+        /// A file whose bytes are sent on a connection of their own; the answers are printed.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Longest a call may take, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Sign a plugin file with a vendor key: writes FILE.sig (Ed25519 over the file's bytes).
+    Sign {
+        /// The vendor's secret key file (64 hex characters, from `fdmctl plugin keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The plugin file.
+        file: PathBuf,
+    },
+    /// Create a vendor signing key (mode 0600) and print its public key for plugins.trusted_keys.
+    Keygen {
+        /// Where to write the secret key.
+        key: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Check, sign and create keys for plugins (docs/plugins.md).
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Show the daemon's status (or, when it is down, what the journal file says).
     Status {
         #[command(flatten)]
@@ -135,6 +176,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `fdmctl plugin-host FILE`: the helper process `fdmctl plugin check` starts (hidden).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == fdmd::plugins::isolate::HELPER_SUBCOMMAND {
+        return fdmd::plugins::isolate::helper_main(Path::new(&args[2]));
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -147,6 +193,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Plugin { action } => plugin(action),
         Command::Status { daemon } => admin::status(&daemon),
         Command::Tables { daemon, json } => admin::tables(&daemon, json),
         Command::Presence { daemon, date, json } => admin::presence(&daemon, date, json),
@@ -562,5 +609,77 @@ fn report_verification(
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn read_seed(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .with_context(|| format!("{} must hold 64 hex characters", path.display()))
+}
+
+fn plugin(action: PluginAction) -> anyhow::Result<ExitCode> {
+    use fdmd::plugins::{checks, conformance};
+    match action {
+        PluginAction::Check {
+            file,
+            config_json,
+            trusted_keys,
+            input,
+            timeout_ms,
+        } => {
+            let config: serde_json::Value =
+                serde_json::from_str(&config_json).context("--config-json is not JSON")?;
+            let input = match input {
+                Some(p) => {
+                    Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+                }
+                None => None,
+            };
+            let exe = std::env::current_exe().context("finding fdmctl itself")?;
+            let ok = conformance::run(&conformance::CheckOptions {
+                file: &file,
+                config,
+                trusted_keys,
+                input,
+                helper_exe: &exe,
+                timeout: std::time::Duration::from_millis(timeout_ms.clamp(10, 600_000)),
+                owner_uid: 0,
+            });
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PluginAction::Sign { key, file } => {
+            let seed = read_seed(&key)?;
+            let sig = checks::sign_file(&file, &seed)?;
+            let out = checks::signature_path(&file);
+            std::fs::write(&out, sig).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} signed by {}",
+                file.display(),
+                checks::public_key_hex(&seed)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginAction::Keygen { key } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            if key.exists() {
+                bail!("{} exists; not overwriting a key", key.display());
+            }
+            fdmd::access::write_private_atomically(
+                &key,
+                format!("{}\n", hex::encode(seed)).as_bytes(),
+            )
+            .with_context(|| format!("writing {}", key.display()))?;
+            println!("{}", checks::public_key_hex(&seed));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

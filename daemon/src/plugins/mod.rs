@@ -9,6 +9,7 @@
 //! plugin is logged, the daemon starts without it, and `GET /v1/status` says why.
 
 pub mod checks;
+pub mod conformance;
 pub mod gateway;
 pub mod inprocess;
 pub mod isolate;
