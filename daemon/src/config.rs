@@ -130,6 +130,8 @@ pub enum SignerBackend {
     /// The development Ed25519 key file. Never a legal VAT Signing Card.
     #[default]
     Software,
+    /// A VAT Signing Card in a PC/SC reader (`[signer.pcsc]`; docs/vsc.md).
+    Pcsc,
 }
 
 /// `[signer]`
@@ -140,6 +142,30 @@ pub struct SignerSection {
     pub backend: SignerBackend,
     /// Key file of the software signer (default `DATA_DIR/dev-signer.key`).
     pub key_file: Option<PathBuf>,
+    /// The VAT Signing Card in a PC/SC reader.
+    pub pcsc: PcscSection,
+}
+
+/// `[signer.pcsc]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PcscSection {
+    /// Reader name pattern: `*` and `?` wildcards, or a part of the name.
+    pub reader: String,
+    /// APDU profile file (docs/vsc.md); default: the built-in `fdmd-test-1` profile.
+    pub profile_file: Option<PathBuf>,
+    /// File with the PIN for unattended starts (mode 0600), e.g. a systemd credential.
+    pub pin_file: Option<PathBuf>,
+}
+
+impl Default for PcscSection {
+    fn default() -> Self {
+        PcscSection {
+            reader: "*".into(),
+            profile_file: None,
+            pin_file: None,
+        }
+    }
 }
 
 /// Where the MQTT broker is.
@@ -628,6 +654,19 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "http.request_timeout_ms",
             "must be between 100 and 600000".into(),
         );
+    }
+    if c.signer.backend == SignerBackend::Pcsc {
+        if !cfg!(feature = "pcsc") {
+            bad(
+                "signer.backend",
+                "\"pcsc\": this fdmd was built without the pcsc feature".into(),
+            );
+        }
+        if let Some(file) = &c.signer.pcsc.profile_file
+            && let Err(e) = crate::signer::profile::Profile::load(file)
+        {
+            bad("signer.pcsc.profile_file", e.to_string());
+        }
     }
     if c.daemon.shutdown_grace_ms > 60_000 {
         bad(

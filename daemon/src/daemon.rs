@@ -100,6 +100,29 @@ fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
             );
             Ok(Arc::new(signer))
         }
+        #[cfg(feature = "pcsc")]
+        SignerBackend::Pcsc => {
+            use crate::signer::pcsc::{PcscSettings, PcscSigner};
+            let pcsc = &config.signer.pcsc;
+            let profile = match &pcsc.profile_file {
+                Some(file) => crate::signer::profile::Profile::load(file)?,
+                None => crate::signer::profile::Profile::builtin(),
+            };
+            tracing::info!(
+                "signing with the card in the PC/SC reader matching {:?} (APDU profile {})",
+                pcsc.reader,
+                profile.name
+            );
+            let signer = PcscSigner::start(PcscSettings {
+                reader: pcsc.reader.clone(),
+                profile,
+                pin_file: pcsc.pin_file.clone(),
+            })
+            .context("starting the PC/SC monitor")?;
+            Ok(Arc::new(signer))
+        }
+        #[cfg(not(feature = "pcsc"))]
+        SignerBackend::Pcsc => anyhow::bail!("this fdmd was built without the pcsc feature"),
     }
 }
 

@@ -176,7 +176,7 @@ impl Status {
     /// The status document.
     pub fn snapshot(&self) -> Value {
         let problems = self.problems();
-        let signer = match self.signer.identity() {
+        let mut signer = match self.signer.identity() {
             Ok(id) => {
                 json!({"vsc_id": id.id, "algorithm": id.algorithm, "certified": id.certified, "state": self.signer.state()})
             }
@@ -184,6 +184,11 @@ impl Status {
                 json!({"state": self.signer.state(), "error": e.to_string(), "code": e.code().number()})
             }
         };
+        if let Value::Object(map) = &mut signer {
+            for (k, v) in self.signer.details() {
+                map.entry(k).or_insert(v);
+            }
+        }
         let seen: BTreeMap<String, u64> = self
             .registers_seen
             .lock()

@@ -91,6 +91,16 @@ enum PluginAction {
 }
 
 #[derive(Subcommand)]
+enum VscAction {
+    /// Give the card its PIN: asked on the terminal without echo, or read from standard input
+    /// when that is not a terminal. Exits 0 when accepted, 1 when refused (wrong PIN: 204 with
+    /// the tries left; blocked: 203).
+    Pin,
+    /// Show the card's state: reader, VSC id, PIN, errors. Exits 0 when it signs, 1 otherwise.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Check, sign and create keys for plugins (docs/plugins.md).
     Plugin {
@@ -135,6 +145,13 @@ enum Command {
         daemon: DaemonArgs,
         #[command(subcommand)]
         action: Enrolment,
+    },
+    /// The VAT Signing Card: give its PIN, show its state.
+    Vsc {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        action: VscAction,
     },
     /// Check a configuration and report every problem with its key; exit 78 if it is bad.
     CheckConfig {
@@ -199,6 +216,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Presence { daemon, date, json } => admin::presence(&daemon, date, json),
         Command::Register { daemon, action } => admin::enrolment(&daemon, "registers", action),
         Command::Station { daemon, action } => admin::enrolment(&daemon, "stations", action),
+        Command::Vsc { daemon, action } => match action {
+            VscAction::Pin => admin::vsc_pin(&daemon),
+            VscAction::Status => admin::vsc_status(&daemon),
+        },
         Command::CheckConfig { config } => {
             let sources = fdmd::config::Sources::system(config.as_deref());
             match fdmd::config::load(&sources, &[]) {
@@ -475,6 +496,104 @@ mod admin {
             println!("{}  in {}  out {}", f("operator"), f("start"), f("end"));
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// Reads the PIN without echo on a terminal, or a line from standard input.
+    fn read_pin() -> anyhow::Result<String> {
+        use std::io::{BufRead, IsTerminal, Read};
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        if stdin.is_terminal() {
+            eprint!("PIN of the VAT Signing Card: ");
+            let stty = |arg: &str| {
+                std::process::Command::new("stty")
+                    .arg(arg)
+                    .stdin(std::process::Stdio::inherit())
+                    .status()
+            };
+            let hidden = stty("-echo").is_ok_and(|s| s.success());
+            if !hidden {
+                bail!(
+                    "cannot switch off the terminal's echo (stty); pipe the PIN on standard input instead"
+                );
+            }
+            let read = stdin.lock().read_line(&mut line);
+            let _ = stty("echo");
+            eprintln!();
+            read?;
+        } else {
+            stdin.lock().take(64).read_line(&mut line)?;
+        }
+        Ok(line)
+    }
+
+    pub fn vsc_pin(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        let pin = read_pin()?;
+        let answer = call(
+            &t,
+            Method::POST,
+            "/v1/admin/signer/pin",
+            Some(serde_json::json!({"pin": pin.trim()})),
+        )?;
+        drop(pin);
+        let (status, body) = answer?;
+        let code = body.get("code").and_then(Value::as_u64).unwrap_or(0);
+        let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+        if status.is_success() {
+            println!("PIN accepted: the card signs");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("refused ({code}): {message}");
+        Ok(ExitCode::from(1))
+    }
+
+    pub fn vsc_status(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+        let t = target(args)?;
+        let (_, body) = call(&t, Method::GET, "/v1/status", None)?
+            .map_err(|e| anyhow::anyhow!("fdmd is not answering ({e})"))?;
+        let s = &body["signer"];
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        let state = text(&s["state"]["state"]);
+        println!("state:      {state}");
+        if let Some(n) = s["state"].get("tries_left").filter(|v| !v.is_null()) {
+            println!("PIN tries:  {n} left");
+        }
+        for (label, key) in [
+            ("backend:", "backend"),
+            ("reader:", "reader"),
+            ("VSC id:", "card_id"),
+            ("profile:", "profile"),
+            ("detail:", "detail"),
+            ("signatures:", "signatures"),
+            ("sign ms:", "sign_ms_avg"),
+        ] {
+            if let Some(v) = s.get(key) {
+                println!("{label:<11} {}", text(v));
+            }
+        }
+        if let Some(code) = s.get("code") {
+            println!("code:       {} {}", text(code), text(&s["error"]));
+        }
+        let hint = match state.as_str() {
+            "ready" => "",
+            "pin_required" => "give the PIN: fdmctl vsc pin",
+            "absent" => "insert the card, check the reader's cable and that pcscd runs",
+            "blocked" => "the card is blocked: it must be unblocked by its issuer",
+            _ => "this card cannot be used with the configured APDU profile",
+        };
+        if !hint.is_empty() {
+            println!("next:       {hint}");
+        }
+        Ok(if state == "ready" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     }
 
     pub fn enrolment(args: &DaemonArgs, what: &str, action: Enrolment) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 /// `/v1/admin/…`
 pub async fn route(app: Arc<App>, req: Request<Incoming>, rest: &[&str]) -> Response<Body> {
+    if rest.first() == Some(&"signer") {
+        return super::signer_admin::route(app, req, rest).await;
+    }
     let kind = match rest.first() {
         Some(&"registers") => ClientKind::Register,
         Some(&"stations") => ClientKind::Station,

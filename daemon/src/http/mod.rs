@@ -9,6 +9,7 @@ mod admin;
 mod response;
 mod restaurant;
 mod routes;
+mod signer_admin;
 
 pub use routes::ROUTES;
 

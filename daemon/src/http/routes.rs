@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/stations"),
     ("POST", "/v1/admin/stations"),
     ("DELETE", "/v1/admin/stations/{id}"),
+    ("POST", "/v1/admin/signer/pin"),
 ];
 
 /// Handles one request within the configured time limit.

@@ -1,5 +1,7 @@
 //! The retained status topic: the status document at start, every [`INTERVAL`], and a final
-//! `"offline"` one at stop; the will (`{"status":"offline"}`, retained) covers a crash.
+//! `"offline"` one at stop; the will (`{"status":"offline"}`, retained) covers a crash. A change
+//! of the signer's state (card pulled, PIN given, card blocked) is published within
+//! [`SIGNER_CHECK`].
 
 use super::bus::BusHandle;
 use crate::app::App;
@@ -11,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the status is republished.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the signer's state is looked at (cheap: it never waits for the card).
+pub const SIGNER_CHECK: Duration = Duration::from_millis(250);
 
 /// The will: what the broker publishes when fdmd's connection drops without a goodbye.
 pub fn will_payload() -> Vec<u8> {
@@ -40,11 +45,21 @@ pub async fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(SIGNER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut signer_state = app.signer.state();
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = check.tick() => {
+                    let now = app.signer.state();
+                    if now == signer_state {
+                        continue;
+                    }
+                    signer_state = now;
+                }
             }
             if !publish(&app, &topic, &bus).await {
                 return;

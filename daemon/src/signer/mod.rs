@@ -2,14 +2,22 @@
 //!
 //! A [`Signer`] has an identity (a 14-character VSC id, an algorithm and a public key), a state
 //! (ready, needs a PIN, absent, blocked) and signs 32-byte digests. The software signer in
-//! [`software`] is for development, training and tests; a smart-card signer and, for GKS 2.0, a
-//! networked FDM are further backends behind the same trait.
+//! [`software`] is for development, training and tests. The VAT Signing Card signer is
+//! [`card::CardSigner`] (generic card logic, driven by an APDU [`profile`]) behind a device layer:
+//! [`pcsc`] (cargo feature `pcsc`, on by default). A GKS 2.0 networked FDM would be one more
+//! implementation of [`Signer`]: it has an identity, a state and signs digests the same way.
 
+pub mod card;
+#[cfg(feature = "pcsc")]
+pub mod pcsc;
+pub mod profile;
 pub mod software;
 
 use crate::fiscal::FdmCode;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
+pub use profile::Pin;
 pub use software::SoftwareSigner;
 
 /// Who signs: enough for anybody to verify a signature.
@@ -65,11 +73,14 @@ pub enum SignerError {
     #[error("the signing card is blocked")]
     Blocked,
     /// 204: wrong PIN.
-    #[error("wrong PIN ({tries_left:?} tries left)")]
+    #[error("wrong PIN{}", tries_text(*.tries_left))]
     WrongPin {
         /// Attempts left, when the card says.
         tries_left: Option<u8>,
     },
+    /// 204: what was given is not a PIN this card takes (the card was not asked).
+    #[error("not a valid PIN: {0}")]
+    BadPinFormat(String),
     /// 210: the card is not one this signer can use.
     #[error("the signing card is not compatible: {0}")]
     Incompatible(String),
@@ -83,6 +94,10 @@ pub enum SignerError {
     },
 }
 
+fn tries_text(tries_left: Option<u8>) -> String {
+    tries_left.map_or_else(String::new, |n| format!(" ({n} tries left)"))
+}
+
 impl SignerError {
     /// The FDM code a receipt carries for this error.
     pub fn code(&self) -> FdmCode {
@@ -90,7 +105,7 @@ impl SignerError {
             SignerError::NoCard(_) | SignerError::IdentityChanged { .. } => FdmCode::NoCard,
             SignerError::PinRequired => FdmCode::PinRequired,
             SignerError::Blocked => FdmCode::CardBlocked,
-            SignerError::WrongPin { .. } => FdmCode::InvalidPin,
+            SignerError::WrongPin { .. } | SignerError::BadPinFormat(_) => FdmCode::InvalidPin,
             SignerError::Incompatible(_) => FdmCode::IncompatibleCard,
         }
     }
@@ -116,6 +131,17 @@ pub trait Signer: Send + Sync {
     /// a record that is then stored, signed one at a time.
     fn allows_speculative_signing(&self) -> bool {
         false
+    }
+
+    /// Gives the signer its PIN; answers the state afterwards. Signers without a PIN ignore it.
+    fn submit_pin(&self, pin: &Pin) -> Result<SignerState, SignerError> {
+        let _ = pin;
+        Ok(self.state())
+    }
+
+    /// Backend-specific facts for status reports (reader, card, timings). Cheap, like `state`.
+    fn details(&self) -> Map<String, Value> {
+        Map::new()
     }
 }
 
