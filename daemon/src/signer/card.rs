@@ -386,9 +386,7 @@ impl CardSigner {
             }
             v.state = SignerState::Absent;
             v.why = why.to_owned();
-            if had {
-                v.identity = None;
-            }
+            v.identity = None;
         }
     }
 
