@@ -65,6 +65,8 @@ pub struct App {
     pub printers: Printers,
     /// Business and layout of printed tickets.
     pub tickets: TicketContext,
+    /// X and Z reports (one at a time).
+    pub reports: crate::reports::Reports,
     station_tx: broadcast::Sender<StationTicket>,
 }
 
@@ -86,6 +88,14 @@ impl App {
                 Restaurant::unavailable(require, e.to_string())
             }
         };
+        let reports = crate::reports::Reports::new(
+            registrar.clone(),
+            crate::reports::Establishment {
+                name: config.establishment.name.clone(),
+                address: config.establishment.address.clone(),
+                vat_number: config.establishment.vat_number.clone(),
+            },
+        );
         Arc::new(App {
             restaurant: Arc::new(restaurant),
             printers: Printers::start(&config.restaurant),
@@ -100,6 +110,7 @@ impl App {
             signer,
             status,
             shutdown: CancellationToken::new(),
+            reports,
             station_tx,
         })
     }

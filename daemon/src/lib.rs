@@ -20,6 +20,8 @@ pub mod journal;
 pub mod mqtt;
 pub mod paths;
 pub mod plugins;
+pub mod registry;
+pub mod reports;
 pub mod restaurant;
 pub mod service;
 pub mod signer;

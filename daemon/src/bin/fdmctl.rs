@@ -101,6 +101,89 @@ enum VscAction {
 }
 
 #[derive(Subcommand)]
+enum ReportCommand {
+    /// X report: the figures since the last Z report, without closing the period.
+    X {
+        #[command(flatten)]
+        opts: ReportOpts,
+    },
+    /// Z report: closes the daily period (refused while tables are open, or operators are
+    /// clocked in unless --override-reason is given; the override is recorded).
+    Z {
+        #[command(flatten)]
+        opts: ReportOpts,
+        /// Close although operators are still clocked in; recorded in the report.
+        #[arg(long)]
+        override_reason: Option<String>,
+    },
+    /// Yearly threshold report: meals consumed on site against total horeca turnover,
+    /// excluding VAT (10 % rule), and the 25,000 EUR indication. Reads the journal file.
+    Threshold {
+        /// The year (the rule is computed each January on the previous year).
+        #[arg(long)]
+        year: i32,
+        /// Data directory holding journal.sqlite.
+        #[arg(long, default_value = paths::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportOpts {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// The register whose series the report closes (when each register has its own series).
+    #[arg(long)]
+    register: Option<String>,
+    /// Print the signed report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// What to enter in the registration application: FDM and register production numbers,
+    /// the card's VSC id, links and deactivations (the default).
+    List,
+    /// Every journaled change of one device.
+    History {
+        /// register, station or card.
+        kind: String,
+        /// Register or station id, or VSC id.
+        id: String,
+    },
+    /// Link an enrolled register, under its 14-character production number, to this FDM.
+    Link {
+        /// Register id.
+        id: String,
+        /// Production number, e.g. BODO0010000001.
+        production_number: String,
+    },
+    /// Deactivate a register: its orders are refused from now on.
+    Deactivate {
+        /// Register id.
+        id: String,
+        /// defect, stolen, sold, stopped, replaced or other.
+        #[arg(long)]
+        reason: String,
+        /// Free text (required with --reason other).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record that the signing card (VSC) is replaced by another.
+    ReplaceCard {
+        /// The new card's VSC id.
+        new_vsc_id: String,
+        /// defect, stolen, sold, stopped, replaced or other.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Check, sign and create keys for plugins (docs/plugins.md).
     Plugin {
@@ -175,6 +258,18 @@ enum Command {
         /// An export file to verify instead of the data directory's journal.
         export_file: Option<PathBuf>,
     },
+    /// X, Z and threshold reports.
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
+    },
+    /// The device registry (registers, FDM, card) and its changes.
+    Devices {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        action: Option<DevicesCommand>,
+    },
     /// Export records as JSON lines (docs/journal-format.md), to a file or standard output.
     Export {
         /// Data directory holding journal.sqlite.
@@ -186,6 +281,12 @@ enum Command {
         /// Last record to export (default: the last one).
         #[arg(long)]
         to_seq: Option<u64>,
+        /// Export the records of these FDM dates instead (YYYY-MM-DD, with --to-date).
+        #[arg(long, requires = "to_date", conflicts_with_all = ["from_seq", "to_seq"])]
+        from_date: Option<String>,
+        /// Last FDM date of the period (YYYY-MM-DD).
+        #[arg(long, requires = "from_date")]
+        to_date: Option<String>,
         /// Output file (default: standard output).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -269,13 +370,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_or_else(|| paths::journal_file(&data_dir), Clone::clone);
             report_verification(&source, result, json)
         }
+        Command::Report { report } => reports::run(report),
+        Command::Devices { daemon, action } => {
+            admin::devices(&daemon, action.unwrap_or(DevicesCommand::List))
+        }
         Command::Export {
             data_dir,
-            from_seq,
-            to_seq,
+            mut from_seq,
+            mut to_seq,
+            from_date,
+            to_date,
             output,
         } => {
             let conn = open_journal(&data_dir)?;
+            if let (Some(from), Some(to)) = (&from_date, &to_date) {
+                match fdmd::reports::period::seq_range_of_dates(&conn, from, to)? {
+                    Some((a, b)) => {
+                        from_seq = a;
+                        to_seq = Some(b);
+                    }
+                    None => bail!("the journal has no records dated {from} to {to}"),
+                }
+            }
             let now = fdmd::journal::format_time(chrono::Local::now().fixed_offset());
             let header = match &output {
                 Some(path) => {
@@ -596,6 +712,145 @@ mod admin {
         })
     }
 
+    pub fn report(
+        kind: &str,
+        opts: &super::ReportOpts,
+        override_reason: Option<String>,
+    ) -> anyhow::Result<ExitCode> {
+        let t = target(&opts.daemon)?;
+        let body = serde_json::json!({
+            "kind": kind,
+            "register": opts.register,
+            "override_reason": override_reason,
+        });
+        let (status, answer) = call(&t, Method::POST, "/v1/admin/reports", Some(body))??;
+        if !status.is_success() {
+            println!(
+                "report refused ({status}): {}",
+                answer.get("message").and_then(Value::as_str).unwrap_or("")
+            );
+            return Ok(ExitCode::from(1));
+        }
+        if opts.json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        } else {
+            print!("{}", fdmd::reports::text::render(&answer));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn devices(args: &DaemonArgs, action: super::DevicesCommand) -> anyhow::Result<ExitCode> {
+        use super::DevicesCommand as D;
+        let t = target(args)?;
+        match action {
+            D::List => {
+                let r = expect_ok(call(&t, Method::GET, "/v1/admin/devices", None)?)?;
+                let s = |p: &str| {
+                    r.pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                println!("For the registration application (FPS Finance):");
+                println!(
+                    "  FDM production number: {}{}",
+                    s("/fdm/production_number"),
+                    if r.pointer("/fdm/production_number_valid")
+                        .and_then(Value::as_bool)
+                        == Some(true)
+                    {
+                        ""
+                    } else {
+                        "  (not a production number: AAA+BB+NNNNNN; fdmd is not certified)"
+                    }
+                );
+                println!("  VSC id of the card:    {}", s("/card/vsc_id"));
+                println!(
+                    "  {:<10} {:<20} {:<12} {:<16} linked FDM / reason",
+                    "kind", "id", "status", "production no."
+                );
+                for d in r
+                    .get("devices")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let f = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+                    let extra = match d.pointer("/deactivation/reason").and_then(Value::as_str) {
+                        Some(reason) => format!("deactivated: {reason}"),
+                        None => f("linked_fdm"),
+                    };
+                    println!(
+                        "  {:<10} {:<20} {:<12} {:<16} {extra}",
+                        f("kind"),
+                        f("id"),
+                        f("status"),
+                        f("production_number")
+                    );
+                }
+            }
+            D::History { kind, id } => {
+                let h = expect_ok(call(
+                    &t,
+                    Method::GET,
+                    &format!("/v1/admin/devices/{kind}/{id}/history"),
+                    None,
+                )?)?;
+                for e in h.as_array().into_iter().flatten() {
+                    println!(
+                        "#{:<8} {} {:<16} {}",
+                        e.get("seq").and_then(Value::as_u64).unwrap_or(0),
+                        e.get("time").and_then(Value::as_str).unwrap_or(""),
+                        e.get("action").and_then(Value::as_str).unwrap_or(""),
+                        e.get("details").map(Value::to_string).unwrap_or_default()
+                    );
+                }
+            }
+            D::Link {
+                id,
+                production_number,
+            } => {
+                let r = expect_ok(call(
+                    &t,
+                    Method::POST,
+                    &format!("/v1/admin/devices/registers/{id}/link"),
+                    Some(serde_json::json!({"production_number": production_number})),
+                )?)?;
+                println!(
+                    "linked register {id} ({production_number}) to FDM {} (journal record {})",
+                    r.get("fdm_id").and_then(Value::as_str).unwrap_or(""),
+                    r.get("journal_seq").and_then(Value::as_u64).unwrap_or(0)
+                );
+            }
+            D::Deactivate { id, reason, note } => {
+                let r = expect_ok(call(
+                    &t,
+                    Method::POST,
+                    &format!("/v1/admin/devices/registers/{id}/deactivate"),
+                    Some(serde_json::json!({"reason": reason, "note": note})),
+                )?)?;
+                println!(
+                    "deactivated register {id} ({reason}); journal record {}",
+                    r.get("journal_seq").and_then(Value::as_u64).unwrap_or(0)
+                );
+            }
+            D::ReplaceCard { new_vsc_id, reason } => {
+                let r = expect_ok(call(
+                    &t,
+                    Method::POST,
+                    "/v1/admin/devices/card/replace",
+                    Some(serde_json::json!({"new_vsc_id": new_vsc_id, "reason": reason})),
+                )?)?;
+                println!(
+                    "card {} replaced by {new_vsc_id} ({reason}); journal record {}",
+                    r.get("old_vsc_id").and_then(Value::as_str).unwrap_or(""),
+                    r.get("journal_seq").and_then(Value::as_u64).unwrap_or(0)
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub fn enrolment(args: &DaemonArgs, what: &str, action: Enrolment) -> anyhow::Result<ExitCode> {
         let t = target(args)?;
         match action {
@@ -652,6 +907,76 @@ mod admin {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+mod reports {
+    //! `fdmctl report …`.
+
+    use super::{ReportCommand, open_journal};
+    use std::process::ExitCode;
+
+    pub fn run(cmd: ReportCommand) -> anyhow::Result<ExitCode> {
+        match cmd {
+            ReportCommand::X { opts } => super::admin::report("x", &opts, None),
+            ReportCommand::Z {
+                opts,
+                override_reason,
+            } => super::admin::report("z", &opts, override_reason),
+            ReportCommand::Threshold {
+                year,
+                data_dir,
+                json,
+            } => {
+                let conn = open_journal(&data_dir)?;
+                let report = fdmd::reports::threshold::year_sums(&conn, year)?.report(year);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print_threshold(&report);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+
+    fn print_threshold(r: &serde_json::Value) {
+        let s = |k: &str| {
+            r.get(k)
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        println!(
+            "Threshold report {} ({} NS/NR tickets), amounts excluding VAT",
+            s("year"),
+            s("tickets")
+        );
+        if let Some(c) = r.get("excluding_vat").and_then(|v| v.as_object()) {
+            for (k, v) in c {
+                println!("  {k:<16} {:>14}", v.as_str().unwrap_or(""));
+            }
+        }
+        println!("  meals on site            {:>14}", s("meals_on_site"));
+        println!(
+            "  total horeca turnover    {:>14}",
+            s("total_horeca_turnover")
+        );
+        println!(
+            "  meal share               {:>13}%",
+            s("meal_share_percent")
+        );
+        println!("  10 % rule met:           {}", s("ten_percent_rule_met"));
+        println!(
+            "  meals above 25,000 EUR:  {}",
+            s("meal_turnover_above_25000")
+        );
+        if s("without_lines_vat_included") != "0.00" {
+            println!(
+                "  events without lines (VAT incl., not classified): {}",
+                s("without_lines_vat_included")
+            );
+        }
+        println!("  note: {}", s("note"));
     }
 }
 

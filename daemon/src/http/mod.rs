@@ -6,6 +6,7 @@
 //! and headers must arrive within 10 seconds.
 
 mod admin;
+mod reports_api;
 mod response;
 mod restaurant;
 mod routes;

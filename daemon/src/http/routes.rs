@@ -36,6 +36,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/stations"),
     ("DELETE", "/v1/admin/stations/{id}"),
     ("POST", "/v1/admin/signer/pin"),
+    ("POST", "/v1/registers/{register}/reports"),
+    ("POST", "/v1/admin/reports"),
+    ("GET", "/v1/admin/reports/threshold"),
+    ("GET", "/v1/admin/devices"),
+    ("GET", "/v1/admin/devices/{kind}/{id}/history"),
+    ("POST", "/v1/admin/devices/registers/{id}/link"),
+    ("POST", "/v1/admin/devices/registers/{id}/deactivate"),
+    ("POST", "/v1/admin/devices/card/replace"),
 ];
 
 /// Handles one request within the configured time limit.
@@ -87,6 +95,23 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             "text/plain; version=0.0.4",
             Bytes::from(app.status.metrics()),
         ),
+        (&Method::POST, ["v1", "registers", register, "reports"]) => {
+            let register = (*register).to_owned();
+            let allowed = bearer(&req).is_some_and(|t| {
+                app.access.check_http(ClientKind::Register, &register, t)
+                    || app.access.check_admin(t)
+            });
+            if !allowed && !app.config.daemon.dev {
+                return unauthorized();
+            }
+            super::reports_api::post_report(app.clone(), req, Some(&register)).await
+        }
+        (_, ["v1", "admin", "reports" | "devices", ..]) => {
+            if !is_admin(&app, &req) {
+                return unauthorized();
+            }
+            super::reports_api::admin_route(app.clone(), req, &segments[2..]).await
+        }
         (_, ["v1", "admin", ..]) => {
             if !is_admin(&app, &req) {
                 return unauthorized();

@@ -8,7 +8,7 @@
 //! 4. `prev_hash` is the previous record's hash (64 zeros before the first);
 //! 5. the signer is declared (journal_open / signer_change, or the export header) and, when keys
 //!    are given, is one of them; the signature over the hash verifies;
-//! 6. fiscal counters and ticket numbers continue without gap.
+//! 6. fiscal counters, ticket numbers and report numbers continue without gap.
 
 use super::canonical::to_canonical;
 use super::record::{FORMAT_VERSION, GENESIS_PREV_HASH, RecordKind, record_hash};
@@ -251,6 +251,9 @@ impl Verifier {
             self.check_counters(seq, &body)?;
             self.summary.fiscal_events += 1;
         }
+        if kind == RecordKind::Report {
+            self.check_series(seq, &body)?;
+        }
         self.prev = Some((seq, computed));
         self.summary.records += 1;
         self.summary.first_seq.get_or_insert(seq);
@@ -295,6 +298,12 @@ impl Verifier {
         }
         self.total_counter = Some(total);
         self.event_counters.insert(label, event);
+        self.check_series(seq, body)
+    }
+
+    /// Ticket and report numbers continue without gap within their series.
+    fn check_series(&mut self, seq: u64, body: &Value) -> Result<(), VerifyError> {
+        let expect_from = |last: Option<u64>, genesis: bool| last.or(genesis.then_some(0));
         if let (Some(series), Some(number)) = (
             body.get("ticket_series").and_then(Value::as_str),
             body.get("ticket_number").and_then(Value::as_u64),

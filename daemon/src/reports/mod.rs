@@ -1,0 +1,589 @@
+//! X and Z financial reports, the yearly threshold report, and period exports.
+//!
+//! A report covers the fiscal events journaled since the previous Z report of its numbering
+//! series (per register, or the establishment's when registers share a series, as the tickets
+//! do). It is computed from the journal records themselves ([`figures`]), then appended as a
+//! signed `report` record with its own uninterrupted number. A Z report also carries the
+//! integrity checkpoint of its period: the chain head and a Merkle root ([`merkle`]) over the
+//! hashes of every record of the period.
+//!
+//! Reports are serialised: one at a time, so two Z reports can never cover the same records.
+//! Records journaled while a report is being computed belong to the next period (the period
+//! ends at the last record that existed when the computation started).
+
+pub mod figures;
+pub mod floor;
+pub mod merkle;
+pub mod period;
+pub mod text;
+pub mod threshold;
+
+use crate::fiscal::FdmCode;
+use crate::journal::canonical::to_canonical;
+use crate::journal::record::{RecordKind, sha256_hex, short_signature};
+use crate::journal::{AppendError, Appended, Entry, RequestKey, store};
+use crate::service::{Registrar, SeriesScope};
+use figures::{Event, Figures};
+use floor::{Floor, OpenTable};
+use rusqlite::OptionalExtension;
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// X (figures so far) or Z (closes the period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Shows the figures without closing the period.
+    X,
+    /// Closes the daily opening period.
+    Z,
+}
+
+impl ReportKind {
+    /// `X` or `Z`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::X => "X",
+            ReportKind::Z => "Z",
+        }
+    }
+
+    /// Parses `x`, `X`, `z` or `Z`.
+    pub fn parse(text: &str) -> Option<ReportKind> {
+        match text {
+            "x" | "X" => Some(ReportKind::X),
+            "z" | "Z" => Some(ReportKind::Z),
+            _ => None,
+        }
+    }
+}
+
+/// The business the reports are made for (from the configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Establishment {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// VAT number.
+    pub vat_number: String,
+}
+
+/// A request for a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRequest {
+    /// X or Z.
+    pub kind: ReportKind,
+    /// The register whose series the report closes (needed when each register has its own
+    /// series; ignored when the establishment shares one).
+    pub register: Option<String>,
+    /// Who asked: `admin` or `register:ID`.
+    pub requested_by: String,
+    /// Idempotency: a register's request id (a resend gets the stored report back).
+    pub request_id: Option<String>,
+    /// Makes a Z report although operators are still clocked in; recorded in the report.
+    pub override_reason: Option<String>,
+}
+
+impl ReportRequest {
+    /// Parses `{"kind":"z","register":"till-1","request_id":"…","override_reason":"…"}`.
+    /// `from_register` is the register that sent it (MQTT topic or HTTP token), if any: it is
+    /// then the report's register.
+    pub fn from_json(bytes: &[u8], from_register: Option<&str>) -> Result<Self, ReportError> {
+        let invalid = |field: &str, message: &str| ReportError::Invalid {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        };
+        if bytes.len() > 4096 {
+            return Err(invalid("", "a report request is at most 4096 bytes"));
+        }
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid("", &format!("not JSON: {e}")))?;
+        let Some(obj) = v.as_object() else {
+            return Err(invalid("", "must be a JSON object"));
+        };
+        for key in obj.keys() {
+            if !["kind", "register", "request_id", "override_reason"].contains(&key.as_str()) {
+                return Err(invalid(key, "unknown field"));
+            }
+        }
+        let text = |k: &str| -> Result<Option<String>, ReportError> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(invalid(k, "must be a string")),
+            }
+        };
+        let kind = text("kind")?
+            .as_deref()
+            .and_then(ReportKind::parse)
+            .ok_or_else(|| invalid("kind", "must be \"x\" or \"z\""))?;
+        let mut register = text("register")?;
+        if let Some(from) = from_register {
+            if register.as_deref().is_some_and(|r| r != from) {
+                return Err(invalid(
+                    "register",
+                    "a register can only ask for its own report",
+                ));
+            }
+            register = Some(from.to_owned());
+        }
+        if let Some(r) = &register
+            && !crate::fiscal::order::is_valid_id(r, 32)
+        {
+            return Err(invalid("register", "not a valid register id"));
+        }
+        let request_id = text("request_id")?;
+        if let Some(id) = &request_id
+            && !crate::fiscal::order::is_valid_id(id, 64)
+        {
+            return Err(invalid(
+                "request_id",
+                "1-64 characters of A-Z a-z 0-9 . _ : -",
+            ));
+        }
+        let override_reason = text("override_reason")?;
+        if let Some(r) = &override_reason
+            && (r.trim().is_empty() || r.chars().count() > 200)
+        {
+            return Err(invalid("override_reason", "must be 1-200 characters"));
+        }
+        Ok(ReportRequest {
+            kind,
+            register,
+            requested_by: from_register
+                .map_or_else(|| "admin".to_owned(), |r| format!("register:{r}")),
+            request_id,
+            override_reason,
+        })
+    }
+
+    fn canonical_digest(&self) -> Result<String, AppendError> {
+        to_canonical(&json!({
+            "kind": self.kind.as_str(),
+            "register": self.register,
+            "override_reason": self.override_reason,
+        }))
+        .map(|b| sha256_hex(&b))
+        .map_err(|e| AppendError::Encoding(e.to_string()))
+    }
+}
+
+/// Why no report was made. Nothing was journaled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The request is not valid (207).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Field at fault (empty for the whole request).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Tables have a pro forma and no final sale (207).
+    #[error("Z report refused: {} open table(s) have a pro forma without a final sale: {}", .0.len(), describe_tables(.0))]
+    OpenTables(Vec<OpenTable>),
+    /// Operators are still clocked in and no override was given (207).
+    #[error("Z report refused: operator(s) still clocked in: {} (clock them out, or give override_reason to close anyway; the override is recorded)", describe_operators(.0))]
+    ClockedIn(Vec<(String, String)>),
+    /// The journal could not be read (208).
+    #[error("journal could not be read: {0}")]
+    Read(String),
+    /// The report could not be journaled.
+    #[error(transparent)]
+    Journal(#[from] AppendError),
+}
+
+fn describe_tables(tables: &[OpenTable]) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "table {} (register {}, record {})",
+                t.table, t.register, t.seq
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_operators(ops: &[(String, String)]) -> String {
+    ops.iter()
+        .map(|(o, r)| format!("{o} on {r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ReportError {
+    /// The FDM code of the error.
+    pub fn code(&self) -> FdmCode {
+        match self {
+            ReportError::Invalid { .. }
+            | ReportError::OpenTables(_)
+            | ReportError::ClockedIn(_) => FdmCode::InvalidData,
+            ReportError::Read(_) => FdmCode::NotOperational,
+            ReportError::Journal(e) => e.code(),
+        }
+    }
+
+    /// The error as JSON (`status`, `code`, `message`, and the lists when there are some).
+    pub fn to_json(&self) -> Value {
+        let mut v =
+            json!({"status": "error", "code": self.code().number(), "message": self.to_string()});
+        match self {
+            ReportError::Invalid { field, .. } if !field.is_empty() => v["field"] = json!(field),
+            ReportError::OpenTables(t) => {
+                v["open_tables"] = Value::Array(t.iter().map(table_json).collect());
+            }
+            ReportError::ClockedIn(ops) => {
+                v["clocked_in"] = Value::Array(ops.iter().map(operator_json).collect());
+            }
+            _ => {}
+        }
+        v
+    }
+}
+
+fn table_json(t: &OpenTable) -> Value {
+    json!({"table": t.table, "register": t.register, "seq": t.seq})
+}
+
+fn operator_json((operator, register): &(String, String)) -> Value {
+    json!({"operator": operator, "register": register})
+}
+
+/// The numbering series of a report: like the tickets', with `X` or `Z` as the type.
+pub fn report_series(scope: SeriesScope, register: Option<&str>, kind: ReportKind) -> String {
+    match (scope, register) {
+        (SeriesScope::PerRegister, Some(r)) => format!("register/{r}/{}", kind.as_str()),
+        _ => format!("establishment/{}", kind.as_str()),
+    }
+}
+
+/// Makes reports: one at a time.
+pub struct Reports {
+    registrar: Registrar,
+    establishment: Establishment,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// A report computed but not journaled yet.
+struct Draft {
+    body: Map<String, Value>,
+    floor: Floor,
+    registers_in_scope: Option<String>,
+}
+
+impl Reports {
+    /// Reports over the journal of `registrar`.
+    pub fn new(registrar: Registrar, establishment: Establishment) -> Self {
+        Reports {
+            registrar,
+            establishment,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Computes, checks (Z), journals and signs a report; returns its JSON (the record body
+    /// with the signature and record data, see `docs/journal-format.md`).
+    pub async fn make(&self, req: &ReportRequest) -> Result<Value, ReportError> {
+        let scope = self.registrar.numbering().scope;
+        if scope == SeriesScope::PerRegister && req.register.is_none() {
+            return Err(ReportError::Invalid {
+                field: "register".into(),
+                message: "each register has its own numbering series: name the register".into(),
+            });
+        }
+        let _one_at_a_time = self.lock.lock().await;
+        let journal = self.registrar.journal();
+        let key = match (&req.request_id, req.requested_by.strip_prefix("register:")) {
+            (Some(id), Some(register)) => Some(RequestKey {
+                register: register.to_owned(),
+                request_id: id.clone(),
+                digest: req.canonical_digest()?,
+            }),
+            _ => None,
+        };
+        if let Some(k) = &key
+            && let Some(stored) = journal.find_request(&k.register, &k.request_id)?
+        {
+            if stored.kind != RecordKind::Report
+                || stored.body.get("request_digest").and_then(Value::as_str) != Some(&k.digest)
+            {
+                return Err(AppendError::Conflict {
+                    request_id: k.request_id.clone(),
+                }
+                .into());
+            }
+            return Ok(self.report_json(&stored));
+        }
+        let path = journal.path().to_path_buf();
+        let request = req.clone();
+        let establishment = self.establishment.clone();
+        let draft =
+            tokio::task::spawn_blocking(move || compute(&path, scope, &request, &establishment))
+                .await
+                .map_err(|e| ReportError::Read(e.to_string()))??;
+        let mut body = draft.body;
+        if req.kind == ReportKind::Z {
+            let scoped = |register: &str| {
+                draft
+                    .registers_in_scope
+                    .as_deref()
+                    .is_none_or(|r| r == register)
+            };
+            let open: Vec<OpenTable> = draft
+                .floor
+                .open_tables()
+                .into_iter()
+                .filter(|t| scoped(&t.register))
+                .collect();
+            if !open.is_empty() {
+                return Err(ReportError::OpenTables(open));
+            }
+            let clocked: Vec<(String, String)> = draft
+                .floor
+                .clocked_in()
+                .into_iter()
+                .filter(|(_, r)| scoped(r))
+                .collect();
+            if !clocked.is_empty() {
+                let Some(reason) = &req.override_reason else {
+                    return Err(ReportError::ClockedIn(clocked));
+                };
+                body.insert(
+                    "override".into(),
+                    json!({
+                        "reason": reason,
+                        "clocked_in": clocked.iter().map(operator_json).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+        } else {
+            body.insert(
+                "open_tables".into(),
+                Value::Array(draft.floor.open_tables().iter().map(table_json).collect()),
+            );
+            body.insert(
+                "clocked_in".into(),
+                Value::Array(draft.floor.clocked_in().iter().map(operator_json).collect()),
+            );
+        }
+        let entry = Entry {
+            kind: RecordKind::Report,
+            key,
+            counters: None,
+            series: Some(report_series(scope, req.register.as_deref(), req.kind)),
+            body,
+        };
+        let appended = journal.append(entry).await?;
+        Ok(self.report_json(&appended))
+    }
+
+    /// The answer for a report record: its body plus the record's signature data.
+    pub fn report_json(&self, a: &Appended) -> Value {
+        let mut v = a.body.clone();
+        let number = a.body_u64("ticket_number").unwrap_or(0);
+        v.insert("status".into(), json!("signed"));
+        v.insert("code".into(), json!(a.code().number()));
+        v.insert(
+            "report_number".into(),
+            json!(self.registrar.numbering().display(number)),
+        );
+        v.insert("fdm_id".into(), json!(a.fdm_id));
+        v.insert("vsc_id".into(), json!(a.signer_id));
+        v.insert("fdm_time".into(), json!(a.time));
+        v.insert("journal_seq".into(), json!(a.seq));
+        v.insert("signed_digest".into(), json!(hex::encode(a.hash)));
+        v.insert("signature".into(), json!(hex::encode(&a.signature)));
+        v.insert(
+            "short_signature".into(),
+            json!(short_signature(&a.signature)),
+        );
+        Value::Object(v)
+    }
+}
+
+fn read_err(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Read(e.to_string())
+}
+
+fn envelope_body(canonical: &[u8], seq: u64) -> Result<Map<String, Value>, ReportError> {
+    let v: Value =
+        serde_json::from_slice(canonical).map_err(|e| read_err(format!("record {seq}: {e}")))?;
+    match v.get("body") {
+        Some(Value::Object(m)) => Ok(m.clone()),
+        _ => Err(read_err(format!("record {seq} has no body"))),
+    }
+}
+
+/// The last report record of a series, if any.
+pub fn last_of_series(
+    conn: &rusqlite::Connection,
+    series: &str,
+) -> Result<Option<store::StoredRecord>, ReportError> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM records WHERE series = ?1 ORDER BY series_number DESC LIMIT 1",
+            [series],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(read_err)?;
+    match seq {
+        Some(s) => store::record(conn, s as u64).map_err(read_err),
+        None => Ok(None),
+    }
+}
+
+fn compute(
+    path: &Path,
+    scope: SeriesScope,
+    req: &ReportRequest,
+    establishment: &Establishment,
+) -> Result<Draft, ReportError> {
+    let conn = store::open_read_only(path).map_err(read_err)?;
+    // Every reader sees one snapshot: the period cannot move while it is summed.
+    conn.execute_batch("BEGIN").map_err(read_err)?;
+    let register = match scope {
+        SeriesScope::PerRegister => req.register.clone(),
+        SeriesScope::Establishment => None,
+    };
+    let z_series = report_series(scope, register.as_deref(), ReportKind::Z);
+    let previous = last_of_series(&conn, &z_series)?;
+    let mut first_seq = 1;
+    let mut from_time = None;
+    let mut clocked_before = Vec::new();
+    let mut previous_z = Value::Null;
+    if let Some(prev) = &previous {
+        let body = Value::Object(envelope_body(&prev.canonical, prev.seq)?);
+        first_seq = body
+            .pointer("/period/last_seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(prev.seq)
+            + 1;
+        from_time = Some(prev.time.clone());
+        previous_z = json!({"seq": prev.seq, "number": body.get("ticket_number")});
+        for o in body
+            .pointer("/override/clocked_in")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(op), Some(r)) = (
+                o.get("operator").and_then(Value::as_str),
+                o.get("register").and_then(Value::as_str),
+            ) {
+                clocked_before.push((op.to_owned(), r.to_owned()));
+            }
+        }
+    }
+    let last_seq: u64 = conn
+        .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(read_err)? as u64;
+    let mut figures = Figures::default();
+    let mut floor = Floor::starting_with(clocked_before);
+    let mut hashes: Vec<[u8; 32]> = Vec::new();
+    let mut last_operation = Value::Null;
+    let mut to_time = None;
+    let mut chain_head = None;
+    let mut first_error = None;
+    store::for_each_in_range(
+        &conn,
+        first_seq,
+        last_seq,
+        |r| -> Result<(), rusqlite::Error> {
+            if first_error.is_some() {
+                return Ok(());
+            }
+            let hash = <[u8; 32]>::try_from(r.hash.as_slice()).unwrap_or([0; 32]);
+            hashes.push(hash);
+            from_time.get_or_insert_with(|| r.time.clone());
+            to_time = Some(r.time.clone());
+            chain_head = Some(hash);
+            if r.kind != RecordKind::FiscalEvent.as_str() {
+                return Ok(());
+            }
+            let body = match envelope_body(&r.canonical, r.seq) {
+                Ok(b) => b,
+                Err(e) => {
+                    first_error = Some(e);
+                    return Ok(());
+                }
+            };
+            let from = body.get("register").and_then(Value::as_str).unwrap_or("");
+            floor.add(r.seq, from, &body);
+            if register.as_deref().is_some_and(|reg| reg != from) {
+                return Ok(());
+            }
+            let operator = body.get("operator").and_then(Value::as_str).unwrap_or("");
+            if let Err(e) = figures.add(&Event {
+                seq: r.seq,
+                register: from,
+                operator,
+                body: &body,
+            }) {
+                first_error = Some(read_err(e));
+                return Ok(());
+            }
+            last_operation =
+                json!({"seq": r.seq, "short_signature": short_signature(&r.signature)});
+            Ok(())
+        },
+    )
+    .map_err(read_err)?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if chain_head.is_none() && last_seq > 0 {
+        chain_head = store::record(&conn, last_seq)
+            .map_err(read_err)?
+            .and_then(|r| <[u8; 32]>::try_from(r.hash.as_slice()).ok());
+    }
+    let _ = conn.execute_batch("COMMIT");
+    let registers: Vec<String> = match &register {
+        Some(r) => vec![r.clone()],
+        None => figures.registers.keys().cloned().collect(),
+    };
+    let per = |m: &std::collections::BTreeMap<String, figures::Turnover>| -> Map<String, Value> {
+        m.iter().map(|(k, t)| (k.clone(), t.to_json())).collect()
+    };
+    let body = json!({
+        "report": req.kind.as_str(),
+        "scope": match scope { SeriesScope::PerRegister => "register", SeriesScope::Establishment => "establishment" },
+        "registers": registers,
+        "establishment": {
+            "name": establishment.name,
+            "address": establishment.address,
+            "vat_number": establishment.vat_number,
+        },
+        "requested_by": req.requested_by,
+        "period": {
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+            "from": from_time,
+            "to": to_time,
+            "previous_z": previous_z,
+        },
+        "totals": figures.all.to_json(),
+        "operators": per(&figures.operators),
+        "per_register": per(&figures.registers),
+        "last_operation": last_operation,
+        "checkpoint": {
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+            "records": hashes.len(),
+            "chain_head": chain_head.map(hex::encode),
+            "merkle_root": merkle::merkle_root(&hashes).map(hex::encode),
+        },
+    });
+    let Value::Object(body) = body else {
+        return Err(read_err("report body"));
+    };
+    Ok(Draft {
+        body,
+        floor,
+        registers_in_scope: register,
+    })
+}
