@@ -4,10 +4,10 @@
 //!
 //! | principal          | may publish                  | may subscribe to (exact filters)           |
 //! |--------------------|------------------------------|--------------------------------------------|
-//! | register `R`       | `PREFIX/registers/R/orders`  | `PREFIX/registers/R/receipts`, `PREFIX/status` |
+//! | register `R`       | `PREFIX/registers/R/orders`, `PREFIX/registers/R/report-requests` | `PREFIX/registers/R/receipts`, `PREFIX/registers/R/reports`, `PREFIX/status` |
 //! | station `S`        | nothing                      | `PREFIX/stations/S/tickets`, `PREFIX/status`   |
 //! | admin              | nothing                      | `PREFIX/status`                            |
-//! | anonymous (dev)    | any `PREFIX/registers/+/orders` | any filter under `PREFIX/`              |
+//! | anonymous (dev)    | any `PREFIX/registers/+/orders` or `…/report-requests` | any filter under `PREFIX/` |
 //!
 //! Subscriptions must name the topic exactly: a wildcard filter is refused even when every topic
 //! it matches would be allowed, which keeps the check a string comparison.
@@ -18,8 +18,13 @@ use crate::access::Principal;
 /// Whether `who` may publish on `topic` (also used for the will topic of a CONNECT).
 pub fn may_publish(who: &Principal, topics: &Topics, topic: &str) -> bool {
     match who {
-        Principal::Register(id) => topic == topics.orders(id),
-        Principal::Anonymous => topics.register_of_orders(topic).is_some(),
+        Principal::Register(id) => {
+            topic == topics.orders(id) || topic == topics.report_requests(id)
+        }
+        Principal::Anonymous => {
+            topics.register_of_orders(topic).is_some()
+                || topics.register_of_report_requests(topic).is_some()
+        }
         Principal::Station(_) | Principal::Admin => false,
     }
 }
@@ -30,7 +35,7 @@ pub fn may_subscribe(who: &Principal, topics: &Topics, filter: &str) -> bool {
         return true;
     }
     match who {
-        Principal::Register(id) => filter == topics.receipts(id),
+        Principal::Register(id) => filter == topics.receipts(id) || filter == topics.reports(id),
         Principal::Station(id) => filter == topics.tickets(id),
         Principal::Admin => false,
         Principal::Anonymous => topics.is_under_prefix(filter),
@@ -57,6 +62,12 @@ mod tests {
         let a = Principal::Register("a".into());
         assert!(may_publish(&a, &t, "fdm/v1/registers/a/orders"));
         assert!(!may_publish(&a, &t, "fdm/v1/registers/b/orders"));
+        assert!(may_publish(&a, &t, "fdm/v1/registers/a/report-requests"));
+        assert!(!may_publish(&a, &t, "fdm/v1/registers/b/report-requests"));
+        assert!(!may_publish(&a, &t, "fdm/v1/registers/a/reports"));
+        assert!(may_subscribe(&a, &t, "fdm/v1/registers/a/reports"));
+        assert!(!may_subscribe(&a, &t, "fdm/v1/registers/b/reports"));
+        assert!(!may_subscribe(&a, &t, "fdm/v1/registers/a/report-requests"));
         assert!(!may_publish(&a, &t, "fdm/v1/registers/a/receipts"));
         assert!(!may_publish(&a, &t, "fdm/v1/status"));
         assert!(!may_publish(&a, &t, "fdm/v1/stations/a/tickets"));
@@ -92,6 +103,8 @@ mod tests {
         let anon = Principal::Anonymous;
         assert!(may_publish(&anon, &t, "fdm/v1/registers/x/orders"));
         assert!(!may_publish(&anon, &t, "fdm/v1/registers/x/receipts"));
+        assert!(may_publish(&anon, &t, "fdm/v1/registers/x/report-requests"));
+        assert!(!may_publish(&anon, &t, "fdm/v1/registers/x/reports"));
         assert!(!may_publish(&anon, &t, "fdm/v1/status"));
         assert!(!may_publish(&anon, &t, "fdm/v1/stations/bar/tickets"));
         assert!(may_subscribe(&anon, &t, "fdm/v1/#"));

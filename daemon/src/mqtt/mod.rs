@@ -126,7 +126,7 @@ impl MqttService {
         }
         let limit = internal_packet_limit(cfg.max_payload_bytes);
         let will = Some((topics.status(), status_topic::will_payload()));
-        let subscriptions = vec![topics.orders_filter()];
+        let subscriptions = vec![topics.orders_filter(), topics.report_requests_filter()];
 
         let (listener, broker, options) = match cfg.mode {
             MqttMode::Embedded => {

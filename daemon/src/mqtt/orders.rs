@@ -38,6 +38,15 @@ pub enum Payload {
     },
     /// A payload of this many bytes, over the limit, that the gate discarded.
     TooLarge(usize),
+    /// An X or Z report request (`…/report-requests`), answered on `…/reports` and then
+    /// acknowledged. It goes to the register's worker, so it is answered after the orders the
+    /// register sent before it.
+    ReportRequest {
+        /// The message.
+        incoming: Incoming,
+        /// Arrival order.
+        seq: u64,
+    },
 }
 
 /// An order to answer.
@@ -178,6 +187,18 @@ impl OrderDesk {
     async fn order_from(&self, incoming: Incoming, seq: &mut u64) -> Option<IncomingOrder> {
         let this = *seq;
         *seq += 1;
+        if let Some(register) = self
+            .topics
+            .register_of_report_requests(&incoming.publish.topic)
+        {
+            return Some(IncomingOrder {
+                register: register.to_owned(),
+                payload: Payload::ReportRequest {
+                    incoming,
+                    seq: this,
+                },
+            });
+        }
         match self.topics.register_of_orders(&incoming.publish.topic) {
             Some(register) => Some(IncomingOrder {
                 register: register.to_owned(),
@@ -196,6 +217,10 @@ impl OrderDesk {
 
     /// Answers one order: exactly one receipt, then the acknowledgement.
     pub async fn answer(&self, order: IncomingOrder) {
+        if let Payload::ReportRequest { incoming, seq } = order.payload {
+            self.answer_report(&order.register, incoming, seq).await;
+            return;
+        }
         let register = order.register.as_str();
         let receipt = match &order.payload {
             Payload::Message { incoming, .. }
@@ -205,6 +230,8 @@ impl OrderDesk {
                 self.too_large(register, payload.len(), sniff_request_id(payload))
             }
             Payload::TooLarge(size) => self.too_large(register, *size, None),
+            // Taken out before this match.
+            Payload::ReportRequest { .. } => return,
             Payload::Message { incoming, .. } => {
                 self.app
                     .handle_order(register, &incoming.publish.payload)
@@ -235,6 +262,42 @@ impl OrderDesk {
             self.acks.done(seq, sent.then_some(incoming)).await;
         }
         tracing::debug!(register, code, "order answered");
+    }
+
+    /// Answers one report request on `…/reports` (the report, or the error with its code), then
+    /// acknowledges it.
+    async fn answer_report(&self, register: &str, incoming: Incoming, seq: u64) {
+        let payload = &incoming.publish.payload;
+        let answer = if !self.app.config.daemon.dev && !self.app.access.active_register(register) {
+            serde_json::json!({"status": "error", "code": FdmCode::InvalidData.number(),
+                "message": format!("register {register} is not enrolled or was revoked")})
+        } else {
+            match crate::reports::ReportRequest::from_json(payload, Some(register)) {
+                Ok(request) => match self.app.reports.make(&request).await {
+                    Ok(report) => report,
+                    Err(e) => e.to_json(),
+                },
+                Err(e) => e.to_json(),
+            }
+        };
+        let mut answer = answer;
+        answer["request_id"] =
+            sniff_request_id(payload).map_or(serde_json::Value::Null, Into::into);
+        let sent = match serde_json::to_vec(&answer) {
+            Ok(body) => self
+                .bus
+                .publish(self.topics.reports(register), body, false)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            tracing::warn!(
+                register,
+                "report answer not sent: the MQTT client has stopped"
+            );
+        }
+        self.acks.done(seq, sent.then_some(incoming)).await;
     }
 
     fn too_large(&self, register: &str, size: usize, request_id: Option<String>) -> Receipt {

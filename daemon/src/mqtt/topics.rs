@@ -4,6 +4,8 @@
 //! |---------------------------------------|----------------------|
 //! | `PREFIX/registers/{register}/orders`   | register → fdmd      |
 //! | `PREFIX/registers/{register}/receipts` | fdmd → register      |
+//! | `PREFIX/registers/{register}/report-requests` | register → fdmd |
+//! | `PREFIX/registers/{register}/reports`  | fdmd → register      |
 //! | `PREFIX/stations/{station}/tickets`    | fdmd → station       |
 //! | `PREFIX/status`                        | fdmd → everybody     |
 
@@ -40,6 +42,26 @@ impl Topics {
     /// Where fdmd answers `register`.
     pub fn receipts(&self, register: &str) -> String {
         format!("{}/registers/{register}/receipts", self.prefix)
+    }
+
+    /// Where `register` asks for X and Z reports.
+    pub fn report_requests(&self, register: &str) -> String {
+        format!("{}/registers/{register}/report-requests", self.prefix)
+    }
+
+    /// Where fdmd answers `register`'s report requests.
+    pub fn reports(&self, register: &str) -> String {
+        format!("{}/registers/{register}/reports", self.prefix)
+    }
+
+    /// The filter fdmd subscribes to for every register's report requests.
+    pub fn report_requests_filter(&self) -> String {
+        format!("{}/registers/+/report-requests", self.prefix)
+    }
+
+    /// The register a report-requests topic belongs to, when `topic` is one and the id is valid.
+    pub fn register_of_report_requests<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        self.id_between(topic, "/registers/", "/report-requests")
     }
 
     /// Where fdmd sends `station`'s tickets.
@@ -121,6 +143,19 @@ mod tests {
         ] {
             assert_eq!(t.register_of_orders(bad), None, "{bad}");
         }
+        assert_eq!(
+            t.register_of_report_requests("fdm/v1/registers/till-1/report-requests"),
+            Some("till-1")
+        );
+        assert_eq!(
+            t.register_of_report_requests("fdm/v1/registers/till-1/orders"),
+            None
+        );
+        assert_eq!(t.reports("till-1"), "fdm/v1/registers/till-1/reports");
+        assert_eq!(
+            t.report_requests_filter(),
+            "fdm/v1/registers/+/report-requests"
+        );
         assert!(t.is_under_prefix("fdm/v1/status"));
         assert!(t.is_under_prefix("fdm/v1/#"));
         assert!(!t.is_under_prefix("fdm/v1"));
