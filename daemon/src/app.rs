@@ -88,6 +88,7 @@ impl App {
                 Restaurant::unavailable(require, e.to_string())
             }
         };
+        let restaurant = Arc::new(restaurant);
         let reports = crate::reports::Reports::new(
             registrar.clone(),
             crate::reports::Establishment {
@@ -95,9 +96,10 @@ impl App {
                 address: config.establishment.address.clone(),
                 vat_number: config.establishment.vat_number.clone(),
             },
-        );
+        )
+        .with_restaurant(restaurant.clone());
         Arc::new(App {
-            restaurant: Arc::new(restaurant),
+            restaurant,
             printers: Printers::start(&config.restaurant),
             tickets: TicketContext::new(
                 &config.establishment,

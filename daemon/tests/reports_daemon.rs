@@ -94,14 +94,14 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
     let (code, out) = fdmctl(&["report", "z", "--register", "till-1", "--config", &cfg]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("open table"), "{out}");
-    // The bill closes the table; an X report over HTTP as text, then the Z through fdmctl.
+    // The final ticket (it lists the table's lines) closes the table; an X report over HTTP as
+    // text, then the Z through fdmctl.
     let (s, _) = post(
         &d,
         orders,
         &till,
         json!({"request_id": "n-1", "operator": OP, "event_type": "normal", "table": "12",
-               "lines": [line("Cola", 2, "2.70", "A", "drink")],
-               "payments": [{"method": "cash", "amount": "5.40"}]}),
+               "lines": [], "payments": [{"method": "cash", "amount": "5.40"}]}),
     );
     assert_eq!(s, StatusCode::CREATED);
     let (s, x) = d.request(
@@ -113,11 +113,28 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
     assert_eq!(s, StatusCode::CREATED);
     let x = x.as_str().unwrap().to_owned();
     assert!(x.contains("X REPORT") && x.contains("1787.40"), "{x}");
+    // An operator clocked in on till-1 (restaurant workflows): refused without an override,
+    // made with one, and the override is in the signed report.
+    let (s, r) = post(
+        &d,
+        orders,
+        &till,
+        json!({"request_id": "w-1", "operator": OP, "event_type": "normal", "purpose": "work_in"}),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let (code, out) = fdmctl(&["report", "z", "--register", "till-1", "--config", &cfg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("still clocked in") && out.contains(OP),
+        "{out}"
+    );
     let (code, out) = fdmctl(&[
         "report",
         "z",
         "--register",
         "till-1",
+        "--override-reason",
+        "closing staff stays for cleaning",
         "--json",
         "--config",
         &cfg,
@@ -125,6 +142,8 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
     assert_eq!(code, 0, "{out}");
     let z: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(z["report"], "Z");
+    assert_eq!(z["override"]["reason"], "closing staff stays for cleaning");
+    assert_eq!(z["override"]["clocked_in"][0]["operator"], OP);
     assert_eq!(z["report_number"], "000001");
     assert_eq!(z["totals"]["net"], "1787.40");
     assert_eq!(z["totals"]["labels"]["TS"]["count"], 1);

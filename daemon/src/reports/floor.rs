@@ -1,16 +1,17 @@
 //! What stands in the way of a Z report: open tables and operators still clocked in.
 //!
-//! **Replaceable.** This is computed from the journal records of the report's period alone, so
-//! that the Z report works before the restaurant workflows (issue 7) exist. When that module
-//! tracks tables and staff itself, [`Floor`] should be built from it instead; the Z report only
-//! needs the two lists.
+//! The running daemon takes both lists from the restaurant workflows (`crate::restaurant`, see
+//! `Reports::with_restaurant`). This fold over the records of the report's period is the
+//! fallback for a [`super::Reports`] without them (library use, tests): it needs nothing but
+//! the journal.
 //!
 //! Rules used here:
 //! - A table is open when the last non-training fiscal event that names it (`table` in the body)
 //!   is a pro forma (PS or PR). A normal sale (NS or NR) on the table closes it. Training and
 //!   copies do not change a table.
 //! - An operator is clocked in after a WORK IN and out after a WORK OUT. Either is recognised as
-//!   a fiscal event whose body has `"work": "in"` / `"work": "out"`, or (the FDM v1 practice in
+//!   a fiscal event whose body has `"purpose": "work_in"` / `"work_out"` (as the restaurant
+//!   workflows journal them), or (the FDM v1 practice in
 //!   the reference §6) a zero-total NS whose first line's description is `WORK IN` / `WORK OUT`.
 //!   Operators a previous Z report recorded as clocked in (under an override) start clocked in.
 
@@ -47,9 +48,9 @@ pub enum Work {
 
 /// Whether a fiscal event body is a WORK IN or WORK OUT.
 pub fn work_event(body: &Map<String, Value>) -> Option<Work> {
-    match body.get("work").and_then(Value::as_str) {
-        Some("in") => return Some(Work::In),
-        Some("out") => return Some(Work::Out),
+    match body.get("purpose").and_then(Value::as_str) {
+        Some("work_in") => return Some(Work::In),
+        Some("work_out") => return Some(Work::Out),
         _ => {}
     }
     if body.get("label").and_then(Value::as_str) != Some("NS")
@@ -184,7 +185,7 @@ mod tests {
         f.add(
             3,
             "t",
-            &body(json!({"label":"NS","total":"0.00","operator":"c","work":"in"})),
+            &body(json!({"label":"NS","total":"0.00","operator":"c","purpose":"work_in"})),
         );
         let ops: Vec<String> = f.clocked_in().into_iter().map(|(o, _)| o).collect();
         assert_eq!(ops, ["b", "c"]);

@@ -22,12 +22,14 @@ use crate::fiscal::FdmCode;
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{RecordKind, sha256_hex, short_signature};
 use crate::journal::{AppendError, Appended, Entry, RequestKey, store};
+use crate::restaurant::Restaurant;
 use crate::service::{Registrar, SeriesScope};
 use figures::{Event, Figures};
 use floor::{Floor, OpenTable};
 use rusqlite::OptionalExtension;
 use serde_json::{Map, Value, json};
 use std::path::Path;
+use std::sync::Arc;
 
 /// X (figures so far) or Z (closes the period).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +265,7 @@ pub fn report_series(scope: SeriesScope, register: Option<&str>, kind: ReportKin
 pub struct Reports {
     registrar: Registrar,
     establishment: Establishment,
+    restaurant: Option<Arc<Restaurant>>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -279,8 +282,51 @@ impl Reports {
         Reports {
             registrar,
             establishment,
+            restaurant: None,
             lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Takes open tables and clocked-in operators from the restaurant workflows (the running
+    /// daemon) instead of deriving them from the period's records ([`floor`]).
+    pub fn with_restaurant(mut self, restaurant: Arc<Restaurant>) -> Self {
+        self.restaurant = Some(restaurant);
+        self
+    }
+
+    /// Open tables and clocked-in operators now: from the restaurant state when there is one,
+    /// else from the records of the period.
+    fn floor_now(&self, period: &Floor) -> (Vec<OpenTable>, Vec<(String, String)>) {
+        let Some(r) = &self.restaurant else {
+            return (period.open_tables(), period.clocked_in());
+        };
+        let tables = r
+            .open_tables()
+            .iter()
+            .flat_map(|t| {
+                // One entry per register that sent a pro forma for the table, the last of each.
+                let mut by_register: std::collections::BTreeMap<&str, u64> =
+                    std::collections::BTreeMap::new();
+                for rec in &t.records {
+                    by_register.insert(rec.register.as_str(), rec.seq);
+                }
+                by_register
+                    .into_iter()
+                    .map(|(register, seq)| OpenTable {
+                        table: t.table.clone(),
+                        register: register.to_owned(),
+                        seq,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let clocked = r
+            .presence()
+            .clocked_in()
+            .into_iter()
+            .map(|d| (d.operator, d.register))
+            .collect();
+        (tables, clocked)
     }
 
     /// Computes, checks (Z), journals and signs a report; returns its JSON (the record body
@@ -324,6 +370,7 @@ impl Reports {
                 .await
                 .map_err(|e| ReportError::Read(e.to_string()))??;
         let mut body = draft.body;
+        let (open_now, clocked_now) = self.floor_now(&draft.floor);
         if req.kind == ReportKind::Z {
             let scoped = |register: &str| {
                 draft
@@ -331,21 +378,16 @@ impl Reports {
                     .as_deref()
                     .is_none_or(|r| r == register)
             };
-            let open: Vec<OpenTable> = draft
-                .floor
-                .open_tables()
+            let mut open: Vec<OpenTable> = open_now
                 .into_iter()
                 .filter(|t| scoped(&t.register))
                 .collect();
+            open.dedup_by(|a, b| a.table == b.table);
             if !open.is_empty() {
                 return Err(ReportError::OpenTables(open));
             }
-            let clocked: Vec<(String, String)> = draft
-                .floor
-                .clocked_in()
-                .into_iter()
-                .filter(|(_, r)| scoped(r))
-                .collect();
+            let clocked: Vec<(String, String)> =
+                clocked_now.into_iter().filter(|(_, r)| scoped(r)).collect();
             if !clocked.is_empty() {
                 let Some(reason) = &req.override_reason else {
                     return Err(ReportError::ClockedIn(clocked));
@@ -361,11 +403,11 @@ impl Reports {
         } else {
             body.insert(
                 "open_tables".into(),
-                Value::Array(draft.floor.open_tables().iter().map(table_json).collect()),
+                Value::Array(open_now.iter().map(table_json).collect()),
             );
             body.insert(
                 "clocked_in".into(),
-                Value::Array(draft.floor.clocked_in().iter().map(operator_json).collect()),
+                Value::Array(clocked_now.iter().map(operator_json).collect()),
             );
         }
         let entry = Entry {
