@@ -370,6 +370,12 @@ impl Reports {
                 .await
                 .map_err(|e| ReportError::Read(e.to_string()))??;
         let mut body = draft.body;
+        // A Z report keeps new orders out from its check of tables and staff to its record, so
+        // no table opens and nobody clocks in in between (held until the end of this call).
+        let _floor_held = match (&self.restaurant, req.kind) {
+            (Some(r), ReportKind::Z) => Some(r.exclusive().await),
+            _ => None,
+        };
         let (open_now, clocked_now) = self.floor_now(&draft.floor);
         if req.kind == ReportKind::Z {
             let scoped = |register: &str| {
