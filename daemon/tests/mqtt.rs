@@ -538,6 +538,7 @@ async fn only_the_gate_and_fdmd_get_into_the_internal_broker_and_the_will_reache
         settings,
         app.access.clone(),
         orders_tx,
+        std::sync::Arc::new(fdmd::mqtt::direct::Routes::new()),
     );
     let k = app
         .access

@@ -13,8 +13,14 @@
 //!    subscribe closes the connection, and is logged. Orders are never retained (the retain bit
 //!    is cleared); an order payload over the limit is not forwarded: the gate reads past it,
 //!    acknowledges it, and fdmd answers it with a 207 receipt.
+//! 5. for clean sessions, takes the direct path ([`super::direct`]): orders and report requests go
+//!    straight to fdmd's order workers and are acknowledged by the gate; subscriptions to the
+//!    client's own receipts, reports or tickets are kept by the gate, and fdmd's messages on them
+//!    come straight to the connection, numbered above [`BROKER_MAX_PACKET_ID`]. The gate then
+//!    also watches the client's keep-alive (rumqttd no longer sees all of its packets).
 
 use super::acl;
+use super::direct::{Out, Registration, Routes};
 use super::orders::{IncomingOrder, Payload};
 use super::packet::{self, Connect, FixedHeader, PacketError, PublishHead, connack};
 use super::secret::Secret;
@@ -26,7 +32,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +52,18 @@ const IDLE_KEEP_ALIVE: u16 = 3600;
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// DISCONNECT packet type.
 const DISCONNECT: u8 = 14;
+/// PUBACK packet type.
+const PUBACK: u8 = 4;
+/// UNSUBSCRIBE packet type.
+const UNSUBSCRIBE: u8 = 10;
+/// Highest packet id rumqttd 0.20 gives its own deliveries (`router/iobufs.rs`: `MAX_PKID`, its
+/// in-flight window of 100, used cyclically). The gate numbers its direct deliveries above it, so
+/// a client's PUBACK tells by its id whether it is for the broker or for the gate.
+pub const BROKER_MAX_PACKET_ID: u16 = 100;
+/// Messages queued for one client connection; a client that lets more pile up is disconnected.
+const OUT_QUEUE: usize = 1024;
+/// Bytes written to a client in one go at most (several queued packets are coalesced).
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// Client connections so far, to number sessions that are not kept.
 static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -119,6 +137,15 @@ pub enum GateError {
     /// The internal broker cannot be reached.
     #[error("internal broker unreachable: {0}")]
     Upstream(std::io::Error),
+    /// The client let its messages pile up unread.
+    #[error("client does not read its messages")]
+    SlowClient,
+    /// The client sent nothing for 1.5 times its keep-alive.
+    #[error("nothing from the client within 1.5 times its keep-alive ({0:?})")]
+    KeepAlive(Duration),
+    /// The internal broker used a packet id the gate keeps for its own deliveries.
+    #[error("internal broker delivered with packet id {0} (the gate's range starts at {first})", first = BROKER_MAX_PACKET_ID + 1)]
+    BrokerPacketId(u16),
 }
 
 impl GateError {
@@ -130,7 +157,10 @@ impl GateError {
             | GateError::Packet(PacketError::TooLarge { .. }) => {
                 tracing::warn!(%peer, "MQTT client refused: {self}");
             }
-            GateError::Upstream(_) => tracing::error!(%peer, "MQTT client dropped: {self}"),
+            GateError::Upstream(_) | GateError::BrokerPacketId(_) => {
+                tracing::error!(%peer, "MQTT client dropped: {self}");
+            }
+            GateError::SlowClient => tracing::warn!(%peer, "MQTT client dropped: {self}"),
             GateError::Io(_) | GateError::Packet(PacketError::Io(_)) => {
                 tracing::debug!(%peer, "MQTT client gone: {self}");
             }
@@ -153,17 +183,20 @@ struct Shared {
     settings: GateSettings,
     access: Arc<AccessStore>,
     orders: mpsc::Sender<IncomingOrder>,
+    routes: Arc<Routes>,
 }
 
 impl Gate {
-    /// Serves clients on `listener` (bound to `local_addr`); size notices for over-large orders
-    /// go to `orders`.
+    /// Serves clients on `listener` (bound to `local_addr`). Orders and report requests of
+    /// clean-session clients, and size notices for over-large orders, go to `orders`; direct
+    /// subscriptions are kept in `routes` (see [`super::direct`]).
     pub fn start(
         listener: TcpListener,
         local_addr: SocketAddr,
         settings: GateSettings,
         access: Arc<AccessStore>,
         orders: mpsc::Sender<IncomingOrder>,
+        routes: Arc<Routes>,
     ) -> Gate {
         let max_connections = settings.max_connections.max(1);
         let slots = Arc::new(Semaphore::new(max_connections));
@@ -173,6 +206,7 @@ impl Gate {
             settings,
             access,
             orders,
+            routes,
         });
         let accept = tokio::spawn(accept_loop(
             listener,
@@ -294,38 +328,71 @@ impl Shared {
             .map_err(GateError::Upstream)?;
         let _ = upstream.set_nodelay(true);
         let (broker_rx, mut broker_tx) = upstream.into_split();
-        let rewritten = self.rewrite(connect, &name)?;
+        // Clean sessions take the direct path: their orders go straight to fdmd's workers and
+        // their receipts come straight back (super::direct). A persistent session keeps
+        // everything in rumqttd, which redelivers what its client had not acknowledged.
+        let direct = connect.clean_session;
+        let keep_alive = Duration::from_secs(u64::from(if connect.keep_alive == 0 {
+            IDLE_KEEP_ALIVE
+        } else {
+            connect.keep_alive
+        }));
+        let rewritten = self.rewrite(connect, &name, direct)?;
         broker_tx
             .write_all(&rewritten)
             .await
             .map_err(GateError::Upstream)?;
 
-        let client_tx = Mutex::new(client_tx);
+        let number = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let slow = CancellationToken::new();
         let (connack_tx, connack_rx) = watch::channel(false);
+        let registration =
+            Registration::new(&self.routes, number, direct, out_tx.clone(), slow.clone());
+        let writer = write_to_client(client_tx, out_rx, connack_tx);
+        tokio::pin!(writer);
         let down = broker_to_client(
             BufReader::with_capacity(16 * 1024, broker_rx),
-            &client_tx,
+            out_tx.clone(),
             s.max_downstream,
-            connack_tx,
+            direct,
         );
         tokio::pin!(down);
-        let client = Downstream {
-            tx: &client_tx,
+        let conn = Conn {
+            who: &who,
+            name: &name,
+            direct,
+            keep_alive,
+            out: out_tx,
             connack: connack_rx,
+            registration,
         };
-        let up = self.client_to_broker(&who, &name, &mut client_rx, &mut broker_tx, client);
-        tokio::select! {
-            r = up => match r? {
-                Ending::Closed => Ok(()),
-                // Let the broker close first: if the connection closed right after a
-                // DISCONNECT, rumqttd 0.20 can report the disconnection twice, and the second
-                // report ends whichever client got the connection slot in between.
-                Ending::Disconnect => {
-                    let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, &mut down).await;
-                    Ok(())
+        let up = self.client_to_broker(conn, &mut client_rx, &mut broker_tx);
+        tokio::pin!(up);
+        let mut down_done = false;
+        loop {
+            tokio::select! {
+                r = &mut up => return match r? {
+                    Ending::Closed => Ok(()),
+                    // Let the broker close first: if the connection closed right after a
+                    // DISCONNECT, rumqttd 0.20 can report the disconnection twice, and the second
+                    // report ends whichever client got the connection slot in between.
+                    Ending::Disconnect => {
+                        if !down_done {
+                            let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, &mut down).await;
+                        }
+                        Ok(())
+                    }
+                },
+                // The broker closed (after the writer has passed on what it sent) or the client
+                // cannot be written to.
+                r = &mut writer => return r,
+                r = &mut down, if !down_done => {
+                    r?;
+                    down_done = true;
                 }
-            },
-            r = &mut down => r,
+                _ = slow.cancelled() => return Err(GateError::SlowClient),
+            }
         }
     }
 
@@ -384,7 +451,7 @@ impl Shared {
     }
 
     /// The CONNECT the internal broker sees.
-    fn rewrite(&self, mut c: Connect, name: &str) -> Result<Vec<u8>, GateError> {
+    fn rewrite(&self, mut c: Connect, name: &str, direct: bool) -> Result<Vec<u8>, GateError> {
         // An empty id comes with a clean session (admit() checks), so the number below makes it
         // unique.
         let id = std::mem::take(&mut c.client_id);
@@ -411,7 +478,11 @@ impl Shared {
         };
         c.username = Some(name.to_owned());
         c.password = Some(self.settings.secret.expose().as_bytes().to_vec());
-        if c.keep_alive == 0 {
+        if direct {
+            // A direct client's publishes and acknowledgements stop at the gate, so rumqttd may
+            // hear nothing from it for long: the gate watches the client's keep-alive itself.
+            c.keep_alive = u16::MAX;
+        } else if c.keep_alive == 0 {
             // rumqttd refuses "no keep-alive" without a CONNACK; an hour is close enough, and
             // an idle connection still ends eventually.
             c.keep_alive = IDLE_KEEP_ALIVE;
@@ -421,25 +492,59 @@ impl Shared {
 
     async fn client_to_broker(
         &self,
-        who: &Principal,
-        name: &str,
+        mut conn: Conn<'_>,
         rx: &mut BufReader<OwnedReadHalf>,
         broker: &mut OwnedWriteHalf,
-        mut client: Downstream<'_>,
     ) -> Result<Ending, GateError> {
         let s = &self.settings;
+        // Nothing may reach the client before the broker's CONNACK: hold its packets until then.
+        if conn.connack.wait_for(|seen| *seen).await.is_err() {
+            return Ok(Ending::Closed);
+        }
+        // Up to 1.5 times the keep-alive between two packets (MQTT 3.1.1 §3.1.2.10); rumqttd
+        // watches it for the other clients.
+        let silence = conn.keep_alive + conn.keep_alive / 2;
         loop {
-            let Some(header) = packet::read_header(rx).await? else {
+            let header = if conn.direct {
+                tokio::time::timeout(silence, packet::read_header(rx))
+                    .await
+                    .map_err(|_| GateError::KeepAlive(conn.keep_alive))??
+            } else {
+                packet::read_header(rx).await?
+            };
+            let Some(header) = header else {
                 return Ok(Ending::Closed);
             };
             match header.kind() {
                 packet::PUBLISH => {
                     let head = packet::read_publish_head(rx, header, MAX_TOPIC).await?;
-                    if !acl::may_publish(who, &s.topics, &head.topic) {
-                        return Err(forbidden(name, "publish to", &head.topic));
+                    if !acl::may_publish(conn.who, &s.topics, &head.topic) {
+                        return Err(forbidden(conn.name, "publish to", &head.topic));
                     }
                     if head.payload_len > s.max_payload {
-                        self.too_large(name, head, rx, &mut client).await?;
+                        self.too_large(conn.name, head, rx, &conn.out).await?;
+                        continue;
+                    }
+                    if conn.direct && head.qos < 2 {
+                        let mut payload = vec![0u8; head.payload_len];
+                        rx.read_exact(&mut payload).await?;
+                        if let Some(order) = self.direct_order(&head.topic, payload) {
+                            if self.orders.send(order).await.is_err() {
+                                // fdmd stops taking orders: not acknowledged, resent later.
+                                tracing::debug!(client = %conn.name, "order while fdmd stops; not acknowledged");
+                                continue;
+                            }
+                            if let Some(id) = head.packet_id {
+                                send(&conn.out, Out::Own(packet::puback(id).to_vec())).await?;
+                            }
+                            continue;
+                        }
+                        // Not a topic fdmd takes (may_publish allows none): dropped, as rumqttd
+                        // would with nobody subscribed.
+                        tracing::warn!(client = %conn.name, topic = %head.topic, "publish on a topic nobody reads; dropped");
+                        if let Some(id) = head.packet_id {
+                            send(&conn.out, Out::Own(packet::puback(id).to_vec())).await?;
+                        }
                         continue;
                     }
                     // Everything a client may publish is an order: never retained.
@@ -452,10 +557,56 @@ impl Shared {
                 packet::SUBSCRIBE => {
                     let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
                     let body = &frame[frame.len() - header.remaining..];
-                    for (filter, _) in packet::parse_subscribe(header, body)? {
-                        if !acl::may_subscribe(who, &s.topics, &filter) {
-                            return Err(forbidden(name, "subscribe to", &filter));
+                    let filters = packet::parse_subscribe(header, body)?;
+                    for (filter, _) in &filters {
+                        if !acl::may_subscribe(conn.who, &s.topics, filter) {
+                            return Err(forbidden(conn.name, "subscribe to", filter));
                         }
+                    }
+                    if conn.direct && filters.iter().all(|(f, _)| s.topics.is_direct(f)) {
+                        for (filter, qos) in &filters {
+                            conn.registration.subscribe_direct(filter, *qos);
+                        }
+                        let granted: Vec<u8> = filters.iter().map(|(_, q)| *q).collect();
+                        send(
+                            &conn.out,
+                            Out::Own(packet::suback(packet::leading_packet_id(body)?, &granted)),
+                        )
+                        .await?;
+                        continue;
+                    }
+                    for (filter, _) in &filters {
+                        conn.registration.broker_subscription(filter);
+                    }
+                    broker.write_all(&frame).await?;
+                }
+                UNSUBSCRIBE if conn.direct => {
+                    let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
+                    let body = &frame[frame.len() - header.remaining..];
+                    let filters = packet::parse_unsubscribe(header, body)?;
+                    if filters.iter().all(|f| conn.registration.is_direct(f)) {
+                        for f in &filters {
+                            conn.registration.unsubscribe_direct(f);
+                        }
+                        send(
+                            &conn.out,
+                            Out::Own(packet::unsuback(packet::leading_packet_id(body)?).to_vec()),
+                        )
+                        .await?;
+                        continue;
+                    }
+                    for f in &filters {
+                        conn.registration.unsubscribe_direct(f);
+                    }
+                    broker.write_all(&frame).await?;
+                }
+                PUBACK if conn.direct => {
+                    let frame = packet::read_frame(rx, header, MAX_CONTROL).await?;
+                    let id =
+                        packet::ack_packet_id(header, &frame[frame.len() - header.remaining..])?;
+                    // The gate's own deliveries need no more (a clean session keeps nothing).
+                    if id > BROKER_MAX_PACKET_ID {
+                        continue;
                     }
                     broker.write_all(&frame).await?;
                 }
@@ -473,6 +624,23 @@ impl Shared {
         }
     }
 
+    /// An order or report request of a direct client, for fdmd's workers.
+    fn direct_order(&self, topic: &str, payload: Vec<u8>) -> Option<IncomingOrder> {
+        let topics = &self.settings.topics;
+        if let Some(register) = topics.register_of_orders(topic) {
+            return Some(IncomingOrder {
+                register: register.to_owned(),
+                payload: Payload::Direct(payload),
+            });
+        }
+        topics
+            .register_of_report_requests(topic)
+            .map(|register| IncomingOrder {
+                register: register.to_owned(),
+                payload: Payload::DirectReportRequest(payload),
+            })
+    }
+
     /// An order payload over the limit: read past it without keeping it, acknowledge it, and let
     /// fdmd answer 207. QoS 2 is not handled here (the broker would see a PUBREL it never knew):
     /// such a client is disconnected.
@@ -481,7 +649,7 @@ impl Shared {
         name: &str,
         head: PublishHead,
         rx: &mut BufReader<OwnedReadHalf>,
-        client: &mut Downstream<'_>,
+        out: &mpsc::Sender<Out>,
     ) -> Result<(), GateError> {
         let too_large = PacketError::TooLarge {
             what: "order payload",
@@ -504,19 +672,30 @@ impl Shared {
             return Ok(());
         }
         if let Some(id) = head.packet_id {
-            // Nothing may reach the client before the broker's CONNACK.
-            if client.connack.wait_for(|seen| *seen).await.is_err() {
-                return Ok(());
-            }
-            client
-                .tx
-                .lock()
-                .await
-                .write_all(&packet::puback(id))
-                .await?;
+            send(out, Out::Own(packet::puback(id).to_vec())).await?;
         }
         Ok(())
     }
+}
+
+/// One client connection, as the client-to-broker direction sees it.
+struct Conn<'a> {
+    who: &'a Principal,
+    name: &'a str,
+    /// Clean session: orders, receipts and per-client topics take the direct path.
+    direct: bool,
+    keep_alive: Duration,
+    /// To the client (through [`write_to_client`]).
+    out: mpsc::Sender<Out>,
+    /// True once the broker's CONNACK has been passed on.
+    connack: watch::Receiver<bool>,
+    registration: Registration<'a>,
+}
+
+async fn send(out: &mpsc::Sender<Out>, what: Out) -> Result<(), GateError> {
+    out.send(what)
+        .await
+        .map_err(|_| GateError::Io(std::io::ErrorKind::BrokenPipe.into()))
 }
 
 async fn read_connect<R: AsyncRead + Unpin>(rx: &mut R) -> Result<Vec<u8>, GateError> {
@@ -529,28 +708,85 @@ async fn read_connect<R: AsyncRead + Unpin>(rx: &mut R) -> Result<Vec<u8>, GateE
     Ok(packet::read_body(rx, header, MAX_CONNECT).await?)
 }
 
-/// The client's side for writing, shared by both directions: the broker's packets, and the
-/// acknowledgements the gate gives itself.
-struct Downstream<'a> {
-    tx: &'a Mutex<OwnedWriteHalf>,
-    /// True once the broker's CONNACK has been passed on.
-    connack: watch::Receiver<bool>,
-}
-
+/// Reads the broker's packets for the client and queues them for [`write_to_client`]; at the end
+/// of the broker's connection, queues [`Out::End`]. On a direct connection the broker's deliveries
+/// must carry packet ids up to [`BROKER_MAX_PACKET_ID`].
 async fn broker_to_client(
     mut rx: BufReader<OwnedReadHalf>,
-    client: &Mutex<OwnedWriteHalf>,
+    out: mpsc::Sender<Out>,
     max: usize,
-    connack: watch::Sender<bool>,
+    direct: bool,
 ) -> Result<(), GateError> {
     loop {
         let Some(header) = packet::read_header(&mut rx).await? else {
+            let _ = out.send(Out::End).await;
             return Ok(());
         };
         let frame = packet::read_frame(&mut rx, header, max).await?;
-        client.lock().await.write_all(&frame).await?;
-        connack.send_replace(true);
+        if direct
+            && header.kind() == packet::PUBLISH
+            && let Some(id) =
+                packet::publish_packet_id(header, &frame[frame.len() - header.remaining..])
+            && id > BROKER_MAX_PACKET_ID
+        {
+            return Err(GateError::BrokerPacketId(id));
+        }
+        send(&out, Out::Frame(frame)).await?;
     }
+}
+
+/// Writes what is queued for the client, several packets per write when more are waiting.
+/// Direct deliveries at QoS 1 get packet ids above [`BROKER_MAX_PACKET_ID`]. Ends after
+/// [`Out::End`], or when the client cannot be written to.
+async fn write_to_client(
+    mut tx: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Out>,
+    connack: watch::Sender<bool>,
+) -> Result<(), GateError> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut next_id = BROKER_MAX_PACKET_ID;
+    let mut end = false;
+    while !end {
+        let Some(first) = rx.recv().await else {
+            return Ok(());
+        };
+        let mut item = Some(first);
+        while let Some(o) = item.take() {
+            match o {
+                Out::Frame(f) => buf.extend_from_slice(&f),
+                Out::Own(f) => buf.extend_from_slice(&f),
+                Out::Publish {
+                    topic,
+                    payload,
+                    qos,
+                } => {
+                    let id = (qos > 0).then(|| {
+                        next_id = if next_id == u16::MAX {
+                            BROKER_MAX_PACKET_ID + 1
+                        } else {
+                            next_id + 1
+                        };
+                        next_id
+                    });
+                    packet::encode_publish(&mut buf, &topic, id, &payload);
+                }
+                Out::End => {
+                    end = true;
+                    break;
+                }
+            }
+            if buf.len() < WRITE_BATCH {
+                item = rx.try_recv().ok();
+            }
+        }
+        tx.write_all(&buf).await?;
+        buf.clear();
+        if !*connack.borrow() {
+            connack.send_replace(true);
+        }
+    }
+    let _ = tx.shutdown().await;
+    Ok(())
 }
 
 async fn skip<R: AsyncRead + Unpin>(rx: &mut R, n: usize) -> Result<(), GateError> {

@@ -14,6 +14,7 @@
 pub mod acl;
 pub mod broker;
 pub mod bus;
+pub mod direct;
 pub mod gate;
 pub mod orders;
 pub mod packet;
@@ -27,6 +28,7 @@ use crate::app::App;
 use crate::config::MqttMode;
 use broker::{BUS_USER, BrokerSettings, InternalBroker};
 use bus::{Bus, BusHealth, BusOptions};
+use direct::{Publisher, Routes};
 use gate::{Gate, GateSettings};
 use orders::OrderDesk;
 use std::net::SocketAddr;
@@ -202,21 +204,21 @@ impl MqttService {
             }
         };
         let stop_orders = CancellationToken::new();
+        let routes = broker.as_ref().map(|_| Arc::new(Routes::new()));
+        let publisher = Publisher {
+            bus: bus.handle(),
+            routes: routes.clone(),
+        };
         let desk = Arc::new(OrderDesk {
             app: app.clone(),
             topics: topics.clone(),
-            bus: bus.handle(),
+            out: publisher.clone(),
             max_payload: cfg.max_payload_bytes,
             acks: orders::AckBook::new(bus.handle()),
         });
         let orders = orders::spawn(desk, inbound_rx, gate_rx, stop_orders.clone());
         let stop_outbound = CancellationToken::new();
-        let tickets = tickets::spawn(
-            stations,
-            topics.clone(),
-            bus.handle(),
-            stop_outbound.clone(),
-        );
+        let tickets = tickets::spawn(stations, topics.clone(), publisher, stop_outbound.clone());
 
         if !bus.wait_subscribed(SUBSCRIBE_WITHIN).await {
             if let Some(b) = broker {
@@ -241,8 +243,8 @@ impl MqttService {
         )
         .await;
 
-        let gate = match (listener, &broker) {
-            (Some((listener, local_addr)), Some(b)) => {
+        let gate = match (listener, &broker, routes) {
+            (Some((listener, local_addr)), Some(b), Some(routes)) => {
                 let settings = GateSettings {
                     topics: topics.clone(),
                     upstream: b.addr(),
@@ -253,7 +255,14 @@ impl MqttService {
                     connect_timeout: CONNECT_TIMEOUT,
                     dev: app.config.daemon.dev,
                 };
-                let gate = Gate::start(listener, local_addr, settings, app.access.clone(), gate_tx);
+                let gate = Gate::start(
+                    listener,
+                    local_addr,
+                    settings,
+                    app.access.clone(),
+                    gate_tx,
+                    routes,
+                );
                 tracing::info!(addr = %gate.local_addr(), prefix = %topics.prefix(), "MQTT broker listening");
                 Some(gate)
             }

@@ -1,6 +1,8 @@
-//! From orders to receipts. Orders arrive from the bus (and, for payloads the gate would not
-//! forward, as size notices from the gate); each is answered with exactly one receipt on
-//! `PREFIX/registers/{register}/receipts`, then acknowledged to the broker.
+//! From orders to receipts. Orders arrive from the bus, or straight from the gate (clean-session
+//! clients in embedded mode, already acknowledged by the gate; and size notices for payloads the
+//! gate would not forward); each is answered with exactly one receipt on
+//! `PREFIX/registers/{register}/receipts` (through [`Publisher`]), then, when it came from the
+//! bus, acknowledged to the broker.
 //!
 //! Orders are spread over a fixed pool of workers by register: one register's orders are
 //! answered one after the other, in arrival order, while different registers are served
@@ -9,6 +11,7 @@
 //! what bounds them in practice. Acknowledgements go out in arrival order ([`AckBook`]).
 
 use super::bus::{BusHandle, Incoming};
+use super::direct::Publisher;
 use super::topics::Topics;
 use crate::app::{App, unix_ms};
 use crate::fiscal::FdmCode;
@@ -38,6 +41,10 @@ pub enum Payload {
     },
     /// A payload of this many bytes, over the limit, that the gate discarded.
     TooLarge(usize),
+    /// An order the gate took from a clean-session client and acknowledged itself.
+    Direct(Vec<u8>),
+    /// A report request the gate took from a clean-session client and acknowledged itself.
+    DirectReportRequest(Vec<u8>),
     /// An X or Z report request (`…/report-requests`), answered on `…/reports` and then
     /// acknowledged. It goes to the register's worker, so it is answered after the orders the
     /// register sent before it.
@@ -64,8 +71,8 @@ pub struct OrderDesk {
     pub app: Arc<App>,
     /// Topic layout.
     pub topics: Topics,
-    /// Where receipts go.
-    pub bus: BusHandle,
+    /// Where receipts and reports go.
+    pub out: Publisher,
     /// Largest order payload.
     pub max_payload: usize,
     /// Acknowledgements, in arrival order.
@@ -217,12 +224,24 @@ impl OrderDesk {
 
     /// Answers one order: exactly one receipt, then the acknowledgement.
     pub async fn answer(&self, order: IncomingOrder) {
-        if let Payload::ReportRequest { incoming, seq } = order.payload {
-            self.answer_report(&order.register, incoming, seq).await;
-            return;
-        }
         let register = order.register.as_str();
-        let receipt = match &order.payload {
+        let payload = match order.payload {
+            Payload::ReportRequest { incoming, seq } => {
+                let sent = self
+                    .answer_report(register, &incoming.publish.payload)
+                    .await;
+                self.acks.done(seq, sent.then_some(incoming)).await;
+                return;
+            }
+            Payload::DirectReportRequest(payload) => {
+                self.answer_report(register, &payload).await;
+                return;
+            }
+            other => other,
+        };
+        let receipt = match &payload {
+            // Taken out above.
+            Payload::ReportRequest { .. } | Payload::DirectReportRequest(_) => return,
             Payload::Message { incoming, .. }
                 if incoming.publish.payload.len() > self.max_payload =>
             {
@@ -230,19 +249,23 @@ impl OrderDesk {
                 self.too_large(register, payload.len(), sniff_request_id(payload))
             }
             Payload::TooLarge(size) => self.too_large(register, *size, None),
-            // Taken out before this match.
-            Payload::ReportRequest { .. } => return,
             Payload::Message { incoming, .. } => {
                 self.app
                     .handle_order(register, &incoming.publish.payload)
                     .await
             }
+            Payload::Direct(payload) => self.app.handle_order(register, payload).await,
         };
         let code = receipt.code().number();
-        let sent = match serde_json::to_vec(&receipt.to_json()) {
+        let body = match &receipt {
+            // The signed receipt is serialised as it is, without a copy.
+            Receipt::Signed(v) => serde_json::to_vec(v),
+            Receipt::Error { .. } => serde_json::to_vec(&receipt.to_json()),
+        };
+        let sent = match body {
             Ok(body) => self
-                .bus
-                .publish(self.topics.receipts(register), body, false)
+                .out
+                .publish(self.topics.receipts(register), body)
                 .await
                 .is_ok(),
             Err(e) => {
@@ -257,17 +280,16 @@ impl OrderDesk {
                 "receipt not sent: the MQTT client has stopped"
             );
         }
-        if let Payload::Message { incoming, seq } = order.payload {
+        if let Payload::Message { incoming, seq } = payload {
             // Unanswered (client stopped): not acknowledged, so a keeping broker resends it.
             self.acks.done(seq, sent.then_some(incoming)).await;
         }
         tracing::debug!(register, code, "order answered");
     }
 
-    /// Answers one report request on `…/reports` (the report, or the error with its code), then
-    /// acknowledges it.
-    async fn answer_report(&self, register: &str, incoming: Incoming, seq: u64) {
-        let payload = &incoming.publish.payload;
+    /// Answers one report request on `…/reports` (the report, or the error with its code); true
+    /// once the answer is on its way.
+    async fn answer_report(&self, register: &str, payload: &[u8]) -> bool {
         let answer = if !self.app.config.daemon.dev && !self.app.access.active_register(register) {
             serde_json::json!({"status": "error", "code": FdmCode::InvalidData.number(),
                 "message": format!("register {register} is not enrolled or was revoked")})
@@ -285,8 +307,8 @@ impl OrderDesk {
             sniff_request_id(payload).map_or(serde_json::Value::Null, Into::into);
         let sent = match serde_json::to_vec(&answer) {
             Ok(body) => self
-                .bus
-                .publish(self.topics.reports(register), body, false)
+                .out
+                .publish(self.topics.reports(register), body)
                 .await
                 .is_ok(),
             Err(_) => false,
@@ -297,7 +319,7 @@ impl OrderDesk {
                 "report answer not sent: the MQTT client has stopped"
             );
         }
-        self.acks.done(seq, sent.then_some(incoming)).await;
+        sent
     }
 
     fn too_large(&self, register: &str, size: usize, request_id: Option<String>) -> Receipt {

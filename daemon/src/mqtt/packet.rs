@@ -465,6 +465,87 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(out)
 }
 
+/// The packet id that starts a SUBSCRIBE, UNSUBSCRIBE or acknowledgement body.
+pub fn leading_packet_id(body: &[u8]) -> Result<u16, PacketError> {
+    match body {
+        [hi, lo, ..] => Ok(u16::from_be_bytes([*hi, *lo])),
+        _ => Err(PacketError::Malformed("packet without a packet identifier")),
+    }
+}
+
+/// The packet id of a PUBACK, PUBREC, PUBREL or PUBCOMP body (exactly two bytes).
+pub fn ack_packet_id(header: FixedHeader, body: &[u8]) -> Result<u16, PacketError> {
+    if header.remaining != 2 || body.len() != 2 {
+        return Err(PacketError::Malformed(
+            "acknowledgement is not 2 bytes long",
+        ));
+    }
+    leading_packet_id(body)
+}
+
+/// The packet id of a PUBLISH body at QoS 1 or 2 (`None` at QoS 0 or when malformed).
+pub fn publish_packet_id(header: FixedHeader, body: &[u8]) -> Option<u16> {
+    if (header.flags() >> 1) & 0x03 == 0 {
+        return None;
+    }
+    let topic_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let at = 2 + topic_len;
+    Some(u16::from_be_bytes([*body.get(at)?, *body.get(at + 1)?]))
+}
+
+/// Appends a PUBLISH (never retained, not a duplicate) of `payload` on `topic`: QoS 1 with
+/// `packet_id`, QoS 0 without. `topic` is one of fdmd's (far shorter than 64 KiB).
+pub fn encode_publish(out: &mut Vec<u8>, topic: &str, packet_id: Option<u16>, payload: &[u8]) {
+    let head_len = 2 + topic.len() + if packet_id.is_some() { 2 } else { 0 };
+    FixedHeader {
+        byte1: (PUBLISH << 4) | if packet_id.is_some() { 0x02 } else { 0 },
+        remaining: head_len + payload.len(),
+    }
+    .encode(out);
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    if let Some(id) = packet_id {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
+/// A SUBACK for `packet_id` granting `granted` (one QoS per filter, in order).
+pub fn suback(packet_id: u16, granted: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6 + granted.len());
+    FixedHeader {
+        byte1: 0x90,
+        remaining: 2 + granted.len(),
+    }
+    .encode(&mut out);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    out.extend_from_slice(granted);
+    out
+}
+
+/// An UNSUBACK for `packet_id`.
+pub fn unsuback(packet_id: u16) -> [u8; 4] {
+    let [hi, lo] = packet_id.to_be_bytes();
+    [0xb0, 0x02, hi, lo]
+}
+
+/// The topic filters of an UNSUBSCRIBE body.
+pub fn parse_unsubscribe(header: FixedHeader, body: &[u8]) -> Result<Vec<String>, PacketError> {
+    if header.flags() != 0b0010 {
+        return Err(PacketError::Malformed("UNSUBSCRIBE flags must be 0010"));
+    }
+    let mut f = Fields { buf: body };
+    let _packet_id = f.u16()?;
+    let mut filters = Vec::new();
+    while !f.is_empty() {
+        filters.push(f.string()?);
+    }
+    if filters.is_empty() {
+        return Err(PacketError::Malformed("UNSUBSCRIBE without a filter"));
+    }
+    Ok(filters)
+}
+
 /// The topic filters of a SUBSCRIBE body, with their requested QoS.
 pub fn parse_subscribe(header: FixedHeader, body: &[u8]) -> Result<Vec<(String, u8)>, PacketError> {
     if header.flags() != 0b0010 {
@@ -651,6 +732,69 @@ mod tests {
             read_frame(&mut r, h, 4).await,
             Err(PacketError::TooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn direct_publishes_and_acknowledgements() {
+        let mut out = Vec::new();
+        encode_publish(&mut out, "fdm/v1/registers/a/receipts", Some(101), b"{}");
+        let mut r = &out[..];
+        let h = read_header(&mut r).await.unwrap().unwrap();
+        assert_eq!(h.byte1, 0x32);
+        assert_eq!(publish_packet_id(h, r), Some(101));
+        let head = read_publish_head(&mut r, h, 1024).await.unwrap();
+        assert_eq!(head.topic, "fdm/v1/registers/a/receipts");
+        assert_eq!((head.qos, head.packet_id, r), (1, Some(101), &b"{}"[..]));
+        let mut out = Vec::new();
+        encode_publish(&mut out, "t", None, b"x");
+        assert_eq!(out, [0x30, 4, 0, 1, b't', b'x']);
+        assert_eq!(
+            publish_packet_id(
+                FixedHeader {
+                    byte1: 0x30,
+                    remaining: 4
+                },
+                &out[2..]
+            ),
+            None
+        );
+        assert_eq!(suback(7, &[1, 0]), [0x90, 4, 0, 7, 1, 0]);
+        assert_eq!(unsuback(7), [0xb0, 2, 0, 7]);
+        let ack = FixedHeader {
+            byte1: 0x40,
+            remaining: 2,
+        };
+        assert_eq!(ack_packet_id(ack, &[1, 2]).unwrap(), 258);
+        assert!(
+            ack_packet_id(
+                FixedHeader {
+                    byte1: 0x40,
+                    remaining: 3
+                },
+                &[1, 2, 3]
+            )
+            .is_err()
+        );
+        let unsub = FixedHeader {
+            byte1: 0xa2,
+            remaining: 0,
+        };
+        assert_eq!(
+            parse_unsubscribe(unsub, &[0, 9, 0, 3, b'a', b'/', b'b']).unwrap(),
+            ["a/b"]
+        );
+        assert!(parse_unsubscribe(unsub, &[0, 9]).is_err());
+        assert!(
+            parse_unsubscribe(
+                FixedHeader {
+                    byte1: 0xa0,
+                    remaining: 0
+                },
+                &[0, 9, 0, 1, b'a']
+            )
+            .is_err()
+        );
+        assert!(leading_packet_id(&[1]).is_err());
     }
 
     #[test]

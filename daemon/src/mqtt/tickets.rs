@@ -1,7 +1,8 @@
 //! Station tickets: every [`crate::app::StationTicket`] the daemon emits (only once its order is
-//! durable) is published at QoS 1 on `PREFIX/stations/{station}/tickets`.
+//! durable) is published at QoS 1 on `PREFIX/stations/{station}/tickets`, unless nobody can
+//! receive it (embedded mode, nobody subscribed: see [`super::direct`]).
 
-use super::bus::BusHandle;
+use super::direct::Publisher;
 use super::topics::{Topics, is_topic_id};
 use crate::app::StationTicket;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub fn spawn(
     mut rx: broadcast::Receiver<StationTicket>,
     topics: Topics,
-    bus: BusHandle,
+    bus: Publisher,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -39,9 +40,13 @@ pub fn spawn(
     })
 }
 
-async fn publish(topics: &Topics, bus: &BusHandle, t: StationTicket) {
+async fn publish(topics: &Topics, bus: &Publisher, t: StationTicket) {
     if !is_topic_id(&t.station) {
         tracing::warn!(station = %t.station, "station id cannot be a topic level; ticket not sent");
+        return;
+    }
+    let topic = topics.tickets(&t.station);
+    if !bus.wanted(&topic) {
         return;
     }
     let payload = match serde_json::to_vec(&t.payload) {
@@ -51,11 +56,7 @@ async fn publish(topics: &Topics, bus: &BusHandle, t: StationTicket) {
             return;
         }
     };
-    if bus
-        .publish(topics.tickets(&t.station), payload, false)
-        .await
-        .is_err()
-    {
+    if bus.publish(topic, payload).await.is_err() {
         tracing::warn!(station = %t.station, "MQTT client stopped; ticket not sent");
     }
 }

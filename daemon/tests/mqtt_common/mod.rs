@@ -131,6 +131,7 @@ pub enum Happened {
     Connected,
     Refused(ConnectReturnCode),
     SubAck(Vec<SubscribeReasonCode>),
+    UnsubAck,
     Closed(String),
 }
 
@@ -177,6 +178,9 @@ impl TestClient {
                     }
                     Ok(Event::Incoming(Packet::SubAck(a))) => {
                         let _ = etx.send(Happened::SubAck(a.return_codes));
+                    }
+                    Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                        let _ = etx.send(Happened::UnsubAck);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = mtx.send(Message {

@@ -1,0 +1,215 @@
+//! The gate's direct path in embedded mode (`daemon/src/mqtt/direct.rs`), through the public
+//! listener with real rumqttc clients: clean-session clients' orders go straight to fdmd and their
+//! receipts straight back, while subscribers through the broker (persistent sessions, wildcards in
+//! development mode) still get every message once.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod mqtt_common;
+
+use fdmd::access::ClientKind;
+use mqtt_common::*;
+use rumqttc::QoS;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const P: &str = "fdm/v1";
+
+fn orders(register: &str) -> String {
+    format!("{P}/registers/{register}/orders")
+}
+
+fn receipts(register: &str) -> String {
+    format!("{P}/registers/{register}/receipts")
+}
+
+/// Messages on `topic` that arrive within `quiet` of each other.
+async fn drain(c: &mut TestClient, topic: &str, quiet: Duration) -> Vec<serde_json::Value> {
+    let mut got = Vec::new();
+    while let Some(m) = c.message_within(quiet).await {
+        if m.topic == topic {
+            got.push(m.json());
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_subscriber_still_sees_every_receipt_once() {
+    let mut f = Fdmd::start(|c| c.daemon.dev = true).await;
+    // Development mode: an anonymous back-office screen watching everything under the prefix.
+    let mut watcher = TestClient::connect(f.addr(), "screen", None).await;
+    watcher.subscribe(&format!("{P}/#")).await;
+    let mut till = TestClient::connect(f.addr(), "till", None).await;
+    till.subscribe(&receipts("dev-till")).await;
+    for n in 0..5 {
+        till.publish(
+            &orders("dev-till"),
+            order(&format!("r-{n}"), &[("Soep", Some("kitchen"))]),
+        )
+        .await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r = till.next_message().await;
+        assert_eq!(r.topic, receipts("dev-till"));
+        ids.push(r.json()["request_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        ids,
+        ["r-0", "r-1", "r-2", "r-3", "r-4"],
+        "in order, once each"
+    );
+    assert!(till.message_within(QUIET).await.is_none(), "a second copy");
+    let seen = drain(&mut watcher, &receipts("dev-till"), QUIET).await;
+    let seen: Vec<&str> = seen
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["r-0", "r-1", "r-2", "r-3", "r-4"], "the watcher too");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_gets_the_receipts_sent_while_it_was_away() {
+    let mut f = Fdmd::start(|_| {}).await;
+    let c = f.enrol(ClientKind::Register, "till-1");
+    let creds = Some((c.mqtt_username.as_str(), c.mqtt_password.as_str()));
+    let mut o = options(f.addr(), "kept", creds);
+    o.set_clean_session(false);
+    let mut kept = TestClient::start(o.clone());
+    assert_eq!(kept.next_event().await, Happened::Connected);
+    kept.subscribe(&receipts("till-1")).await;
+    // Its own orders go through the broker and are answered as before.
+    kept.publish(&orders("till-1"), order("r-1", &[("Cola", None)]))
+        .await;
+    assert_eq!(kept.next_message().await.json()["request_id"], "r-1");
+    kept.client.disconnect().await.unwrap();
+    kept.closed().await;
+
+    // While it is away, another connection of the register (clean session, direct path)
+    // orders: the kept session gets the receipt when it is back, the direct one at once.
+    let mut handheld = TestClient::connect(f.addr(), "handheld", creds).await;
+    handheld.subscribe(&receipts("till-1")).await;
+    handheld
+        .publish(&orders("till-1"), order("r-2", &[("Cola", None)]))
+        .await;
+    assert_eq!(handheld.next_message().await.json()["request_id"], "r-2");
+    let mut back = TestClient::start(o);
+    assert_eq!(back.next_event().await, Happened::Connected);
+    let m = back.next_message().await;
+    assert_eq!(m.topic, receipts("till-1"));
+    assert_eq!(m.json()["request_id"], "r-2");
+    assert!(back.message_within(QUIET).await.is_none());
+    assert!(handheld.message_within(QUIET).await.is_none());
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_broker_deliveries_share_a_connection() {
+    const ORDERS: usize = 150;
+    let mut f = Fdmd::start(|c| c.daemon.dev = true).await;
+    let mut c = TestClient::connect(f.addr(), "both", None).await;
+    // Receipts directly; tickets through the broker (a wildcard), whose packet ids wrap at 100.
+    c.subscribe(&receipts("dev-till")).await;
+    c.subscribe(&format!("{P}/stations/+/tickets")).await;
+    for n in 0..ORDERS {
+        c.publish(
+            &orders("dev-till"),
+            order(&format!("r-{n}"), &[("Soep", Some("kitchen"))]),
+        )
+        .await;
+    }
+    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for _ in 0..2 * ORDERS {
+        let m = c.next_message().await;
+        let id = m.json()["request_id"].as_str().unwrap().to_owned();
+        *counts.entry((m.topic, id)).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 2 * ORDERS, "each receipt and ticket once");
+    assert!(counts.values().all(|n| *n == 1));
+    assert!(c.message_within(QUIET).await.is_none());
+    // Still connected: acknowledgements went to the right side.
+    c.publish(&orders("dev-till"), order("last", &[("Cola", None)]))
+        .await;
+    assert_eq!(c.next_message().await.json()["request_id"], "last");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribed_receipts_stop_and_the_connection_stays() {
+    let mut f = Fdmd::start(|_| {}).await;
+    let c = f.enrol(ClientKind::Register, "till-1");
+    let mut till =
+        TestClient::connect(f.addr(), "pos", Some((&c.mqtt_username, &c.mqtt_password))).await;
+    till.subscribe(&receipts("till-1")).await;
+    till.client.unsubscribe(receipts("till-1")).await.unwrap();
+    assert_eq!(till.next_event().await, Happened::UnsubAck);
+    till.publish(&orders("till-1"), order("r-1", &[("Cola", None)]))
+        .await;
+    assert!(till.message_within(QUIET).await.is_none());
+    till.subscribe(&receipts("till-1")).await;
+    till.publish(&orders("till-1"), order("r-2", &[("Cola", None)]))
+        .await;
+    assert_eq!(till.next_message().await.json()["request_id"], "r-2");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_keeps_the_keep_alive_of_direct_clients() {
+    let mut f = Fdmd::start(|_| {}).await;
+    let c = f.enrol(ClientKind::Register, "till-1");
+    // Busy for longer than 1.5 times its keep-alive, without a PINGREQ: stays connected.
+    let mut o = options(f.addr(), "busy", Some((&c.mqtt_username, &c.mqtt_password)));
+    o.set_keep_alive(Duration::from_secs(1));
+    let mut busy = TestClient::start(o);
+    assert_eq!(busy.next_event().await, Happened::Connected);
+    busy.subscribe(&receipts("till-1")).await;
+    for n in 0..12 {
+        busy.client
+            .publish(
+                orders("till-1"),
+                QoS::AtLeastOnce,
+                false,
+                order(&format!("r-{n}"), &[("Cola", None)]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            busy.next_message().await.json()["request_id"],
+            format!("r-{n}")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Silent for 1.5 times its keep-alive (1 s): closed by the gate.
+    let mut s = tokio::net::TcpStream::connect(f.addr()).await.unwrap();
+    let user = c.mqtt_username.as_bytes();
+    let pass = c.mqtt_password.as_bytes();
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xc2, 0, 1, 0, 1, b's'];
+    body.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    body.extend_from_slice(user);
+    body.extend_from_slice(&(pass.len() as u16).to_be_bytes());
+    body.extend_from_slice(pass);
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend_from_slice(&body);
+    s.write_all(&connect).await.unwrap();
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(SOON, s.read_exact(&mut ack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+    let t = std::time::Instant::now();
+    let n = tokio::time::timeout(SOON, s.read(&mut ack))
+        .await
+        .expect("not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1_400),
+        "{:?}",
+        t.elapsed()
+    );
+    f.stop().await;
+}
