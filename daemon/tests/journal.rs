@@ -5,7 +5,7 @@
 use fdmd::fiscal::{EventType, FdmCode, Label, PrecomputedEvent};
 use fdmd::journal::export::{verify_database, verify_export, write_export};
 use fdmd::journal::record::RecordKind;
-use fdmd::journal::{Entry, Journal, JournalConfig, store};
+use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, store};
 use fdmd::service::{Numbering, Receipt, Registrar, SeriesScope};
 use fdmd::signer::{Signer, SoftwareSigner, verify_ed25519};
 use serde_json::{Value, json};
@@ -40,12 +40,34 @@ impl Fixture {
     }
 
     fn registrar(&self, numbering: Numbering) -> Registrar {
-        let journal = Journal::open(
-            JournalConfig::new(&self.path, "DEVFDMD0001"),
-            self.signer.clone(),
-        )
-        .unwrap();
+        self.registrar_with(numbering, CheckpointLimits::default())
+    }
+
+    fn registrar_with(&self, numbering: Numbering, checkpoints: CheckpointLimits) -> Registrar {
+        let mut config = JournalConfig::new(&self.path, "DEVFDMD0001");
+        config.checkpoints = checkpoints;
+        let journal = Journal::open(config, self.signer.clone()).unwrap();
         Registrar::new(journal, numbering)
+    }
+
+    /// Size of the database file itself (not its WAL): it grows only when a checkpoint copies
+    /// pages from the WAL into it.
+    fn database_file_len(&self) -> u64 {
+        std::fs::metadata(&self.path).unwrap().len()
+    }
+
+    /// Registers `count` orders one by one (one commit each, so the WAL grows by pages).
+    fn register_orders(&self, reg: &Registrar, count: usize) {
+        self.register_orders_from(reg, 0, count);
+    }
+
+    fn register_orders_from(&self, reg: &Registrar, first: usize, count: usize) {
+        for i in first..first + count {
+            let id = format!("wal-{i}");
+            signed(
+                reg.register_order_blocking("a", &order(&id, "normal", &[("x", 1, "1.00", "A")])),
+            );
+        }
     }
 
     fn verify(&self) -> fdmd::journal::verify::VerifySummary {
@@ -648,4 +670,64 @@ fn the_same_request_sent_at_once_from_many_threads_is_signed_once() {
             .all(|r| r["signature"] == receipts[0]["signature"])
     );
     assert_eq!(f.verify().fiscal_events, 1);
+}
+
+#[test]
+fn the_wal_is_checkpointed_only_as_the_limits_say() {
+    // Limits too high to be reached: the WAL is never copied into the database file while the
+    // journal is open (SQLite's own automatic checkpoint is replaced, not added to).
+    let f = Fixture::new();
+    let never = CheckpointLimits {
+        background_pages: u32::MAX,
+        inline_pages: u32::MAX,
+    };
+    let reg = f.registrar_with(Numbering::default(), never);
+    let before = f.database_file_len();
+    f.register_orders(&reg, 40);
+    assert_eq!(f.database_file_len(), before, "nothing may checkpoint");
+    reg.journal().clone().close();
+    drop(reg);
+
+    // An inline limit of a few pages: the writer checkpoints right after its commit, so the
+    // pages are in the database file by the time the receipt is back.
+    let inline = CheckpointLimits {
+        background_pages: u32::MAX,
+        inline_pages: 8,
+    };
+    let reg = f.registrar_with(Numbering::default(), inline);
+    let before = f.database_file_len();
+    f.register_orders_from(&reg, 40, 40);
+    assert!(
+        f.database_file_len() > before,
+        "the writer checkpoints inline"
+    );
+    reg.journal().clone().close();
+    drop(reg);
+    assert_eq!(f.verify().records, 1 + 40 + 40);
+}
+
+#[test]
+fn the_checkpoint_thread_copies_the_wal_once_it_passes_the_background_limit() {
+    let f = Fixture::new();
+    let background = CheckpointLimits {
+        background_pages: 8,
+        inline_pages: u32::MAX,
+    };
+    let reg = f.registrar_with(Numbering::default(), background);
+    let before = f.database_file_len();
+    f.register_orders(&reg, 40);
+    // The thread runs on its own; wait for it, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while f.database_file_len() == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        f.database_file_len() > before,
+        "the checkpoint thread copied pages into the database file"
+    );
+    // The journal keeps working during and after checkpoints, and verifies.
+    f.register_orders_from(&reg, 40, 20);
+    reg.journal().clone().close();
+    drop(reg);
+    assert_eq!(f.verify().records, 1 + 60);
 }

@@ -5,9 +5,11 @@
 //! sequence number, counters and ticket number, encodes the record canonically, hashes it
 //! (chaining the previous hash), has the signer sign the hash and inserts the row. One COMMIT
 //! (one fsync, `synchronous=FULL`) makes the whole batch durable; only then does any caller get
-//! its [`Appended`] answer. A failed commit rolls everything back: no number is used.
+//! its [`Appended`] answer. A failed commit rolls everything back: no number is used. The WAL
+//! is copied into the database file on a thread of its own ([`checkpoint`]).
 
 pub mod canonical;
+mod checkpoint;
 pub mod export;
 pub mod record;
 mod signing;
@@ -17,6 +19,7 @@ mod writer;
 
 use crate::fiscal::{FdmCode, Label};
 use crate::signer::{Signer, SignerError};
+pub use checkpoint::CheckpointLimits;
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use record::RecordKind;
 use serde_json::{Map, Value};
@@ -61,6 +64,8 @@ pub struct JournalConfig {
     pub max_batch: usize,
     /// Queue length before `append` waits.
     pub queue: usize,
+    /// When the WAL is checkpointed (on the `journal-checkpoint` thread, or inline).
+    pub checkpoints: CheckpointLimits,
 }
 
 impl JournalConfig {
@@ -73,6 +78,7 @@ impl JournalConfig {
             clock: Arc::new(SystemClock),
             max_batch: 512,
             queue: 8192,
+            checkpoints: CheckpointLimits::default(),
         }
     }
 }

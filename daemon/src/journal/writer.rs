@@ -1,5 +1,6 @@
 //! The single writer: group commit of signed, hash-chained records.
 
+use super::checkpoint::Checkpointer;
 use super::record::{Envelope, GENESIS_PREV_HASH, RecordKind, record_hash};
 use super::signing::SigningThread;
 use super::store::{self, Heads, IndexColumns, NewRecord, StoredRecord};
@@ -13,6 +14,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 pub(super) struct Writer {
+    /// Declared before `conn`: stopped before the writer's connection closes, so that the
+    /// last close checkpoints and removes the WAL as usual.
+    checkpointer: Option<Checkpointer>,
     conn: Connection,
     heads: Heads,
     config: JournalConfig,
@@ -36,7 +40,7 @@ fn storage_error(e: rusqlite::Error) -> AppendError {
 
 impl Writer {
     pub(super) fn new(
-        conn: Connection,
+        mut conn: Connection,
         heads: Heads,
         config: JournalConfig,
         signer: Arc<dyn Signer>,
@@ -48,7 +52,10 @@ impl Writer {
         } else {
             None
         };
+        // Without the thread SQLite checkpoints inside the writer's commits: slower, never wrong.
+        let checkpointer = Checkpointer::start(&mut conn, &config.path, config.checkpoints).ok();
         Writer {
+            checkpointer,
             conn,
             heads,
             config,
@@ -71,6 +78,10 @@ impl Writer {
                 }
             }
             self.write_batch(&mut batch);
+        }
+        // Before the connection closes (its close checkpoints and removes the WAL).
+        if let Some(checkpointer) = self.checkpointer.as_mut() {
+            checkpointer.stop();
         }
     }
 
