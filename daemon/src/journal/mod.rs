@@ -1,12 +1,12 @@
 //! The tamper-evident journal: one writer thread, append-only SQLite, hash chain, signatures.
 //!
 //! Data flow: callers build an [`Entry`] and call [`Journal::append`]. The writer thread
-//! ([`writer`]) takes every entry waiting, opens one transaction, and for each entry assigns the
+//! (`writer.rs`) takes every entry waiting, opens one transaction, and for each entry assigns the
 //! sequence number, counters and ticket number, encodes the record canonically, hashes it
 //! (chaining the previous hash), has the signer sign the hash and inserts the row. One COMMIT
 //! (one fsync, `synchronous=FULL`) makes the whole batch durable; only then does any caller get
 //! its [`Appended`] answer. A failed commit rolls everything back: no number is used. The WAL
-//! is copied into the database file on a thread of its own ([`checkpoint`]).
+//! is copied into the database file on a thread of its own (`checkpoint.rs`).
 
 pub mod canonical;
 mod checkpoint;
