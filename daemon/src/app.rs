@@ -212,10 +212,42 @@ impl App {
                 problems: Vec::new(),
             }
         } else {
-            self.registrar.register_precomputed(event).await
+            self.register_precomputed_checked(event).await
         };
         self.status
             .count_order(matches!(receipt, Receipt::Signed(_)));
+        receipt
+    }
+
+    /// A pre-computed event checked against the restaurant rules that can apply to it
+    /// (`Restaurant::check_precomputed`), journaled, and folded into the state.
+    async fn register_precomputed_checked(
+        &self,
+        event: &crate::fiscal::PrecomputedEvent,
+    ) -> Receipt {
+        if event.validate().is_err() {
+            return self.registrar.register_precomputed(event).await;
+        }
+        let _guards = self.restaurant.lock_for_precomputed(event).await;
+        if let Err(refusal) = self.restaurant.check_precomputed(event) {
+            // A resend of an event journaled before gets its stored answer (102).
+            if self
+                .registrar
+                .stored(&event.register, &event.request_id)
+                .await
+                .is_none()
+            {
+                return Receipt::refused(
+                    Some(event.request_id.clone()),
+                    &refusal.field,
+                    &refusal.message,
+                );
+            }
+        }
+        let (receipt, appended) = self.registrar.register_precomputed_appended(event).await;
+        if let Some(a) = &appended {
+            self.restaurant.apply(a);
+        }
         receipt
     }
 
@@ -333,6 +365,7 @@ impl App {
                         .collect::<Vec<_>>()
                 ),
             );
+            map.insert("catering_due".into(), json!(self.restaurant.catering_due()));
             map.insert("printers".into(), self.printers.to_json());
         }
         doc

@@ -363,13 +363,22 @@ impl Registrar {
 
     /// Journals a pre-computed event (FDM v1 `H`): no lines, the POS's own ticket number.
     pub async fn register_precomputed(&self, event: &PrecomputedEvent) -> Receipt {
+        self.register_precomputed_appended(event).await.0
+    }
+
+    /// Like [`Registrar::register_precomputed`], and gives back the durable record too, so the
+    /// caller can advance its state.
+    pub async fn register_precomputed_appended(
+        &self,
+        event: &PrecomputedEvent,
+    ) -> (Receipt, Option<Appended>) {
         if let Err(e) = event.validate() {
-            return Receipt::invalid(Some(event.request_id.clone()), &e);
+            return (Receipt::invalid(Some(event.request_id.clone()), &e), None);
         }
         let body = event.journal_body();
         let digest = match digest_of(&Value::Object(body.clone())) {
             Ok(d) => d,
-            Err(e) => return Receipt::failed(Some(event.request_id.clone()), &e),
+            Err(e) => return (Receipt::failed(Some(event.request_id.clone()), &e), None),
         };
         let entry = Entry {
             kind: RecordKind::FiscalEvent,
@@ -383,8 +392,11 @@ impl Registrar {
             body,
         };
         match self.journal.append(entry).await {
-            Ok(appended) => Receipt::Signed(self.receipt_json(&appended)),
-            Err(e) => Receipt::failed(Some(event.request_id.clone()), &e),
+            Ok(appended) => (
+                Receipt::Signed(self.receipt_json(&appended)),
+                Some(appended),
+            ),
+            Err(e) => (Receipt::failed(Some(event.request_id.clone()), &e), None),
         }
     }
 
@@ -451,6 +463,9 @@ impl Registrar {
             "deposits_applied",
             "discounts",
             "catering_event",
+            "catering_role",
+            "catering_end",
+            "check",
             "vouchers",
             "action",
             "from",

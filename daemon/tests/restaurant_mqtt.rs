@@ -216,3 +216,107 @@ fn table_service_over_mqtt_prints_on_network_printers() {
     let (code, out) = fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// An RFC 3339 time `s` seconds from now.
+fn in_seconds(s: i64) -> String {
+    (chrono::Local::now() + chrono::Duration::seconds(s))
+        .fixed_offset()
+        .to_rfc3339()
+}
+
+#[test]
+fn catering_correction_over_mqtt_is_the_first_operation_after_the_event() {
+    // Source 003, drink tickets: an estimate of 5000 tickets at 2.00; after the event only 4500
+    // were used, so the correction gives back 500 of the estimate's line.
+    let d = Daemon::start_with_config(
+        "[restaurant]\nrequire_work_in = true\nlanguage = \"nl\"\n",
+        &[],
+    );
+    let cfg = d.config_file.clone().unwrap();
+    let till = enrol(cfg.to_str().unwrap(), "register", "till-1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let end = in_seconds(3);
+    rt.block_on(async {
+        let mut reg = connect(d.mqtt, &till, "fdm/v1/registers/till-1/receipts".into()).await;
+        let w = reg
+            .order(json!({"request_id": "in", "operator": ANNA, "event_type": "normal", "purpose": "work_in"}))
+            .await;
+        assert_eq!(w["label"], "NS", "{w}");
+        let est = reg
+            .order(json!({"request_id": "fest-est", "operator": ANNA, "event_type": "normal",
+                "catering_event": "fest-1", "catering_end": end,
+                "lines": [{"description": "Drankbonnen", "quantity": 5000, "unit_price": "2.00", "vat": "A"}],
+                "payments": [{"method": "transfer", "amount": "10000.00"}]}))
+            .await;
+        assert_eq!(
+            (est["label"].as_str(), est["total"].as_str(), est["catering_role"].as_str()),
+            (Some("NS"), Some("10000.00"), Some("estimate")),
+            "{est}"
+        );
+        let end_at = chrono::DateTime::parse_from_rfc3339(&end).unwrap();
+        for _ in 0..200 {
+            if chrono::Local::now().fixed_offset() > end_at + chrono::Duration::milliseconds(100) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cola = json!({"request_id": "s-1", "operator": ANNA, "event_type": "normal",
+            "lines": [{"description": "Cola", "quantity": 1, "unit_price": "2.50", "vat": "A"}],
+            "payments": [{"method": "card", "amount": "2.50"}]});
+        let refused = reg.order(cola.clone()).await;
+        assert_eq!(
+            (refused["code"].as_u64(), refused["field"].as_str()),
+            (Some(207), Some("catering_event")),
+            "{refused}"
+        );
+        assert!(refused["message"].as_str().unwrap().contains("fest-1"), "{refused}");
+        let corr = reg
+            .order(json!({"request_id": "fest-corr", "operator": ANNA, "event_type": "normal",
+                "catering_event": "fest-1", "original": {"request_id": "fest-est"},
+                "lines": [{"description": "Drankbonnen", "quantity": -500, "unit_price": "2.00", "vat": "A", "original_line": 0}],
+                "payments": [{"method": "transfer", "amount": "-1000.00"}]}))
+            .await;
+        assert_eq!(
+            (corr["label"].as_str(), corr["total"].as_str(), corr["catering_role"].as_str()),
+            (Some("NR"), Some("-1000.00"), Some("correction")),
+            "{corr}"
+        );
+        assert_eq!(corr["refund_of"]["request_id"], "fest-est");
+        assert_eq!((corr["ticket_number"].as_str(), corr["event_counter"].as_u64()), (Some("000003"), Some(1)));
+        let text = corr["text"].as_str().unwrap();
+        for needle in ["BTW-KASTICKET", "TERUGBETALING", "fest-1 (correctie)"] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        // Settled: the restaurant goes on.
+        let ok = reg.order(cola).await;
+        assert_eq!((ok["label"].as_str(), ok["code"].as_u64()), (Some("NS"), Some(0)), "{ok}");
+    });
+    // Both tickets, reprinted for the client.
+    let token = d.admin_token();
+    let (status, ev) = d.request(
+        hyper::Method::GET,
+        "/v1/catering/fest-1",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, hyper::StatusCode::OK, "{ev}");
+    assert_eq!(ev["status"], "settled");
+    let tickets = ev["tickets"].as_array().unwrap();
+    let totals: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["total"].as_str().unwrap())
+        .collect();
+    assert_eq!(totals, ["10000.00", "-1000.00"]);
+    assert!(
+        tickets[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("TERUGBETALING")
+    );
+    let (code, out) = fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

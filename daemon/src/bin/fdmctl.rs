@@ -195,7 +195,7 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
-    /// List the open tables (pro formas without their final ticket yet). Reads the journal
+    /// List the open tables and checks (pro formas without their final ticket yet). Reads the journal
     /// directly when the daemon is not answering.
     Tables {
         #[command(flatten)]
@@ -545,7 +545,7 @@ mod admin {
         }
         let list = tables.as_array().cloned().unwrap_or_default();
         if list.is_empty() {
-            println!("no open table");
+            println!("no open table or check");
         }
         for table in list {
             let f = |k: &str| match table.get(k) {
@@ -553,9 +553,13 @@ mod admin {
                 Some(v) => v.to_string(),
                 None => String::new(),
             };
+            let (what, name) = match table.get("check").and_then(Value::as_str) {
+                Some(c) => ("check", c.to_owned()),
+                None => ("table", f("table")),
+            };
             println!(
-                "table {:<8} total {:>9}  lines {:>3}  pro formas {:>2}  since {}  operator {}",
-                f("table"),
+                "{what} {:<8} total {:>9}  lines {:>3}  pro formas {:>2}  since {}  operator {}",
+                name,
                 f("total"),
                 f("lines"),
                 table

@@ -130,6 +130,9 @@ pub enum Purpose {
     TableMove,
     /// An open table is merged into another open table.
     TableMerge,
+    /// A catering event ended as estimated: no correction is needed. Registered as the first
+    /// operation after the event (a signed NS of 0.00), it settles the event.
+    CateringClose,
 }
 
 impl Purpose {
@@ -143,6 +146,7 @@ impl Purpose {
             Purpose::VoucherSale => "voucher_sale",
             Purpose::TableMove => "table_move",
             Purpose::TableMerge => "table_merge",
+            Purpose::CateringClose => "catering_close",
         }
     }
 
@@ -264,6 +268,8 @@ pub struct OrderLine {
     pub menu: Option<String>,
     /// The pro forma the line was first registered on (lines of a final table ticket).
     pub origin: Option<LineOrigin>,
+    /// On a refund: the index of the line of the original ticket it gives back.
+    pub original_line: Option<usize>,
 }
 
 impl OrderLine {
@@ -280,6 +286,7 @@ impl OrderLine {
             role: LineRole::Item,
             menu: None,
             origin: None,
+            original_line: None,
         }
     }
 
@@ -303,6 +310,10 @@ impl OrderLine {
                     ticket_number: o.get("ticket_number").and_then(Value::as_u64),
                 })
             }),
+            original_line: v
+                .get("original_line")
+                .and_then(Value::as_u64)
+                .and_then(|i| usize::try_from(i).ok()),
         })
     }
 
@@ -360,6 +371,13 @@ pub struct Order {
     pub vouchers: Vec<Voucher>,
     /// Catering event this ticket belongs to (estimate, supplement, correction).
     pub catering_event: Option<String>,
+    /// When the catering event ends (RFC 3339), named by its estimate (or deposit).
+    pub catering_end: Option<String>,
+    /// This ticket settles the catering event (its supplement or correction) although the
+    /// event's end has not come yet (it ended early).
+    pub catering_settle: bool,
+    /// A check (bill) id: tracks pro formas without a table to their normal sale.
+    pub check: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +445,12 @@ struct WireOrder {
     vouchers: Vec<WireVoucher>,
     #[serde(default)]
     catering_event: Option<String>,
+    #[serde(default)]
+    catering_end: Option<String>,
+    #[serde(default)]
+    catering_settle: bool,
+    #[serde(default)]
+    check: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -447,6 +471,8 @@ struct WireLine {
     menu_split: Option<String>,
     #[serde(default)]
     components: Option<Vec<WireComponent>>,
+    #[serde(default)]
+    original_line: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -710,6 +736,20 @@ impl Order {
                 .map(Some),
             };
             let split = menu_split(&mut p, i, l);
+            if l.original_line.is_some() && menu {
+                p.push(
+                    at("original_line"),
+                    "refund a menu's parts line by line, not the menu",
+                );
+            }
+            if let Some(n) = l.original_line
+                && n as usize >= MAX_LINES
+            {
+                p.push(
+                    at("original_line"),
+                    format!("must be a line index below {MAX_LINES}"),
+                );
+            }
             if let (Some(quantity), Some(unit), Some(unit_price), Some(vat), Some(category)) =
                 (quantity, unit, unit_price, vat, category)
             {
@@ -724,6 +764,7 @@ impl Order {
                     role: LineRole::Item,
                     menu: None,
                     origin: None,
+                    original_line: l.original_line.map(|i| i as usize),
                 };
                 match split {
                     None if !menu => lines.push(line),
@@ -761,7 +802,7 @@ impl Order {
                 t,
                 Purpose::parse,
                 "purpose",
-                "sale, work_in, work_out, deposit, voucher_sale, table_move or table_merge",
+                "sale, work_in, work_out, deposit, voucher_sale, table_move, table_merge or catering_close",
             ),
         };
         let reference = |r: &WireReference, field: &str, p: &mut Problems| {
@@ -866,6 +907,19 @@ impl Order {
                 "must be 1-64 characters of A-Z a-z 0-9 . _ : -",
             );
         }
+        if let Some(t) = &wire.catering_end
+            && chrono::DateTime::parse_from_rfc3339(t).is_err()
+        {
+            p.push(
+                "catering_end",
+                "must be an RFC 3339 date and time like 2026-05-10T23:00:00+02:00",
+            );
+        }
+        if let Some(c) = &wire.check
+            && !is_valid_id(c, 32)
+        {
+            p.push("check", "must be 1-32 characters of A-Z a-z 0-9 . _ : -");
+        }
         if let (Some(purpose), Some(event_type)) = (purpose, event_type) {
             check_purpose(&mut p, &wire, purpose, event_type);
         }
@@ -888,6 +942,9 @@ impl Order {
             discounts,
             vouchers,
             catering_event: wire.catering_event,
+            catering_end: wire.catering_end,
+            catering_settle: wire.catering_settle,
+            check: wire.check,
         })
     }
 
@@ -944,11 +1001,24 @@ impl Order {
             if let Some(e) = &self.catering_event {
                 m.insert("catering_event".into(), json!(e));
             }
+            if let Some(e) = &self.catering_end {
+                m.insert("catering_end".into(), json!(e));
+            }
+            if self.catering_settle {
+                m.insert("catering_settle".into(), json!(true));
+            }
+            if let Some(c) = &self.check {
+                m.insert("check".into(), json!(c));
+            }
             if let Some(Value::Array(lines)) = m.get_mut("lines") {
                 for (l, line) in lines.iter_mut().zip(&self.lines) {
-                    if let (Value::Object(l), Some(menu)) = (l, &line.menu) {
+                    let Value::Object(l) = l else { continue };
+                    if let Some(menu) = &line.menu {
                         l.insert("menu".into(), json!(menu));
                         l.insert("role".into(), json!(line.role.as_str()));
+                    }
+                    if let Some(i) = line.original_line {
+                        l.insert("original_line".into(), json!(i));
                     }
                 }
             }
@@ -1117,7 +1187,7 @@ fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: 
         refuse(
             p,
             "purpose",
-            "work_in, work_out, deposit, voucher_sale, table_move and table_merge are sent with event_type normal",
+            "work_in, work_out, deposit, voucher_sale, table_move, table_merge and catering_close are sent with event_type normal",
         );
     }
     let no_lines = matches!(
@@ -1127,13 +1197,18 @@ fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: 
             | Purpose::VoucherSale
             | Purpose::TableMove
             | Purpose::TableMerge
+            | Purpose::CateringClose
     );
     if no_lines && !w.lines.is_empty() {
         refuse(p, "lines", "this purpose takes no lines");
     }
     if matches!(
         purpose,
-        Purpose::WorkIn | Purpose::WorkOut | Purpose::TableMove | Purpose::TableMerge
+        Purpose::WorkIn
+            | Purpose::WorkOut
+            | Purpose::TableMove
+            | Purpose::TableMerge
+            | Purpose::CateringClose
     ) && !w.payments.is_empty()
     {
         refuse(p, "payments", "this purpose takes no payments");
@@ -1176,8 +1251,31 @@ fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: 
     if w.bill && event_type != EventType::ProForma {
         refuse(p, "bill", "only a pro forma is a bill before payment");
     }
-    if w.bill && w.table.is_none() {
-        refuse(p, "table", "a bill before payment is the bill of a table");
+    if w.bill && w.table.is_none() && w.check.is_none() {
+        refuse(
+            p,
+            "table",
+            "a bill before payment is the bill of a table (or of a check)",
+        );
+    }
+    if w.check.is_some() {
+        if w.table.is_some() {
+            refuse(
+                p,
+                "check",
+                "a check tracks pro formas without a table: give table or check, not both",
+            );
+        }
+        if !matches!(event_type, EventType::Normal | EventType::ProForma)
+            || purpose != Purpose::Sale
+            || w.original.is_some()
+        {
+            refuse(
+                p,
+                "check",
+                "a check is named by pro formas and by the normal sale that closes them",
+            );
+        }
     }
     if w.bill && !w.lines.is_empty() {
         refuse(
@@ -1209,12 +1307,51 @@ fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: 
         refuse(p, "discounts", "discounts go on a sale");
     }
     if w.catering_event.is_some()
-        && !(event_type == EventType::Normal && matches!(purpose, Purpose::Sale | Purpose::Deposit))
+        && !(event_type == EventType::Normal
+            && matches!(
+                purpose,
+                Purpose::Sale | Purpose::Deposit | Purpose::CateringClose
+            ))
     {
         refuse(
             p,
             "catering_event",
-            "a catering event's tickets are normal sales or deposits",
+            "a catering event's tickets are normal sales, refunds, deposits or its catering_close",
+        );
+    }
+    if purpose == Purpose::CateringClose && w.catering_event.is_none() {
+        refuse(
+            p,
+            "catering_event",
+            "catering_close names the catering event it settles",
+        );
+    }
+    if w.catering_end.is_some()
+        && (w.catering_event.is_none()
+            || !matches!(purpose, Purpose::Sale | Purpose::Deposit)
+            || w.catering_settle)
+    {
+        refuse(
+            p,
+            "catering_end",
+            "the end of a catering event is named by its estimate or deposit (with catering_event)",
+        );
+    }
+    if w.catering_settle && (w.catering_event.is_none() || purpose != Purpose::Sale) {
+        refuse(
+            p,
+            "catering_settle",
+            "only a normal sale or refund with catering_event settles a catering event",
+        );
+    }
+    if purpose == Purpose::CateringClose && w.table.is_some() {
+        refuse(p, "table", "catering_close is not a table's ticket");
+    }
+    if w.lines.iter().any(|l| l.original_line.is_some()) && w.original.is_none() {
+        refuse(
+            p,
+            "original",
+            "lines with original_line refund the ticket named in original",
         );
     }
 }
@@ -1440,7 +1577,7 @@ mod tests {
         assert_eq!(
             fields(e),
             [
-                "purpose: work_in, work_out, deposit, voucher_sale, table_move and table_merge are sent with event_type normal",
+                "purpose: work_in, work_out, deposit, voucher_sale, table_move, table_merge and catering_close are sent with event_type normal",
                 "lines: this purpose takes no lines",
             ]
         );
@@ -1478,5 +1615,66 @@ mod tests {
                 "table"
             ]
         );
+    }
+
+    #[test]
+    fn catering_checks_and_refund_lines_take_only_their_members() {
+        let ok = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","catering_event":"comm-1",
+            "catering_end":"2026-05-10T23:00:00+02:00",
+            "lines":[{{"description":"Communion","quantity":1,"unit_price":"700.00","vat":"B"}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.catering_end.as_deref(),
+            Some("2026-05-10T23:00:00+02:00")
+        );
+        assert_eq!(ok.to_json()["catering_end"], "2026-05-10T23:00:00+02:00");
+        let close = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","purpose":"catering_close","catering_event":"comm-1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(close.purpose, Purpose::CateringClose);
+        let e = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","purpose":"catering_close",
+            "catering_end":"tomorrow","catering_settle":true}}"#
+        ))
+        .unwrap_err();
+        let f: Vec<String> = e.problems.iter().map(|p| p.field.clone()).collect();
+        assert_eq!(
+            f,
+            [
+                "catering_end",
+                "catering_event",
+                "catering_end",
+                "catering_settle"
+            ]
+        );
+        // A check is for pro formas and their sale, never with a table.
+        let c = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"pro_forma","check":"C-17","bill":true}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.to_json()["check"], "C-17");
+        let e = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"training","check":"C 17","table":"4"}}"#
+        ))
+        .unwrap_err();
+        let f: Vec<String> = e.problems.iter().map(|p| p.field.clone()).collect();
+        assert_eq!(f, ["check", "check", "check"]);
+        // original_line goes with original; it is kept in the canonical form.
+        let e = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
+            "lines":[{{"description":"Cola","quantity":-1,"unit_price":"2.50","vat":"A","original_line":0}}]}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.first().field, "original");
+        let r = order(&format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","original":{{"request_id":"s-1"}},
+            "lines":[{{"description":"Cola","quantity":-1,"unit_price":"2.50","vat":"A","original_line":3}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(r.lines[0].original_line, Some(3));
+        assert_eq!(r.to_json()["lines"][0]["original_line"], 3);
     }
 }

@@ -92,6 +92,9 @@ impl Sale {
                 if let Some(m) = &l.menu {
                     v["menu"] = json!(m);
                 }
+                if let Some(i) = l.original_line {
+                    v["original_line"] = json!(i);
+                }
                 if let Some(o) = &l.origin {
                     v["origin"] =
                         json!({"seq": o.seq, "label": o.label, "ticket_number": o.ticket_number});

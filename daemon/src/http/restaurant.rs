@@ -1,10 +1,11 @@
-//! Restaurant routes (admin token, or any client in development mode): open tables, the daily
-//! presence list, a catering event's tickets, deposits not yet deducted.
+//! Restaurant routes (admin token, or any client in development mode): open tables and checks,
+//! the daily presence list, a catering event (its end, status and every ticket with its text for
+//! reprinting), deposits not yet deducted.
 
 use super::response::{Body, error, json_response};
 use crate::app::App;
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
@@ -19,7 +20,7 @@ fn is_date(text: &str) -> bool {
 }
 
 /// `segments` start after `v1`.
-pub fn route(app: &App, segments: &[&str], query: Option<&str>) -> Response<Body> {
+pub async fn route(app: &App, segments: &[&str], query: Option<&str>) -> Response<Body> {
     match segments {
         ["tables"] => json_response(StatusCode::OK, &app.restaurant.open_tables().to_json()),
         ["staff", "presence"] => {
@@ -39,14 +40,28 @@ pub fn route(app: &App, segments: &[&str], query: Option<&str>) -> Response<Body
             )
         }
         ["catering", event] => {
-            let tickets = app.restaurant.catering_tickets(event);
-            if tickets.is_empty() {
+            let Some(mut doc) = app.restaurant.catering_event(event) else {
                 return error(
                     StatusCode::NOT_FOUND,
                     format!("no ticket registered for catering event {event}"),
                 );
+            };
+            // Every ticket reprinted for the client: its stored receipt's text.
+            if let Some(Value::Array(tickets)) = doc.get_mut("tickets") {
+                for t in tickets.iter_mut() {
+                    let (Some(register), Some(id)) = (
+                        t.get("register").and_then(Value::as_str),
+                        t.get("request_id").and_then(Value::as_str),
+                    ) else {
+                        continue;
+                    };
+                    if let Some(stored) = app.registrar.stored(register, id).await {
+                        let receipt = app.registrar.receipt_json(&stored);
+                        t["text"] = json!(app.ticket_text(&receipt));
+                    }
+                }
             }
-            json_response(StatusCode::OK, &json!({"event": event, "tickets": tickets}))
+            json_response(StatusCode::OK, &doc)
         }
         ["deposits"] => json_response(StatusCode::OK, &json!(app.restaurant.open_deposits())),
         _ => error(

@@ -78,7 +78,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             if !is_admin(&app, &req) && !app.config.daemon.dev {
                 return unauthorized();
             }
-            super::restaurant::route(&app, &segments[1..], req.uri().query())
+            super::restaurant::route(&app, &segments[1..], req.uri().query()).await
         }
         (&Method::GET, ["v1", "signer"]) => signer(&app),
         (&Method::GET, ["v1", "receipts", register, request_id]) => {

@@ -12,7 +12,6 @@
 //! ends at the last record that existed when the computation started).
 
 pub mod figures;
-pub mod floor;
 pub mod merkle;
 pub mod period;
 pub mod text;
@@ -25,11 +24,24 @@ use crate::journal::{AppendError, Appended, Entry, RequestKey, store};
 use crate::restaurant::Restaurant;
 use crate::service::{Registrar, SeriesScope};
 use figures::{Event, Figures};
-use floor::{Floor, OpenTable};
 use rusqlite::OptionalExtension;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A table (or check) with a pro forma and no final sale, as a Z refusal names it: one entry per
+/// register that sent a pro forma for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTable {
+    /// Table name, or check id when `check` is true.
+    pub table: String,
+    /// True for a check (pro formas without a table).
+    pub check: bool,
+    /// Register of the last pro forma it sent for the table.
+    pub register: String,
+    /// Journal sequence number of that pro forma.
+    pub seq: u64,
+}
 
 /// X (figures so far) or Z (closes the period).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,8 +212,11 @@ fn describe_tables(tables: &[OpenTable]) -> String {
         .iter()
         .map(|t| {
             format!(
-                "table {} (register {}, record {})",
-                t.table, t.register, t.seq
+                "{} {} (register {}, record {})",
+                if t.check { "check" } else { "table" },
+                t.table,
+                t.register,
+                t.seq
             )
         })
         .collect::<Vec<_>>()
@@ -246,7 +261,11 @@ impl ReportError {
 }
 
 fn table_json(t: &OpenTable) -> Value {
-    json!({"table": t.table, "register": t.register, "seq": t.seq})
+    if t.check {
+        json!({"check": t.table, "register": t.register, "seq": t.seq})
+    } else {
+        json!({"table": t.table, "register": t.register, "seq": t.seq})
+    }
 }
 
 fn operator_json((operator, register): &(String, String)) -> Value {
@@ -272,7 +291,8 @@ pub struct Reports {
 /// A report computed but not journaled yet.
 struct Draft {
     body: Map<String, Value>,
-    floor: Floor,
+    /// The restaurant state folded from the same snapshot, when no running state is attached.
+    floor: Option<Restaurant>,
     registers_in_scope: Option<String>,
 }
 
@@ -287,19 +307,16 @@ impl Reports {
         }
     }
 
-    /// Takes open tables and clocked-in operators from the restaurant workflows (the running
-    /// daemon) instead of deriving them from the period's records ([`floor`]).
+    /// Takes open tables and clocked-in operators from the running restaurant state (the
+    /// daemon's). Without it, each report folds the restaurant state from the journal snapshot
+    /// it reads ([`Restaurant::from_connection`]): the same fold, so the same answer.
     pub fn with_restaurant(mut self, restaurant: Arc<Restaurant>) -> Self {
         self.restaurant = Some(restaurant);
         self
     }
 
-    /// Open tables and clocked-in operators now: from the restaurant state when there is one,
-    /// else from the records of the period.
-    fn floor_now(&self, period: &Floor) -> (Vec<OpenTable>, Vec<(String, String)>) {
-        let Some(r) = &self.restaurant else {
-            return (period.open_tables(), period.clocked_in());
-        };
+    /// Open tables (and checks) and clocked-in operators now, from the restaurant state.
+    fn floor_now(r: &Restaurant) -> (Vec<OpenTable>, Vec<(String, String)>) {
         let tables = r
             .open_tables()
             .iter()
@@ -314,6 +331,7 @@ impl Reports {
                     .into_iter()
                     .map(|(register, seq)| OpenTable {
                         table: t.table.clone(),
+                        check: t.check,
                         register: register.to_owned(),
                         seq,
                     })
@@ -365,10 +383,12 @@ impl Reports {
         let path = journal.path().to_path_buf();
         let request = req.clone();
         let establishment = self.establishment.clone();
-        let draft =
-            tokio::task::spawn_blocking(move || compute(&path, scope, &request, &establishment))
-                .await
-                .map_err(|e| ReportError::Read(e.to_string()))??;
+        let fold_floor = self.restaurant.is_none();
+        let draft = tokio::task::spawn_blocking(move || {
+            compute(&path, scope, &request, &establishment, fold_floor)
+        })
+        .await
+        .map_err(|e| ReportError::Read(e.to_string()))??;
         let mut body = draft.body;
         // A Z report keeps new orders out from its check of tables and staff to its record, so
         // no table opens and nobody clocks in in between (held until the end of this call).
@@ -376,7 +396,10 @@ impl Reports {
             (Some(r), ReportKind::Z) => Some(r.exclusive().await),
             _ => None,
         };
-        let (open_now, clocked_now) = self.floor_now(&draft.floor);
+        let (open_now, clocked_now) = match (self.restaurant.as_deref(), &draft.floor) {
+            (Some(r), _) | (None, Some(r)) => Self::floor_now(r),
+            (None, None) => (Vec::new(), Vec::new()),
+        };
         if req.kind == ReportKind::Z {
             let scoped = |register: &str| {
                 draft
@@ -388,7 +411,7 @@ impl Reports {
                 .into_iter()
                 .filter(|t| scoped(&t.register))
                 .collect();
-            open.dedup_by(|a, b| a.table == b.table);
+            open.dedup_by(|a, b| a.table == b.table && a.check == b.check);
             if !open.is_empty() {
                 return Err(ReportError::OpenTables(open));
             }
@@ -488,6 +511,7 @@ fn compute(
     scope: SeriesScope,
     req: &ReportRequest,
     establishment: &Establishment,
+    fold_floor: bool,
 ) -> Result<Draft, ReportError> {
     let conn = store::open_read_only(path).map_err(read_err)?;
     // Every reader sees one snapshot: the period cannot move while it is summed.
@@ -500,7 +524,6 @@ fn compute(
     let previous = last_of_series(&conn, &z_series)?;
     let mut first_seq = 1;
     let mut from_time = None;
-    let mut clocked_before = Vec::new();
     let mut previous_z = Value::Null;
     if let Some(prev) = &previous {
         let body = Value::Object(envelope_body(&prev.canonical, prev.seq)?);
@@ -511,19 +534,6 @@ fn compute(
             + 1;
         from_time = Some(prev.time.clone());
         previous_z = json!({"seq": prev.seq, "number": body.get("ticket_number")});
-        for o in body
-            .pointer("/override/clocked_in")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(op), Some(r)) = (
-                o.get("operator").and_then(Value::as_str),
-                o.get("register").and_then(Value::as_str),
-            ) {
-                clocked_before.push((op.to_owned(), r.to_owned()));
-            }
-        }
     }
     let last_seq: u64 = conn
         .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
@@ -531,7 +541,6 @@ fn compute(
         })
         .map_err(read_err)? as u64;
     let mut figures = Figures::default();
-    let mut floor = Floor::starting_with(clocked_before);
     let mut hashes: Vec<[u8; 32]> = Vec::new();
     let mut last_operation = Value::Null;
     let mut to_time = None;
@@ -561,7 +570,6 @@ fn compute(
                 }
             };
             let from = body.get("register").and_then(Value::as_str).unwrap_or("");
-            floor.add(r.seq, from, &body);
             if register.as_deref().is_some_and(|reg| reg != from) {
                 return Ok(());
             }
@@ -589,6 +597,13 @@ fn compute(
             .map_err(read_err)?
             .and_then(|r| <[u8; 32]>::try_from(r.hash.as_slice()).ok());
     }
+    // Tables and staff from the same snapshot, by the restaurant workflows' own fold (it knows
+    // moves, merges, checks and every form of clocking).
+    let floor = if fold_floor {
+        Some(Restaurant::from_connection(&conn, false).map_err(read_err)?)
+    } else {
+        None
+    };
     let _ = conn.execute_batch("COMMIT");
     let registers: Vec<String> = match &register {
         Some(r) => vec![r.clone()],

@@ -2,7 +2,9 @@
 //!
 //! A table opens with its first pro forma round (PS/PR with `table`), collects the lines of every
 //! round, and closes with its normal sale (NS/NR with `table`). Moves and merges are
-//! `table_change` records. The state is a fold over the journal ([`OpenTables::apply_fiscal`],
+//! `table_change` records. A *check* (a bill id, `check`) is the same for pro formas without a
+//! table (a counter bill printed before payment): it opens with its first pro forma and closes
+//! with the normal sale that names it; checks are never moved or merged. The state is a fold over the journal ([`OpenTables::apply_fiscal`],
 //! [`OpenTables::apply_table_change`]): rebuilt at start-up, advanced after each durable record.
 
 use crate::fiscal::money::{format_amount, round_cents};
@@ -38,8 +40,10 @@ pub struct TableRecord {
 /// One open table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenTable {
-    /// Table name.
+    /// Table name (or check id when `check` is true).
     pub table: String,
+    /// True for a check (pro formas without a table), false for a table.
+    pub check: bool,
     /// FDM time of its first pro forma.
     pub opened_at: String,
     /// Operator of its last operation.
@@ -63,8 +67,14 @@ impl OpenTable {
 
     /// The table as shown by `GET /v1/tables`, the status topic and `fdmctl tables`.
     pub fn to_json(&self) -> Value {
+        let (table, check) = if self.check {
+            (None, Some(&self.table))
+        } else {
+            (Some(&self.table), None)
+        };
         json!({
-            "table": self.table,
+            "table": table,
+            "check": check,
             "opened_at": self.opened_at,
             "operator": self.operator,
             "total": format_amount(self.total()),
@@ -86,6 +96,7 @@ impl OpenTable {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenTables {
     tables: BTreeMap<String, OpenTable>,
+    checks: BTreeMap<String, OpenTable>,
 }
 
 fn text<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -95,12 +106,12 @@ fn text<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a s
 impl OpenTables {
     /// True when no table is open.
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.tables.is_empty() && self.checks.is_empty()
     }
 
-    /// Number of open tables.
+    /// Number of open tables and checks.
     pub fn len(&self) -> usize {
-        self.tables.len()
+        self.tables.len() + self.checks.len()
     }
 
     /// One open table.
@@ -108,9 +119,23 @@ impl OpenTables {
         self.tables.get(table)
     }
 
-    /// Every open table, by name.
+    /// One open check (pro formas without a table).
+    pub fn get_check(&self, check: &str) -> Option<&OpenTable> {
+        self.checks.get(check)
+    }
+
+    /// A table (`check` false) or a check (`check` true).
+    pub fn get_place(&self, name: &str, check: bool) -> Option<&OpenTable> {
+        if check {
+            self.get_check(name)
+        } else {
+            self.get(name)
+        }
+    }
+
+    /// Every open table by name, then every open check by id.
     pub fn iter(&self) -> impl Iterator<Item = &OpenTable> {
-        self.tables.values()
+        self.tables.values().chain(self.checks.values())
     }
 
     /// The list as JSON.
@@ -120,24 +145,32 @@ impl OpenTables {
 
     /// Advances the floor with a durable `fiscal_event` record.
     pub fn apply_fiscal(&mut self, seq: u64, time: &str, body: &serde_json::Map<String, Value>) {
-        let (Some(table), Some(label)) = (text(body, "table"), text(body, "label")) else {
+        let Some(label) = text(body, "label") else {
             return;
+        };
+        let (table, check) = match (text(body, "table"), text(body, "check")) {
+            (Some(t), _) => (t, false),
+            (None, Some(c)) => (c, true),
+            (None, None) => return,
+        };
+        let places = if check {
+            &mut self.checks
+        } else {
+            &mut self.tables
         };
         let operator = text(body, "operator").unwrap_or_default().to_owned();
         match label.chars().next() {
             Some('P') => {
                 let role = text(body, "table_role").unwrap_or("round").to_owned();
-                let entry = self
-                    .tables
-                    .entry(table.to_owned())
-                    .or_insert_with(|| OpenTable {
-                        table: table.to_owned(),
-                        opened_at: time.to_owned(),
-                        operator: operator.clone(),
-                        lines: Vec::new(),
-                        records: Vec::new(),
-                        history: Vec::new(),
-                    });
+                let entry = places.entry(table.to_owned()).or_insert_with(|| OpenTable {
+                    table: table.to_owned(),
+                    check,
+                    opened_at: time.to_owned(),
+                    operator: operator.clone(),
+                    lines: Vec::new(),
+                    records: Vec::new(),
+                    history: Vec::new(),
+                });
                 entry.operator = operator;
                 let ticket_number = body.get("ticket_number").and_then(Value::as_u64);
                 if role == "round"
@@ -164,7 +197,7 @@ impl OpenTables {
                 });
             }
             Some('N') => {
-                self.tables.remove(table);
+                places.remove(table);
             }
             _ => {}
         }
@@ -261,5 +294,30 @@ mod tests {
         assert_eq!(f.get("14").unwrap().records.len(), 4);
         f.apply_fiscal(6, "t6", &round("14", "NS", json!([])));
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn checks_are_tracked_apart_from_tables() {
+        let mut f = OpenTables::default();
+        let cola = json!({"description":"Cola","quantity":"1","unit":"piece","unit_price":"2.50","vat":"A","total":"2.50"});
+        f.apply_fiscal(
+            1,
+            "t1",
+            &body(json!({"check":"C-1","label":"PS","operator":"o","register":"r","lines":[cola]})),
+        );
+        f.apply_fiscal(2, "t2", &round("C-1", "PS", json!([cola])));
+        assert_eq!(f.len(), 2);
+        assert!(f.get("C-1").is_some() && f.get_check("C-1").is_some());
+        let json = f.to_json();
+        assert_eq!(json[0]["table"], "C-1");
+        assert_eq!(json[1]["check"], "C-1");
+        assert!(json[1]["table"].is_null());
+        f.apply_fiscal(
+            3,
+            "t3",
+            &body(json!({"check":"C-1","label":"NS","operator":"o","register":"r"})),
+        );
+        assert_eq!(f.len(), 1);
+        assert!(f.get_check("C-1").is_none());
     }
 }

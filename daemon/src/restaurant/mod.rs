@@ -13,6 +13,7 @@
 //! [`Restaurant::presence`] ([`staff::Presence`]) give consistent snapshots;
 //! [`Restaurant::exclusive`] holds every order off while a report checks them and is journaled.
 
+pub mod catering;
 pub mod escpos;
 pub mod floor;
 pub mod locks;
@@ -21,22 +22,24 @@ pub mod render;
 pub mod staff;
 
 use crate::fiscal::EventType;
+use crate::fiscal::PrecomputedEvent;
 use crate::fiscal::money::{format_amount, round_cents};
 use crate::fiscal::order::{
     LineRole, Order, OrderLine, Payment, PaymentMethod, Purpose, Reference, allocate,
     discounts_json, parse_serde,
 };
 use crate::fiscal::vat::VatLetter;
-use crate::journal::Appended;
 use crate::journal::record::RecordKind;
 use crate::journal::store;
+use crate::journal::{Appended, Clock, SystemClock};
+use catering::{Catering, Role};
 use floor::OpenTables;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use staff::Presence;
+use staff::{Presence, Work, work_event};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const FLOOR_KEY: &str = "floor";
 
@@ -84,7 +87,11 @@ struct State {
     staff: Presence,
     deposits: BTreeMap<Reference, DepositState>,
     refunded: HashMap<Reference, Decimal>,
-    catering: BTreeMap<String, Vec<Value>>,
+    /// Quantity given back per line of an original sale (refund lines with `original_line`).
+    refunded_lines: HashMap<(Reference, usize), Decimal>,
+    /// Quantity given back per article (description, VAT letter) of an original sale.
+    refunded_articles: HashMap<(Reference, String, VatLetter), Decimal>,
+    catering: Catering,
 }
 
 /// The restaurant state of the running daemon.
@@ -93,6 +100,7 @@ pub struct Restaurant {
     locks: locks::KeyedLocks,
     require_work_in: bool,
     unavailable: Option<String>,
+    clock: Arc<dyn Clock>,
 }
 
 fn body_text<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -138,7 +146,14 @@ impl Restaurant {
             locks: locks::KeyedLocks::default(),
             require_work_in,
             unavailable: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Uses `clock` (the journal's) to tell whether a catering event has ended.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A state that could not be rebuilt: every order is refused (code 207) with `reason`
@@ -157,8 +172,24 @@ impl Restaurant {
             return Ok(r);
         }
         let conn = store::open_read_only(path)?;
+        r.fold(&conn)?;
+        Ok(r)
+    }
+
+    /// The state folded from every record that `conn` sees (reports fold their own snapshot
+    /// with it when no running state is attached).
+    pub fn from_connection(
+        conn: &rusqlite::Connection,
+        require_work_in: bool,
+    ) -> rusqlite::Result<Self> {
+        let r = Restaurant::new(require_work_in);
+        r.fold(conn)?;
+        Ok(r)
+    }
+
+    fn fold(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         let records =
-            store::records_of_kind(&conn, &[RecordKind::FiscalEvent, RecordKind::TableChange])?;
+            store::records_of_kind(conn, &[RecordKind::FiscalEvent, RecordKind::TableChange])?;
         for rec in records {
             let Ok(envelope) = serde_json::from_slice::<Value>(&rec.canonical) else {
                 continue;
@@ -166,10 +197,10 @@ impl Restaurant {
             if let (Some(Value::Object(body)), Some(kind)) =
                 (envelope.get("body"), RecordKind::parse(&rec.kind))
             {
-                r.apply_body(rec.seq, kind, &rec.time, body);
+                self.apply_body(rec.seq, kind, &rec.time, body);
             }
         }
-        Ok(r)
+        Ok(())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -191,13 +222,23 @@ impl Restaurant {
         self.require_work_in
     }
 
-    /// The tickets of a catering event, in order (for reprinting them all for the client).
-    pub fn catering_tickets(&self, event: &str) -> Vec<Value> {
+    /// A catering event: its end, status (`undated`, `open`, `due`, `settled`), the record that
+    /// settled it and every ticket in order (for reprinting them all for the client).
+    pub fn catering_event(&self, event: &str) -> Option<Value> {
+        let now = self.clock.now();
+        self.state().catering.get(event).map(|e| e.to_json(now))
+    }
+
+    /// Catering events that have ended and wait for their supplement, correction or
+    /// `catering_close` (they hold every other operation off).
+    pub fn catering_due(&self) -> Vec<Value> {
+        let now = self.clock.now();
         self.state()
             .catering
-            .get(event)
-            .cloned()
-            .unwrap_or_default()
+            .due(now)
+            .into_iter()
+            .map(|e| json!({"event": e.event, "ends_at": e.ends_at.as_ref().map(|(t, _)| t)}))
+            .collect()
     }
 
     /// Deposits received and not yet deducted on a final ticket.
@@ -215,7 +256,7 @@ impl Restaurant {
 
     /// Locks what `order` checks, until the guards drop (after [`Restaurant::apply`]).
     pub async fn lock_for(&self, order: &Order) -> locks::Guards {
-        let staff_change = matches!(order.purpose, Purpose::WorkIn | Purpose::WorkOut);
+        let staff_change = clocking_of(order).is_some();
         // Every order shares the "floor" key; `exclusive` takes it alone.
         let mut keys = vec![
             (FLOOR_KEY.to_owned(), false),
@@ -224,6 +265,12 @@ impl Restaurant {
         for t in order.table.iter().chain(order.to_table.iter()) {
             keys.push((format!("table:{t}"), true));
         }
+        if let Some(c) = &order.check {
+            keys.push((format!("check:{c}"), true));
+        }
+        if let Some(e) = &order.catering_event {
+            keys.push((format!("catering:{e}"), true));
+        }
         for d in &order.deposits {
             keys.push((format!("deposit:{}/{}", d.register, d.request_id), true));
         }
@@ -231,6 +278,16 @@ impl Restaurant {
             keys.push((format!("original:{}/{}", o.register, o.request_id), true));
         }
         self.locks.lock(keys).await
+    }
+
+    /// Locks what a pre-computed event checks (its operator), until the guards drop.
+    pub async fn lock_for_precomputed(&self, event: &PrecomputedEvent) -> locks::Guards {
+        self.locks
+            .lock([
+                (FLOOR_KEY.to_owned(), false),
+                (format!("op:{}", event.operator), true),
+            ])
+            .await
     }
 
     /// Waits until no order is between its check and its record, and keeps new ones out until
@@ -283,20 +340,18 @@ impl Restaurant {
                     }
                 }
                 if let Some(r) = body.get("refund_of").and_then(reference_in) {
-                    *st.refunded.entry(r).or_default() += -amount(body, "total");
+                    *st.refunded.entry(r.clone()).or_default() += -amount(body, "total");
+                    for l in lines_of(body) {
+                        if let Some(k) = l.original_line {
+                            *st.refunded_lines.entry((r.clone(), k)).or_default() -= l.quantity;
+                        }
+                        *st.refunded_articles
+                            .entry((r.clone(), l.description, l.vat))
+                            .or_default() -= l.quantity;
+                    }
                 }
-                if normal && let Some(event) = body_text(body, "catering_event") {
-                    let summary = json!({
-                        "journal_seq": seq, "fdm_time": time,
-                        "register": body.get("register"), "request_id": body.get("request_id"),
-                        "label": label, "ticket_number": body.get("ticket_number"),
-                        "purpose": body_text(body, "purpose").unwrap_or("sale"),
-                        "total": body.get("total"),
-                    });
-                    st.catering
-                        .entry(event.to_owned())
-                        .or_default()
-                        .push(summary);
+                if normal {
+                    st.catering.apply_fiscal(seq, time, body);
                 }
             }
             _ => {}
@@ -312,13 +367,18 @@ impl Restaurant {
                 format!("restaurant state could not be read from the journal: {reason}"),
             );
         }
+        let now = self.clock.now();
         let st = self.state();
         let mut out = order.clone();
         let mut extra = Map::new();
         let op = &order.operator;
-        match order.purpose {
-            Purpose::WorkIn | Purpose::WorkOut => {
-                let work_in = order.purpose == Purpose::WorkIn;
+        let clocking = clocking_of(order);
+        if clocking.is_none() {
+            check_catering_due(&st, order, now)?;
+        }
+        match clocking {
+            Some(work) => {
+                let work_in = work == Work::In;
                 let on = st.staff.is_clocked_in(op);
                 if work_in && on {
                     return refuse("operator", format!("operator {op} is already clocked in"));
@@ -326,13 +386,15 @@ impl Restaurant {
                 if !work_in && !on {
                     return refuse("operator", format!("operator {op} is not clocked in"));
                 }
-                let text = if work_in { "WORK IN" } else { "WORK OUT" };
-                out.lines = vec![OrderLine::item(
-                    text,
-                    Decimal::ONE,
-                    Decimal::ZERO,
-                    VatLetter::D,
-                )];
+                if matches!(order.purpose, Purpose::WorkIn | Purpose::WorkOut) {
+                    let text = if work_in { "WORK IN" } else { "WORK OUT" };
+                    out.lines = vec![OrderLine::item(
+                        text,
+                        Decimal::ONE,
+                        Decimal::ZERO,
+                        VatLetter::D,
+                    )];
+                }
                 return Ok(Prepared {
                     kind: RecordKind::FiscalEvent,
                     order: out,
@@ -363,6 +425,20 @@ impl Restaurant {
                     extra,
                 });
             }
+            Purpose::CateringClose => {
+                out.lines = vec![OrderLine::item(
+                    CATERING_CLOSE_LINE,
+                    Decimal::ONE,
+                    Decimal::ZERO,
+                    VatLetter::D,
+                )];
+                catering_role(&st, order, &out.lines, now, &mut extra)?;
+                return Ok(Prepared {
+                    kind: RecordKind::FiscalEvent,
+                    order: out,
+                    extra,
+                });
+            }
             _ => {}
         }
         if order.event_type == EventType::Copy {
@@ -376,26 +452,32 @@ impl Restaurant {
         if let Some(r) = &order.original {
             refund_of(&st, &mut extra, order, r, original)?;
         }
-        if let Some(table) = &order.table
+        let place = match (&order.table, &order.check) {
+            (Some(t), _) => Some((t, false)),
+            (None, Some(c)) => Some((c, true)),
+            (None, None) => None,
+        };
+        if let Some((table, check)) = place
             && matches!(order.event_type, EventType::Normal | EventType::ProForma)
             && order.purpose == Purpose::Sale
             && order.original.is_none()
         {
-            let open = st.floor.get(table);
+            let what = if check { "check" } else { "table" };
+            let open = st.floor.get_place(table, check);
             let table_lines: Vec<OrderLine> = open
                 .map(|t| t.lines.iter().map(|l| l.line.clone()).collect())
                 .unwrap_or_default();
+            if check {
+                extra.insert("check".into(), json!(table));
+            }
             if order.bill {
                 if open.is_none() {
-                    return refuse(
-                        "table",
-                        format!("table {table} is not open: nothing to bill"),
-                    );
+                    return refuse(what, format!("{what} {table} is not open: nothing to bill"));
                 }
                 out.lines = table_lines;
                 extra.insert("table_role".into(), json!("bill"));
             } else {
-                check_corrections(table, &table_lines, &order.lines)?;
+                check_corrections(what, table, &table_lines, &order.lines)?;
                 if order.event_type == EventType::ProForma {
                     extra.insert("table_role".into(), json!("round"));
                 } else if open.is_some() {
@@ -435,6 +517,7 @@ impl Restaurant {
                         station: None,
                         menu: None,
                         origin: None,
+                        original_line: None,
                         ..l.clone()
                     });
                 }
@@ -451,11 +534,59 @@ impl Restaurant {
             out.lines.extend(lines);
             extra.insert("discounts".into(), discounts_json(&order.discounts));
         }
+        if order.catering_event.is_some() {
+            catering_role(&st, order, &out.lines, now, &mut extra)?;
+        }
         Ok(Prepared {
             kind: RecordKind::FiscalEvent,
             order: out,
             extra,
         })
+    }
+
+    /// Checks a pre-computed event (FDM v1 `H`: no lines, no table) against the rules that can
+    /// apply to it: a catering event waiting for its settlement holds it off (it cannot be the
+    /// settlement: it names no event), and with `require_work_in` the operator of an N or P
+    /// event must be clocked in. A clocking sent as an H event (a 0.00 NS whose PLU hash is the
+    /// one of the single line `WORK IN` / `WORK OUT`) is checked as a clocking. Table rules,
+    /// deposits, refunds and copies need lines or references and do not apply.
+    pub fn check_precomputed(&self, event: &PrecomputedEvent) -> Result<(), Refusal> {
+        if let Some(reason) = &self.unavailable {
+            return refuse(
+                "",
+                format!("restaurant state could not be read from the journal: {reason}"),
+            );
+        }
+        let now = self.clock.now();
+        let st = self.state();
+        let op = &event.operator;
+        let body = event.journal_body();
+        let label = event.label.to_string();
+        match work_event(&body) {
+            Some(Work::In) if st.staff.is_clocked_in(op) => {
+                refuse("operator", format!("operator {op} is already clocked in"))
+            }
+            Some(Work::Out) if !st.staff.is_clocked_in(op) => {
+                refuse("operator", format!("operator {op} is not clocked in"))
+            }
+            Some(_) => Ok(()),
+            None => {
+                let due = st.catering.due(now);
+                if !due.is_empty() {
+                    return refuse("catering_event", catering::due_message(&due));
+                }
+                if self.require_work_in
+                    && (label.starts_with('N') || label.starts_with('P'))
+                    && !st.staff.is_clocked_in(op)
+                {
+                    return refuse(
+                        "operator",
+                        format!("operator {op} has not clocked in: send its WORK IN first"),
+                    );
+                }
+                Ok(())
+            }
+        }
     }
 
     fn table_change(&self, st: &State, order: &Order) -> Result<Prepared, Refusal> {
@@ -500,9 +631,147 @@ impl Restaurant {
     }
 }
 
+/// The line of a `catering_close` ticket (a signed NS of 0.00 at VAT D, like a clocking).
+pub const CATERING_CLOSE_LINE: &str = "NO CORRECTION";
+
+/// Whether an order is a clocking: purpose `work_in` / `work_out`, or (the FDM v1 practice sent
+/// as a plain order) a normal sale of 0.00 whose first line is `WORK IN` / `WORK OUT`.
+fn clocking_of(order: &Order) -> Option<Work> {
+    match order.purpose {
+        Purpose::WorkIn => return Some(Work::In),
+        Purpose::WorkOut => return Some(Work::Out),
+        Purpose::Sale if order.event_type == EventType::Normal => {}
+        _ => return None,
+    }
+    let total: Decimal = order.lines.iter().map(line_total).sum();
+    if !total.is_zero() || order.table.is_some() || order.check.is_some() {
+        return None;
+    }
+    let first = order.lines.first()?;
+    let normalised: String = first
+        .description
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    match normalised.as_str() {
+        "WORK IN" => Some(Work::In),
+        "WORK OUT" => Some(Work::Out),
+        _ => None,
+    }
+}
+
+/// While catering events have ended without their settlement, only the settlement of one of
+/// them (and clockings, checked before) is registered.
+fn check_catering_due(
+    st: &State,
+    order: &Order,
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> Result<(), Refusal> {
+    let due = st.catering.due(now);
+    if due.is_empty() {
+        return Ok(());
+    }
+    let settles_a_due_event = order.event_type == EventType::Normal
+        && matches!(order.purpose, Purpose::Sale | Purpose::CateringClose)
+        && order
+            .catering_event
+            .as_deref()
+            .is_some_and(|e| due.iter().any(|d| d.event == e));
+    if settles_a_due_event {
+        return Ok(());
+    }
+    refuse("catering_event", catering::due_message(&due))
+}
+
+/// What a ticket naming `catering_event` is to its event (`catering_role`, and `catering_end`
+/// when it names the end), or why it cannot be one.
+fn catering_role(
+    st: &State,
+    order: &Order,
+    lines: &[OrderLine],
+    now: chrono::DateTime<chrono::FixedOffset>,
+    extra: &mut Map<String, Value>,
+) -> Result<(), Refusal> {
+    let Some(id) = order.catering_event.as_deref() else {
+        return Ok(());
+    };
+    let event = st.catering.get(id);
+    if let Some(settled) = event.and_then(|e| e.settled.as_ref()) {
+        return refuse(
+            "catering_event",
+            format!(
+                "catering event {id} was settled by journal record {} ({} {}): its tickets are                  closed; a later change is an ordinary sale or refund",
+                settled["journal_seq"],
+                settled["label"].as_str().unwrap_or(""),
+                settled["ticket_number"]
+            ),
+        );
+    }
+    let ended = event.is_some_and(|e| e.has_ended(now));
+    let settles = ended || order.catering_settle || order.purpose == Purpose::CateringClose;
+    let role = if order.purpose == Purpose::Deposit {
+        if ended {
+            return refuse(
+                "purpose",
+                format!("catering event {id} has ended: a deposit is received before the event"),
+            );
+        }
+        Role::Deposit
+    } else if settles {
+        if event.is_none_or(|e| e.tickets.is_empty()) {
+            return refuse(
+                "catering_event",
+                format!(
+                    "no estimate was registered for catering event {id}: register the estimate                      in advance (with catering_end) before its supplement or correction"
+                ),
+            );
+        }
+        if order.catering_end.is_some() {
+            return refuse(
+                "catering_end",
+                format!("catering event {id} has ended: its end can no longer be moved"),
+            );
+        }
+        let total: Decimal = lines.iter().map(line_total).sum();
+        match order.purpose {
+            Purpose::CateringClose => Role::NoCorrection,
+            _ if total.is_sign_negative() && !total.is_zero() => Role::Correction,
+            _ => Role::Supplement,
+        }
+    } else {
+        if order.catering_end.is_none() && event.is_none_or(|e| e.ends_at.is_none()) {
+            return refuse(
+                "catering_end",
+                format!(
+                    "the estimate of catering event {id} names when the event ends                      (catering_end, RFC 3339), so that its supplement or correction can be                      required as the first operation after it"
+                ),
+            );
+        }
+        Role::Estimate
+    };
+    if let Some(end) = &order.catering_end {
+        match catering::parse_time(end) {
+            Some(t) if t > now => {}
+            _ => {
+                return refuse(
+                    "catering_end",
+                    format!(
+                        "{end} is not in the future: the estimate is registered before the                          event ends"
+                    ),
+                );
+            }
+        }
+        extra.insert("catering_end".into(), json!(end));
+    }
+    extra.insert("catering_role".into(), json!(role.as_str()));
+    Ok(())
+}
+
 /// A decrease on a table is a new negative line, and it cannot take away more of an article
 /// than the table has (frozen lines are never edited).
 fn check_corrections(
+    what: &str,
     table: &str,
     table_lines: &[OrderLine],
     new: &[OrderLine],
@@ -521,7 +790,7 @@ fn check_corrections(
             return refuse(
                 &format!("lines[{i}].quantity"),
                 format!(
-                    "table {table} has {} of \"{}\" at {} ({}); a correction cannot take away {}",
+                    "{what} {table} has {} of \"{}\" at {} ({}); a correction cannot take away {}",
                     net.normalize(),
                     l.description,
                     format_amount(l.unit_price),
@@ -621,8 +890,58 @@ fn refund_of(
         );
     }
     let sold = lines_of(&orig.body);
+    // Quantities given back in this refund so far, per original line and per article.
+    let mut this_line: HashMap<usize, Decimal> = HashMap::new();
+    let mut this_article: HashMap<(String, VatLetter), Decimal> = HashMap::new();
     for (i, l) in order.lines.iter().enumerate() {
-        if !sold
+        let article = (l.description.clone(), l.vat);
+        let sold_of_article: Decimal = sold
+            .iter()
+            .filter(|s| s.description == l.description && s.vat == l.vat)
+            .map(|s| s.quantity)
+            .sum();
+        if let Some(k) = l.original_line {
+            let Some(s) = sold.get(k) else {
+                return refuse(
+                    &format!("lines[{i}].original_line"),
+                    format!(
+                        "ticket {} has {} line(s) (0 to {}): there is no line {k}",
+                        r.request_id,
+                        sold.len(),
+                        sold.len().saturating_sub(1)
+                    ),
+                );
+            };
+            if !(s.description == l.description
+                && s.vat == l.vat
+                && s.unit == l.unit
+                && s.unit_price == l.unit_price)
+            {
+                return refuse(
+                    &format!("lines[{i}].original_line"),
+                    format!(
+                        "line {k} of ticket {} is \"{}\" at {} ({}), not \"{}\" at {} ({})",
+                        r.request_id,
+                        s.description,
+                        format_amount(s.unit_price),
+                        s.vat,
+                        l.description,
+                        format_amount(l.unit_price),
+                        l.vat
+                    ),
+                );
+            }
+            if !s.quantity.is_sign_positive() || s.quantity.is_zero() {
+                return refuse(
+                    &format!("lines[{i}].original_line"),
+                    format!(
+                        "line {k} of ticket {} is a correction ({}): nothing to give back",
+                        r.request_id,
+                        s.quantity.normalize()
+                    ),
+                );
+            }
+        } else if !sold
             .iter()
             .any(|s| s.description == l.description && s.vat == l.vat)
         {
@@ -634,6 +953,56 @@ fn refund_of(
                 ),
             );
         }
+        if !l.quantity.is_sign_negative() {
+            continue;
+        }
+        let back = -l.quantity;
+        if let Some(k) = l.original_line {
+            let before = st
+                .refunded_lines
+                .get(&(r.clone(), k))
+                .copied()
+                .unwrap_or_default()
+                + this_line.get(&k).copied().unwrap_or_default();
+            let on_line = sold[k].quantity;
+            if before + back > on_line {
+                return refuse(
+                    &format!("lines[{i}].quantity"),
+                    format!(
+                        "giving back {} of \"{}\" is more than line {k} of ticket {} has left: \
+                         {} sold, {} already given back",
+                        back.normalize(),
+                        l.description,
+                        r.request_id,
+                        on_line.normalize(),
+                        before.normalize()
+                    ),
+                );
+            }
+            *this_line.entry(k).or_default() += back;
+        }
+        let before = st
+            .refunded_articles
+            .get(&(r.clone(), article.0.clone(), article.1))
+            .copied()
+            .unwrap_or_default()
+            + this_article.get(&article).copied().unwrap_or_default();
+        if before + back > sold_of_article {
+            return refuse(
+                &format!("lines[{i}].quantity"),
+                format!(
+                    "giving back {} of \"{}\" ({}) is more than ticket {} has left: {} sold, {} \
+                     already given back",
+                    back.normalize(),
+                    l.description,
+                    l.vat,
+                    r.request_id,
+                    sold_of_article.normalize(),
+                    before.normalize()
+                ),
+            );
+        }
+        *this_article.entry(article).or_default() += back;
     }
     let refund: Decimal = order.lines.iter().map(line_total).sum();
     if !refund.is_sign_negative() || refund.is_zero() {

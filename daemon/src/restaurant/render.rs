@@ -74,6 +74,11 @@ struct Words {
     work_out: &'static str,
     counters: &'static str,
     signature: &'static str,
+    check: &'static str,
+    catering: &'static str,
+    catering_end: &'static str,
+    /// deposit, estimate, supplement, correction, no correction
+    catering_roles: [&'static str; 5],
 }
 
 const FR: Words = Words {
@@ -110,6 +115,16 @@ const FR: Words = Words {
     work_out: "FIN DE PRESTATION (WORK OUT)",
     counters: "Compteurs",
     signature: "Signature",
+    check: "Addition",
+    catering: "Evenement",
+    catering_end: "Fin de l'evenement",
+    catering_roles: [
+        "acompte",
+        "devis",
+        "supplement",
+        "correction",
+        "devis confirme, sans correction",
+    ],
 };
 
 const NL: Words = Words {
@@ -146,6 +161,16 @@ const NL: Words = Words {
     work_out: "EINDE PRESTATIE (WORK OUT)",
     counters: "Tellers",
     signature: "Handtekening",
+    check: "Rekening",
+    catering: "Evenement",
+    catering_end: "Einde evenement",
+    catering_roles: [
+        "voorschot",
+        "offerte",
+        "supplement",
+        "correctie",
+        "offerte bevestigd, geen correctie",
+    ],
 };
 
 const DE: Words = Words {
@@ -182,6 +207,16 @@ const DE: Words = Words {
     work_out: "ARBEITSENDE (WORK OUT)",
     counters: "Zaehler",
     signature: "Signatur",
+    check: "Rechnung",
+    catering: "Veranstaltung",
+    catering_end: "Ende der Veranstaltung",
+    catering_roles: [
+        "Anzahlung",
+        "Kostenvoranschlag",
+        "Zuschlag",
+        "Korrektur",
+        "Kostenvoranschlag bestaetigt, keine Korrektur",
+    ],
 };
 
 const EN: Words = Words {
@@ -218,6 +253,16 @@ const EN: Words = Words {
     work_out: "END OF WORK (WORK OUT)",
     counters: "Counters",
     signature: "Signature",
+    check: "Check",
+    catering: "Event",
+    catering_end: "Event ends",
+    catering_roles: [
+        "deposit",
+        "estimate",
+        "supplement",
+        "correction",
+        "estimate confirmed, no correction",
+    ],
 };
 
 fn words(language: &str) -> &'static Words {
@@ -335,6 +380,28 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
     }
     if !s(receipt, "table").is_empty() {
         d.pair(w.table, s(receipt, "table"));
+    }
+    if !s(receipt, "check").is_empty() {
+        d.pair(w.check, s(receipt, "check"));
+    }
+    if !s(receipt, "catering_event").is_empty() {
+        let role = match s(receipt, "catering_role") {
+            "deposit" => w.catering_roles[0],
+            "estimate" => w.catering_roles[1],
+            "supplement" => w.catering_roles[2],
+            "correction" => w.catering_roles[3],
+            "no_correction" => w.catering_roles[4],
+            _ => "",
+        };
+        let event = s(receipt, "catering_event");
+        if role.is_empty() {
+            d.pair(w.catering, event);
+        } else {
+            d.pair(w.catering, &format!("{event} ({role})"));
+        }
+        if !s(receipt, "catering_end").is_empty() {
+            d.pair(w.catering_end, &when(s(receipt, "catering_end")));
+        }
     }
     match s(receipt, "purpose") {
         "work_in" => d.row(w.work_in, Align::Center, Style::Bold),

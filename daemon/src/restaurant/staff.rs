@@ -5,8 +5,78 @@
 //! `purpose` `work_in` / `work_out`. The presence is a fold over the journal
 //! ([`Presence::apply_fiscal`]): rebuilt at start-up, advanced after each durable record.
 
-use serde_json::{Value, json};
+use crate::fiscal::plu::{plu_hash, plu_record, short_plu};
+use crate::fiscal::vat::VatLetter;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+
+/// A WORK IN or WORK OUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Clocked in.
+    In,
+    /// Clocked out.
+    Out,
+}
+
+/// The PLU hash of a clocking ticket: one line `WORK IN` / `WORK OUT`, quantity 1, 0.00, VAT D
+/// (what fdmd registers, and what a FDM v1 POS hashes for the same ticket).
+pub fn clocking_plu_hash(work: Work) -> String {
+    let text = match work {
+        Work::In => "WORK IN",
+        Work::Out => "WORK OUT",
+    };
+    let record = plu_record(Decimal::ONE, text, Decimal::ZERO, VatLetter::D);
+    plu_hash([record.as_str()])
+}
+
+/// Whether a fiscal event body is a WORK IN or WORK OUT. Recognised, in order:
+/// - `"purpose": "work_in"` / `"work_out"` (orders with that purpose);
+/// - a 0.00 NS whose first line is `WORK IN` / `WORK OUT` (the FDM v1 practice of the reference
+///   §6, sent as a plain order);
+/// - a 0.00 NS pre-computed event (FDM v1 `H`, no lines) whose PLU hash is the one of that single
+///   line ([`clocking_plu_hash`]; the last 8 characters when the POS sent only those).
+pub fn work_event(body: &Map<String, Value>) -> Option<Work> {
+    match body.get("purpose").and_then(Value::as_str) {
+        Some("work_in") => return Some(Work::In),
+        Some("work_out") => return Some(Work::Out),
+        _ => {}
+    }
+    if body.get("label").and_then(Value::as_str) != Some("NS")
+        || body.get("total").and_then(Value::as_str) != Some("0.00")
+    {
+        return None;
+    }
+    if body.get("source").and_then(Value::as_str) == Some("precomputed") {
+        let sent = body.get("plu_hash").and_then(Value::as_str)?;
+        return [Work::In, Work::Out]
+            .into_iter()
+            .find(|w| precomputed_plu_matches(sent, &clocking_plu_hash(*w)));
+    }
+    let first = body
+        .get("lines")
+        .and_then(Value::as_array)
+        .and_then(|l| l.first())
+        .and_then(|l| l.get("description"))
+        .and_then(Value::as_str)?;
+    let normalised: String = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    match normalised.to_ascii_uppercase().as_str() {
+        "WORK IN" => Some(Work::In),
+        "WORK OUT" => Some(Work::Out),
+        _ => None,
+    }
+}
+
+/// A PLU hash as a FDM v1 POS sent it (40 hex characters, or only the last 8) against a full one.
+pub fn precomputed_plu_matches(sent: &str, full: &str) -> bool {
+    let sent = sent.trim().to_ascii_lowercase();
+    match sent.len() {
+        40 => sent == full,
+        8 => sent == short_plu(full),
+        _ => false,
+    }
+}
 
 /// An operator at work now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +150,8 @@ impl Presence {
     pub fn apply_fiscal(&mut self, seq: u64, time: &str, body: &serde_json::Map<String, Value>) {
         let get = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
         let operator = get("operator").to_owned();
-        match get("purpose") {
-            "work_in" => {
+        match work_event(body) {
+            Some(Work::In) => {
                 self.on_duty.insert(
                     operator.clone(),
                     OnDuty {
@@ -98,7 +168,7 @@ impl Presence {
                     end_seq: None,
                 });
             }
-            "work_out" => {
+            Some(Work::Out) => {
                 self.on_duty.remove(&operator);
                 if let Some(s) = self
                     .shifts
@@ -110,7 +180,7 @@ impl Presence {
                     s.end_seq = Some(seq);
                 }
             }
-            _ => {}
+            None => {}
         }
     }
 }
@@ -147,5 +217,35 @@ mod tests {
         let d23 = p.on_date("2026-11-23");
         assert_eq!(d23.len(), 2, "B's night shift and A's evening");
         assert_eq!(d23[1].end, None);
+    }
+
+    #[test]
+    fn clockings_are_recognised_in_every_form() {
+        let body = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let line = |op: &str, what: &str| {
+            body(json!({"label":"NS","total":"0.00","operator":op,
+                "lines":[{"description":what,"total":"0.00"}]}))
+        };
+        assert_eq!(work_event(&line("a", "WORK IN")), Some(Work::In));
+        assert_eq!(work_event(&line("a", "work  out")), Some(Work::Out));
+        assert_eq!(work_event(&line("a", "Cola")), None);
+        let full = clocking_plu_hash(Work::In);
+        let h = |plu: &str, total: &str| {
+            body(
+                json!({"label":"NS","total":total,"operator":"a","source":"precomputed","plu_hash":plu}),
+            )
+        };
+        assert_eq!(work_event(&h(&full, "0.00")), Some(Work::In));
+        assert_eq!(work_event(&h(short_plu(&full), "0.00")), Some(Work::In));
+        let out = clocking_plu_hash(Work::Out);
+        assert_eq!(work_event(&h(short_plu(&out), "0.00")), Some(Work::Out));
+        assert_eq!(work_event(&h(&full, "2.50")), None);
+        assert_eq!(work_event(&h("0123abcd", "0.00")), None);
+        let mut p = Presence::default();
+        p.apply_fiscal(1, "2026-11-22T09:00:00.000+01:00", &h(&full, "0.00"));
+        assert!(p.is_clocked_in("a"));
     }
 }
