@@ -114,7 +114,7 @@ impl Event {
         })
     }
 
-    /// The first ticket that names an end (the estimate, or the deposit), for messages.
+    /// "catering event X ended at T", for messages.
     fn describe(&self) -> String {
         let end = self.ends_at.as_ref().map_or("?", |(t, _)| t.as_str());
         format!("catering event {} ended at {end}", self.event)
