@@ -239,7 +239,7 @@ fn catering_correction_over_mqtt_is_the_first_operation_after_the_event() {
         .enable_all()
         .build()
         .unwrap();
-    let end = in_seconds(3);
+    let end = in_seconds(6);
     rt.block_on(async {
         let mut reg = connect(d.mqtt, &till, "fdm/v1/registers/till-1/receipts".into()).await;
         let w = reg
