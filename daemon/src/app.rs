@@ -68,7 +68,11 @@ pub struct App {
     /// X and Z reports (one at a time).
     pub reports: crate::reports::Reports,
     station_tx: broadcast::Sender<StationTicket>,
+    station_readers: std::sync::RwLock<Option<StationReaders>>,
 }
+
+/// Tells whether a transport can deliver a station's tickets to anybody now.
+pub type StationReaders = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl App {
     /// Assembles the context.
@@ -114,12 +118,22 @@ impl App {
             shutdown: CancellationToken::new(),
             reports,
             station_tx,
+            station_readers: std::sync::RwLock::new(None),
         })
     }
 
     /// Receives station tickets (for the MQTT bus and printers).
     pub fn subscribe_stations(&self) -> broadcast::Receiver<StationTicket> {
         self.station_tx.subscribe()
+    }
+
+    /// Who reads station tickets, when the transport knows (MQTT in embedded mode: whether
+    /// anybody is subscribed to the station's topic). Tickets for a station nobody reads and no
+    /// printer prints are then neither built nor sent; without it every station's are.
+    pub fn set_station_readers(&self, readers: Option<StationReaders>) {
+        if let Ok(mut r) = self.station_readers.write() {
+            *r = readers;
+        }
     }
 
     /// Registers an order from `register`, whatever the transport: checks the register is
@@ -257,12 +271,18 @@ impl App {
     }
 
     fn route_to_stations(&self, receipt: &Value, order: &Order) {
-        let printing = order
+        let listening = self.station_tx.receiver_count() > 0;
+        let readers = self.station_readers.read().ok().and_then(|r| r.clone());
+        let wanted = |station: &str| {
+            self.printers.has(station)
+                || (listening && readers.as_ref().is_none_or(|read| read(station)))
+        };
+        if !order
             .lines
             .iter()
             .filter_map(|l| l.station.as_deref())
-            .any(|s| self.printers.has(s));
-        if self.station_tx.receiver_count() == 0 && !printing {
+            .any(wanted)
+        {
             return;
         }
         let mut by_station: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
@@ -275,6 +295,9 @@ impl App {
             }
         }
         for (station, lines) in by_station {
+            if !wanted(station) {
+                continue;
+            }
             let mut payload = json!({
                 "station": station,
                 "register": order.register,

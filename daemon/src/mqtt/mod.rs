@@ -219,6 +219,12 @@ impl MqttService {
         let orders = orders::spawn(desk, inbound_rx, gate_rx, stop_orders.clone());
         let stop_outbound = CancellationToken::new();
         let tickets = tickets::spawn(stations, topics.clone(), publisher, stop_outbound.clone());
+        app.set_station_readers(routes.clone().map(|routes| {
+            let topics = topics.clone();
+            let readers: crate::app::StationReaders =
+                Arc::new(move |station: &str| routes.has_subscribers(&topics.tickets(station)));
+            readers
+        }));
 
         if !bus.wait_subscribed(SUBSCRIBE_WITHIN).await {
             if let Some(b) = broker {
