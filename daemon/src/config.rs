@@ -343,6 +343,8 @@ pub struct PluginsSection {
     pub allow_unsigned: bool,
     /// Longest a plugin call may take, in milliseconds.
     pub call_timeout_ms: u64,
+    /// Largest MQTT payload handed to a plugin or published for one (`docs/plugins.md`).
+    pub mqtt_max_payload_bytes: usize,
     /// The plugin instances to load (`[[plugins.instance]]`).
     pub instance: Vec<PluginInstanceConfig>,
 }
@@ -354,6 +356,7 @@ impl Default for PluginsSection {
             trusted_keys: Vec::new(),
             allow_unsigned: false,
             call_timeout_ms: 5_000,
+            mqtt_max_payload_bytes: 64 * 1024,
             instance: Vec::new(),
         }
     }
@@ -377,6 +380,12 @@ pub struct PluginInstanceConfig {
     pub serial: Option<PathBuf>,
     /// Serial speed in baud (FDM v1: 19200, 8N1).
     pub serial_baud: u32,
+    /// MQTT transport: hand the plugin what the register publishes under
+    /// `PREFIX/registers/{register}/plugins/{name}/in[/…]`.
+    pub mqtt: bool,
+    /// Sub-topic under `…/out/` for the answers to MQTT inputs; by default the input's own
+    /// sub-topic (`…/in/x` is answered on `…/out/x`).
+    pub mqtt_reply: Option<String>,
     /// The plugin's own configuration, handed to it as JSON.
     pub config: serde_json::Value,
 }
@@ -391,6 +400,8 @@ impl Default for PluginInstanceConfig {
             tcp_listen: None,
             serial: None,
             serial_baud: 19_200,
+            mqtt: false,
+            mqtt_reply: None,
             config: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
@@ -690,6 +701,12 @@ fn validate_plugins(p: &PluginsSection, problems: &mut Vec<ConfigProblem>) {
             "must be between 10 and 600000".into(),
         );
     }
+    if !(1..=1024 * 1024).contains(&p.mqtt_max_payload_bytes) {
+        bad(
+            "plugins.mqtt_max_payload_bytes".into(),
+            "must be between 1 and 1048576".into(),
+        );
+    }
     for (i, key) in p.trusted_keys.iter().enumerate() {
         if key.len() != 64 || hex::decode(key).is_err() {
             bad(
@@ -724,6 +741,16 @@ fn validate_plugins(p: &PluginsSection, problems: &mut Vec<ConfigProblem>) {
         }
         if !(300..=4_000_000).contains(&inst.serial_baud) {
             bad(key("serial_baud"), "must be between 300 and 4000000".into());
+        }
+        if let Some(reply) = &inst.mqtt_reply
+            && !crate::mqtt::topics::is_plain_subtopic(reply)
+        {
+            bad(
+                key("mqtt_reply"),
+                format!(
+                    "{reply:?} must be a sub-topic: 1-128 bytes, levels separated by /, none empty, no + # or leading $"
+                ),
+            );
         }
     }
 }

@@ -156,7 +156,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     crate::systemd::status("starting listeners");
     let http = HttpService::start(app.clone()).await?;
     let mqtt = MqttService::start(app.clone()).await?;
-    let plugins = crate::plugins::PluginService::start(app.clone()).await;
+    let plugins = crate::plugins::PluginService::start(
+        app.clone(),
+        Some(mqtt.extra_client_options(crate::plugins::mqtt::CLIENT_SUFFIX, Vec::new())),
+    )
+    .await;
     Ok(Running {
         app,
         http,

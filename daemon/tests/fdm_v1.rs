@@ -204,17 +204,6 @@ fn conversation(link: &mut Link, seq: u8, ticket: u32) -> u64 {
     first.total_counter
 }
 
-fn journal_records(d: &Daemon) -> Vec<Value> {
-    let (code, out) = support::fdmctl(&["export", "--data-dir", d.data_dir().to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
-    // Each record line carries the canonical record as a JSON string (docs/journal-format.md §9).
-    out.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["type"] == "record")
-        .map(|l| serde_json::from_str(l["record"].as_str().unwrap()).unwrap())
-        .collect()
-}
-
 fn open_pty() -> (std::fs::File, std::fs::File, String) {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     use std::os::unix::fs::OpenOptionsExt;

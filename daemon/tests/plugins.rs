@@ -1,8 +1,10 @@
 //! Plugins end to end: the real `fdmd` binary loads the real built `.so` files (Rust plugins and a
-//! C plugin compiled here against the header), refuses what it must, and keeps serving when a
-//! plugin panics or its helper process aborts.
+//! C plugin compiled here against the header), refuses what it must, keeps serving when a
+//! plugin panics, aborts or does not answer in time, and carries a plugin's protocol over MQTT
+//! topics with a real client.
 #![allow(clippy::unwrap_used)]
 
+mod mqtt_common;
 mod plugin_support;
 mod support;
 
@@ -18,6 +20,22 @@ fn status(d: &Daemon) -> Value {
     let (code, v) = d.request(Method::GET, "/v1/status", None, None);
     assert_eq!(code, StatusCode::OK);
     v
+}
+
+/// The status once plugin `name` is in it (the daemon answers HTTP before its plugins load).
+fn status_with_plugin(d: &Daemon, name: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = status(d);
+        if s["plugins"][name]["state"].is_string() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plugin {name} never in the status: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -323,5 +341,325 @@ fn fdmctl_plugin_keygen_sign_and_check() {
     assert!(
         out.contains("FAIL  file owned by root, not writable by group or others"),
         "{out}"
+    );
+}
+
+/// A runtime whose tasks (the MQTT test client's event loop) run between `block_on` calls too;
+/// the daemon helpers of `support` make runtimes of their own, so they run outside it.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn mqtt_topics_carry_a_plugin_protocol_and_publish_stays_in_the_namespace() {
+    use mqtt_common::{QUIET, TestClient};
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "example.so");
+    let config = plugins.section(&format!(
+        "mqtt_max_payload_bytes = 4096\n{}{}",
+        mqtt_instance("vendor-mq", "example.so", false, "dev-register", ""),
+        mqtt_instance(
+            "vendor-iso",
+            "example.so",
+            true,
+            "dev-register",
+            "mqtt_reply = \"answers\""
+        ),
+    ));
+    let d = Daemon::start_dev_with_config(&config);
+    let (user, pass) = dev_mqtt_credentials(&d);
+    let base = "fdm/v1/registers/dev-register/plugins";
+    let text = |m: mqtt_common::Message| String::from_utf8(m.payload).unwrap();
+    let rt = client_runtime();
+    let ticket = rt.block_on(async {
+        let mut c = TestClient::connect(d.mqtt, "vendor-pos", Some((&user, &pass))).await;
+        // The daemon answers HTTP before its plugins are up: probe until the plugin answers.
+        c.subscribe(&format!("{base}/vendor-mq/out/probe")).await;
+        let mut probes = 0;
+        loop {
+            probes += 1;
+            assert!(
+                probes <= 50,
+                "the plugin never answered over MQTT:\n{}",
+                d.log()
+            );
+            c.publish(&format!("{base}/vendor-mq/in/probe"), b"PING".to_vec())
+                .await;
+            if c.message_within(std::time::Duration::from_millis(200))
+                .await
+                .is_some()
+            {
+                break;
+            }
+        }
+        while c.message_within(QUIET).await.is_some() {}
+        for sub in [
+            format!("{base}/vendor-mq/out/orders"),
+            format!("{base}/vendor-mq/out/display"),
+            format!("{base}/vendor-iso/out/answers"),
+            "fdm/v1/registers/dev-register/receipts".to_owned(),
+        ] {
+            c.subscribe(&sub).await;
+        }
+        let input = format!("{base}/vendor-mq/in/orders");
+
+        // The plugin's protocol over MQTT: lines in, the answers back on …/out/orders.
+        let request = format!("PING\nORDER {}\n", order_json("mq-order-1"));
+        c.publish(&input, request.into_bytes()).await;
+        let m = c.next_message().await;
+        assert_eq!(m.topic, format!("{base}/vendor-mq/out/orders"));
+        let answer = text(m);
+        let lines: Vec<&str> = answer.lines().collect();
+        assert_eq!(lines[0], "PONG", "{answer}");
+        let parts: Vec<&str> = lines[1].split(' ').collect();
+        assert_eq!(
+            (parts[0], parts[2], parts[4]),
+            ("OK", "NS", "000"),
+            "{answer}"
+        );
+
+        // publish inside the namespace: relative to …/out, QoS 0 and 1; the notification is
+        // queued during the call, so it comes before the answer.
+        c.publish(&input, b"NOTIFY 1 display table 4 ready".to_vec())
+            .await;
+        let m = c.next_message().await;
+        assert_eq!(m.topic, format!("{base}/vendor-mq/out/display"));
+        assert_eq!(text(m), "table 4 ready");
+        assert_eq!(text(c.next_message().await), "NOTIFIED\n");
+        c.publish(&input, b"NOTIFY 0 display qos zero".to_vec())
+            .await;
+        assert_eq!(text(c.next_message().await), "qos zero");
+        assert_eq!(text(c.next_message().await), "NOTIFIED\n");
+
+        // Outside it: refused (FDMD_RC_BAD_ARGUMENT), nothing published there.
+        for (qos, topic) in [
+            (1, "fdm/v1/registers/dev-register/receipts"),
+            (1, "fdm/v1/status"),
+            (
+                1,
+                "fdm/v1/registers/dev-register/plugins/vendor-iso/out/answers",
+            ),
+            (2, "display"),
+        ] {
+            c.publish(
+                &input,
+                format!("NOTIFY {qos} {topic} {{\"forged\":true}}").into_bytes(),
+            )
+            .await;
+            let m = c.next_message().await;
+            assert_eq!(m.topic, format!("{base}/vendor-mq/out/orders"), "{topic}");
+            let answer = text(m);
+            assert!(
+                answer.starts_with("ERR 299 host service failed (rc 3): publish refused"),
+                "{topic}: {answer}"
+            );
+        }
+
+        // An isolated instance, answering on its configured reply topic; the refusal code
+        // crosses the helper's socket.
+        c.publish(
+            &format!("{base}/vendor-iso/in/x/y"),
+            b"PING\nNOTIFY 1 fdm/v1/status down".to_vec(),
+        )
+        .await;
+        let m = c.next_message().await;
+        assert_eq!(m.topic, format!("{base}/vendor-iso/out/answers"));
+        let answer = text(m);
+        assert!(
+            answer.starts_with("PONG\nERR 299 host service failed (rc 3)"),
+            "{answer}"
+        );
+
+        // Over plugins.mqtt_max_payload_bytes: never handed to the plugin.
+        let mut big = b"PING\n".to_vec();
+        big.resize(5000, b' ');
+        c.publish(&input, big).await;
+        c.publish(&input, b"STATUS".to_vec()).await;
+        let answer = text(c.next_message().await);
+        assert!(answer.starts_with("STATUS ready DEVFDMD0001"), "{answer}");
+        assert!(
+            c.message_within(QUIET).await.is_none(),
+            "nothing else, and no forged receipt"
+        );
+
+        // The gate: another register's plugin inputs, and wildcard or input subscriptions,
+        // are refused (the client is disconnected).
+        for (i, what) in ["publish", "subscribe-wildcard", "subscribe-input"]
+            .iter()
+            .enumerate()
+        {
+            let mut other =
+                TestClient::connect(d.mqtt, &format!("intruder-{i}"), Some((&user, &pass))).await;
+            match *what {
+                "publish" => {
+                    other
+                        .publish(
+                            "fdm/v1/registers/other-till/plugins/vendor-mq/in/orders",
+                            b"PING".to_vec(),
+                        )
+                        .await
+                }
+                "subscribe-wildcard" => {
+                    let _ = other
+                        .client
+                        .subscribe(format!("{base}/vendor-mq/out/#"), rumqttc::QoS::AtLeastOnce)
+                        .await;
+                }
+                _ => {
+                    let _ = other
+                        .client
+                        .subscribe(
+                            format!("{base}/vendor-mq/in/orders"),
+                            rumqttc::QoS::AtLeastOnce,
+                        )
+                        .await;
+                }
+            }
+            other.closed().await;
+        }
+        parts[1].to_owned()
+    });
+    // The order is in the journal, as the bound register's.
+    let records = journal_records(&d);
+    let order: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["body"]["request_id"] == "mq-order-1")
+        .collect();
+    assert_eq!(order.len(), 1, "once");
+    assert_eq!(order[0]["body"]["register"], "dev-register");
+    assert_eq!(
+        order[0]["body"]["ticket_number"],
+        ticket.parse::<u64>().unwrap(),
+        "the ticket the plugin answered"
+    );
+    let s = status(&d);
+    let p = &s["plugins"]["vendor-mq"];
+    assert_eq!(p["mqtt_out"], format!("{base}/vendor-mq/out"), "{s}");
+    assert_eq!(p["mqtt_dropped"], 1, "{s}");
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("over plugins.mqtt_max_payload_bytes (4096)"),
+        "{s}"
+    );
+    let log = d.log();
+    assert!(
+        log.contains(
+            "plugin vendor-mq: publish to \"fdm/v1/registers/dev-register/receipts\" refused: topic \"fdm/v1/registers/dev-register/receipts\" is outside this plugin's namespace"
+        ),
+        "{log}"
+    );
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_call_past_its_timeout_fails_and_the_daemon_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "example.so");
+    let (inproc, isolated) = (free_port(), free_port());
+    let faults = "{ test_faults = true }";
+    let config = plugins.section_with_timeout(
+        400,
+        &format!(
+            "{}{}",
+            instance("slow-inproc", "example.so", false, inproc, faults),
+            instance("slow-isolated", "example.so", true, isolated, faults),
+        ),
+    );
+    let d = Daemon::start_dev_with_config(&config);
+    let addr = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
+    for (name, port) in [("slow-inproc", inproc), ("slow-isolated", isolated)] {
+        // The plugin sleeps 8 s; the host gives up after 400 ms and closes the connection.
+        let mut c = LineClient::connect(addr(port));
+        assert_eq!(c.ask("SLEEP 8000"), None, "{name}");
+        // Meanwhile the daemon serves MQTT orders.
+        let r = mqtt_order(&d, &format!("while-{name}-sleeps"));
+        assert_eq!(r["status"], "signed", "{r}");
+        if name == "slow-inproc" {
+            // The in-process plugin's thread is still asleep: its next call times out too.
+            let mut c = LineClient::connect(addr(port));
+            assert_eq!(c.ask("PING"), None);
+        }
+        let s = status(&d);
+        let p = &s["plugins"][name];
+        // The status says so (later calls may have failed otherwise: busy, restarting).
+        assert_eq!(
+            p["last_crash"], "plugin did not answer within 400 ms",
+            "{s}"
+        );
+        assert!(p["errors"].as_u64().unwrap() >= 1, "{s}");
+        // And it serves again once the sleep is over (in-process) or in a new helper.
+        eventually(addr(port), "PING", "PONG");
+    }
+    let s = status(&d);
+    assert_eq!(s["plugins"]["slow-isolated"]["restarts"], 1, "{s}");
+    assert_eq!(s["plugins"]["slow-inproc"]["state"], "loaded", "{s}");
+}
+
+#[test]
+fn check_config_names_bad_plugin_mqtt_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = support::write_config(
+        dir.path(),
+        free_port(),
+        free_port(),
+        "[plugins]\nmqtt_max_payload_bytes = 0\n[[plugins.instance]]\nname = \"a\"\nfile = \"a.so\"\nregister = \"till-1\"\nmqtt = true\nmqtt_reply = \"x/#\"\n",
+    );
+    let out = std::process::Command::new(support::FDMD)
+        .args(["check-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let out = String::from_utf8_lossy(&out.stderr);
+    assert!(out.contains("plugins.mqtt_max_payload_bytes"), "{out}");
+    assert!(out.contains("plugins.instance[0].mqtt_reply"), "{out}");
+    let file = support::write_config(
+        dir.path(),
+        free_port(),
+        free_port(),
+        "[plugins]\nmqtt_max_payload_bytes = 1024\n[[plugins.instance]]\nname = \"a\"\nfile = \"a.so\"\nregister = \"till-1\"\nmqtt = true\nmqtt_reply = \"answers/pos\"\n",
+    );
+    let (code, out) = support::fdmctl(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_group_writable_plugin_directory_is_refused_outside_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "example.so");
+    std::fs::set_permissions(
+        &plugins.path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o775),
+    )
+    .unwrap();
+    let port = free_port();
+    let section = plugins.section(&instance("vendor", "example.so", false, port, "{}"));
+    let d = Daemon::start_with_config(&section, &[]);
+    let s = status_with_plugin(&d, "vendor");
+    assert_eq!(s["plugins"]["vendor"]["state"], "refused", "{s}");
+    let reason = s["plugins"]["vendor"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("plugin directory ")
+            && reason.ends_with("is writable by group or others (mode 775)"),
+        "{reason}"
+    );
+    drop(d);
+    // --dev loads it, with a loud warning.
+    let d = Daemon::start_dev_with_config(&section);
+    let mut c = LineClient::connect(([127, 0, 0, 1], port).into());
+    assert_eq!(c.ask("PING").as_deref(), Some("PONG"));
+    let log = d.log();
+    assert!(
+        log.contains("is writable by group or others (mode 775): plugin vendor is loaded from it only because of --dev"),
+        "{log}"
     );
 }

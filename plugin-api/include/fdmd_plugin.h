@@ -129,7 +129,11 @@ typedef struct {
    */
   uint64_t (*now_unix_ms)(void *host_ctx);
   /*
-   Publishes an MQTT message on a topic the configuration lets this plugin use.
+   Publishes an MQTT message on a topic of this plugin instance's namespace: its `…/out`
+   topic or one below it, given in full or relative to `…/out` (`"display/1"`). QoS 0 or 1.
+   Never blocks: the message is queued. Returns `FDMD_RC_BAD_ARGUMENT` for a topic outside
+   the namespace, a QoS above 1 or a payload over the limit, and `FDMD_RC_UNAVAILABLE` when
+   MQTT is off or the queue is full; the daemon's log says which.
    */
   FdmdRc (*publish)(void *host_ctx, FdmdBytes topic, FdmdBytes payload, uint8_t qos);
   /*

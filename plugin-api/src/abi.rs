@@ -129,7 +129,11 @@ pub struct FdmdHostApiV1 {
     pub log: Option<unsafe extern "C" fn(host_ctx: *mut c_void, level: u32, message: FdmdBytes)>,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub now_unix_ms: Option<unsafe extern "C" fn(host_ctx: *mut c_void) -> u64>,
-    /// Publishes an MQTT message on a topic the configuration lets this plugin use.
+    /// Publishes an MQTT message on a topic of this plugin instance's namespace: its `…/out`
+    /// topic or one below it, given in full or relative to `…/out` (`"display/1"`). QoS 0 or 1.
+    /// Never blocks: the message is queued. Returns `FDMD_RC_BAD_ARGUMENT` for a topic outside
+    /// the namespace, a QoS above 1 or a payload over the limit, and `FDMD_RC_UNAVAILABLE` when
+    /// MQTT is off or the queue is full; the daemon's log says which.
     pub publish: Option<
         unsafe extern "C" fn(
             host_ctx: *mut c_void,

@@ -235,7 +235,14 @@ impl Host {
         } else {
             Err(HostError {
                 rc,
-                message: "publish refused".into(),
+                message: match rc {
+                    FDMD_RC_BAD_ARGUMENT => {
+                        "publish refused: topic outside the plugin's namespace, QoS above 1 or payload too large (the daemon's log says which)"
+                    }
+                    FDMD_RC_UNAVAILABLE => "publish failed: MQTT not available or queue full",
+                    _ => "publish refused",
+                }
+                .into(),
             })
         }
     }

@@ -4,13 +4,18 @@
 //!
 //! | principal          | may publish                  | may subscribe to (exact filters)           |
 //! |--------------------|------------------------------|--------------------------------------------|
-//! | register `R`       | `PREFIX/registers/R/orders`, `PREFIX/registers/R/report-requests` | `PREFIX/registers/R/receipts`, `PREFIX/registers/R/reports`, `PREFIX/status` |
+//! | register `R`       | `PREFIX/registers/R/orders`, `PREFIX/registers/R/report-requests`, `PREFIX/registers/R/plugins/I/in[/…]` | `PREFIX/registers/R/receipts`, `PREFIX/registers/R/reports`, `PREFIX/registers/R/plugins/I/out[/…]`, `PREFIX/status` |
 //! | station `S`        | nothing                      | `PREFIX/stations/S/tickets`, `PREFIX/status`   |
 //! | admin              | nothing                      | `PREFIX/status`                            |
-//! | anonymous (dev)    | any `PREFIX/registers/+/orders` or `…/report-requests` | any filter under `PREFIX/` |
+//! | anonymous (dev)    | any `PREFIX/registers/+/orders`, `…/report-requests` or plugin `…/in[/…]` | any filter under `PREFIX/` |
 //!
 //! Subscriptions must name the topic exactly: a wildcard filter is refused even when every topic
 //! it matches would be allowed, which keeps the check a string comparison.
+//!
+//! Plugin topics (`docs/plugins.md`): a register reaches the instances bound to it, and only
+//! those, because its own id is in the topic; fdmd subscribes only to the `…/in` of instances
+//! whose configured register is that id, so a message for another register's instance is never
+//! handed to a plugin. `…/out` is fdmd's alone to publish.
 
 use super::topics::Topics;
 use crate::access::Principal;
@@ -19,11 +24,14 @@ use crate::access::Principal;
 pub fn may_publish(who: &Principal, topics: &Topics, topic: &str) -> bool {
     match who {
         Principal::Register(id) => {
-            topic == topics.orders(id) || topic == topics.report_requests(id)
+            topic == topics.orders(id)
+                || topic == topics.report_requests(id)
+                || plugin_input_of(topics, topic) == Some(id.as_str())
         }
         Principal::Anonymous => {
             topics.register_of_orders(topic).is_some()
                 || topics.register_of_report_requests(topic).is_some()
+                || plugin_input_of(topics, topic).is_some()
         }
         Principal::Station(_) | Principal::Admin => false,
     }
@@ -35,11 +43,25 @@ pub fn may_subscribe(who: &Principal, topics: &Topics, filter: &str) -> bool {
         return true;
     }
     match who {
-        Principal::Register(id) => filter == topics.receipts(id) || filter == topics.reports(id),
+        Principal::Register(id) => {
+            filter == topics.receipts(id)
+                || filter == topics.reports(id)
+                || topics
+                    .plugin_topic(filter)
+                    .is_some_and(|p| p.output && p.register == id)
+        }
         Principal::Station(id) => filter == topics.tickets(id),
         Principal::Admin => false,
         Principal::Anonymous => topics.is_under_prefix(filter),
     }
+}
+
+/// The register of a plugin input topic (`…/plugins/I/in[/…]`).
+fn plugin_input_of<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
+    topics
+        .plugin_topic(topic)
+        .filter(|p| !p.output)
+        .map(|p| p.register)
 }
 
 /// How a principal is named in logs and in the broker (`register:till-1`).
@@ -84,6 +106,49 @@ mod tests {
         ] {
             assert!(!may_subscribe(&a, &t, f), "{f}");
         }
+    }
+
+    #[test]
+    fn registers_reach_only_their_own_plugin_instances() {
+        let t = Topics::new("fdm/v1");
+        let a = Principal::Register("a".into());
+        let base = "fdm/v1/registers/a/plugins/acme";
+        for ok in [format!("{base}/in"), format!("{base}/in/orders/new")] {
+            assert!(may_publish(&a, &t, &ok), "{ok}");
+        }
+        for no in [
+            format!("{base}/out"),
+            format!("{base}/out/x"),
+            "fdm/v1/registers/b/plugins/acme/in".to_owned(),
+            format!("{base}/in/$x"),
+            format!("{base}/sideways"),
+        ] {
+            assert!(!may_publish(&a, &t, &no), "{no}");
+        }
+        assert!(may_subscribe(&a, &t, &format!("{base}/out")));
+        assert!(may_subscribe(&a, &t, &format!("{base}/out/display/1")));
+        for no in [
+            format!("{base}/out/#"),
+            format!("{base}/out/+"),
+            format!("{base}/in"),
+            "fdm/v1/registers/a/plugins/+/out".to_owned(),
+            "fdm/v1/registers/b/plugins/acme/out".to_owned(),
+        ] {
+            assert!(!may_subscribe(&a, &t, &no), "{no}");
+        }
+        let k = Principal::Station("a".into());
+        assert!(!may_publish(&k, &t, &format!("{base}/in")));
+        assert!(!may_subscribe(&k, &t, &format!("{base}/out")));
+        assert!(may_publish(
+            &Principal::Anonymous,
+            &t,
+            &format!("{base}/in/x")
+        ));
+        assert!(!may_publish(
+            &Principal::Anonymous,
+            &t,
+            &format!("{base}/out")
+        ));
     }
 
     #[test]

@@ -120,6 +120,25 @@ impl BusHandle {
             .map_err(|_| BusError::Stopped)
     }
 
+    /// Publishes a message that is not retained at QoS 0 (`qos == 0`) or 1 (otherwise). Returns
+    /// once rumqttc has queued it.
+    pub async fn publish_qos(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+    ) -> Result<(), BusError> {
+        let qos = if qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        self.client
+            .publish(topic, qos, false, payload)
+            .await
+            .map_err(|_| BusError::Stopped)
+    }
+
     /// Acknowledges an incoming QoS 1 or 2 message, unless the connection it came on has gone
     /// (the broker then has forgotten it, or will deliver it again). Callers acknowledge in the
     /// order messages arrived.

@@ -103,6 +103,8 @@ pub struct MqttService {
     tickets: JoinHandle<()>,
     status: JoinHandle<()>,
     stop_outbound: CancellationToken,
+    /// How fdmd's client reached the broker (for another client of fdmd's: plugins).
+    client_options: BusOptions,
 }
 
 impl MqttService {
@@ -194,6 +196,7 @@ impl MqttService {
             heartbeat: app.status.heartbeat("mqtt"),
             beat_only_when_connected: cfg.mode == MqttMode::Embedded,
         };
+        let client_options = options.clone();
         let bus = match Bus::start(options, inbound_tx, Some(health)) {
             Ok(bus) => bus,
             Err(e) => {
@@ -289,7 +292,20 @@ impl MqttService {
             tickets,
             status,
             stop_outbound,
+            client_options,
         })
+    }
+
+    /// Options for a second client of fdmd's on the same broker, with the same credentials and
+    /// TLS: client id `CLIENT_ID-SUFFIX`, no will, subscribed to `subscriptions`. The plugins'
+    /// MQTT transport uses one, so that a slow plugin never holds up orders.
+    pub fn extra_client_options(&self, suffix: &str, subscriptions: Vec<String>) -> BusOptions {
+        BusOptions {
+            client_id: format!("{}-{suffix}", self.client_options.client_id),
+            will: None,
+            subscriptions,
+            ..self.client_options.clone()
+        }
     }
 
     /// The address clients connect to (embedded mode).

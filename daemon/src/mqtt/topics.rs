@@ -8,6 +8,8 @@
 //! | `PREFIX/registers/{register}/reports`  | fdmd → register      |
 //! | `PREFIX/stations/{station}/tickets`    | fdmd → station       |
 //! | `PREFIX/status`                        | fdmd → everybody     |
+//! | `PREFIX/registers/{register}/plugins/{instance}/in[/…]`  | register → a plugin instance |
+//! | `PREFIX/registers/{register}/plugins/{instance}/out[/…]` | a plugin instance → register |
 
 use crate::fiscal::order::is_valid_id;
 
@@ -96,6 +98,44 @@ impl Topics {
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
+    /// The namespace of plugin instance `instance` bound to `register`; its inputs are under
+    /// `…/in`, its outputs under `…/out`.
+    pub fn plugin_base(&self, register: &str, instance: &str) -> String {
+        format!("{}/registers/{register}/plugins/{instance}", self.prefix)
+    }
+
+    /// What a plugin topic (`PREFIX/registers/R/plugins/I/{in|out}[/levels…]`) is about, when
+    /// `topic` is one with valid ids and no wildcard, `$` or empty level after the direction.
+    pub fn plugin_topic<'t>(&self, topic: &'t str) -> Option<PluginTopic<'t>> {
+        let rest = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/registers/")?;
+        let (register, rest) = rest.split_once('/')?;
+        let rest = rest.strip_prefix("plugins/")?;
+        let (instance, rest) = rest.split_once('/')?;
+        let (direction, sub) = match rest.split_once('/') {
+            Some((d, sub)) => (d, sub),
+            None => (rest, ""),
+        };
+        let output = match direction {
+            "in" => false,
+            "out" => true,
+            _ => return None,
+        };
+        if !is_topic_id(register) || !is_topic_id(instance) {
+            return None;
+        }
+        if rest.len() > direction.len() && !is_plain_subtopic(sub) {
+            return None;
+        }
+        Some(PluginTopic {
+            register,
+            instance,
+            output,
+            sub,
+        })
+    }
+
     fn id_between<'t>(&self, topic: &'t str, before: &str, after: &str) -> Option<&'t str> {
         let id = topic
             .strip_prefix(self.prefix.as_str())?
@@ -103,6 +143,35 @@ impl Topics {
             .strip_suffix(after)?;
         is_topic_id(id).then_some(id)
     }
+}
+
+/// A topic of a plugin instance's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginTopic<'t> {
+    /// The register the instance is bound to.
+    pub register: &'t str,
+    /// The instance's name.
+    pub instance: &'t str,
+    /// `…/out` (fdmd → devices) rather than `…/in`.
+    pub output: bool,
+    /// The levels after `in` or `out` (empty for the bare `…/in` or `…/out`).
+    pub sub: &'t str,
+}
+
+/// Longest sub-topic under a plugin's `in` or `out`.
+pub const MAX_SUBTOPIC_LEN: usize = 128;
+
+/// Whether `sub` is a usable topic tail: 1–128 bytes, levels non-empty, no wildcard, no `$` at
+/// the start of a level, no control character.
+pub fn is_plain_subtopic(sub: &str) -> bool {
+    !sub.is_empty()
+        && sub.len() <= MAX_SUBTOPIC_LEN
+        && sub.split('/').all(|level| {
+            !level.is_empty()
+                && !level.starts_with('$')
+                && !level.contains(['+', '#'])
+                && !level.chars().any(char::is_control)
+        })
 }
 
 /// Whether `id` can stand as one topic level for a register or station: the ids fdmd enrols
@@ -160,5 +229,44 @@ mod tests {
         assert!(t.is_under_prefix("fdm/v1/#"));
         assert!(!t.is_under_prefix("fdm/v1"));
         assert!(!t.is_under_prefix("fdm/v10/status"));
+    }
+
+    #[test]
+    fn plugin_topics() {
+        let t = Topics::new("fdm/v1");
+        assert_eq!(
+            t.plugin_base("till-1", "acme"),
+            "fdm/v1/registers/till-1/plugins/acme"
+        );
+        let p = t
+            .plugin_topic("fdm/v1/registers/till-1/plugins/acme/in/orders/new")
+            .unwrap();
+        assert_eq!(
+            (p.register, p.instance, p.output, p.sub),
+            ("till-1", "acme", false, "orders/new")
+        );
+        let p = t
+            .plugin_topic("fdm/v1/registers/till-1/plugins/acme/out")
+            .unwrap();
+        assert_eq!((p.output, p.sub), (true, ""));
+        for bad in [
+            "fdm/v1/registers/till-1/plugins/acme",
+            "fdm/v1/registers/till-1/plugins/acme/",
+            "fdm/v1/registers/till-1/plugins/acme/in/",
+            "fdm/v1/registers/till-1/plugins/acme/in//x",
+            "fdm/v1/registers/till-1/plugins/acme/in/#",
+            "fdm/v1/registers/till-1/plugins/acme/in/+/x",
+            "fdm/v1/registers/till-1/plugins/acme/in/$x",
+            "fdm/v1/registers/till-1/plugins/acme/sideways",
+            "fdm/v1/registers/+/plugins/acme/in",
+            "fdm/v1/registers/till-1/plugins/+/in",
+            "fdm/v1/registers//plugins/acme/in",
+            "fdm/v1/registers/till-1/orders",
+            "fdm/v2/registers/till-1/plugins/acme/in",
+        ] {
+            assert_eq!(t.plugin_topic(bad), None, "{bad}");
+        }
+        assert!(is_plain_subtopic("a/b-c/d"));
+        assert!(!is_plain_subtopic(&"x".repeat(MAX_SUBTOPIC_LEN + 1)));
     }
 }

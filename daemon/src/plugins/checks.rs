@@ -1,8 +1,16 @@
-//! What a plugin file must pass before it is loaded (loading runs its code): owned by root, not
+//! What a plugin file must pass before it is loaded (loading runs its code): in a plugin
+//! directory owned by root and not writable by group or others, itself owned by root and not
 //! writable by group or others, and a detached Ed25519 signature (`NAME.so.sig`, 128 hex
 //! characters over the file's bytes) that verifies with a trusted vendor key.
+//!
+//! [`open_checked`] opens the file once (`O_NOFOLLOW`, relative to the opened directory), checks
+//! owner and mode with `fstat` on that descriptor and the signature over the bytes read from it;
+//! the library is then loaded through `/proc/self/fd/N` ([`CheckedFile::proc_path`]), so what is
+//! loaded is what was checked, even if the file is replaced in between.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier, VerifyingKey};
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +31,17 @@ pub enum CheckError {
     /// Not a regular file.
     #[error("{0} is not a regular file")]
     NotAFile(PathBuf),
+    /// A symbolic link (the file itself must be checked and loaded).
+    #[error("{0} is a symbolic link; install the plugin file itself")]
+    Symlink(PathBuf),
+    /// The plugin directory could be changed by someone else than root.
+    #[error("plugin directory {dir} {reason}")]
+    UnsafeDirectory {
+        /// Directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Owned by someone else than root.
     #[error("{path} is owned by uid {uid}, not root")]
     NotRootOwned {
@@ -67,6 +86,9 @@ pub struct CheckPolicy {
     pub allow_unsigned: bool,
     /// The owner required (root; tests run as root too).
     pub owner_uid: u32,
+    /// Accept a plugin directory not owned by the owner or writable by group or others, with a
+    /// warning (development only).
+    pub allow_unsafe_dir: bool,
 }
 
 /// How the file passed.
@@ -108,6 +130,10 @@ pub fn check_file_mode(path: &Path, owner_uid: u32) -> Result<(), CheckError> {
         path: path.into(),
         reason: e.to_string(),
     })?;
+    check_meta(&meta, path, owner_uid)
+}
+
+fn check_meta(meta: &std::fs::Metadata, path: &Path, owner_uid: u32) -> Result<(), CheckError> {
     if !meta.is_file() {
         return Err(CheckError::NotAFile(path.into()));
     }
@@ -126,19 +152,157 @@ pub fn check_file_mode(path: &Path, owner_uid: u32) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// Every check, in order: owner and mode, then the signature.
+/// A plugin file opened once and checked through that descriptor.
+#[derive(Debug)]
+pub struct CheckedFile {
+    file: File,
+    /// How it passed.
+    pub trust: Trust,
+    /// What is wrong with the plugin directory, when the policy let it pass (`--dev`).
+    pub dir_warning: Option<String>,
+}
+
+impl CheckedFile {
+    /// `/proc/self/fd/N`: the checked file for `dlopen` in this process (or in a child that
+    /// inherited the descriptor under the same number).
+    pub fn proc_path(&self) -> PathBuf {
+        proc_fd_path(self.file.as_raw_fd())
+    }
+
+    /// The open file.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+}
+
+/// `/proc/self/fd/N`.
+pub fn proc_fd_path(fd: std::os::fd::RawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
+}
+
+fn io_error(path: &Path, e: impl Into<std::io::Error>) -> CheckError {
+    let e: std::io::Error = e.into();
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return CheckError::Symlink(path.into());
+    }
+    CheckError::Unreadable {
+        path: path.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// Opens `name` in `dir` for checking: never through a symbolic link, close-on-exec, and
+/// without blocking on a FIFO.
+fn open_at(dir: &File, dir_path: &Path, name: &str) -> Result<File, CheckError> {
+    use rustix::fs::{Mode, OFlags};
+    let path = dir_path.join(name);
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| io_error(&path, e))
+}
+
+/// Opens a plugin file by path for loading (`O_NOFOLLOW`, close-on-exec), without the checks
+/// (`fdmctl plugin check` reports those as steps of its own).
+pub fn open_plugin_file(path: &Path) -> Result<File, CheckError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| io_error(path, e))
+}
+
+/// Every check on `dir`/`name`, through one descriptor of the directory and one of the file:
+/// the directory (owner, not group/other-writable; a warning instead with
+/// `policy.allow_unsafe_dir`), the file (regular, owner, mode), then the signature over the
+/// bytes read from the same descriptor that is loaded ([`CheckedFile::proc_path`]).
+pub fn open_checked(
+    dir: &Path,
+    name: &str,
+    policy: &CheckPolicy,
+) -> Result<CheckedFile, CheckError> {
+    use rustix::fs::{Mode, OFlags};
+    if name.is_empty() || name.contains('/') {
+        return Err(CheckError::NotAFile(dir.join(name)));
+    }
+    let dir_file = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| io_error(dir, e))?;
+    let dir_meta = dir_file.metadata().map_err(|e| io_error(dir, e))?;
+    let problem = if dir_meta.uid() != policy.owner_uid {
+        Some(format!("is owned by uid {}, not root", dir_meta.uid()))
+    } else if dir_meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "is writable by group or others (mode {:o})",
+            dir_meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    let dir_warning = match problem {
+        Some(reason) if policy.allow_unsafe_dir => {
+            Some(format!("plugin directory {} {reason}", dir.display()))
+        }
+        Some(reason) => {
+            return Err(CheckError::UnsafeDirectory {
+                dir: dir.into(),
+                reason,
+            });
+        }
+        None => None,
+    };
+    let path = dir.join(name);
+    let file = open_at(&dir_file, dir, name)?;
+    let meta = file.metadata().map_err(|e| io_error(&path, e))?;
+    check_meta(&meta, &path, policy.owner_uid)?;
+    let sig_name = format!("{name}.sig");
+    let sig_path = dir.join(&sig_name);
+    let sig_text = match rustix::fs::openat(
+        &dir_file,
+        sig_name.as_str(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Some(read_text(File::from(fd), &sig_path)?),
+        Err(rustix::io::Errno::NOENT) => None,
+        Err(e) => return Err(io_error(&sig_path, e)),
+    };
+    let trust = verify(&path, sig_text, || read_all(&file, &path), policy)?;
+    Ok(CheckedFile {
+        file,
+        trust,
+        dir_warning,
+    })
+}
+
+fn read_text(file: File, path: &Path) -> Result<String, CheckError> {
+    use std::io::Read;
+    let mut text = String::new();
+    file.take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| io_error(path, e))?;
+    Ok(text)
+}
+
+/// Every check by path, in order: owner and mode, then the signature (for `fdmctl plugin
+/// check`; the daemon uses [`open_checked`]).
 pub fn check(path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
-    check_file_mode(path, policy.owner_uid)?;
+    let file = open_plugin_file(path)?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    check_meta(&meta, path, policy.owner_uid)?;
     let sig_path = signature_path(path);
     let sig_text = match std::fs::read_to_string(&sig_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return if policy.allow_unsigned {
-                Ok(Trust::UnsignedAllowed)
-            } else {
-                Err(CheckError::Unsigned(path.into()))
-            };
-        }
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(CheckError::Unreadable {
                 path: sig_path,
@@ -146,12 +310,28 @@ pub fn check(path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
             });
         }
     };
+    verify(path, sig_text, || read_all(&file, path), policy)
+}
+
+fn verify(
+    path: &Path,
+    sig_text: Option<String>,
+    bytes: impl FnOnce() -> Result<Vec<u8>, CheckError>,
+    policy: &CheckPolicy,
+) -> Result<Trust, CheckError> {
+    let Some(sig_text) = sig_text else {
+        return if policy.allow_unsigned {
+            Ok(Trust::UnsignedAllowed)
+        } else {
+            Err(CheckError::Unsigned(path.into()))
+        };
+    };
     let signature = hex::decode(sig_text.trim())
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
         .ok_or_else(|| CheckError::MalformedSignature { path: path.into() })?;
-    let bytes = read_bounded(path)?;
+    let bytes = bytes()?;
     policy
         .trusted_keys
         .iter()
@@ -166,12 +346,16 @@ pub fn check(path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CheckError> {
-    use std::io::Read;
-    let unreadable = |e: std::io::Error| CheckError::Unreadable {
-        path: path.into(),
-        reason: e.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    read_all(&file, path)
+}
+
+/// Reads the whole file from its start through `file` (bounded).
+fn read_all(file: &File, path: &Path) -> Result<Vec<u8>, CheckError> {
+    use std::io::{Read, Seek};
+    let unreadable = |e: std::io::Error| io_error(path, e);
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(0)).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_PLUGIN_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -207,7 +391,60 @@ mod tests {
             trusted_keys: parse_keys(&[public_key_hex(&seed)]).unwrap(),
             allow_unsigned: false,
             owner_uid: rustix::process::geteuid().as_raw(),
+            allow_unsafe_dir: false,
         }
+    }
+
+    #[test]
+    fn open_checked_checks_the_directory_and_what_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = plugins.join("p.so");
+        std::fs::write(&file, b"library bytes").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(signature_path(&file), sign_file(&file, &[7; 32]).unwrap()).unwrap();
+        let p = policy([7; 32]);
+        let checked = open_checked(&plugins, "p.so", &p).unwrap();
+        assert!(matches!(checked.trust, Trust::Signed { .. }));
+        assert_eq!(checked.dir_warning, None);
+        // The descriptor is the checked file even after the path is replaced.
+        let proc_path = checked.proc_path();
+        std::fs::rename(&file, plugins.join("old.so")).unwrap();
+        std::fs::rename(signature_path(&file), plugins.join("old.so.sig")).unwrap();
+        std::fs::write(&file, b"other bytes").unwrap();
+        assert_eq!(std::fs::read(&proc_path).unwrap(), b"library bytes");
+        drop(checked);
+        // A symbolic link is refused.
+        std::os::unix::fs::symlink("old.so", plugins.join("link.so")).unwrap();
+        assert!(matches!(
+            open_checked(&plugins, "link.so", &p),
+            Err(CheckError::Symlink(_))
+        ));
+        // A group-writable directory is refused, or a warning with allow_unsafe_dir.
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let e = open_checked(&plugins, "old.so", &p).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("is writable by group or others (mode 775)"),
+            "{e}"
+        );
+        let mut dev = p.clone();
+        dev.allow_unsafe_dir = true;
+        let checked = open_checked(&plugins, "old.so", &dev).unwrap();
+        assert!(checked.dir_warning.unwrap().contains("mode 775"));
+        let mut other = p.clone();
+        other.owner_uid += 1;
+        std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            open_checked(&plugins, "old.so", &other),
+            Err(CheckError::UnsafeDirectory { .. })
+        ));
+        assert!(matches!(
+            open_checked(&plugins, "missing.so", &p),
+            Err(CheckError::Unreadable { .. })
+        ));
     }
 
     #[test]

@@ -60,7 +60,12 @@ impl Services for SimulatedHost {
         serde_json::to_vec(&answer).map_err(|e| e.to_string())
     }
 
-    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), String> {
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+    ) -> Result<(), super::mqtt::PublishError> {
         println!(
             "    plugin publish [{qos}] {topic}: {}",
             String::from_utf8_lossy(payload)
@@ -151,6 +156,7 @@ pub fn run(o: &CheckOptions<'_>) -> bool {
             trusted_keys: checks::parse_keys(&o.trusted_keys).unwrap_or_default(),
             allow_unsigned: o.trusted_keys.is_empty(),
             owner_uid: o.owner_uid,
+            allow_unsafe_dir: true,
         };
         let sig = checks::signature_path(o.file);
         let result = if o.trusted_keys.is_empty() {
@@ -176,13 +182,16 @@ pub fn run(o: &CheckOptions<'_>) -> bool {
     let host = Arc::new(SimulatedHost {
         submits: AtomicU64::new(0),
     });
-    let plugin = match Isolated::start(o.helper_exe, o.file, &config, host.clone(), o.timeout) {
+    let started = checks::open_plugin_file(o.file)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            Isolated::start(o.helper_exe, file, &config, host.clone(), o.timeout)
+                .map_err(|e| e.to_string())
+        });
+    let plugin = match started {
         Ok(p) => p,
         Err(e) => {
-            report.step(
-                "load in a helper process, ABI version 1, init",
-                Err(e.to_string()),
-            );
+            report.step("load in a helper process, ABI version 1, init", Err(e));
             println!("RESULT: FAIL ({} step(s) failed)", report.failed);
             return false;
         }

@@ -1,7 +1,8 @@
 //! The daemon's answers to plugin requests (`submit`, schema version 1): status, orders,
-//! pre-computed events and PIN. A plugin is bound to one enrolled register by the configuration
-//! and cannot register for another.
+//! pre-computed events and PIN; and the `publish` service ([`super::mqtt::Publisher`]). A plugin
+//! is bound to one enrolled register by the configuration and cannot register for another.
 
+use super::mqtt::{PublishError, Publisher};
 use super::native::Services;
 use crate::app::App;
 use crate::fiscal::{FdmCode, Label, PrecomputedEvent};
@@ -17,6 +18,7 @@ pub struct Gateway {
     instance: String,
     register: String,
     runtime: tokio::runtime::Handle,
+    publisher: Arc<Publisher>,
 }
 
 fn invalid(request_id: Option<String>, field: &str, message: String) -> Receipt {
@@ -100,12 +102,14 @@ impl Gateway {
         instance: &str,
         register: &str,
         runtime: tokio::runtime::Handle,
+        publisher: Arc<Publisher>,
     ) -> Gateway {
         Gateway {
             app,
             instance: instance.to_owned(),
             register: register.to_owned(),
             runtime,
+            publisher,
         }
     }
 
@@ -127,6 +131,7 @@ impl Gateway {
             "code": code.number(),
             "message": problems.join("; "),
             "software_version": env!("CARGO_PKG_VERSION"),
+            "mqtt_out": self.publisher.out_topic(),
         })
     }
 
@@ -191,7 +196,14 @@ impl Services for Gateway {
         serde_json::to_vec(&answer).map_err(|e| e.to_string())
     }
 
-    fn publish(&self, _topic: &str, _payload: &[u8], _qos: u8) -> Result<(), String> {
-        Err("MQTT publishing for plugins is not available in this fdmd yet".into())
+    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), PublishError> {
+        self.publisher
+            .publish(topic, payload, qos)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "plugin {}: publish to {topic:?} refused: {e}",
+                    self.instance
+                );
+            })
     }
 }

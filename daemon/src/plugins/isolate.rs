@@ -1,13 +1,16 @@
 //! Isolation: a plugin in its own helper process (`fdmd plugin-host FILE`, the same binary),
 //! speaking the same calls as bytes over a Unix socket (the helper's standard input). A crash or
 //! abort costs one helper process; the next call starts a new one, with a back-off that doubles
-//! from 100 ms to 30 s while starts keep failing.
+//! from 100 ms to 30 s while starts keep failing. Every helper inherits the descriptor of the
+//! file the daemon checked and loads `/proc/self/fd/N`, never the path again.
 //!
 //! Frames: `u32` little-endian length of what follows, a `u8` type, the payload. Integers are
 //! little-endian; byte strings are `u32` length + bytes.
 
 use super::Instance;
+use super::mqtt::PublishError;
 use super::native::{self, CallError, InputMsg, Output, PluginInfo, Services};
+use fdmd_plugin_api::FdmdRc;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -186,21 +189,27 @@ struct SocketServices {
 
 impl SocketServices {
     fn ask(&self, kind: u8, payload: &[u8]) -> Result<Vec<u8>, String> {
+        self.ask_coded(kind, payload)
+            .map_err(|(_, message)| message)
+    }
+
+    /// As `ask`, with the daemon's status byte (non-zero: an error) kept.
+    fn ask_coded(&self, kind: u8, payload: &[u8]) -> Result<Vec<u8>, (u8, String)> {
         let mut sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
-        write_frame(&mut *sock, kind, payload).map_err(|e| e.to_string())?;
+        write_frame(&mut *sock, kind, payload).map_err(|e| (1, e.to_string()))?;
         match read_frame(&mut *sock) {
             Ok((T_REPLY, reply)) => {
                 let mut d = Dec(&reply);
-                let ok = d.u8().map_err(|e| e.to_string())?;
-                let bytes = d.bytes().map_err(|e| e.to_string())?.to_vec();
+                let ok = d.u8().map_err(|e| (1, e.to_string()))?;
+                let bytes = d.bytes().map_err(|e| (1, e.to_string()))?.to_vec();
                 if ok == 0 {
                     Ok(bytes)
                 } else {
-                    Err(String::from_utf8_lossy(&bytes).into_owned())
+                    Err((ok, String::from_utf8_lossy(&bytes).into_owned()))
                 }
             }
-            Ok((other, _)) => Err(format!("unexpected message {other} from the daemon")),
-            Err(e) => Err(e.to_string()),
+            Ok((other, _)) => Err((1, format!("unexpected message {other} from the daemon"))),
+            Err(e) => Err((1, e.to_string())),
         }
     }
 }
@@ -219,8 +228,8 @@ impl Services for SocketServices {
         self.ask(T_SUBMIT, request)
     }
 
-    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), String> {
-        self.ask(
+    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), PublishError> {
+        self.ask_coded(
             T_PUBLISH,
             &Enc::default()
                 .u8(qos)
@@ -229,6 +238,7 @@ impl Services for SocketServices {
                 .0,
         )
         .map(|_| ())
+        .map_err(|(rc, message)| PublishError::from_rc(FdmdRc::from(rc), message))
     }
 }
 
@@ -323,7 +333,7 @@ struct State {
 /// A plugin in a helper process, restarted with back-off.
 pub struct Isolated {
     exe: PathBuf,
-    path: PathBuf,
+    plugin: std::fs::File,
     config: Vec<u8>,
     services: Arc<dyn Services>,
     timeout: Duration,
@@ -338,18 +348,19 @@ fn backoff(failures: u32) -> Duration {
 }
 
 impl Isolated {
-    /// Starts the helper (`exe plugin-host path`), loads and initialises the plugin. Load
-    /// errors (wrong ABI, missing symbol) come back as `Unavailable` with the helper's reason.
+    /// Starts the helper (`exe plugin-host /proc/self/fd/N`, with `plugin`, the checked file,
+    /// inherited as descriptor N), loads and initialises the plugin. Load errors (wrong ABI,
+    /// missing symbol) come back as `Unavailable` with the helper's reason.
     pub fn start(
         exe: &Path,
-        path: &Path,
+        plugin: std::fs::File,
         config: &[u8],
         services: Arc<dyn Services>,
         timeout: Duration,
     ) -> Result<Isolated, CallError> {
         let mut iso = Isolated {
             exe: exe.into(),
-            path: path.into(),
+            plugin,
             config: config.to_vec(),
             services,
             timeout,
@@ -376,9 +387,22 @@ impl Isolated {
     fn spawn(&self) -> Result<(Helper, PluginInfo), CallError> {
         let unavailable = |e: io::Error| CallError::Unavailable(e.to_string());
         let (ours, theirs) = UnixStream::pair().map_err(unavailable)?;
-        let process = Command::new(&self.exe)
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.plugin);
+        let mut command = Command::new(&self.exe);
+        // SAFETY: between fork and exec the closure only calls fcntl (async-signal-safe, no
+        // allocation): it clears close-on-exec on the child's copy of the checked file's
+        // descriptor, so the helper inherits it under the same number. The daemon's own copy
+        // stays close-on-exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                let plugin = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(plugin, rustix::io::FdFlags::empty())?;
+                Ok(())
+            });
+        }
+        let process = command
             .arg(HELPER_SUBCOMMAND)
-            .arg(&self.path)
+            .arg(super::checks::proc_fd_path(fd))
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -471,22 +495,24 @@ impl Isolated {
                     }
                     continue;
                 }
-                T_SUBMIT => self.services.submit(&body),
+                T_SUBMIT => self.services.submit(&body).map_err(|m| (1, m)),
                 T_PUBLISH => {
                     let mut d = Dec(&body);
                     match (d.u8(), d.string(), d.bytes()) {
+                        // The status byte carries the ABI code (3 refused, 4 unavailable).
                         (Ok(qos), Ok(topic), Ok(payload)) => self
                             .services
                             .publish(&topic, payload, qos)
-                            .map(|()| Vec::new()),
-                        _ => Err("malformed publish".to_owned()),
+                            .map(|()| Vec::new())
+                            .map_err(|e| (e.rc() as u8, e.to_string())),
+                        _ => Err((1, "malformed publish".to_owned())),
                     }
                 }
-                other => Err(format!("unexpected message {other}")),
+                other => Err((1, format!("unexpected message {other}"))),
             };
             let answer = match reply {
                 Ok(bytes) => Enc::default().u8(0).bytes(&bytes),
-                Err(message) => Enc::default().u8(1).bytes(message.as_bytes()),
+                Err((status, message)) => Enc::default().u8(status).bytes(message.as_bytes()),
             };
             if let Err(e) = write_frame(&mut helper.sock, T_REPLY, &answer.0) {
                 return Err(self.died(helper, &e));

@@ -4,20 +4,24 @@
 //! For every `[[plugins.instance]]`: the file is checked ([`checks`]: root-owned, not writable by
 //! group or others, signed by a trusted vendor key), loaded ([`native`]; never unloaded) either
 //! in-process on its own thread ([`inprocess`]) or in a helper process ([`isolate`]), and given
-//! the bytes of the transports the host owns ([`transport`]: TCP listener, serial device). The
-//! plugin's requests are answered by [`gateway`]; plugins never touch the journal. A refused
-//! plugin is logged, the daemon starts without it, and `GET /v1/status` says why.
+//! the bytes of the transports the host owns ([`transport`]: TCP listener, serial device;
+//! [`mqtt`]: MQTT topics). The plugin's requests are answered by [`gateway`], its messages
+//! published by [`mqtt::Publisher`]; plugins never touch the journal. A refused plugin is
+//! logged, the daemon starts without it, and `GET /v1/status` says why.
 
 pub mod checks;
 pub mod conformance;
 pub mod gateway;
 pub mod inprocess;
 pub mod isolate;
+pub mod mqtt;
 pub mod native;
 pub mod transport;
 
 use crate::app::App;
 use crate::config::PluginInstanceConfig;
+use crate::mqtt::bus::BusOptions;
+use crate::mqtt::topics::Topics;
 use native::{CallError, InputMsg, Output, PluginInfo};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -93,6 +97,15 @@ impl Reporter {
         });
     }
 
+    /// Records an MQTT input or answer that was dropped.
+    pub fn mqtt_dropped(&self, what: &str) {
+        tracing::warn!("plugin {}: {what}", self.name);
+        self.update(|v| {
+            v["last_error"] = json!(what);
+            v["mqtt_dropped"] = json!(v["mqtt_dropped"].as_u64().unwrap_or(0) + 1);
+        });
+    }
+
     /// Records a transport problem.
     pub fn transport_failed(&self, what: &str) {
         tracing::error!("plugin {}: {what}", self.name);
@@ -103,6 +116,7 @@ impl Reporter {
 /// The loaded plugins and their transports.
 pub struct PluginService {
     transports: Vec<transport::Running>,
+    mqtt: Option<mqtt::Running>,
 }
 
 fn refuse(app: &Arc<App>, inst: &PluginInstanceConfig, reason: &str) {
@@ -122,16 +136,27 @@ fn load_instance(
     app: &Arc<App>,
     inst: &PluginInstanceConfig,
     runtime: tokio::runtime::Handle,
+    publisher: Arc<mqtt::Publisher>,
 ) -> Result<(Arc<dyn Instance>, Value), String> {
     let plugins = &app.config.plugins;
     let path = plugins.dir.join(&inst.file);
+    let dev = app.config.daemon.dev;
     let policy = checks::CheckPolicy {
         trusted_keys: checks::parse_keys(&plugins.trusted_keys)?,
-        allow_unsigned: plugins.allow_unsigned && app.config.daemon.dev,
+        allow_unsigned: plugins.allow_unsigned && dev,
         owner_uid: 0,
+        allow_unsafe_dir: dev,
     };
-    let trust = checks::check(&path, &policy).map_err(|e| e.to_string())?;
-    let signed_by = match &trust {
+    // One descriptor, checked and then loaded (`/proc/self/fd/N`): no window to swap the file.
+    let checked =
+        checks::open_checked(&plugins.dir, &inst.file, &policy).map_err(|e| e.to_string())?;
+    if let Some(warning) = &checked.dir_warning {
+        tracing::warn!(
+            "!!! {warning}: plugin {} is loaded from it only because of --dev; never in production !!!",
+            inst.name
+        );
+    }
+    let signed_by = match &checked.trust {
         checks::Trust::Signed { key } => json!(key),
         checks::Trust::UnsignedAllowed => {
             tracing::warn!(
@@ -149,15 +174,21 @@ fn load_instance(
         &inst.name,
         &inst.register,
         runtime,
+        publisher.clone(),
     ));
     let instance: Arc<dyn Instance> = if inst.isolate {
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
         Arc::new(
-            isolate::Isolated::start(&exe, &path, &config, gateway, timeout)
+            isolate::Isolated::start(&exe, checked.into_file(), &config, gateway, timeout)
                 .map_err(|e| e.to_string())?,
         )
     } else {
-        let loaded = native::load(&path, gateway).map_err(|e| e.to_string())?;
+        let proc_path = checked.proc_path();
+        // The descriptor stays open for the life of the process, like the library: glibc
+        // matches a later dlopen of the same `/proc/self/fd/N` name against this library, so N
+        // must never name another file.
+        std::mem::forget(checked.into_file());
+        let loaded = native::load(&proc_path, gateway).map_err(|e| e.to_string())?;
         Arc::new(
             inprocess::InProcess::start(loaded, &config, &inst.name, timeout)
                 .map_err(|e| e.to_string())?,
@@ -176,6 +207,8 @@ fn load_instance(
         "signed_by": signed_by,
         "tcp_listen": inst.tcp_listen,
         "serial": inst.serial,
+        "mqtt_in": inst.mqtt.then(|| format!("{}/in[/…]", publisher.out_topic().trim_end_matches("/out"))),
+        "mqtt_out": publisher.out_topic(),
         "restarts": 0,
         "errors": 0,
     });
@@ -183,15 +216,23 @@ fn load_instance(
 }
 
 impl PluginService {
-    /// Loads every configured plugin and starts its transports. Never fails: a plugin that is
-    /// refused is logged and shown in the status, and the daemon runs without it.
-    pub async fn start(app: Arc<App>) -> PluginService {
+    /// Loads every configured plugin and starts its transports; `mqtt` is how a client of
+    /// fdmd's own reaches the broker (`None`: no MQTT for plugins). Never fails: a plugin that
+    /// is refused is logged and shown in the status, and the daemon runs without it.
+    pub async fn start(app: Arc<App>, mqtt: Option<BusOptions>) -> PluginService {
         let mut transports = Vec::new();
+        let mut members = Vec::new();
+        let topics = Topics::new(&app.config.mqtt.prefix);
+        let max_payload = app.config.plugins.mqtt_max_payload_bytes;
         for inst in app.config.plugins.instance.clone() {
             let runtime = tokio::runtime::Handle::current();
+            let (publisher, outgoing) =
+                mqtt::Publisher::new(&topics, &inst.register, &inst.name, max_payload);
+            let publisher = Arc::new(publisher);
             let loading = {
-                let (app, inst) = (app.clone(), inst.clone());
-                tokio::task::spawn_blocking(move || load_instance(&app, &inst, runtime)).await
+                let (app, inst, publisher) = (app.clone(), inst.clone(), publisher.clone());
+                tokio::task::spawn_blocking(move || load_instance(&app, &inst, runtime, publisher))
+                    .await
             };
             let (instance, base) = match loading {
                 Ok(Ok(loaded)) => loaded,
@@ -213,13 +254,40 @@ impl PluginService {
                 if inst.isolate { ", isolated" } else { "" }
             );
             let reporter = Reporter::new(&app, &inst.name, base);
-            transports.extend(transport::start(&app, &inst, instance, reporter).await);
+            transports
+                .extend(transport::start(&app, &inst, instance.clone(), reporter.clone()).await);
+            members.push(mqtt::Member {
+                name: inst.name.clone(),
+                register: inst.register.clone(),
+                mqtt: inst.mqtt,
+                reply: inst.mqtt_reply.clone(),
+                instance,
+                reporter,
+                publisher,
+                outgoing,
+            });
         }
-        PluginService { transports }
+        let mqtt = match mqtt {
+            Some(options) if !members.is_empty() => {
+                mqtt::start(
+                    options,
+                    &topics,
+                    max_payload,
+                    members,
+                    app.shutdown.child_token(),
+                )
+                .await
+            }
+            _ => None,
+        };
+        PluginService { transports, mqtt }
     }
 
     /// Stops the transports (the libraries stay loaded until the process exits).
     pub async fn shutdown(self) {
+        if let Some(mqtt) = self.mqtt {
+            mqtt.stop().await;
+        }
         for t in self.transports {
             t.stop().await;
         }

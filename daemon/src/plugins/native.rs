@@ -25,8 +25,13 @@ pub trait Services: Send + Sync {
     fn log(&self, level: u32, message: &str);
     /// Answers a JSON request (schema version 1) with JSON, or an error message.
     fn submit(&self, request: &[u8]) -> Result<Vec<u8>, String>;
-    /// Publishes an MQTT message.
-    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), String>;
+    /// Publishes an MQTT message on a topic of the plugin's namespace.
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+    ) -> Result<(), super::mqtt::PublishError>;
 }
 
 /// What the plugin table says about itself.
@@ -210,7 +215,7 @@ unsafe extern "C" fn host_publish(
         }
         match host.services.publish(topic, payload, qos) {
             Ok(()) => FDMD_RC_OK,
-            Err(_) => FDMD_RC_ERROR,
+            Err(e) => e.rc(),
         }
     }))
     .unwrap_or(FDMD_RC_PANIC)

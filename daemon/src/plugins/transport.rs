@@ -91,7 +91,8 @@ pub async fn start(
     running
 }
 
-async fn call(
+/// One call off the runtime (on a blocking task).
+pub(super) async fn call(
     instance: &Arc<dyn Instance>,
     reporter: &Reporter,
     input: InputMsg,

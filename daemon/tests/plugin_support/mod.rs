@@ -96,8 +96,13 @@ impl PluginDir {
 
     /// The `[plugins]` section trusting the test vendor.
     pub fn section(&self, extra: &str) -> String {
+        self.section_with_timeout(5000, extra)
+    }
+
+    /// The `[plugins]` section with another call timeout.
+    pub fn section_with_timeout(&self, call_timeout_ms: u64, extra: &str) -> String {
         format!(
-            "[plugins]\ndir = \"{}\"\ntrusted_keys = [\"{}\"]\ncall_timeout_ms = 5000\n{extra}\n",
+            "[plugins]\ndir = \"{}\"\ntrusted_keys = [\"{}\"]\ncall_timeout_ms = {call_timeout_ms}\n{extra}\n",
             self.path.display(),
             fdmd::plugins::checks::public_key_hex(&TEST_VENDOR_SEED)
         )
@@ -109,6 +114,37 @@ pub fn instance(name: &str, file: &str, isolate: bool, tcp: u16, config: &str) -
     format!(
         "[[plugins.instance]]\nname = \"{name}\"\nfile = \"{file}\"\nregister = \"{name}-till\"\nisolate = {isolate}\ntcp_listen = \"127.0.0.1:{tcp}\"\nconfig = {config}\n"
     )
+}
+
+/// One `[[plugins.instance]]` with the MQTT transport (and no TCP listener), bound to
+/// `register`; `extra` adds keys (e.g. `mqtt_reply`).
+pub fn mqtt_instance(name: &str, file: &str, isolate: bool, register: &str, extra: &str) -> String {
+    format!(
+        "[[plugins.instance]]\nname = \"{name}\"\nfile = \"{file}\"\nregister = \"{register}\"\nisolate = {isolate}\nmqtt = true\n{extra}\n"
+    )
+}
+
+/// The development register's MQTT user name and password.
+pub fn dev_mqtt_credentials(d: &super::support::Daemon) -> (String, String) {
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    (
+        creds["mqtt_username"].as_str().unwrap().to_owned(),
+        creds["mqtt_password"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Every record of the daemon's journal, through `fdmctl export` (docs/journal-format.md §9).
+pub fn journal_records(d: &super::support::Daemon) -> Vec<Value> {
+    let (code, out) =
+        super::support::fdmctl(&["export", "--data-dir", d.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["type"] == "record")
+        .map(|l| serde_json::from_str(l["record"].as_str().unwrap()).unwrap())
+        .collect()
 }
 
 /// A line-protocol client.

@@ -1,13 +1,16 @@
 //! # example-vendor: the template for a vendor's fdmd plugin
 //!
-//! A small line-based protocol over any byte transport the host gives (TCP, serial). Every
+//! A small line-based protocol over any byte transport the host gives (TCP, serial, MQTT). Every
 //! request is one line ending in `\n` (at most [`MAX_LINE`] bytes); every answer is one line.
+//! Over MQTT a message holds one or more lines (the last `\n` may be left out) and the answers
+//! go back together as one message, which the host publishes on the plugin's `…/out` topic.
 //!
 //! | request | answer |
 //! |---|---|
 //! | `PING` | `PONG` |
 //! | `STATUS` | `STATUS ready FDM_ID VSC_ID` or `STATUS degraded CODE MESSAGE` |
 //! | `ORDER {json}` | `OK TICKET LABEL SHORT_SIGNATURE CODE` or `ERR CODE MESSAGE` |
+//! | `NOTIFY QOS TOPIC TEXT` | `NOTIFIED`, or `ERR 299 …` when the host refuses ([`Host::publish`]: `TOPIC` relative to the plugin's `…/out`, QoS 0 or 1) |
 //! | anything else | `ERR 206 unknown command` |
 //!
 //! The order JSON is fdmd's own order format (`docs/mqtt.md`); the plugin only forwards it with
@@ -39,6 +42,7 @@ impl ExampleVendor {
             "PING" => "PONG".to_owned(),
             "STATUS" => self.status(),
             "ORDER" => self.order(rest),
+            "NOTIFY" => self.notify(rest),
             "PANIC" if self.test_faults => panic!("PANIC requested by the client"),
             "ABORT" if self.test_faults => std::process::abort(),
             "SLEEP" if self.test_faults => {
@@ -47,6 +51,21 @@ impl ExampleVendor {
                 "SLEPT".to_owned()
             }
             _ => "ERR 206 unknown command".to_owned(),
+        }
+    }
+
+    fn notify(&self, args: &str) -> String {
+        let mut parts = args.splitn(3, ' ');
+        let (Some(qos), Some(topic), text) = (
+            parts.next().and_then(|q| q.parse::<u8>().ok()),
+            parts.next(),
+            parts.next().unwrap_or(""),
+        ) else {
+            return "ERR 207 NOTIFY QOS TOPIC TEXT".to_owned();
+        };
+        match self.host.publish(topic, text.as_bytes(), qos) {
+            Ok(()) => "NOTIFIED".to_owned(),
+            Err(e) => format!("ERR 299 {}", one_line(&e.to_string())),
         }
     }
 
@@ -128,7 +147,19 @@ impl Plugin for ExampleVendor {
             Input::Closed { conn } => {
                 self.buffers.remove(&conn);
             }
-            Input::Mqtt { .. } => {}
+            Input::Mqtt { payload, .. } => {
+                if payload.len() > MAX_LINE {
+                    out.write(0, b"ERR 207 line too long\n");
+                    return Ok(());
+                }
+                let text = String::from_utf8_lossy(payload);
+                let mut answers = String::new();
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    answers += &self.answer(line.trim_end_matches('\r'));
+                    answers.push('\n');
+                }
+                out.write(0, answers.as_bytes());
+            }
             Input::Data { conn, bytes } => {
                 let mut buffer = self.buffers.remove(&conn).unwrap_or_default();
                 buffer.extend_from_slice(bytes);
