@@ -525,7 +525,9 @@ impl Shared {
                         self.too_large(conn.name, head, rx, &conn.out).await?;
                         continue;
                     }
-                    if conn.direct && head.qos < 2 {
+                    // Plugin inputs go through the broker to the plugins' client (plugins/mqtt.rs).
+                    let for_plugin = s.topics.plugin_topic(&head.topic).is_some();
+                    if conn.direct && head.qos < 2 && !for_plugin {
                         let mut payload = vec![0u8; head.payload_len];
                         rx.read_exact(&mut payload).await?;
                         if let Some(order) = self.direct_order(&head.topic, payload) {
@@ -547,7 +549,8 @@ impl Shared {
                         }
                         continue;
                     }
-                    // Everything a client may publish is an order: never retained.
+                    // Everything a client may publish is an order or a plugin input: never
+                    // retained.
                     let mut out = packet::encode_publish_head(header.byte1 & !0x01, &head);
                     let start = out.len();
                     out.resize(start + head.payload_len, 0);
