@@ -1070,3 +1070,170 @@ fn discount_lines(lines: &[OrderLine], order: &Order) -> Result<Vec<OrderLine>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fiscal::Sale;
+    use chrono::{DateTime, FixedOffset};
+
+    struct TestClock(Mutex<DateTime<FixedOffset>>);
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<FixedOffset> {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+
+    const OP: &str = "85073003328";
+
+    struct Till {
+        r: Restaurant,
+        clock: Arc<TestClock>,
+        seq: u64,
+    }
+
+    impl Till {
+        fn new() -> Till {
+            let start = DateTime::parse_from_rfc3339("2026-05-09T10:00:00+02:00").unwrap();
+            let clock = Arc::new(TestClock(Mutex::new(start)));
+            Till {
+                r: Restaurant::new(false).with_clock(clock.clone()),
+                clock,
+                seq: 0,
+            }
+        }
+
+        fn at(&self, t: &str) {
+            *self.clock.0.lock().unwrap() = DateTime::parse_from_rfc3339(t).unwrap();
+        }
+
+        fn order(&self, v: Value) -> Order {
+            Order::from_json("till-1", v.to_string().as_bytes()).unwrap()
+        }
+
+        /// Checks and, when accepted, journals (folds) the order as the registrar would.
+        fn send(&mut self, v: Value) -> Result<Map<String, Value>, Refusal> {
+            let order = self.order(v);
+            let p = self.r.prepare(&order, None)?;
+            let sale = Sale::compute(&p.order).unwrap();
+            let mut body = sale.journal_body(&p.order);
+            body.extend(p.extra);
+            body.insert("register".into(), json!("till-1"));
+            body.insert("request_id".into(), json!(order.request_id));
+            self.seq += 1;
+            let time = self.clock.now().to_rfc3339();
+            self.r
+                .apply_body(self.seq, RecordKind::FiscalEvent, &time, &body);
+            Ok(body)
+        }
+    }
+
+    fn ticket(id: &str, event: &str, extra: Value) -> Value {
+        let mut v = json!({"request_id": id, "operator": OP, "event_type": "normal",
+            "catering_event": event,
+            "lines": [{"description": "Feest", "quantity": 1, "unit_price": "500.00", "vat": "B"}]});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    #[test]
+    fn catering_ends_moves_settles_early_and_closes() {
+        let mut t = Till::new();
+        let end = "2026-05-10T23:00:00+02:00";
+        let est = t
+            .send(ticket("e-1", "wed-1", json!({"catering_end": end})))
+            .unwrap();
+        assert_eq!(est["catering_role"], "estimate");
+        // The end moves while it has not passed; a second estimate ticket needs no end.
+        let later = "2026-05-11T02:00:00+02:00";
+        t.send(ticket("e-2", "wed-1", json!({"catering_end": later})))
+            .unwrap();
+        t.send(ticket("e-3", "wed-1", json!({}))).unwrap();
+        t.at("2026-05-10T23:30:00+02:00");
+        assert!(t.r.catering_due().is_empty(), "the end was moved to 02:00");
+        t.at("2026-05-11T02:00:00+02:00");
+        assert_eq!(t.r.catering_due().len(), 1);
+        // After the end: no deposit, no moving the end, nothing else.
+        let e = t
+            .send(json!({"request_id": "d", "operator": OP, "event_type": "normal", "purpose": "deposit",
+                "catering_event": "wed-1", "lines": [{"description": "A", "quantity": 1, "unit_price": "1.00", "vat": "B"}]}))
+            .unwrap_err();
+        assert_eq!(e.field, "catering_event");
+        let e = t
+            .send(ticket(
+                "e-4",
+                "wed-1",
+                json!({"catering_end": "2026-05-12T00:00:00+02:00"}),
+            ))
+            .unwrap_err();
+        assert_eq!(e.field, "catering_end");
+        // A refund of part of the estimate is its correction (NR).
+        let corr = t
+            .send(json!({"request_id": "c", "operator": OP, "event_type": "normal", "catering_event": "wed-1",
+                "lines": [{"description": "Feest", "quantity": -1, "unit_price": "100.00", "vat": "B"}]}))
+            .unwrap();
+        assert_eq!(
+            (corr["label"].as_str(), corr["catering_role"].as_str()),
+            (Some("NR"), Some("correction"))
+        );
+        assert!(t.r.catering_due().is_empty());
+        let ev = t.r.catering_event("wed-1").unwrap();
+        assert_eq!(
+            (ev["status"].as_str(), ev["ends_at"].as_str()),
+            (Some("settled"), Some(later))
+        );
+        assert_eq!(ev["tickets"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn catering_settles_before_its_end_and_several_events_wait_together() {
+        let mut t = Till::new();
+        let end = "2026-05-09T18:00:00+02:00";
+        t.send(ticket("a-1", "a", json!({"catering_end": end})))
+            .unwrap();
+        t.send(ticket("b-1", "b", json!({"catering_end": end})))
+            .unwrap();
+        t.send(ticket("c-1", "c", json!({"catering_end": end})))
+            .unwrap();
+        // The event c ended early: its supplement settles it before 18:00.
+        let s = t
+            .send(ticket("c-2", "c", json!({"catering_settle": true})))
+            .unwrap();
+        assert_eq!(s["catering_role"], "supplement");
+        // A settlement without an estimate is refused.
+        let e = t
+            .send(
+                json!({"request_id": "x", "operator": OP, "event_type": "normal",
+                "purpose": "catering_close", "catering_event": "nope"}),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("no estimate"), "{e}");
+        t.at("2026-05-09T18:00:01+02:00");
+        let sale = json!({"request_id": "s", "operator": OP, "event_type": "normal",
+            "lines": [{"description": "Cola", "quantity": 1, "unit_price": "2.50", "vat": "A"}]});
+        let e = t.send(sale.clone()).unwrap_err();
+        assert!(
+            e.message.contains("catering event a ended")
+                && e.message.contains("catering event b ended"),
+            "{e}"
+        );
+        // Clockings go through; either settlement is accepted first.
+        t.send(json!({"request_id": "in", "operator": OP, "event_type": "normal", "purpose": "work_in"}))
+            .unwrap();
+        let close = |id: &str, ev: &str| json!({"request_id": id, "operator": OP, "event_type": "normal", "purpose": "catering_close", "catering_event": ev});
+        let b = t.send(close("b-ok", "b")).unwrap();
+        assert_eq!(
+            (b["total"].as_str(), b["catering_role"].as_str()),
+            (Some("0.00"), Some("no_correction"))
+        );
+        assert!(t.send(sale.clone()).is_err());
+        t.send(close("a-ok", "a")).unwrap();
+        t.send(sale).unwrap();
+        // c was settled before its end: it is not due, and takes no more tickets.
+        let e = t.send(close("c-ok", "c")).unwrap_err();
+        assert!(e.message.contains("was settled"), "{e}");
+    }
+}
