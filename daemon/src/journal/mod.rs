@@ -8,6 +8,7 @@
 //! its [`Appended`] answer. A failed commit rolls everything back: no number is used. The WAL
 //! is copied into the database file on a thread of its own (`checkpoint.rs`).
 
+mod body;
 pub mod canonical;
 mod checkpoint;
 pub mod export;
@@ -223,7 +224,22 @@ pub enum OpenError {
 
 struct WriteRequest {
     entry: Entry,
+    /// The body's members encoded by the caller (`None` if they have no canonical form: the
+    /// writer then encodes the body itself and answers with the error).
+    encoded: Option<body::EncodedBody>,
     reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+impl WriteRequest {
+    /// Encodes the body's members here, on the caller's thread (see [`body`]).
+    fn new(entry: Entry, reply: oneshot::Sender<Result<Appended, AppendError>>) -> Self {
+        let encoded = body::EncodedBody::of(&entry).ok();
+        WriteRequest {
+            entry,
+            encoded,
+            reply,
+        }
+    }
 }
 
 /// Figures the writer publishes for status and metrics.
@@ -325,7 +341,8 @@ impl Journal {
     pub async fn append(&self, entry: Entry) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.stats.request_sent();
-        let result = match self.tx.send(WriteRequest { entry, reply }).await {
+        let request = WriteRequest::new(entry, reply);
+        let result = match self.tx.send(request).await {
             Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
@@ -337,7 +354,8 @@ impl Journal {
     pub fn append_blocking(&self, entry: Entry) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.stats.request_sent();
-        let result = match self.tx.blocking_send(WriteRequest { entry, reply }) {
+        let request = WriteRequest::new(entry, reply);
+        let result = match self.tx.blocking_send(request) {
             Ok(()) => answer.blocking_recv().unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };

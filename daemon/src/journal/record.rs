@@ -119,8 +119,19 @@ impl Envelope<'_> {
     /// the same bytes as [`super::canonical::to_canonical`] of the envelope as a JSON object,
     /// without building or cloning that object. On error `out` holds a partial encoding.
     pub fn write_canonical(&self, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+        self.write_canonical_with_body(out, |out| write_canonical_object(out, self.body))
+    }
+
+    /// Like [`Envelope::write_canonical`], with the body's canonical bytes written by
+    /// `write_body`, which must write exactly the canonical encoding of `self.body` (the
+    /// journal writer merges members its callers encoded beforehand).
+    pub(crate) fn write_canonical_with_body(
+        &self,
+        out: &mut Vec<u8>,
+        write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), CanonicalError>,
+    ) -> Result<(), CanonicalError> {
         out.extend_from_slice(b"{\"body\":");
-        write_canonical_object(out, self.body)?;
+        write_body(out)?;
         out.extend_from_slice(b",\"fdm_id\":");
         write_canonical_str(out, self.fdm_id);
         out.extend_from_slice(b",\"kind\":");

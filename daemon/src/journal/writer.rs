@@ -1,5 +1,6 @@
 //! The single writer: group commit of signed, hash-chained records.
 
+use super::body::EncodedBody;
 use super::checkpoint::Checkpointer;
 use super::record::{Envelope, GENESIS_PREV_HASH, RecordKind, record_hash};
 use super::signing::SigningThread;
@@ -157,7 +158,7 @@ impl Writer {
     ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
         let mut results = Vec::with_capacity(batch.len());
         for request in batch.iter_mut() {
-            results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
+            results.push(self.write_entry_here(heads, identity, request)?);
         }
         Ok(results)
     }
@@ -166,9 +167,14 @@ impl Writer {
         &mut self,
         heads: &mut Heads,
         identity: &SignerIdentity,
-        entry: &mut Entry,
+        request: &mut WriteRequest,
     ) -> Result<Result<Appended, AppendError>, BatchFailure> {
-        match self.write_entry(heads, identity, entry) {
+        match self.write_entry(
+            heads,
+            identity,
+            &mut request.entry,
+            request.encoded.as_ref(),
+        ) {
             Ok(appended) => Ok(Ok(appended)),
             Err(Stage::Entry(e)) => Ok(Err(e)),
             Err(Stage::Batch(f)) => Err(f),
@@ -204,15 +210,14 @@ impl Writer {
                 Ok(None) => {
                     let (body, index, advance) = number_entry(&plan, entry);
                     let mut canonical = Vec::with_capacity(4096);
-                    let staged = encode_record(
-                        &self.config,
-                        &mut canonical,
-                        &plan,
-                        identity,
-                        entry.kind,
+                    let numbered = Numbered {
+                        kind: entry.kind,
                         body,
                         index,
-                    );
+                        encoded: request.encoded.as_ref(),
+                    };
+                    let staged =
+                        encode_record(&self.config, &mut canonical, &plan, identity, numbered);
                     match staged {
                         Err(e) => Slot::Done(Err(e)),
                         Ok(staged) => {
@@ -246,7 +251,7 @@ impl Writer {
             };
             if failed {
                 request.entry.body = staged.body;
-                results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
+                results.push(self.write_entry_here(heads, identity, request)?);
                 continue;
             }
             collected += 1;
@@ -275,7 +280,7 @@ impl Writer {
             )));
         }
         for request in batch.iter_mut().skip(planned) {
-            results.push(self.write_entry_here(heads, identity, &mut request.entry)?);
+            results.push(self.write_entry_here(heads, identity, request)?);
         }
         Ok(results)
     }
@@ -325,7 +330,13 @@ impl Writer {
         let Value::Object(body) = body else {
             return Err(Stage::Entry(AppendError::Encoding("signer body".into())));
         };
-        self.sign_and_insert(heads, identity, kind, body, IndexColumns::default())?;
+        let numbered = Numbered {
+            kind,
+            body,
+            index: IndexColumns::default(),
+            encoded: None,
+        };
+        self.sign_and_insert(heads, identity, numbered)?;
         heads.signers.insert(identity.id.clone());
         Ok(())
     }
@@ -335,12 +346,19 @@ impl Writer {
         heads: &mut Heads,
         identity: &SignerIdentity,
         entry: &mut Entry,
+        encoded: Option<&EncodedBody>,
     ) -> Result<Appended, Stage> {
         if let Some(appended) = stored_answer(&self.conn, &self.config.fdm_id, entry)? {
             return Ok(appended);
         }
         let (body, index, advance) = number_entry(heads, entry);
-        let appended = self.sign_and_insert(heads, identity, entry.kind, body, index)?;
+        let numbered = Numbered {
+            kind: entry.kind,
+            body,
+            index,
+            encoded,
+        };
+        let appended = self.sign_and_insert(heads, identity, numbered)?;
         advance.apply(heads);
         Ok(appended)
     }
@@ -351,14 +369,12 @@ impl Writer {
         &mut self,
         heads: &mut Heads,
         identity: &SignerIdentity,
-        kind: RecordKind,
-        body: Map<String, Value>,
-        index: IndexColumns,
+        numbered: Numbered<'_>,
     ) -> Result<Appended, Stage> {
         // One buffer serves every record: taken here, given back whatever the outcome.
         let mut canonical = std::mem::take(&mut self.canonical);
         canonical.clear();
-        let result = self.encode_sign_insert(&mut canonical, heads, identity, kind, body, index);
+        let result = self.encode_sign_insert(&mut canonical, heads, identity, numbered);
         self.canonical = canonical;
         result
     }
@@ -368,11 +384,9 @@ impl Writer {
         canonical: &mut Vec<u8>,
         heads: &mut Heads,
         identity: &SignerIdentity,
-        kind: RecordKind,
-        body: Map<String, Value>,
-        index: IndexColumns,
+        numbered: Numbered<'_>,
     ) -> Result<Appended, Stage> {
-        let staged = encode_record(&self.config, canonical, heads, identity, kind, body, index)
+        let staged = encode_record(&self.config, canonical, heads, identity, numbered)
             .map_err(Stage::Entry)?;
         let signature = self
             .signer
@@ -528,16 +542,30 @@ enum Slot {
     Signing(Box<(Staged, Vec<u8>, Advance)>),
 }
 
+/// A record's content once numbered, before it is encoded.
+struct Numbered<'a> {
+    kind: RecordKind,
+    /// The whole body, with the members the writer set.
+    body: Map<String, Value>,
+    index: IndexColumns,
+    /// The body's other members, encoded by the caller.
+    encoded: Option<&'a EncodedBody>,
+}
+
 /// The record that follows `heads`: its canonical bytes into `canonical`, and its hash.
 fn encode_record(
     config: &JournalConfig,
     canonical: &mut Vec<u8>,
     heads: &Heads,
     identity: &SignerIdentity,
-    kind: RecordKind,
-    body: Map<String, Value>,
-    index: IndexColumns,
+    numbered: Numbered<'_>,
 ) -> Result<Staged, AppendError> {
+    let Numbered {
+        kind,
+        body,
+        index,
+        encoded,
+    } = numbered;
     let seq = heads.last_seq + 1;
     let time = format_time(config.clock.now());
     let prev_hash = if heads.last_seq == 0 {
@@ -545,7 +573,7 @@ fn encode_record(
     } else {
         heads.last_hash
     };
-    Envelope {
+    let envelope = Envelope {
         seq,
         kind,
         time: &time,
@@ -553,9 +581,19 @@ fn encode_record(
         signer_id: &identity.id,
         prev_hash: &prev_hash,
         body: &body,
+    };
+    match encoded {
+        Some(encoded) => {
+            envelope.write_canonical_with_body(canonical, |out| encoded.write_with(out, &index))
+        }
+        None => envelope.write_canonical(canonical),
     }
-    .write_canonical(canonical)
     .map_err(|e| AppendError::Encoding(e.to_string()))?;
+    // The merged bytes must be the body's own canonical bytes; every test run checks it.
+    debug_assert!(
+        encoded.is_none() || envelope.canonical_bytes().ok().as_deref() == Some(&canonical[..]),
+        "merged body encoding differs from the canonical encoding"
+    );
     let hash = record_hash(canonical);
     Ok(Staged {
         seq,
