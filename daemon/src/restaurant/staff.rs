@@ -21,7 +21,8 @@ pub enum Work {
 }
 
 /// The PLU hash of a clocking ticket: one line `WORK IN` / `WORK OUT`, quantity 1, 0.00, VAT D
-/// (what fdmd registers, and what a FDM v1 POS hashes for the same ticket).
+/// (what fdmd registers, and what a FDM v1 POS hashes when its clocking product has that name;
+/// the reference does not give Odoo's product name, so this is an assumption).
 pub fn clocking_plu_hash(work: Work) -> String {
     let text = match work {
         Work::In => "WORK IN",
