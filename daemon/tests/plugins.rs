@@ -4,6 +4,8 @@
 //! topics with a real client.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
 mod mqtt_common;
 mod plugin_support;
 mod support;
@@ -662,4 +664,107 @@ fn a_group_writable_plugin_directory_is_refused_outside_dev() {
         log.contains("is writable by group or others (mode 775): plugin vendor is loaded from it only because of --dev"),
         "{log}"
     );
+}
+
+#[test]
+fn plugin_topics_through_an_external_mosquitto_with_the_shipped_acl() {
+    use mqtt_common::{QUIET, TestClient};
+    let Some(bins) = mosquitto::Mosquitto::binaries() else {
+        return;
+    };
+    let broker = mosquitto::Mosquitto::start(
+        &bins,
+        &[
+            ("fdmd", "fdmd-secret"),
+            ("till-1", "till-1-secret"),
+            ("till-2", "till-2-secret"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("mqtt-password");
+    std::fs::write(&password, "fdmd-secret\n").unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "example.so");
+    let extra = format!(
+        "[mqtt]\nmode = \"external\"\n[mqtt.external]\nhost = \"127.0.0.1\"\nport = {}\nusername = \"fdmd\"\npassword_file = \"{}\"\n{}",
+        broker.addr.port(),
+        password.display(),
+        plugins.section(&mqtt_instance("acme", "example.so", false, "till-1", "")),
+    );
+    let d = Daemon::start_with_config(&extra, &[]);
+    let cfg = d.config_file.clone().unwrap();
+    let (code, out) = support::fdmctl(&[
+        "register",
+        "add",
+        "till-1",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let base = "fdm/v1/registers/till-1/plugins/acme";
+    let text = |m: mqtt_common::Message| String::from_utf8(m.payload).unwrap();
+    client_runtime().block_on(async {
+        let mut till =
+            TestClient::connect(broker.addr, "till-1-pos", Some(("till-1", "till-1-secret"))).await;
+        till.subscribe(&format!("{base}/out/pos")).await;
+        till.subscribe(&format!("{base}/out/display")).await;
+        let mut other =
+            TestClient::connect(broker.addr, "till-2-pos", Some(("till-2", "till-2-secret"))).await;
+        // Mosquitto 2.0 grants what its ACL forbids reading, and then delivers nothing.
+        other
+            .client
+            .subscribe(format!("{base}/out/pos"), rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let mut probes = 0;
+        loop {
+            probes += 1;
+            assert!(
+                probes <= 50,
+                "no answer through mosquitto:\n{}",
+                broker.log()
+            );
+            till.publish(&format!("{base}/in/pos"), b"PING".to_vec())
+                .await;
+            if let Some(m) = till
+                .message_within(std::time::Duration::from_millis(200))
+                .await
+            {
+                assert_eq!(text(m), "PONG\n");
+                break;
+            }
+        }
+        while till.message_within(QUIET).await.is_some() {}
+        let order = format!("ORDER {}\nNOTIFY 1 display hello", order_json("ext-1"));
+        till.publish(&format!("{base}/in/pos"), order.into_bytes())
+            .await;
+        let m = till.next_message().await;
+        assert_eq!(m.topic, format!("{base}/out/display"));
+        assert_eq!(text(m), "hello");
+        let answer = text(till.next_message().await);
+        assert!(answer.starts_with("OK "), "{answer}");
+        assert!(answer.ends_with(" 000\nNOTIFIED\n"), "{answer}");
+        // Another register can neither feed till-1's plugin nor read its answers.
+        other
+            .publish(
+                &format!("{base}/in/pos"),
+                format!("ORDER {}", order_json("ext-forged")).into_bytes(),
+            )
+            .await;
+        assert!(
+            till.message_within(QUIET).await.is_none(),
+            "the forged input got an answer"
+        );
+        while let Some(m) = other.message_within(QUIET).await {
+            assert!(!m.topic.starts_with(base), "till-2 read {}", m.topic);
+        }
+    });
+    let records = journal_records(&d);
+    let ids: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["body"]["request_id"].as_str())
+        .collect();
+    assert!(ids.contains(&"ext-1"), "{ids:?}");
+    assert!(!ids.contains(&"ext-forged"), "{ids:?}");
 }
