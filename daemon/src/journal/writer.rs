@@ -208,14 +208,8 @@ impl Writer {
                     return Err(f);
                 }
                 Ok(None) => {
-                    let (body, index, advance) = number_entry(&plan, entry);
+                    let numbered = number_entry(&plan, entry, request.encoded.as_ref());
                     let mut canonical = Vec::with_capacity(4096);
-                    let numbered = Numbered {
-                        kind: entry.kind,
-                        body,
-                        index,
-                        encoded: request.encoded.as_ref(),
-                    };
                     let staged =
                         encode_record(&self.config, &mut canonical, &plan, identity, numbered);
                     match staged {
@@ -227,10 +221,8 @@ impl Writer {
                                 break;
                             }
                             submitted += 1;
-                            plan.last_seq = staged.seq;
-                            plan.last_hash = staged.hash;
-                            advance.apply(&mut plan);
-                            Slot::Signing(Box::new((staged, canonical, advance)))
+                            staged.advance(&mut plan);
+                            Slot::Signing(Box::new((staged, canonical)))
                         }
                     }
                 }
@@ -242,7 +234,7 @@ impl Writer {
         let mut collected = 0usize;
         let mut failed = false;
         for (slot, request) in slots.into_iter().zip(batch.iter_mut()) {
-            let (staged, canonical, advance) = match slot {
+            let (staged, canonical) = match slot {
                 Slot::Done(result) => {
                     results.push(result);
                     continue;
@@ -270,9 +262,7 @@ impl Writer {
                 signing.discard(submitted - collected);
                 return Err(f);
             }
-            heads.last_seq = staged.seq;
-            heads.last_hash = staged.hash;
-            advance.apply(heads);
+            staged.advance(heads);
             results.push(Ok(staged.into_appended(
                 &self.config.fdm_id,
                 identity,
@@ -334,6 +324,7 @@ impl Writer {
             kind,
             body,
             index: IndexColumns::default(),
+            advance: Advance::default(),
             encoded: None,
         };
         self.sign_and_insert(heads, identity, numbered)?;
@@ -351,16 +342,8 @@ impl Writer {
         if let Some(appended) = stored_answer(&self.conn, &self.config.fdm_id, entry)? {
             return Ok(appended);
         }
-        let (body, index, advance) = number_entry(heads, entry);
-        let numbered = Numbered {
-            kind: entry.kind,
-            body,
-            index,
-            encoded,
-        };
-        let appended = self.sign_and_insert(heads, identity, numbered)?;
-        advance.apply(heads);
-        Ok(appended)
+        let numbered = number_entry(heads, entry, encoded);
+        self.sign_and_insert(heads, identity, numbered)
     }
 
     /// Encodes, hashes, signs and inserts one record; advances `last_seq` and `last_hash` only
@@ -393,8 +376,7 @@ impl Writer {
             .sign(&identity.id, &staged.hash)
             .map_err(|e| Stage::Entry(e.into()))?;
         insert_record(&self.conn, identity, &staged, canonical, &signature)?;
-        heads.last_seq = staged.seq;
-        heads.last_hash = staged.hash;
+        staged.advance(heads);
         Ok(staged.into_appended(&self.config.fdm_id, identity, signature))
     }
 }
@@ -435,6 +417,7 @@ fn repeats_a_request(batch: &[WriteRequest]) -> bool {
 }
 
 /// What numbering an entry takes from the heads, applied once its row is in.
+#[derive(Default)]
 struct Advance {
     event: Option<(String, u64, u64)>,
     series: Option<(String, u64)>,
@@ -463,7 +446,11 @@ fn set_counter(counters: &mut std::collections::HashMap<String, u64>, key: &str,
 
 /// Takes the entry's body and adds what the writer decides: the request key, the counters
 /// and the ticket number that follow `heads`.
-fn number_entry(heads: &Heads, entry: &mut Entry) -> (Map<String, Value>, IndexColumns, Advance) {
+fn number_entry<'a>(
+    heads: &Heads,
+    entry: &mut Entry,
+    encoded: Option<&'a EncodedBody>,
+) -> Numbered<'a> {
     // The body goes into the record and then into the answer: moved, not copied.
     let mut body = std::mem::take(&mut entry.body);
     let mut index = IndexColumns::default();
@@ -475,10 +462,7 @@ fn number_entry(heads: &Heads, entry: &mut Entry) -> (Map<String, Value>, IndexC
         index.request_id = Some(key.request_id.clone());
         index.request_digest = Some(key.digest.clone());
     }
-    let mut advance = Advance {
-        event: None,
-        series: None,
-    };
+    let mut advance = Advance::default();
     if let Some(label) = entry.counters {
         let label = label.to_string();
         let counter = heads.event_counters.get(&label).copied().unwrap_or(0) + 1;
@@ -498,7 +482,13 @@ fn number_entry(heads: &Heads, entry: &mut Entry) -> (Map<String, Value>, IndexC
         index.series_number = Some(next);
         advance.series = Some((series.clone(), next));
     }
-    (body, index, advance)
+    Numbered {
+        kind: entry.kind,
+        body,
+        index,
+        advance,
+        encoded,
+    }
 }
 
 /// A record numbered, encoded and hashed, waiting for its signature.
@@ -510,9 +500,18 @@ struct Staged {
     hash: [u8; 32],
     body: Map<String, Value>,
     index: IndexColumns,
+    advance: Advance,
 }
 
 impl Staged {
+    /// Moves `heads` past this record: sequence, chain and numbering. Called once its row is
+    /// in (or, for the signing thread's plan, once it is planned).
+    fn advance(&self, heads: &mut Heads) {
+        heads.last_seq = self.seq;
+        heads.last_hash = self.hash;
+        self.advance.apply(heads);
+    }
+
     fn into_appended(
         self,
         fdm_id: &str,
@@ -539,7 +538,7 @@ enum Slot {
     /// Answered without a new record (a stored answer), or failed before signing.
     Done(Result<Appended, AppendError>),
     /// Encoded and hashed (with its canonical bytes and numbering), its signature on the way.
-    Signing(Box<(Staged, Vec<u8>, Advance)>),
+    Signing(Box<(Staged, Vec<u8>)>),
 }
 
 /// A record's content once numbered, before it is encoded.
@@ -548,6 +547,7 @@ struct Numbered<'a> {
     /// The whole body, with the members the writer set.
     body: Map<String, Value>,
     index: IndexColumns,
+    advance: Advance,
     /// The body's other members, encoded by the caller.
     encoded: Option<&'a EncodedBody>,
 }
@@ -564,6 +564,7 @@ fn encode_record(
         kind,
         body,
         index,
+        advance,
         encoded,
     } = numbered;
     let seq = heads.last_seq + 1;
@@ -603,6 +604,7 @@ fn encode_record(
         hash,
         body,
         index,
+        advance,
     })
 }
 
