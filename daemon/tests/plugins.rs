@@ -582,14 +582,14 @@ fn a_call_past_its_timeout_fails_and_the_daemon_keeps_serving() {
         // The plugin sleeps 8 s; the host gives up after 400 ms and closes the connection.
         let mut c = LineClient::connect(addr(port));
         assert_eq!(c.ask("SLEEP 8000"), None, "{name}");
-        // Meanwhile the daemon serves MQTT orders.
-        let r = mqtt_order(&d, &format!("while-{name}-sleeps"));
-        assert_eq!(r["status"], "signed", "{r}");
         if name == "slow-inproc" {
             // The in-process plugin's thread is still asleep: its next call times out too.
             let mut c = LineClient::connect(addr(port));
             assert_eq!(c.ask("PING"), None);
         }
+        // Meanwhile the daemon serves MQTT orders.
+        let r = mqtt_order(&d, &format!("while-{name}-sleeps"));
+        assert_eq!(r["status"], "signed", "{r}");
         let s = status(&d);
         let p = &s["plugins"][name];
         // The status says so (later calls may have failed otherwise: busy, restarting).

@@ -217,7 +217,11 @@ impl Host {
             .unwrap_or(0)
     }
 
-    /// Publishes an MQTT message.
+    /// Publishes an MQTT message in this plugin instance's namespace: `topic` is its `…/out`
+    /// topic or one below it, in full or relative to `…/out` (`"display/1"`); `qos` is 0 or 1.
+    /// Never blocks (the host queues the message); a topic outside the namespace, a QoS above 1
+    /// or a payload over the host's limit is refused (`FDMD_RC_BAD_ARGUMENT`), a full queue or
+    /// MQTT being off is `FDMD_RC_UNAVAILABLE`.
     pub fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> Result<(), HostError> {
         let t = self.table().ok_or_else(unavailable)?;
         let publish = t.publish.ok_or_else(unavailable)?;
