@@ -571,9 +571,16 @@ fn a_call_past_its_timeout_fails_and_the_daemon_keeps_serving() {
     let config = plugins.section_with_timeout(
         400,
         &format!(
-            "{}{}",
+            "{}{}{}",
             instance("slow-inproc", "example.so", false, inproc, faults),
             instance("slow-isolated", "example.so", true, isolated, faults),
+            mqtt_instance(
+                "slow-mq",
+                "example.so",
+                false,
+                "dev-register",
+                &format!("config = {faults}")
+            ),
         ),
     );
     let d = Daemon::start_dev_with_config(&config);
@@ -604,6 +611,47 @@ fn a_call_past_its_timeout_fails_and_the_daemon_keeps_serving() {
     let s = status(&d);
     assert_eq!(s["plugins"]["slow-isolated"]["restarts"], 1, "{s}");
     assert_eq!(s["plugins"]["slow-inproc"]["state"], "loaded", "{s}");
+
+    // Over MQTT: the input that times out gets no answer, orders go on meanwhile (the plugins
+    // have their own MQTT client), and the plugin answers again once it is back.
+    use mqtt_common::TestClient;
+    let (user, pass) = dev_mqtt_credentials(&d);
+    let base = "fdm/v1/registers/dev-register/plugins/slow-mq";
+    let rt = client_runtime();
+    let mut c = rt.block_on(async {
+        let mut c = TestClient::connect(d.mqtt, "slow-pos", Some((&user, &pass))).await;
+        c.subscribe(&format!("{base}/out/pos")).await;
+        c.publish(&format!("{base}/in/pos"), b"SLEEP 3000".to_vec())
+            .await;
+        c
+    });
+    let r = mqtt_order(&d, "while-slow-mq-sleeps");
+    assert_eq!(r["status"], "signed", "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let answer = rt.block_on(async {
+        loop {
+            c.publish(&format!("{base}/in/pos"), b"PING".to_vec()).await;
+            if let Some(m) = c
+                .message_within(std::time::Duration::from_millis(500))
+                .await
+            {
+                return String::from_utf8(m.payload).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slow-mq never answered again"
+            );
+        }
+    });
+    assert_eq!(
+        answer, "PONG\n",
+        "the timed-out SLEEP itself is never answered"
+    );
+    let s = status(&d);
+    assert_eq!(
+        s["plugins"]["slow-mq"]["last_crash"], "plugin did not answer within 400 ms",
+        "{s}"
+    );
 }
 
 #[test]
