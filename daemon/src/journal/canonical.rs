@@ -14,6 +14,9 @@ pub enum CanonicalError {
     /// A number that is not an integer in ±(2^53 − 1).
     #[error("number {0} is not an integer within ±(2^53 - 1)")]
     Number(String),
+    /// Pre-encoded members that do not belong to the body they are merged into (a bug).
+    #[error("pre-encoded body members do not match the body")]
+    Mismatch,
 }
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -95,7 +98,7 @@ pub fn write_canonical_object(
 /// without supplementary-plane characters (4-byte UTF-8, lead byte 0xF0 or above) code point
 /// order and UTF-16 order are the same. Checked rather than assumed, because serde_json's
 /// `preserve_order` feature keeps insertion order instead.
-fn in_canonical_order(map: &Map<String, Value>) -> bool {
+pub(crate) fn in_canonical_order(map: &Map<String, Value>) -> bool {
     let mut previous: Option<&[u8]> = None;
     for key in map.keys() {
         let key = key.as_bytes();

@@ -233,7 +233,7 @@ struct WriteRequest {
 impl WriteRequest {
     /// Encodes the body's members here, on the caller's thread (see [`body`]).
     fn new(entry: Entry, reply: oneshot::Sender<Result<Appended, AppendError>>) -> Self {
-        let encoded = body::EncodedBody::of(&entry).ok();
+        let encoded = body::EncodedBody::of(&entry);
         WriteRequest {
             entry,
             encoded,

@@ -584,9 +584,8 @@ fn encode_record(
         body: &body,
     };
     match encoded {
-        Some(encoded) => {
-            envelope.write_canonical_with_body(canonical, |out| encoded.write_with(out, &index))
-        }
+        Some(encoded) => envelope
+            .write_canonical_with_body(canonical, |out| encoded.write_with(out, &body, &index)),
         None => envelope.write_canonical(canonical),
     }
     .map_err(|e| AppendError::Encoding(e.to_string()))?;
