@@ -543,6 +543,8 @@ fn mqtt_topics_carry_a_plugin_protocol_and_publish_stays_in_the_namespace() {
     let p = &s["plugins"]["vendor-mq"];
     assert_eq!(p["mqtt_out"], format!("{base}/vendor-mq/out"), "{s}");
     assert_eq!(p["mqtt_dropped"], 1, "{s}");
+    assert_eq!(p["publish_refused"], 4, "{s}");
+    assert_eq!(s["plugins"]["vendor-iso"]["publish_refused"], 1, "{s}");
     assert!(
         p["last_error"]
             .as_str()

@@ -10,7 +10,9 @@ use crate::service::Receipt;
 use crate::signer::SignerState;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Answers one plugin instance's requests against the running daemon.
 pub struct Gateway {
@@ -19,7 +21,12 @@ pub struct Gateway {
     register: String,
     runtime: tokio::runtime::Handle,
     publisher: Arc<Publisher>,
+    refused: AtomicU64,
+    last_refusal_log: Mutex<Option<Instant>>,
 }
+
+/// Shortest pause between two log lines about refused publishes of one instance.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 fn invalid(request_id: Option<String>, field: &str, message: String) -> Receipt {
     Receipt::Error {
@@ -110,6 +117,8 @@ impl Gateway {
             register: register.to_owned(),
             runtime,
             publisher,
+            refused: AtomicU64::new(0),
+            last_refusal_log: Mutex::new(None),
         }
     }
 
@@ -200,10 +209,24 @@ impl Services for Gateway {
         self.publisher
             .publish(topic, payload, qos)
             .inspect_err(|e| {
-                tracing::warn!(
-                    "plugin {}: publish to {topic:?} refused: {e}",
-                    self.instance
-                );
+                // Counted in the status every time; logged at most every 10 s, so a plugin that
+                // keeps trying cannot flood the log.
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(mut v) = self.app.status.plugin(&self.instance) {
+                    v["publish_refused"] = json!(refused);
+                    self.app.status.set_plugin(&self.instance, v);
+                }
+                let mut last = self
+                    .last_refusal_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                    *last = Some(Instant::now());
+                    tracing::warn!(
+                        "plugin {}: publish to {topic:?} refused: {e} ({refused} refused so far)",
+                        self.instance
+                    );
+                }
             })
     }
 }
