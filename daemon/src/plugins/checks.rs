@@ -296,9 +296,19 @@ fn read_text(file: File, path: &Path) -> Result<String, CheckError> {
 /// Every check by path, in order: owner and mode, then the signature (for `fdmctl plugin
 /// check`; the daemon uses [`open_checked`]).
 pub fn check(path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
-    let file = open_plugin_file(path)?;
+    check_opened(&open_plugin_file(path)?, path, policy)
+}
+
+/// Owner and mode of an opened plugin file (`fstat`).
+pub fn check_opened_mode(file: &File, path: &Path, owner_uid: u32) -> Result<(), CheckError> {
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
-    check_meta(&meta, path, policy.owner_uid)?;
+    check_meta(&meta, path, owner_uid)
+}
+
+/// Every check on an opened plugin file (opened at `path`): owner and mode with `fstat`, then
+/// the signature `path.sig` over the bytes read from `file`.
+pub fn check_opened(file: &File, path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
+    check_opened_mode(file, path, policy.owner_uid)?;
     let sig_path = signature_path(path);
     let sig_text = match std::fs::read_to_string(&sig_path) {
         Ok(t) => Some(t),
@@ -310,7 +320,7 @@ pub fn check(path: &Path, policy: &CheckPolicy) -> Result<Trust, CheckError> {
             });
         }
     };
-    verify(path, sig_text, || read_all(&file, path), policy)
+    verify(path, sig_text, || read_all(file, path), policy)
 }
 
 fn verify(

@@ -145,11 +145,17 @@ pub fn escape(bytes: &[u8]) -> String {
 pub fn run(o: &CheckOptions<'_>) -> bool {
     let mut report = Report { failed: 0 };
     println!("checking plugin {}", o.file.display());
+    // One descriptor for every step: what is checked is what the helper loads.
+    let opened = checks::open_plugin_file(o.file);
     let mode_ok = report.step(
         "file owned by root, not writable by group or others",
-        checks::check_file_mode(o.file, o.owner_uid)
-            .map(|()| String::new())
-            .map_err(|e| e.to_string()),
+        opened
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                checks::check_opened_mode(file, o.file, o.owner_uid).map_err(|e| e.to_string())
+            })
+            .map(|()| String::new()),
     );
     if mode_ok {
         let policy = CheckPolicy {
@@ -169,12 +175,16 @@ pub fn run(o: &CheckOptions<'_>) -> bool {
                 "unsigned (fdmd refuses it outside --dev)".to_owned()
             })
         } else {
-            checks::check(o.file, &policy)
+            opened
+                .as_ref()
+                .map_err(|e| e.to_string())
+                .and_then(|file| {
+                    checks::check_opened(file, o.file, &policy).map_err(|e| e.to_string())
+                })
                 .map(|t| match t {
                     Trust::Signed { key } => format!("signed by {key}"),
                     Trust::UnsignedAllowed => "unsigned".into(),
                 })
-                .map_err(|e| e.to_string())
         };
         report.step("signature", result);
     }
@@ -182,12 +192,10 @@ pub fn run(o: &CheckOptions<'_>) -> bool {
     let host = Arc::new(SimulatedHost {
         submits: AtomicU64::new(0),
     });
-    let started = checks::open_plugin_file(o.file)
-        .map_err(|e| e.to_string())
-        .and_then(|file| {
-            Isolated::start(o.helper_exe, file, &config, host.clone(), o.timeout)
-                .map_err(|e| e.to_string())
-        });
+    let started = opened.map_err(|e| e.to_string()).and_then(|file| {
+        Isolated::start(o.helper_exe, file, &config, host.clone(), o.timeout)
+            .map_err(|e| e.to_string())
+    });
     let plugin = match started {
         Ok(p) => p,
         Err(e) => {
