@@ -561,6 +561,9 @@ fn mqtt_topics_carry_a_plugin_protocol_and_publish_stays_in_the_namespace() {
     );
     let (code, out) = support::fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
+    // SIGTERM stops everything, the plugins' MQTT client included, cleanly.
+    let mut d = d;
+    assert!(d.stop().success());
 }
 
 #[test]
@@ -817,4 +820,6 @@ fn plugin_topics_through_an_external_mosquitto_with_the_shipped_acl() {
         .collect();
     assert!(ids.contains(&"ext-1"), "{ids:?}");
     assert!(!ids.contains(&"ext-forged"), "{ids:?}");
+    let mut d = d;
+    assert!(d.stop().success());
 }
