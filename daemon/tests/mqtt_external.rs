@@ -6,168 +6,21 @@
 //! (tests/run installs `mosquitto mosquitto-clients` and sets it).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
 mod mqtt_common;
 
 use fdmd::access::ClientKind;
 use fdmd::config::MqttMode;
 use fdmd::mqtt::MqttService;
 use fdmd::mqtt::bus::{Bus, BusOptions};
+use mosquitto::{Mosquitto, find as which};
 use mqtt_common::*;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const P: &str = "fdm/v1";
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The mosquitto binaries, or None (and a loud message) when the test must be skipped.
-fn mosquitto_binaries() -> Option<(PathBuf, PathBuf)> {
-    match (which("mosquitto"), which("mosquitto_passwd")) {
-        (Some(m), Some(p)) => Some((m, p)),
-        _ if std::env::var_os("FDMD_REQUIRE_MOSQUITTO").is_some() => {
-            panic!("FDMD_REQUIRE_MOSQUITTO is set but mosquitto/mosquitto_passwd are not installed")
-        }
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: mosquitto is not installed; the external-mode MQTT tests did not run. ***\n\
-                 *** apt-get install mosquitto mosquitto-clients (tests/run does), or set FDMD_REQUIRE_MOSQUITTO=1 to fail instead. ***\n"
-            );
-            None
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn shipped(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../packaging/mosquitto")
-        .join(file)
-}
-
-/// A mosquitto running the shipped configuration on a free loopback port.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts mosquitto with the shipped configuration and `extra` appended (e.g. a TLS
-    /// listener).
-    fn start_with(bins: &(PathBuf, PathBuf), users: &[(&str, &str)], extra: &str) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let passwd = dir.path().join("fdmd.passwd");
-        for (i, (user, pass)) in users.iter().enumerate() {
-            let mut cmd = Command::new(&bins.1);
-            if i == 0 {
-                cmd.arg("-c");
-            }
-            let ok = cmd
-                .arg("-b")
-                .arg(&passwd)
-                .arg(user)
-                .arg(pass)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "mosquitto_passwd for {user}");
-        }
-        let acl = dir.path().join("fdmd.acl");
-        std::fs::copy(shipped("fdmd.acl"), &acl).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // The shipped file, with only the listener, the file paths and the persistence directory
-        // changed; each substitution must find its line.
-        let mut conf = String::new();
-        let mut replaced = 0;
-        for line in std::fs::read_to_string(shipped("fdmd.conf"))
-            .unwrap()
-            .lines()
-        {
-            let key = line.split_whitespace().next().unwrap_or("");
-            let line = match key {
-                "listener" => format!("listener {port} 127.0.0.1"),
-                "password_file" => format!("password_file {}", passwd.display()),
-                "acl_file" => format!("acl_file {}", acl.display()),
-                _ => line.to_owned(),
-            };
-            replaced += usize::from(matches!(key, "listener" | "password_file" | "acl_file"));
-            conf.push_str(&line);
-            conf.push('\n');
-        }
-        assert_eq!(replaced, 3, "the shipped fdmd.conf changed shape");
-        conf.push_str(&format!(
-            "persistence_location {}/\nlog_dest stderr\nlog_type all\n",
-            dir.path().display()
-        ));
-        if running_as_root() {
-            // Otherwise mosquitto drops to its own user, which cannot read the temporary files.
-            conf.push_str("user root\n");
-        }
-        conf.push_str(extra);
-        let conf_path = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
-        let mut child = Command::new(&bins.0)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                break;
-            }
-            let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("mosquitto exited with {status}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen within 10 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto { child, addr, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- mosquitto log ---\n{}", self.log());
-        }
-    }
-}
 
 /// fdmd in external mode with enrolled registers and stations, mosquitto users for all of them
 /// (named by bare id, with the passwords fdmd issued) and for fdmd itself.
@@ -261,7 +114,7 @@ async fn setup_with(
     stations: &[&str],
     tls: Option<(u16, &Path)>,
 ) -> Option<Setup> {
-    let bins = mosquitto_binaries()?;
+    let bins = Mosquitto::binaries()?;
     let (dir, app, signer) = Fdmd::app(|_| {});
     let mut passwords = std::collections::BTreeMap::new();
     for (kind, ids) in [

@@ -358,15 +358,21 @@ impl Restaurant {
         }
     }
 
+    /// Refuses every check while the state could not be rebuilt from the journal.
+    fn readable(&self) -> Result<(), Refusal> {
+        match &self.unavailable {
+            Some(reason) => refuse(
+                "",
+                format!("restaurant state could not be read from the journal: {reason}"),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Checks `order` against the state and completes it. `original` is the journaled record
     /// `order.original` names, when it names one (looked up by the caller).
     pub fn prepare(&self, order: &Order, original: Option<&Appended>) -> Result<Prepared, Refusal> {
-        if let Some(reason) = &self.unavailable {
-            return refuse(
-                "",
-                format!("restaurant state could not be read from the journal: {reason}"),
-            );
-        }
+        self.readable()?;
         let now = self.clock.now();
         let st = self.state();
         let mut out = order.clone();
@@ -551,12 +557,7 @@ impl Restaurant {
     /// one of the single line `WORK IN` / `WORK OUT`) is checked as a clocking. Table rules,
     /// deposits, refunds and copies need lines or references and do not apply.
     pub fn check_precomputed(&self, event: &PrecomputedEvent) -> Result<(), Refusal> {
-        if let Some(reason) = &self.unavailable {
-            return refuse(
-                "",
-                format!("restaurant state could not be read from the journal: {reason}"),
-            );
-        }
+        self.readable()?;
         let now = self.clock.now();
         let st = self.state();
         let op = &event.operator;

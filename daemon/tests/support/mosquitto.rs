@@ -20,7 +20,8 @@ pub struct Mosquitto {
     dir: tempfile::TempDir,
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+/// An executable on PATH (or in /usr/sbin, /usr/bin).
+pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
@@ -53,6 +54,12 @@ impl Mosquitto {
 
     /// Starts it with these users (name, password) in its password file.
     pub fn start(bins: &(PathBuf, PathBuf), users: &[(&str, &str)]) -> Mosquitto {
+        Mosquitto::start_with(bins, users, "")
+    }
+
+    /// Like [`Mosquitto::start`], with `extra` appended to the configuration (e.g. a TLS
+    /// listener).
+    pub fn start_with(bins: &(PathBuf, PathBuf), users: &[(&str, &str)], extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("fdmd.passwd");
         for (i, (user, pass)) in users.iter().enumerate() {
@@ -70,20 +77,26 @@ impl Mosquitto {
             .local_addr()
             .unwrap()
             .port();
+        // The shipped file, with only the listener, the file paths and the persistence directory
+        // changed; each substitution must find its line.
         let mut conf = String::new();
+        let mut replaced = 0;
         for line in std::fs::read_to_string(shipped("fdmd.conf"))
             .unwrap()
             .lines()
         {
-            let line = match line.split_whitespace().next().unwrap_or("") {
+            let key = line.split_whitespace().next().unwrap_or("");
+            let line = match key {
                 "listener" => format!("listener {port} 127.0.0.1"),
                 "password_file" => format!("password_file {}", passwd.display()),
                 "acl_file" => format!("acl_file {}", acl.display()),
                 _ => line.to_owned(),
             };
+            replaced += usize::from(matches!(key, "listener" | "password_file" | "acl_file"));
             conf += &line;
             conf.push('\n');
         }
+        assert_eq!(replaced, 3, "the shipped fdmd.conf changed shape");
         conf += &format!(
             "persistence_location {}/\nlog_dest stderr\nlog_type all\n",
             dir.path().display()
@@ -92,6 +105,7 @@ impl Mosquitto {
             // Otherwise mosquitto drops to its own user, which cannot read the temporary files.
             conf += "user root\n";
         }
+        conf += extra;
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = std::fs::File::create(dir.path().join("mosquitto.log")).unwrap();
@@ -105,12 +119,13 @@ impl Mosquitto {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default();
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("mosquitto exited with {status}");
+                panic!("mosquitto exited with {status}:\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
-                "mosquitto did not listen within 10 s"
+                "mosquitto did not listen within 10 s:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
