@@ -213,3 +213,101 @@ async fn the_gate_keeps_the_keep_alive_of_direct_clients() {
     );
     f.stop().await;
 }
+
+/// Reads one MQTT packet: (first byte, body).
+async fn read_packet(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut b1 = [0u8; 1];
+    tokio::time::timeout(SOON, s.read_exact(&mut b1))
+        .await
+        .expect("nothing in time")
+        .unwrap();
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        len |= usize::from(b[0] & 0x7f) << shift;
+        shift += 7;
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (b1[0], body)
+}
+
+fn frame(byte1: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![byte1];
+    let mut n = body.len();
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_orders_are_acknowledged_in_order_and_answered_once_with_the_gates_packet_ids() {
+    let mut f = Fdmd::start(|c| c.daemon.dev = true).await;
+    let mut s = tokio::net::TcpStream::connect(f.addr()).await.unwrap();
+    // CONNECT: MQTT 3.1.1, clean session, keep-alive 30, client id "raw", anonymous (dev).
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
+    string(&mut body, "raw");
+    s.write_all(&frame(0x10, &body)).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x20, vec![0, 0]));
+    // SUBSCRIBE to two registers' receipts (exact topics: the direct path).
+    let mut body = vec![0, 1];
+    for r in ["dev-a", "dev-b"] {
+        string(&mut body, &receipts(r));
+        body.push(1);
+    }
+    s.write_all(&frame(0x82, &body)).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x90, vec![0, 1, 1, 1]));
+    // Orders for both registers (two workers), pipelined, packet ids 1..=20.
+    for id in 1u16..=20 {
+        let register = if id % 2 == 0 { "dev-a" } else { "dev-b" };
+        let mut body = Vec::new();
+        string(&mut body, &orders(register));
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&order(&format!("r-{id}"), &[("Cola", None)]));
+        s.write_all(&frame(0x32, &body)).await.unwrap();
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    let mut acked = Vec::new();
+    while acked.len() < 20 || answered.len() < 20 {
+        let (b1, body) = read_packet(&mut s).await;
+        match b1 >> 4 {
+            3 => {
+                assert_eq!(b1, 0x32, "QoS 1, not retained");
+                let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let pkid = u16::from_be_bytes([body[2 + topic_len], body[3 + topic_len]]);
+                assert!(pkid > 100, "the gate's ids are above rumqttd's: {pkid}");
+                let r: serde_json::Value = serde_json::from_slice(&body[4 + topic_len..]).unwrap();
+                let n: u16 = r["request_id"].as_str().unwrap()[2..].parse().unwrap();
+                assert!(answered.insert(n), "receipt {n} twice");
+                let mut ack = vec![0x40, 2];
+                ack.extend_from_slice(&pkid.to_be_bytes());
+                s.write_all(&ack).await.unwrap();
+            }
+            4 => {
+                acked.push(u16::from_be_bytes([body[0], body[1]]));
+            }
+            other => panic!("unexpected packet type {other}"),
+        }
+    }
+    assert_eq!(acked, (1..=20).collect::<Vec<u16>>(), "in arrival order");
+    f.stop().await;
+}
