@@ -27,3 +27,4 @@ pub mod service;
 pub mod signer;
 pub mod status;
 pub mod systemd;
+pub mod timezone;

@@ -78,6 +78,9 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == fdmd::plugins::isolate::HELPER_SUBCOMMAND {
         fdmd::systemd::init_logging();
+        if let Some(warning) = zone_warning() {
+            tracing::warn!("{warning}");
+        }
         return fdmd::plugins::isolate::helper_main(std::path::Path::new(&args[2]));
     }
     let cli = Cli::parse();
@@ -93,6 +96,9 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
+            if let Some(warning) = zone_warning() {
+                eprintln!("fdmd: warning: {warning}");
+            }
             println!(
                 "configuration OK: fdm {} data {} MQTT {:?} {} HTTP {}",
                 config.fdm.id,
@@ -105,6 +111,11 @@ fn main() -> ExitCode {
         }
         Command::Run => run(config),
     }
+}
+
+/// The installer's warning when the box is not on Belgian time (`fdmd::timezone`).
+fn zone_warning() -> Option<String> {
+    fdmd::timezone::zone_warning(fdmd::timezone::local_zone_name().as_deref())
 }
 
 fn run(config: Config) -> ExitCode {

@@ -265,6 +265,28 @@ fn a_bad_configuration_exits_78_and_names_every_key() {
 }
 
 #[test]
+fn check_config_warns_when_the_box_is_not_on_belgian_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = support::write_config(dir.path(), 1, 2, "");
+    let check = |tz: &str| {
+        let out = std::process::Command::new(FDMD)
+            .env("TZ", tz)
+            .args(["check-config", "--config", good.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "a warning is not an error");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let utc = check("Etc/UTC");
+    assert!(
+        utc.contains("time zone is Etc/UTC") && utc.contains("timedatectl set-timezone"),
+        "{utc}"
+    );
+    let brussels = check("Europe/Brussels");
+    assert!(!brussels.contains("time zone"), "{brussels}");
+}
+
+#[test]
 fn tells_systemd_ready_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
