@@ -42,6 +42,57 @@ pub enum Out {
     Own(Vec<u8>),
     /// The broker closed the connection: write what came before, then close.
     End,
+    /// A direct order with this packet id arrived (QoS 1): its PUBACK waits for its answer, and
+    /// PUBACKs go out in the order the orders came (MQTT 3.1.1 §4.6).
+    Expect(u16),
+    /// The order with this packet id is answered (`puback`) or will not be (fdmd stops).
+    Settled {
+        /// Packet id.
+        id: u16,
+        /// Whether to acknowledge it.
+        puback: bool,
+    },
+}
+
+/// The acknowledgement a direct QoS 1 order is owed, sent once its receipt is queued: in the
+/// same write as the receipt, most of the time. Dropped unanswered, the order is not
+/// acknowledged (later ones still are).
+#[derive(Debug)]
+pub struct DirectAck {
+    out: mpsc::Sender<Out>,
+    id: u16,
+    close: CancellationToken,
+    answered: bool,
+}
+
+impl DirectAck {
+    /// The acknowledgement of packet `id`, for the connection behind `out`.
+    pub fn new(out: mpsc::Sender<Out>, id: u16, close: CancellationToken) -> Self {
+        DirectAck {
+            out,
+            id,
+            close,
+            answered: false,
+        }
+    }
+
+    /// The order is answered: acknowledge it.
+    pub fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for DirectAck {
+    fn drop(&mut self) {
+        let settled = Out::Settled {
+            id: self.id,
+            puback: self.answered,
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(settled) {
+            tracing::warn!("MQTT client does not read its messages; connection closed");
+            self.close.cancel();
+        }
+    }
 }
 
 /// One gate connection's direct subscription.

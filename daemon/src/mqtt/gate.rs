@@ -20,12 +20,13 @@
 //!    also watches the client's keep-alive (rumqttd no longer sees all of its packets).
 
 use super::acl;
-use super::direct::{Out, Registration, Routes};
+use super::direct::{DirectAck, Out, Registration, Routes};
 use super::orders::{IncomingOrder, Payload};
 use super::packet::{self, Connect, FixedHeader, PacketError, PublishHead, connack};
 use super::secret::Secret;
 use super::topics::Topics;
 use crate::access::{AccessStore, Principal};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -364,6 +365,7 @@ impl Shared {
             direct,
             keep_alive,
             out: out_tx,
+            slow: slow.clone(),
             connack: connack_rx,
             registration,
         };
@@ -522,7 +524,7 @@ impl Shared {
                         return Err(forbidden(conn.name, "publish to", &head.topic));
                     }
                     if head.payload_len > s.max_payload {
-                        self.too_large(conn.name, head, rx, &conn.out).await?;
+                        self.too_large(&conn, head, rx).await?;
                         continue;
                     }
                     // Plugin inputs go through the broker to the plugins' client (plugins/mqtt.rs).
@@ -530,22 +532,29 @@ impl Shared {
                     if conn.direct && head.qos < 2 && !for_plugin {
                         let mut payload = vec![0u8; head.payload_len];
                         rx.read_exact(&mut payload).await?;
-                        if let Some(order) = self.direct_order(&head.topic, payload) {
-                            if self.orders.send(order).await.is_err() {
-                                // fdmd stops taking orders: not acknowledged, resent later.
-                                tracing::debug!(client = %conn.name, "order while fdmd stops; not acknowledged");
-                                continue;
+                        // Acknowledged once answered, in arrival order (the writer keeps it).
+                        let ack = match head.packet_id {
+                            Some(id) => {
+                                send(&conn.out, Out::Expect(id)).await?;
+                                Some(DirectAck::new(conn.out.clone(), id, conn.slow.clone()))
                             }
-                            if let Some(id) = head.packet_id {
-                                send(&conn.out, Out::Own(packet::puback(id).to_vec())).await?;
+                            None => None,
+                        };
+                        match self.direct_order(&head.topic, payload, ack) {
+                            Ok(order) => {
+                                if self.orders.send(order).await.is_err() {
+                                    // fdmd stops taking orders: not acknowledged, resent later.
+                                    tracing::debug!(client = %conn.name, "order while fdmd stops; not acknowledged");
+                                }
                             }
-                            continue;
-                        }
-                        // Not a topic fdmd takes (may_publish allows none): dropped, as rumqttd
-                        // would with nobody subscribed.
-                        tracing::warn!(client = %conn.name, topic = %head.topic, "publish on a topic nobody reads; dropped");
-                        if let Some(id) = head.packet_id {
-                            send(&conn.out, Out::Own(packet::puback(id).to_vec())).await?;
+                            // Not a topic fdmd takes (may_publish allows none): dropped, as
+                            // rumqttd would with nobody subscribed.
+                            Err(ack) => {
+                                tracing::warn!(client = %conn.name, topic = %head.topic, "publish on a topic nobody reads; dropped");
+                                if let Some(ack) = ack {
+                                    ack.answered();
+                                }
+                            }
                         }
                         continue;
                     }
@@ -627,32 +636,38 @@ impl Shared {
         }
     }
 
-    /// An order or report request of a direct client, for fdmd's workers.
-    fn direct_order(&self, topic: &str, payload: Vec<u8>) -> Option<IncomingOrder> {
+    /// An order or report request of a direct client, for fdmd's workers; the acknowledgement
+    /// back when the topic is neither.
+    fn direct_order(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        ack: Option<DirectAck>,
+    ) -> Result<IncomingOrder, Option<DirectAck>> {
         let topics = &self.settings.topics;
         if let Some(register) = topics.register_of_orders(topic) {
-            return Some(IncomingOrder {
+            return Ok(IncomingOrder {
                 register: register.to_owned(),
-                payload: Payload::Direct(payload),
+                payload: Payload::Direct(payload, ack),
             });
         }
-        topics
-            .register_of_report_requests(topic)
-            .map(|register| IncomingOrder {
+        match topics.register_of_report_requests(topic) {
+            Some(register) => Ok(IncomingOrder {
                 register: register.to_owned(),
-                payload: Payload::DirectReportRequest(payload),
-            })
+                payload: Payload::DirectReportRequest(payload, ack),
+            }),
+            None => Err(ack),
+        }
     }
 
-    /// An order payload over the limit: read past it without keeping it, acknowledge it, and let
-    /// fdmd answer 207. QoS 2 is not handled here (the broker would see a PUBREL it never knew):
-    /// such a client is disconnected.
+    /// An order payload over the limit: read past it without keeping it, acknowledge it (once
+    /// answered, on the direct path), and let fdmd answer 207. QoS 2 is not handled here (the
+    /// broker would see a PUBREL it never knew): such a client is disconnected.
     async fn too_large(
         &self,
-        name: &str,
+        conn: &Conn<'_>,
         head: PublishHead,
         rx: &mut BufReader<OwnedReadHalf>,
-        out: &mpsc::Sender<Out>,
     ) -> Result<(), GateError> {
         let too_large = PacketError::TooLarge {
             what: "order payload",
@@ -666,16 +681,25 @@ impl Shared {
             return Err(too_large.into());
         }
         skip(rx, head.payload_len).await?;
+        let ack = match head.packet_id {
+            Some(id) if conn.direct => {
+                send(&conn.out, Out::Expect(id)).await?;
+                Some(DirectAck::new(conn.out.clone(), id, conn.slow.clone()))
+            }
+            _ => None,
+        };
         let notice = IncomingOrder {
             register: register.to_owned(),
-            payload: Payload::TooLarge(head.payload_len),
+            payload: Payload::TooLarge(head.payload_len, ack),
         };
         if self.orders.send(notice).await.is_err() {
-            tracing::debug!(client = %name, "over-large order while fdmd stops; not answered");
+            tracing::debug!(client = %conn.name, "over-large order while fdmd stops; not answered");
             return Ok(());
         }
-        if let Some(id) = head.packet_id {
-            send(out, Out::Own(packet::puback(id).to_vec())).await?;
+        if let Some(id) = head.packet_id
+            && !conn.direct
+        {
+            send(&conn.out, Out::Own(packet::puback(id).to_vec())).await?;
         }
         Ok(())
     }
@@ -690,6 +714,8 @@ struct Conn<'a> {
     keep_alive: Duration,
     /// To the client (through [`write_to_client`]).
     out: mpsc::Sender<Out>,
+    /// Cancelled to close the connection when the client does not read.
+    slow: CancellationToken,
     /// True once the broker's CONNACK has been passed on.
     connack: watch::Receiver<bool>,
     registration: Registration<'a>,
@@ -748,6 +774,9 @@ async fn write_to_client(
 ) -> Result<(), GateError> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut next_id = BROKER_MAX_PACKET_ID;
+    // Direct orders not acknowledged yet, in arrival order: packet id, and once settled whether
+    // to acknowledge it.
+    let mut owed: VecDeque<(u16, Option<bool>)> = VecDeque::new();
     let mut end = false;
     while !end {
         let Some(first) = rx.recv().await else {
@@ -772,6 +801,18 @@ async fn write_to_client(
                         next_id
                     });
                     packet::encode_publish(&mut buf, &topic, id, &payload);
+                }
+                Out::Expect(id) => owed.push_back((id, None)),
+                Out::Settled { id, puback } => {
+                    if let Some(entry) = owed.iter_mut().find(|(i, s)| *i == id && s.is_none()) {
+                        entry.1 = Some(puback);
+                    }
+                    while let Some((id, Some(puback))) = owed.front().copied() {
+                        owed.pop_front();
+                        if puback {
+                            buf.extend_from_slice(&packet::puback(id));
+                        }
+                    }
                 }
                 Out::End => {
                     end = true;

@@ -11,7 +11,7 @@
 //! what bounds them in practice. Acknowledgements go out in arrival order ([`AckBook`]).
 
 use super::bus::{BusHandle, Incoming};
-use super::direct::Publisher;
+use super::direct::{DirectAck, Publisher};
 use super::topics::Topics;
 use crate::app::{App, unix_ms};
 use crate::fiscal::FdmCode;
@@ -39,12 +39,13 @@ pub enum Payload {
         /// Arrival order.
         seq: u64,
     },
-    /// A payload of this many bytes, over the limit, that the gate discarded.
-    TooLarge(usize),
-    /// An order the gate took from a clean-session client and acknowledged itself.
-    Direct(Vec<u8>),
-    /// A report request the gate took from a clean-session client and acknowledged itself.
-    DirectReportRequest(Vec<u8>),
+    /// A payload of this many bytes, over the limit, that the gate discarded (and the
+    /// acknowledgement the client is owed, on the direct path).
+    TooLarge(usize, Option<DirectAck>),
+    /// An order the gate took from a clean-session client, and its acknowledgement (QoS 1).
+    Direct(Vec<u8>, Option<DirectAck>),
+    /// A report request the gate took from a clean-session client, and its acknowledgement.
+    DirectReportRequest(Vec<u8>, Option<DirectAck>),
     /// An X or Z report request (`…/report-requests`), answered on `…/reports` and then
     /// acknowledged. It goes to the register's worker, so it is answered after the orders the
     /// register sent before it.
@@ -233,28 +234,32 @@ impl OrderDesk {
                 self.acks.done(seq, sent.then_some(incoming)).await;
                 return;
             }
-            Payload::DirectReportRequest(payload) => {
-                self.answer_report(register, &payload).await;
+            Payload::DirectReportRequest(payload, ack) => {
+                if self.answer_report(register, &payload).await
+                    && let Some(ack) = ack
+                {
+                    ack.answered();
+                }
                 return;
             }
             other => other,
         };
         let receipt = match &payload {
             // Taken out above.
-            Payload::ReportRequest { .. } | Payload::DirectReportRequest(_) => return,
+            Payload::ReportRequest { .. } | Payload::DirectReportRequest(..) => return,
             Payload::Message { incoming, .. }
                 if incoming.publish.payload.len() > self.max_payload =>
             {
                 let payload = &incoming.publish.payload;
                 self.too_large(register, payload.len(), sniff_request_id(payload))
             }
-            Payload::TooLarge(size) => self.too_large(register, *size, None),
+            Payload::TooLarge(size, _) => self.too_large(register, *size, None),
             Payload::Message { incoming, .. } => {
                 self.app
                     .handle_order(register, &incoming.publish.payload)
                     .await
             }
-            Payload::Direct(payload) => self.app.handle_order(register, payload).await,
+            Payload::Direct(payload, _) => self.app.handle_order(register, payload).await,
         };
         let code = receipt.code().number();
         let body = match &receipt {
@@ -280,9 +285,15 @@ impl OrderDesk {
                 "receipt not sent: the MQTT client has stopped"
             );
         }
-        if let Payload::Message { incoming, seq } = payload {
-            // Unanswered (client stopped): not acknowledged, so a keeping broker resends it.
-            self.acks.done(seq, sent.then_some(incoming)).await;
+        match payload {
+            Payload::Message { incoming, seq } => {
+                // Unanswered (client stopped): not acknowledged, so a keeping broker resends it.
+                self.acks.done(seq, sent.then_some(incoming)).await;
+            }
+            Payload::Direct(_, Some(ack)) | Payload::TooLarge(_, Some(ack)) if sent => {
+                ack.answered();
+            }
+            _ => {}
         }
         tracing::debug!(register, code, "order answered");
     }
