@@ -137,6 +137,31 @@ async fn direct_and_broker_deliveries_share_a_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_again_after_a_mixed_subscribe_still_gives_one_receipt() {
+    let mut f = Fdmd::start(|_| {}).await;
+    let c = f.enrol(ClientKind::Register, "till-1");
+    let mut till =
+        TestClient::connect(f.addr(), "pos", Some((&c.mqtt_username, &c.mqtt_password))).await;
+    // Receipts and the status in one SUBSCRIBE: through the broker.
+    till.client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new(receipts("till-1"), QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new(format!("{P}/status"), QoS::AtLeastOnce),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(till.next_event().await, Happened::SubAck(_)));
+    // The receipts again on their own: the broker subscription stays the only one.
+    till.subscribe(&receipts("till-1")).await;
+    till.publish(&orders("till-1"), order("r-1", &[("Cola", None)]))
+        .await;
+    let got = drain(&mut till, &receipts("till-1"), QUIET).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["request_id"], "r-1");
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribed_receipts_stop_and_the_connection_stays() {
     let mut f = Fdmd::start(|_| {}).await;
     let c = f.enrol(ClientKind::Register, "till-1");

@@ -332,6 +332,11 @@ impl<'a> Registration<'a> {
         true
     }
 
+    /// Whether this connection has subscribed to `filter` through the broker.
+    pub fn at_broker(&self, filter: &str) -> bool {
+        self.interest.iter().any(|f| f == filter)
+    }
+
     /// A subscription to `filter` goes to the broker: count it.
     pub fn broker_subscription(&mut self, filter: &str) {
         self.routes.add_interest(filter);

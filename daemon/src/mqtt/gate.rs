@@ -575,7 +575,13 @@ impl Shared {
                             return Err(forbidden(conn.name, "subscribe to", filter));
                         }
                     }
-                    if conn.direct && filters.iter().all(|(f, _)| s.topics.is_direct(f)) {
+                    // A filter this connection already has at the broker stays there (a
+                    // second, direct subscription would deliver everything twice).
+                    if conn.direct
+                        && filters
+                            .iter()
+                            .all(|(f, _)| s.topics.is_direct(f) && !conn.registration.at_broker(f))
+                    {
                         for (filter, qos) in &filters {
                             conn.registration.subscribe_direct(filter, *qos);
                         }
