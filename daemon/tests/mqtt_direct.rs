@@ -158,6 +158,30 @@ async fn subscribing_again_after_a_mixed_subscribe_still_gives_one_receipt() {
     let got = drain(&mut till, &receipts("till-1"), QUIET).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["request_id"], "r-1");
+
+    // The other way round: direct first, then in a mixed SUBSCRIBE (it moves to the broker).
+    let mut other = TestClient::connect(
+        f.addr(),
+        "pos-2",
+        Some((&c.mqtt_username, &c.mqtt_password)),
+    )
+    .await;
+    other.subscribe(&receipts("till-1")).await;
+    other
+        .client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new(receipts("till-1"), QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new(format!("{P}/status"), QoS::AtLeastOnce),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(other.next_event().await, Happened::SubAck(_)));
+    other
+        .publish(&orders("till-1"), order("r-2", &[("Cola", None)]))
+        .await;
+    let got = drain(&mut other, &receipts("till-1"), QUIET).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["request_id"], "r-2");
     f.stop().await;
 }
 

@@ -594,6 +594,8 @@ impl Shared {
                         continue;
                     }
                     for (filter, _) in &filters {
+                        // Moves to the broker: a direct one as well would deliver twice.
+                        conn.registration.unsubscribe_direct(filter);
                         conn.registration.broker_subscription(filter);
                     }
                     broker.write_all(&frame).await?;
