@@ -9,10 +9,12 @@
 //!
 //! Durability is unchanged: the writer's COMMIT still syncs the WAL (`synchronous=FULL`), and a
 //! checkpoint is SQLite's own (the WAL is synced before pages are copied, the database file is
-//! synced before the WAL may be reused), only on another connection. If the checkpoint thread
-//! falls behind (under a load without pauses a PASSIVE checkpoint may never reach the WAL's
-//! end, so the WAL cannot restart), the writer checkpoints inline once the WAL reaches
-//! [`CheckpointLimits::inline_pages`], as SQLite would have done: the WAL stays bounded.
+//! synced before the WAL may be reused), only on another connection. The thread is asked once
+//! per WAL generation: under a load without pauses a PASSIVE checkpoint may never reach the
+//! WAL's end (the writer commits meanwhile, so the WAL cannot restart), and asking again after
+//! every commit would copy the same hot pages over and over. If the WAL then reaches
+//! [`CheckpointLimits::inline_pages`], the writer checkpoints inline, as SQLite would have done:
+//! that checkpoint completes, the WAL restarts, and it stays bounded.
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -29,12 +31,12 @@ pub struct CheckpointLimits {
 }
 
 impl Default for CheckpointLimits {
-    /// 1,000 pages (SQLite's own automatic threshold) in the background; 16,000 (about 64 MB)
+    /// 1,000 pages (SQLite's own automatic threshold) in the background; 4,000 (about 16 MB)
     /// inline.
     fn default() -> Self {
         CheckpointLimits {
             background_pages: 1000,
-            inline_pages: 16_000,
+            inline_pages: 4000,
         }
     }
 }
@@ -106,6 +108,10 @@ impl Checkpointer {
                 }
             })?;
         let hook_signal = signal.clone();
+        // Once per WAL generation: a checkpoint that cannot reach the WAL's end (the writer
+        // commits meanwhile) would otherwise be asked for again after every commit, copying
+        // the same hot pages over and over.
+        let mut asked = false;
         let hooked = writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
             let pages = u32::try_from(pages).unwrap_or(0);
             if pages >= limits.inline_pages {
@@ -114,7 +120,12 @@ impl Checkpointer {
                 // does).
                 let _ = wal.checkpoint();
             } else if pages >= limits.background_pages {
-                hook_signal.update(|w| w.checkpoint = true);
+                if !std::mem::replace(&mut asked, true) {
+                    hook_signal.update(|w| w.checkpoint = true);
+                }
+            } else {
+                // The WAL restarted: a new generation.
+                asked = false;
             }
             Ok(())
         }));
