@@ -13,16 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const P: &str = "fdm/v1";
-
-fn orders(register: &str) -> String {
-    format!("{P}/registers/{register}/orders")
-}
-
-fn receipts(register: &str) -> String {
-    format!("{P}/registers/{register}/receipts")
-}
-
 /// A register client, connected and subscribed to its receipts.
 async fn register(f: &Fdmd, id: &str) -> TestClient {
     let c = f.enrol(ClientKind::Register, id);

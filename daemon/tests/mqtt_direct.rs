@@ -13,16 +13,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const P: &str = "fdm/v1";
-
-fn orders(register: &str) -> String {
-    format!("{P}/registers/{register}/orders")
-}
-
-fn receipts(register: &str) -> String {
-    format!("{P}/registers/{register}/receipts")
-}
-
 /// Messages on `topic` that arrive within `quiet` of each other.
 async fn drain(c: &mut TestClient, topic: &str, quiet: Duration) -> Vec<serde_json::Value> {
     let mut got = Vec::new();

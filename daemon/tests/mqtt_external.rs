@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const P: &str = "fdm/v1";
-
 /// fdmd in external mode with enrolled registers and stations, mosquitto users for all of them
 /// (named by bare id, with the passwords fdmd issued) and for fdmd itself.
 struct Setup {

@@ -9,8 +9,6 @@ use fdmd::signer::verify_ed25519;
 use mqtt_common::*;
 use serde_json::json;
 
-const P: &str = "fdm/v1";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_register_asks_for_x_and_z_reports_over_mqtt() {
     let mut f = Fdmd::start(|_| {}).await;

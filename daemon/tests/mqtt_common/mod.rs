@@ -19,6 +19,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The default topic prefix.
+pub const P: &str = "fdm/v1";
+
+/// A register's orders topic.
+pub fn orders(register: &str) -> String {
+    format!("{P}/registers/{register}/orders")
+}
+
+/// A register's receipts topic.
+pub fn receipts(register: &str) -> String {
+    format!("{P}/registers/{register}/receipts")
+}
+
 pub const OP: &str = "85073003328";
 /// Upper bound for anything that should happen "now".
 pub const SOON: Duration = Duration::from_secs(10);
