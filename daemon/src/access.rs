@@ -114,6 +114,8 @@ pub enum AccessError {
 pub struct AccessStore {
     path: PathBuf,
     state: RwLock<AccessFile>,
+    /// Counts revocations, so that open connections can check whether theirs was one.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -183,6 +185,7 @@ impl AccessStore {
         let store = AccessStore {
             path,
             state: RwLock::new(state),
+            revocations: tokio::sync::watch::Sender::new(0),
         };
         let token = std::fs::read_to_string(&token_path)
             .ok()
@@ -254,7 +257,28 @@ impl AccessStore {
             entry.active = false;
             entry.revoked_at = Some(now.to_owned());
         }
-        self.save()
+        let saved = self.save();
+        self.revocations.send_modify(|n| *n += 1);
+        saved
+    }
+
+    /// Changes after every revocation; a connection then checks [`AccessStore::is_active`].
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// False once the register or station `who` is revoked (the administrator and anonymous
+    /// development clients are never revoked).
+    pub fn is_active(&self, who: &Principal) -> bool {
+        let (kind, id) = match who {
+            Principal::Register(id) => (ClientKind::Register, id),
+            Principal::Station(id) => (ClientKind::Station, id),
+            Principal::Admin | Principal::Anonymous => return true,
+        };
+        self.read()
+            .clients
+            .get(&key(kind, id))
+            .is_some_and(|e| e.active)
     }
 
     /// Every enrolment, active or revoked.

@@ -603,3 +603,24 @@ async fn shutdown_is_bounded_and_stops_taking_connections() {
         "still accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_register_closes_its_open_connection_and_spares_the_others() {
+    let mut f = Fdmd::start(|_| {}).await;
+    let mut a = register(&f, "till-a").await;
+    let mut b = register(&f, "till-b").await;
+    a.publish(&orders("till-a"), order("r-1", &[("Cola", None)]))
+        .await;
+    assert_eq!(a.next_message().await.json()["code"], 0);
+    f.app.revoke(ClientKind::Register, "till-a").await.unwrap();
+    // The gate closes the revoked register's connection at once (not at its next reconnect)…
+    let why = tokio::time::timeout(Duration::from_secs(10), a.closed())
+        .await
+        .expect("the revoked register's connection stayed open");
+    assert!(!why.is_empty());
+    // …and the other register goes on.
+    b.publish(&orders("till-b"), order("r-1", &[("Cola", None)]))
+        .await;
+    assert_eq!(b.next_message().await.json()["code"], 0);
+    f.stop().await;
+}

@@ -141,6 +141,9 @@ pub enum GateError {
     /// The client let its messages pile up unread.
     #[error("client does not read its messages")]
     SlowClient,
+    /// The client's enrolment was revoked while it was connected.
+    #[error("{0} was revoked")]
+    Revoked(String),
     /// The client sent nothing for 1.5 times its keep-alive.
     #[error("nothing from the client within 1.5 times its keep-alive ({0:?})")]
     KeepAlive(Duration),
@@ -161,13 +164,29 @@ impl GateError {
             GateError::Upstream(_) | GateError::BrokerPacketId(_) => {
                 tracing::error!(%peer, "MQTT client dropped: {self}");
             }
-            GateError::SlowClient => tracing::warn!(%peer, "MQTT client dropped: {self}"),
+            GateError::SlowClient | GateError::Revoked(_) => {
+                tracing::warn!(%peer, "MQTT client dropped: {self}");
+            }
             GateError::Io(_) | GateError::Packet(PacketError::Io(_)) => {
                 tracing::debug!(%peer, "MQTT client gone: {self}");
             }
             _ => tracing::info!(%peer, "MQTT client dropped: {self}"),
         }
     }
+}
+
+/// Completes once `who` is revoked (checked after every revocation); never otherwise.
+async fn revoked(
+    mut revocations: tokio::sync::watch::Receiver<u64>,
+    access: &AccessStore,
+    who: &Principal,
+) {
+    while revocations.changed().await.is_ok() {
+        if !access.is_active(who) {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// The running gate.
@@ -371,6 +390,8 @@ impl Shared {
         };
         let up = self.client_to_broker(conn, &mut client_rx, &mut broker_tx);
         tokio::pin!(up);
+        let revoked = revoked(self.access.revocations(), &self.access, &who);
+        tokio::pin!(revoked);
         let mut down_done = false;
         loop {
             tokio::select! {
@@ -394,6 +415,7 @@ impl Shared {
                     down_done = true;
                 }
                 _ = slow.cancelled() => return Err(GateError::SlowClient),
+                _ = &mut revoked => return Err(GateError::Revoked(name.clone())),
             }
         }
     }
