@@ -16,6 +16,7 @@ use fdmd::journal::{Journal, JournalConfig};
 use fdmd::service::{Numbering, Receipt, Registrar};
 use fdmd::signer::{Signer, SoftwareSigner};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,29 +220,29 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// CPU time used so far by the whole process (every thread, finished ones included) and by the
-/// journal writer threads alive now.
-fn cpu_now() -> Option<(Duration, Duration)> {
+/// CPU time used so far by the whole process (every thread, finished ones included), and by
+/// each thread alive now, summed per thread name (`journal-writer`, `journal-signer`,
+/// `tokio-rt-worker`…).
+fn cpu_now() -> Option<(Duration, BTreeMap<String, Duration>)> {
     let process = stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let mut writer = Duration::ZERO;
+    let mut threads = BTreeMap::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "journal-writer"
-            && let Ok(stat) = std::fs::read_to_string(task.path().join("stat"))
-        {
-            writer += stat_cpu(&stat).unwrap_or_default();
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) {
+            *threads.entry(comm.trim().to_owned()).or_default() +=
+                stat_cpu(&stat).unwrap_or_default();
         }
     }
-    Some((process, writer))
+    Some((process, threads))
 }
 
-/// CPU time per record over the timed parts of a benchmark: all threads (registers and writer,
-/// user and kernel), and the writer thread alone. Unlike wall-clock throughput these hardly
-/// depend on what else the machine is doing. They bound the throughput: at most
+/// CPU time per record over the timed parts of a benchmark: all threads (registers, writer,
+/// signer, checkpoints; user and kernel), and per thread name. Unlike wall-clock throughput
+/// these hardly depend on what else the machine is doing. They bound the throughput: at most
 /// `cores / all_threads` records per second, and at most `1 / writer` (the writer is one
 /// thread).
 #[derive(Default)]
-struct CpuMeter(Mutex<(Duration, Duration, u64)>);
+struct CpuMeter(Mutex<(Duration, BTreeMap<String, Duration>, u64)>);
 
 impl CpuMeter {
     fn measure<T>(&self, records: u64, f: impl FnOnce() -> T) -> T {
@@ -250,27 +251,37 @@ impl CpuMeter {
         if let (Some(before), Some(after)) = (before, cpu_now()) {
             let mut m = self.0.lock().unwrap();
             m.0 += after.0.saturating_sub(before.0);
-            m.1 += after.1.saturating_sub(before.1);
+            for (name, used) in after.1 {
+                let earlier = before.1.get(&name).copied().unwrap_or_default();
+                *m.1.entry(name).or_default() += used.saturating_sub(earlier);
+            }
             m.2 += records;
         }
         out
     }
 
     fn report(&self, name: &str) {
-        let (all, writer, records) = *self.0.lock().unwrap();
+        let (all, threads, records) = &*self.0.lock().unwrap();
         // Below half a second the 10 ms ticks make the figures meaningless (e.g. with --test).
-        if records == 0 || all < Duration::from_millis(500) {
+        if *records == 0 || *all < Duration::from_millis(500) {
             return;
         }
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / *records as f64;
+        let writer = threads.get("journal-writer").copied().unwrap_or_default();
+        let by_thread: Vec<String> = threads
+            .iter()
+            .filter(|(_, used)| per(**used) >= 0.5)
+            .map(|(thread, used)| format!("{thread} {:.0}", per(*used)))
+            .collect();
         eprintln!(
             "{name}: CPU per record {:.0} µs all threads (at most {:.0}/s on {} cores), \
-             {:.0} µs writer thread (at most {:.0}/s)",
-            per(all),
-            cores() as f64 * 1e6 / per(all),
+             {:.0} µs writer thread (at most {:.0}/s); µs by thread: {}",
+            per(*all),
+            cores() as f64 * 1e6 / per(*all),
             cores(),
             per(writer),
             1e6 / per(writer).max(f64::MIN_POSITIVE),
+            by_thread.join(", "),
         );
     }
 }
@@ -435,21 +446,33 @@ fn journal_only(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                // Set-up, not timed: every task's entries.
-                let work: Vec<Vec<fdmd::journal::Entry>> = (0..n)
-                    .map(|t| {
-                        let register = format!("till-{}", t % 32);
-                        (0..PER_TASK)
-                            .map(|_| {
-                                bench
-                                    .registrar()
-                                    .prepare_order(&register, &next_order())
-                                    .map_err(|r| r.to_json())
-                                    .unwrap()
+                // Set-up, not timed: every task's entries, prepared on the runtime's workers
+                // as the daemon prepares them (not on this thread: blocks it allocated and the
+                // workers free would cost mimalloc's slow cross-thread path, which the daemon
+                // does not take).
+                let work: Vec<Vec<fdmd::journal::Sealed>> = runtime.block_on(async {
+                    let handles: Vec<_> = (0..n)
+                        .map(|t| {
+                            let registrar = bench.registrar().clone();
+                            tokio::spawn(async move {
+                                let register = format!("till-{}", t % 32);
+                                (0..PER_TASK)
+                                    .map(|_| {
+                                        registrar
+                                            .prepare_order(&register, &next_order())
+                                            .map_err(|r| r.to_json())
+                                            .unwrap()
+                                    })
+                                    .collect::<Vec<_>>()
                             })
-                            .collect()
-                    })
-                    .collect();
+                        })
+                        .collect();
+                    let mut work = Vec::with_capacity(handles.len());
+                    for h in handles {
+                        work.push(h.await.unwrap());
+                    }
+                    work
+                });
                 total += meter.measure(n * PER_TASK, || {
                     let start = Instant::now();
                     runtime.block_on(async {
@@ -564,7 +587,8 @@ fn cpu(c: &mut Criterion) {
         .registrar()
         .prepare_order("till-1", &bytes)
         .map_err(|_| ())
-        .unwrap();
+        .unwrap()
+        .into_entry();
     let mut body = entry.body.clone();
     let key = entry.key.unwrap();
     for (k, v) in [

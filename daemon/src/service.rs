@@ -9,7 +9,7 @@ use crate::fiscal::sale::check_payments;
 use crate::fiscal::{EventType, FdmCode, PrecomputedEvent, Sale, ValidationError};
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{RecordKind, sha256_hex, short_signature};
-use crate::journal::{AppendError, Appended, Entry, Journal, RequestKey};
+use crate::journal::{AppendError, Appended, Entry, Journal, RequestKey, Sealed};
 use crate::restaurant::Prepared;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -226,12 +226,13 @@ impl Registrar {
         }
     }
 
-    /// Validates and computes an order into a journal entry, or the error receipt.
-    pub fn prepare_order(&self, register: &str, bytes: &[u8]) -> Result<Entry, Receipt> {
+    /// Validates and computes an order into a journal entry, sealed (its body encoded), or the
+    /// error receipt.
+    pub fn prepare_order(&self, register: &str, bytes: &[u8]) -> Result<Sealed, Receipt> {
         self.prepare(register, bytes).map(|(entry, _)| entry)
     }
 
-    fn prepare(&self, register: &str, bytes: &[u8]) -> Result<(Entry, Order), Receipt> {
+    fn prepare(&self, register: &str, bytes: &[u8]) -> Result<(Sealed, Order), Receipt> {
         let order = Order::from_json(register, bytes)
             .map_err(|e| Receipt::invalid(sniff_request_id(bytes), &e))?;
         let sale = Sale::compute(&order)
@@ -249,7 +250,7 @@ impl Registrar {
             series: Some(self.numbering.series_for(&order.register, order.event_type)),
             body: sale.journal_body(&order),
         };
-        Ok((entry, order))
+        Ok((entry.seal(), order))
     }
 
     /// Journals an order the restaurant layer has checked and completed. The idempotency digest

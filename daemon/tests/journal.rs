@@ -5,7 +5,7 @@
 use fdmd::fiscal::{EventType, FdmCode, Label, PrecomputedEvent};
 use fdmd::journal::export::{verify_database, verify_export, write_export};
 use fdmd::journal::record::RecordKind;
-use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, store};
+use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, RequestKey, store};
 use fdmd::service::{Numbering, Receipt, Registrar, SeriesScope};
 use fdmd::signer::{Signer, SoftwareSigner, verify_ed25519};
 use serde_json::{Value, json};
@@ -644,6 +644,49 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
     }
     reg.journal().clone().close();
     assert_eq!(f.verify().fiscal_events, 480);
+}
+
+#[test]
+fn an_appended_entry_answers_with_its_whole_body_as_stored() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    let journal = reg.journal().clone();
+    let entry = || {
+        let mut entry = Entry::new(
+            RecordKind::FiscalEvent,
+            json!({"label": "NS", "total": "4.50", "lines": [{"d": "Café", "q": 1}], "zeta": null})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        entry.key = Some(RequestKey {
+            register: "till-1".into(),
+            request_id: "r-1".into(),
+            digest: "ab".repeat(32),
+        });
+        entry.counters = Label::parse("NS");
+        entry.series = Some("all".into());
+        entry
+    };
+    // Sealed before (the body encoded early), or sealed on the way in: the same answer.
+    let first = journal.append_blocking(entry().seal()).unwrap();
+    let expected = json!({
+        "label": "NS", "total": "4.50", "lines": [{"d": "Café", "q": 1}], "zeta": null,
+        "register": "till-1", "request_id": "r-1", "request_digest": "ab".repeat(32),
+        "event_counter": 1, "total_counter": 1, "ticket_series": "all", "ticket_number": 1,
+    });
+    assert_eq!(Value::Object(first.body.clone()), expected);
+    let again = journal.append_blocking(entry()).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.body, first.body);
+    assert_eq!((again.seq, again.hash), (first.seq, first.hash));
+    // The stored record's body is the one answered.
+    let conn = store::open_read_only(&f.path).unwrap();
+    let stored = store::find_request(&conn, "till-1", "r-1")
+        .unwrap()
+        .unwrap();
+    let record: Value = serde_json::from_slice(&stored.canonical).unwrap();
+    assert_eq!(record["body"], expected);
 }
 
 #[test]

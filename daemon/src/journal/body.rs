@@ -7,6 +7,11 @@
 //! leaves the writer's critical path and runs on as many threads as there are callers. The
 //! bytes are the same as the canonical encoding of the finished body (checked in debug builds
 //! for every record, and by the property test below).
+//!
+//! The body itself then stays with the caller: the writer needs only these bytes and where its
+//! own members go among them. It answers with its own members alone, which the caller adds to
+//! the body it kept (see `Journal::append`). So the body's many small allocations are made and
+//! freed on the caller's thread; freeing them on another thread costs both sides.
 
 use super::Entry;
 use super::canonical::{
@@ -16,15 +21,32 @@ use super::store::IndexColumns;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
+/// The members the writer may set (`number_entry` in the writer), in canonical order.
+const WRITER_KEYS: [&str; 7] = [
+    "event_counter",
+    "register",
+    "request_digest",
+    "request_id",
+    "ticket_number",
+    "ticket_series",
+    "total_counter",
+];
+
 /// The members of an entry's body that the writer does not set, each as `"key":value` in
-/// canonical encoding, in canonical order. Two allocations only: the entry is freed on the
+/// canonical encoding, in canonical order. Two allocations only: the encoding is freed on the
 /// writer's thread, and every block freed there that a caller allocated costs both sides.
 #[derive(Debug, Default)]
 pub(super) struct EncodedBody {
     bytes: Vec<u8>,
     /// Where each member's `"key":value` ends in `bytes` (it starts where the previous one
-    /// ends). The keys are the body's own, in its iteration order.
+    /// ends).
     ends: Vec<usize>,
+    /// For each of [`WRITER_KEYS`], how many of the encoded members sort before it: where the
+    /// writer's member goes.
+    before: [usize; WRITER_KEYS.len()],
+    /// The body the bytes were encoded from, for the check in debug builds.
+    #[cfg(debug_assertions)]
+    body: Map<String, Value>,
 }
 
 /// A member the writer sets, with its value.
@@ -46,40 +68,41 @@ impl EncodedBody {
         let mut encoded = EncodedBody {
             bytes: Vec::with_capacity(1024),
             ends: Vec::with_capacity(entry.body.len()),
+            before: [0; WRITER_KEYS.len()],
+            #[cfg(debug_assertions)]
+            body: entry.body.clone(),
         };
         for (key, value) in others(&entry.body, &skip) {
             write_canonical_str(&mut encoded.bytes, key);
             encoded.bytes.push(b':');
             write_canonical(&mut encoded.bytes, value).ok()?;
             encoded.ends.push(encoded.bytes.len());
+            for (before, writer_key) in encoded.before.iter_mut().zip(WRITER_KEYS) {
+                if utf16_order(key, writer_key) == Ordering::Less {
+                    *before += 1;
+                }
+            }
         }
         Some(encoded)
     }
 
     /// Appends the whole body as a canonical object: these members merged with the writer's
-    /// own, taken from the record's index columns. `body` is the entry's body as numbered by
-    /// the writer: the members encoded here, plus the writer's.
+    /// own, taken from the record's index columns (which the writer fills exactly for the
+    /// members [`writer_keys`] named).
     pub(super) fn write_with(
         &self,
         out: &mut Vec<u8>,
-        body: &Map<String, Value>,
         index: &IndexColumns,
     ) -> Result<(), CanonicalError> {
-        let added = writer_members(index);
-        let skip: Vec<&str> = added.iter().map(|(key, _)| *key).collect();
         out.push(b'{');
         let mut first = true;
         let mut start = 0;
-        let mut added = added.iter().peekable();
-        let mut keys = others(body, &skip).map(|(key, _)| key);
-        for end in &self.ends {
-            let Some(key) = keys.next() else {
-                return Err(CanonicalError::Mismatch);
-            };
-            while let Some((added_key, value)) =
-                added.next_if(|(k, _)| utf16_order(k, key) == Ordering::Less)
+        let mut added = writer_members(index).into_iter().peekable();
+        for (written, end) in self.ends.iter().enumerate() {
+            while let Some((_, key, value)) =
+                added.next_if(|(slot, _, _)| self.before[*slot] <= written)
             {
-                write_member(out, &mut first, added_key, value)?;
+                write_member(out, &mut first, key, &value)?;
             }
             if !std::mem::take(&mut first) {
                 out.push(b',');
@@ -87,14 +110,30 @@ impl EncodedBody {
             out.extend_from_slice(&self.bytes[start..*end]);
             start = *end;
         }
-        if keys.next().is_some() {
-            return Err(CanonicalError::Mismatch);
-        }
-        for (added_key, value) in added {
-            write_member(out, &mut first, added_key, value)?;
+        for (_, key, value) in added {
+            write_member(out, &mut first, key, &value)?;
         }
         out.push(b'}');
         Ok(())
+    }
+
+    /// In debug builds (every test run): whether `canonical`, the record encoded with
+    /// [`EncodedBody::write_with`], is exactly the canonical encoding of the record whose body
+    /// is the caller's body with the writer's members (`writer_body`) added.
+    #[cfg(debug_assertions)]
+    pub(super) fn matches_canonical(
+        &self,
+        envelope: &super::record::Envelope<'_>,
+        writer_body: &Map<String, Value>,
+        canonical: &[u8],
+    ) -> bool {
+        let mut whole = self.body.clone();
+        whole.extend(writer_body.clone());
+        let envelope = super::record::Envelope {
+            body: &whole,
+            ..*envelope
+        };
+        envelope.canonical_bytes().ok().as_deref() == Some(canonical)
     }
 }
 
@@ -122,29 +161,24 @@ fn writer_keys(entry: &Entry) -> Vec<&'static str> {
     keys
 }
 
-/// The writer's members from the index columns it filled, in canonical order.
-fn writer_members(index: &IndexColumns) -> Vec<(&'static str, WriterValue<'_>)> {
-    fn text<'a>(
-        key: &'static str,
-        value: &'a Option<String>,
-    ) -> Option<(&'static str, WriterValue<'a>)> {
-        value.as_deref().map(|v| (key, WriterValue::Text(v)))
-    }
-    fn number(
-        key: &'static str,
-        value: Option<u64>,
-    ) -> Option<(&'static str, WriterValue<'static>)> {
-        value.map(|v| (key, WriterValue::Number(v)))
-    }
-    let mut members = Vec::with_capacity(7);
-    members.extend(number("event_counter", index.event_counter));
-    members.extend(text("register", &index.register_id));
-    members.extend(text("request_digest", &index.request_digest));
-    members.extend(text("request_id", &index.request_id));
-    members.extend(number("ticket_number", index.series_number));
-    members.extend(text("ticket_series", &index.series));
-    members.extend(number("total_counter", index.total_counter));
-    members
+/// The writer's members from the index columns it filled, in canonical order, each with its
+/// place in [`WRITER_KEYS`].
+fn writer_members(index: &IndexColumns) -> Vec<(usize, &'static str, WriterValue<'_>)> {
+    let values = [
+        index.event_counter.map(WriterValue::Number),
+        index.register_id.as_deref().map(WriterValue::Text),
+        index.request_digest.as_deref().map(WriterValue::Text),
+        index.request_id.as_deref().map(WriterValue::Text),
+        index.series_number.map(WriterValue::Number),
+        index.series.as_deref().map(WriterValue::Text),
+        index.total_counter.map(WriterValue::Number),
+    ];
+    values
+        .into_iter()
+        .zip(WRITER_KEYS)
+        .enumerate()
+        .filter_map(|(slot, (value, key))| value.map(|value| (slot, key, value)))
+        .collect()
 }
 
 fn write_member(
@@ -260,7 +294,7 @@ mod tests {
             };
             let body = numbered(&entry, &index);
             let mut merged = Vec::new();
-            encoded.write_with(&mut merged, &body, &index).unwrap();
+            encoded.write_with(&mut merged, &index).unwrap();
             let expected = to_canonical(&Value::Object(body)).unwrap();
             prop_assert_eq!(String::from_utf8_lossy(&merged), String::from_utf8_lossy(&expected));
         }

@@ -9,12 +9,17 @@
 //!
 //! Durability is unchanged: the writer's COMMIT still syncs the WAL (`synchronous=FULL`), and a
 //! checkpoint is SQLite's own (the WAL is synced before pages are copied, the database file is
-//! synced before the WAL may be reused), only on another connection. The thread is asked once
-//! per WAL generation: under a load without pauses a PASSIVE checkpoint may never reach the
-//! WAL's end (the writer commits meanwhile, so the WAL cannot restart), and asking again after
-//! every commit would copy the same hot pages over and over. If the WAL then reaches
-//! [`CheckpointLimits::inline_pages`], the writer checkpoints inline, as SQLite would have done:
-//! that checkpoint completes, the WAL restarts, and it stays bounded.
+//! synced before the WAL may be reused), only on another connection.
+//!
+//! Under a load without pauses a PASSIVE checkpoint rarely reaches the WAL's end (the writer
+//! commits meanwhile, so the WAL cannot restart). Asking again after every commit would copy
+//! the same hot pages (the indexes' leaves) over and over; asking once per WAL generation left
+//! most of the copying to the writer's inline checkpoint. So the thread is asked each time the
+//! WAL has grown by [`CheckpointLimits::background_pages`] since it was last asked: each run
+//! copies about that many new frames. If the WAL still reaches
+//! [`CheckpointLimits::inline_pages`], the writer checkpoints inline, as SQLite would have
+//! done, copying only what the thread has not: that checkpoint completes, the WAL restarts, and
+//! it stays bounded.
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -24,15 +29,16 @@ use std::thread::JoinHandle;
 /// When the WAL is checkpointed, in pages (SQLite's default page is 4 KiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointLimits {
-    /// From this many pages in the WAL, the checkpoint thread is asked to run.
+    /// From this many pages in the WAL, and again each time it has grown by as many since,
+    /// the checkpoint thread is asked to run.
     pub background_pages: u32,
     /// From this many, the writer checkpoints itself after its commit.
     pub inline_pages: u32,
 }
 
 impl Default for CheckpointLimits {
-    /// 1,000 pages (SQLite's own automatic threshold) in the background; 4,000 (about 16 MB)
-    /// inline.
+    /// Every 1,000 pages (SQLite's own automatic threshold) in the background; 4,000 (about
+    /// 16 MB) inline.
     fn default() -> Self {
         CheckpointLimits {
             background_pages: 1000,
@@ -108,24 +114,15 @@ impl Checkpointer {
                 }
             })?;
         let hook_signal = signal.clone();
-        // Once per WAL generation: a checkpoint that cannot reach the WAL's end (the writer
-        // commits meanwhile) would otherwise be asked for again after every commit, copying
-        // the same hot pages over and over.
-        let mut asked = false;
+        let mut policy = Policy::new(limits);
         let hooked = writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
-            let pages = u32::try_from(pages).unwrap_or(0);
-            if pages >= limits.inline_pages {
+            match policy.after_commit(u32::try_from(pages).unwrap_or(u32::MAX)) {
                 // The commit has happened whatever this returns; a failed checkpoint must not
                 // make it look failed, so its error is dropped (as SQLite's own auto-checkpoint
                 // does).
-                let _ = wal.checkpoint();
-            } else if pages >= limits.background_pages {
-                if !std::mem::replace(&mut asked, true) {
-                    hook_signal.update(|w| w.checkpoint = true);
-                }
-            } else {
-                // The WAL restarted: a new generation.
-                asked = false;
+                Action::Inline => drop(wal.checkpoint()),
+                Action::AskThread => hook_signal.update(|w| w.checkpoint = true),
+                Action::Nothing => {}
             }
             Ok(())
         }));
@@ -155,6 +152,48 @@ impl Drop for Checkpointer {
     }
 }
 
+/// What the writer does about checkpoints after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Nothing,
+    AskThread,
+    Inline,
+}
+
+/// When to ask the thread and when to checkpoint inline (see the module's documentation).
+struct Policy {
+    limits: CheckpointLimits,
+    /// The WAL's size (in pages) when the thread was last asked; 0 in a new generation.
+    asked_at: u32,
+}
+
+impl Policy {
+    fn new(limits: CheckpointLimits) -> Self {
+        Policy {
+            limits,
+            asked_at: 0,
+        }
+    }
+
+    /// The action after a commit that left `pages` pages in the WAL.
+    fn after_commit(&mut self, pages: u32) -> Action {
+        if pages >= self.limits.inline_pages {
+            Action::Inline
+        } else if pages < self.limits.background_pages {
+            // The WAL restarted: a new generation.
+            self.asked_at = 0;
+            Action::Nothing
+        } else if self.asked_at == 0
+            || pages >= self.asked_at.saturating_add(self.limits.background_pages)
+        {
+            self.asked_at = pages;
+            Action::AskThread
+        } else {
+            Action::Nothing
+        }
+    }
+}
+
 fn open_for_checkpoints(path: &Path) -> rusqlite::Result<Connection> {
     // Read-write (a checkpoint writes the database file), never creating it.
     let conn = Connection::open_with_flags(
@@ -164,4 +203,54 @@ fn open_for_checkpoints(path: &Path) -> rusqlite::Result<Connection> {
     // The checkpoint syncs the WAL and the database file as the connection's level says.
     conn.execute_batch("PRAGMA synchronous=FULL;")?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_is_asked_each_time_the_wal_grew_by_the_background_limit() {
+        let mut policy = Policy::new(CheckpointLimits::default());
+        let actions: Vec<(u32, Action)> = [10, 999, 1000, 1100, 1999, 2050, 2900, 3100, 3999, 4000]
+            .into_iter()
+            .map(|pages| (pages, policy.after_commit(pages)))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                (10, Action::Nothing),
+                (999, Action::Nothing),
+                (1000, Action::AskThread),
+                (1100, Action::Nothing),
+                (1999, Action::Nothing),
+                (2050, Action::AskThread),
+                (2900, Action::Nothing),
+                (3100, Action::AskThread),
+                (3999, Action::Nothing),
+                (4000, Action::Inline),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restarted_wal_starts_a_new_generation() {
+        let mut policy = Policy::new(CheckpointLimits::default());
+        assert_eq!(policy.after_commit(1500), Action::AskThread);
+        assert_eq!(policy.after_commit(1600), Action::Nothing);
+        // The WAL restarted (a checkpoint reached its end): the next 1,000 pages ask again.
+        assert_eq!(policy.after_commit(40), Action::Nothing);
+        assert_eq!(policy.after_commit(1000), Action::AskThread);
+    }
+
+    #[test]
+    fn past_the_inline_limit_the_writer_checkpoints_after_every_commit() {
+        let mut policy = Policy::new(CheckpointLimits {
+            background_pages: 100,
+            inline_pages: 300,
+        });
+        assert_eq!(policy.after_commit(150), Action::AskThread);
+        assert_eq!(policy.after_commit(300), Action::Inline);
+        assert_eq!(policy.after_commit(320), Action::Inline);
+    }
 }

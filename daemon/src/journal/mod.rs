@@ -223,6 +223,7 @@ pub enum OpenError {
 }
 
 struct WriteRequest {
+    /// The entry; its body is empty when `encoded` is there (the caller kept it).
     entry: Entry,
     /// The body's members encoded by the caller (`None` if they have no canonical form: the
     /// writer then encodes the body itself and answers with the error).
@@ -230,15 +231,83 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
-impl WriteRequest {
-    /// Encodes the body's members here, on the caller's thread (see [`body`]).
-    fn new(entry: Entry, reply: oneshot::Sender<Result<Appended, AppendError>>) -> Self {
-        let encoded = body::EncodedBody::of(&entry);
-        WriteRequest {
-            entry,
+/// An entry whose body is already encoded canonically: what [`Journal::append`] takes (an
+/// [`Entry`] is sealed on the way in). Sealing encodes the body on the caller's thread (see
+/// [`body`]); a caller that builds entries ahead of time seals them right away, while the body
+/// is still in the CPU's cache. The body itself stays with the caller: the writer gets its
+/// encoding only, and answers with its own members, added to the kept body on return.
+#[derive(Debug)]
+pub struct Sealed {
+    entry: Entry,
+    encoded: Option<body::EncodedBody>,
+    /// The body the writer gets only encoded (`None` if it gets the body itself).
+    kept: Option<Map<String, Value>>,
+}
+
+impl Entry {
+    /// Encodes the body now (see [`Sealed`]).
+    pub fn seal(mut self) -> Sealed {
+        let encoded = body::EncodedBody::of(&self);
+        let kept = encoded.as_ref().map(|_| std::mem::take(&mut self.body));
+        Sealed {
+            entry: self,
             encoded,
-            reply,
+            kept,
         }
+    }
+}
+
+impl From<Entry> for Sealed {
+    fn from(entry: Entry) -> Self {
+        entry.seal()
+    }
+}
+
+impl Sealed {
+    /// The entry again, with its body (the encoding is dropped).
+    pub fn into_entry(self) -> Entry {
+        let mut entry = self.entry;
+        if let Some(body) = self.kept {
+            entry.body = body;
+        }
+        entry
+    }
+
+    /// The request for the writer, and what the caller keeps for [`KeptBody::complete`].
+    fn into_request(
+        self,
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+    ) -> (WriteRequest, KeptBody) {
+        let request = WriteRequest {
+            entry: self.entry,
+            encoded: self.encoded,
+            reply,
+        };
+        (request, KeptBody(self.kept))
+    }
+}
+
+/// The body of an entry the writer got only encoded (`None` if it got the body itself).
+struct KeptBody(Option<Map<String, Value>>);
+
+impl KeptBody {
+    /// The writer's answer with the whole body: for a new record it carries only the members
+    /// the writer set, which are added to (and replace any of the same name in) the kept body.
+    /// A stored answer (102) carries the stored body, which is the whole one.
+    fn complete(self, result: Result<Appended, AppendError>) -> Result<Appended, AppendError> {
+        let Some(mut body) = self.0 else {
+            return result;
+        };
+        result.map(|mut appended| {
+            if !appended.duplicate {
+                // A handful of members: inserted one by one (`Map::append` rebuilds the tree).
+                for (key, value) in std::mem::take(&mut appended.body) {
+                    body.insert(key, value);
+                }
+                appended.body = body;
+            }
+            appended
+        })
     }
 }
 
@@ -338,29 +407,29 @@ impl Journal {
     }
 
     /// Appends an entry; returns once it is durable (or why it was not written).
-    pub async fn append(&self, entry: Entry) -> Result<Appended, AppendError> {
+    pub async fn append(&self, entry: impl Into<Sealed>) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.stats.request_sent();
-        let request = WriteRequest::new(entry, reply);
+        let (request, kept) = entry.into().into_request(reply);
         let result = match self.tx.send(request).await {
             Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
         self.stats.answer_received();
-        result
+        kept.complete(result)
     }
 
     /// Like [`Journal::append`], for threads outside an async runtime.
-    pub fn append_blocking(&self, entry: Entry) -> Result<Appended, AppendError> {
+    pub fn append_blocking(&self, entry: impl Into<Sealed>) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.stats.request_sent();
-        let request = WriteRequest::new(entry, reply);
+        let (request, kept) = entry.into().into_request(reply);
         let result = match self.tx.blocking_send(request) {
             Ok(()) => answer.blocking_recv().unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
         self.stats.answer_received();
-        result
+        kept.complete(result)
     }
 
     /// The stored answer to a register's request, if the journal has one (read-only lookup on
