@@ -646,6 +646,170 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
     assert_eq!(f.verify().fiscal_events, 480);
 }
 
+/// Registers `per_thread` orders from each of `threads` registers at once (`till-{t}`,
+/// request ids `r-{i}`), one at a time per register, and gives back every receipt.
+fn register_concurrently(
+    reg: &Registrar,
+    threads: usize,
+    per_thread: usize,
+    lines: &'static [(&'static str, i64, &'static str, &'static str)],
+) -> Vec<(usize, usize, Receipt)> {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|i| {
+                        let bytes = order(&format!("r-{i}"), "normal", lines);
+                        let receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+                        (t, i, receipt)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+/// A development signer that becomes another one (a card swapped) after `switch_after`
+/// signatures; it allows speculative signing, so batches are planned ahead while it switches.
+struct SwappedSigner {
+    first: SoftwareSigner,
+    second: SoftwareSigner,
+    calls: std::sync::atomic::AtomicU64,
+    switch_after: u64,
+}
+
+impl SwappedSigner {
+    fn current(&self) -> &SoftwareSigner {
+        if self.calls.load(std::sync::atomic::Ordering::Relaxed) < self.switch_after {
+            &self.first
+        } else {
+            &self.second
+        }
+    }
+}
+
+impl Signer for SwappedSigner {
+    fn identity(&self) -> Result<fdmd::signer::SignerIdentity, fdmd::signer::SignerError> {
+        self.current().identity()
+    }
+    fn state(&self) -> fdmd::signer::SignerState {
+        self.current().state()
+    }
+    fn sign(&self, id: &str, digest: &[u8; 32]) -> Result<Vec<u8>, fdmd::signer::SignerError> {
+        let signer = self.current();
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        signer.sign(id, digest)
+    }
+    fn allows_speculative_signing(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_card_swapped_under_load_is_declared_and_leaves_no_gap() {
+    let f = Fixture::new();
+    let signer = Arc::new(SwappedSigner {
+        first: SoftwareSigner::from_seed([9; 32]),
+        second: SoftwareSigner::from_seed([10; 32]),
+        calls: Default::default(),
+        switch_after: 150,
+    });
+    let journal =
+        Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
+    let reg = Registrar::new(journal, Numbering::default());
+    let receipts = register_concurrently(&reg, 8, 40, &[("Item", 1, "2.00", "A")]);
+    let mut totals = BTreeSet::new();
+    let mut by_signer = std::collections::BTreeMap::<String, usize>::new();
+    for (_, _, receipt) in &receipts {
+        // Orders whose signature was asked of the card just as it was swapped are refused
+        // with a signer error; every other one is signed.
+        if let Receipt::Signed(v) = receipt {
+            assert!(totals.insert(v["total_counter"].as_u64().unwrap()));
+            *by_signer
+                .entry(v["vsc_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        } else {
+            assert!(
+                (201..=210).contains(&receipt.code().number()),
+                "{:?}",
+                receipt.to_json()
+            );
+        }
+    }
+    assert_eq!(by_signer.len(), 2, "both cards signed: {by_signer:?}");
+    assert_eq!(totals, (1..=totals.len() as u64).collect());
+    reg.journal().clone().close();
+    let conn = store::open_read_only(&f.path).unwrap();
+    let keys = vec![
+        signer.first.identity().unwrap().public_key,
+        signer.second.identity().unwrap().public_key,
+    ];
+    let summary = verify_database(&conn, keys).unwrap();
+    assert_eq!(summary.fiscal_events, totals.len() as u64);
+    assert_eq!(summary.signers.len(), 2);
+}
+
+#[test]
+fn a_journal_filling_up_under_load_keeps_every_acknowledged_order_and_no_gap() {
+    let f = Fixture::new();
+    let mut config = JournalConfig::new(&f.path, "DEVFDMD0001");
+    config.max_bytes = Some(256 * 1024);
+    let journal = Journal::open(config.clone(), f.signer.clone()).unwrap();
+    let reg = Registrar::new(journal, Numbering::default());
+    const LINES: &[(&str, i64, &str, &str)] =
+        &[("A rather long description for padding", 1, "1.00", "A"); 12];
+    let receipts = register_concurrently(&reg, 8, 60, LINES);
+    let mut signed_seqs = BTreeSet::new();
+    let mut refused = Vec::new();
+    for (t, i, receipt) in receipts {
+        match receipt {
+            Receipt::Signed(v) => {
+                assert!(signed_seqs.insert(v["journal_seq"].as_u64().unwrap()));
+            }
+            other => {
+                assert_eq!(other.code(), FdmCode::StorageFull, "{:?}", other.to_json());
+                refused.push((t, i));
+            }
+        }
+    }
+    assert!(!refused.is_empty(), "the journal never filled up");
+    reg.journal().clone().close();
+    drop(reg);
+    // Every acknowledged record is there, and nothing else: the seqs after the anchor are
+    // exactly the signed ones.
+    let summary = f.verify();
+    assert_eq!(summary.fiscal_events, signed_seqs.len() as u64);
+    let last = summary.last_seq.unwrap();
+    assert_eq!(signed_seqs.last().copied(), Some(last));
+    assert_eq!(
+        signed_seqs.len() as u64,
+        last - 1,
+        "record 1 anchors the chain"
+    );
+    // With more room the refused orders go through, numbered on from there.
+    config.max_bytes = Some(16 * 1024 * 1024);
+    let reg = Registrar::new(
+        Journal::open(config, f.signer.clone()).unwrap(),
+        Numbering::default(),
+    );
+    for (n, (t, i)) in refused.iter().enumerate() {
+        let bytes = order(&format!("r-{i}"), "normal", LINES);
+        let r = signed(reg.register_order_blocking(&format!("till-{t}"), &bytes));
+        assert_eq!(r["journal_seq"].as_u64(), Some(last + 1 + n as u64));
+    }
+    reg.journal().clone().close();
+    assert_eq!(
+        f.verify().fiscal_events,
+        (signed_seqs.len() + refused.len()) as u64
+    );
+}
+
 #[test]
 fn an_appended_entry_answers_with_its_whole_body_as_stored() {
     let f = Fixture::new();

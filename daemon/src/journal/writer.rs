@@ -70,15 +70,21 @@ impl Writer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
         let max_batch = self.config.max_batch.max(1);
         let mut batch = Vec::with_capacity(max_batch);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+        let mut next = Vec::with_capacity(max_batch);
+        let mut ahead: Option<Ahead> = None;
+        loop {
+            if batch.is_empty() {
+                match rx.blocking_recv() {
+                    Some(first) => batch.push(first),
+                    None => break,
                 }
             }
-            self.write_batch(&mut batch);
+            // A batch planned ahead is written as planned; any other one takes in what waits.
+            if ahead.is_none() {
+                take_waiting(&mut rx, &mut batch, max_batch);
+            }
+            ahead = self.write_batch(&mut batch, ahead.take(), &mut rx, &mut next);
+            std::mem::swap(&mut batch, &mut next);
         }
         // Before the connection closes (its close checkpoints and removes the WAL).
         if let Some(checkpointer) = self.checkpointer.as_mut() {
@@ -86,43 +92,76 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: &mut Vec<WriteRequest>) {
-        let results = match self.try_write_batch(batch.as_mut_slice()) {
-            Ok(results) => results,
+    /// Writes and answers `batch` (planned ahead if `ahead` is there). Takes the entries that
+    /// wait meanwhile into `next`, and gives back their plan if it made one (see
+    /// [`Writer::plan_ahead`]).
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<WriteRequest>,
+        ahead: Option<Ahead>,
+        rx: &mut mpsc::Receiver<WriteRequest>,
+        next: &mut Vec<WriteRequest>,
+    ) -> Option<Ahead> {
+        let (results, ahead) = match self.try_write_batch(batch.as_mut_slice(), ahead, rx, next) {
+            Ok(written) => written,
             Err(BatchFailure(e)) => {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                batch.iter().map(|_| Err(e.clone())).collect()
+                (batch.iter().map(|_| Err(e.clone())).collect(), None)
             }
         };
         for (request, result) in batch.drain(..).zip(results) {
             // The caller may have gone away; the record is durable either way.
             let _ = request.reply.send(result);
         }
+        ahead
     }
 
     /// Writes the batch in one transaction. On success the heads advance; on failure they are
-    /// untouched, because every change is made on a copy first. The entries' bodies are moved
-    /// into their answers (an entry that failed is answered with the error only).
+    /// untouched, because every change is made on a copy first, and no plan ahead is left
+    /// (`ahead` is undone whenever it is not used). The entries' bodies are moved into their
+    /// answers (an entry that failed is answered with the error only).
     fn try_write_batch(
         &mut self,
         batch: &mut [WriteRequest],
-    ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
+        ahead: Option<Ahead>,
+        rx: &mut mpsc::Receiver<WriteRequest>,
+        next: &mut Vec<WriteRequest>,
+    ) -> Result<Written, BatchFailure> {
         let identity = match self.signer.identity() {
             Ok(identity) => identity,
-            Err(e) => return Ok(batch.iter().map(|_| Err(e.clone().into())).collect()),
+            Err(e) => {
+                self.undo(ahead, batch);
+                return Ok((batch.iter().map(|_| Err(e.clone().into())).collect(), None));
+            }
         };
         let mut heads = self.heads.clone();
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| BatchFailure(storage_error(e)))?;
-        let mut results = match self.declare_signer(&mut heads, &identity) {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            self.undo(ahead, batch);
+            return Err(BatchFailure(storage_error(e)));
+        }
+        let declared = self.declare_signer(&mut heads, &identity);
+        // The plan holds only if it was made from exactly these heads, for this signer.
+        let ahead = match ahead {
+            Some(ahead) if declared.is_ok() && ahead.fits(&heads, &identity) => Some(ahead),
+            other => {
+                self.undo(other, batch);
+                None
+            }
+        };
+        let mut results = match declared {
             Err(Stage::Batch(f)) => return Err(f),
             Err(Stage::Entry(e)) => batch.iter().map(|_| Err(e.clone())).collect(),
             Ok(()) => match self.signing.take() {
-                Some(signing) if batch.len() > 1 && !repeats_a_request(batch) => {
-                    let results = self.write_pipelined(&signing, &mut heads, &identity, batch);
+                Some(signing) if ahead.is_some() || pipelines(batch) => {
+                    let planned = match ahead {
+                        Some(ahead) => Ok(ahead.planned),
+                        None => self.plan(&signing, &heads, &identity, batch),
+                    };
+                    let results = planned.and_then(|planned| {
+                        self.store_planned(&signing, &mut heads, &identity, batch, planned)
+                    });
                     self.signing = Some(signing);
                     results?
                 }
@@ -132,9 +171,11 @@ impl Writer {
                 }
             },
         };
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| BatchFailure(storage_error(e)))?;
+        let ahead = self.plan_ahead(rx, next, &heads, &identity);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            self.undo(ahead, next);
+            return Err(BatchFailure(storage_error(e)));
+        }
         self.heads = heads;
         let written = results
             .iter()
@@ -146,7 +187,48 @@ impl Writer {
         for appended in results.iter_mut().flatten() {
             appended.storage_nearly_full = nearly_full;
         }
-        Ok(results)
+        Ok((results, ahead))
+    }
+
+    /// Before the COMMIT (whose `fsync` the writer waits for), takes the entries waiting into
+    /// `next` and plans them from the heads this batch leaves: numbered, encoded, hashed, their
+    /// hashes handed to the signing thread, which signs them while the disk syncs. The
+    /// idempotency lookups see this batch's rows (same connection, same transaction). The plan
+    /// is used only if the COMMIT succeeds and the next batch starts from exactly these heads;
+    /// otherwise it is undone and the entries are written afresh.
+    fn plan_ahead(
+        &mut self,
+        rx: &mut mpsc::Receiver<WriteRequest>,
+        next: &mut Vec<WriteRequest>,
+        heads: &Heads,
+        identity: &SignerIdentity,
+    ) -> Option<Ahead> {
+        let signing = self.signing.take()?;
+        take_waiting(rx, next, self.config.max_batch.max(1));
+        let ahead = if pipelines(next) {
+            self.plan(&signing, heads, identity, next)
+                .ok()
+                .map(|planned| Ahead {
+                    from_seq: heads.last_seq,
+                    from_hash: heads.last_hash,
+                    signer_id: identity.id.clone(),
+                    planned,
+                })
+        } else {
+            None
+        };
+        self.signing = Some(signing);
+        ahead
+    }
+
+    /// Throws a plan away: its signatures are collected and dropped, and every planned entry
+    /// gets its body back, to be written afresh.
+    fn undo(&self, ahead: Option<Ahead>, batch: &mut [WriteRequest]) {
+        // A plan exists only while the signing thread does, and the thread is in `self`
+        // wherever this is called.
+        if let (Some(ahead), Some(signing)) = (ahead, &self.signing) {
+            undo_plan(signing, ahead.planned, batch);
+        }
     }
 
     /// Numbers, encodes, signs and inserts the entries one after the other.
@@ -181,30 +263,32 @@ impl Writer {
         }
     }
 
-    /// The batch with its signatures made on the signing thread. Every entry is numbered,
-    /// encoded and hashed on a plan (a copy of the heads), its hash handed over at once; then
-    /// the rows are inserted in order as the signatures come back, `heads` advancing row by
-    /// row. If a signature fails, that entry fails and the entries after it are written again
-    /// one at a time from `heads` (their planned numbers and chain assumed the failed record);
-    /// the rows already inserted stay. The same records as [`Writer::write_one_by_one`].
-    fn write_pipelined(
-        &mut self,
+    /// Plans the batch for the signing thread: every entry is numbered, encoded and hashed on
+    /// a copy of `heads`, its hash handed over at once. Entries answered without a new record
+    /// (stored answers, errors) are planned as done. If the thread is gone the plan stops short
+    /// and [`Writer::store_planned`] writes the rest one at a time. On a storage failure nothing
+    /// stays planned: the signatures are dropped and the bodies given back.
+    fn plan(
+        &self,
         signing: &SigningThread,
-        heads: &mut Heads,
+        heads: &Heads,
         identity: &SignerIdentity,
         batch: &mut [WriteRequest],
-    ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
+    ) -> Result<Planned, BatchFailure> {
         let signer_id: Arc<str> = Arc::from(identity.id.as_str());
         let mut plan = heads.clone();
-        let mut slots = Vec::with_capacity(batch.len());
-        let mut submitted = 0usize;
-        for request in batch.iter_mut() {
+        let mut planned = Planned {
+            slots: Vec::with_capacity(batch.len()),
+            outstanding: 0,
+        };
+        for index in 0..batch.len() {
+            let request = &mut batch[index];
             let entry = &mut request.entry;
             let slot = match stored_answer(&self.conn, &self.config.fdm_id, entry) {
                 Ok(Some(appended)) => Slot::Done(Ok(appended)),
                 Err(Stage::Entry(e)) => Slot::Done(Err(e)),
                 Err(Stage::Batch(f)) => {
-                    signing.discard(submitted);
+                    undo_plan(signing, planned, batch);
                     return Err(f);
                 }
                 Ok(None) => {
@@ -220,15 +304,32 @@ impl Writer {
                                 entry.body = staged.body;
                                 break;
                             }
-                            submitted += 1;
+                            planned.outstanding += 1;
                             staged.advance(&mut plan);
                             Slot::Signing(Box::new((staged, canonical)))
                         }
                     }
                 }
             };
-            slots.push(slot);
+            planned.slots.push(slot);
         }
+        Ok(planned)
+    }
+
+    /// Inserts a planned batch: the rows in order as the signatures come back, `heads`
+    /// advancing row by row. If a signature fails, that entry fails and the entries after it
+    /// are written again one at a time from `heads` (their planned numbers and chain assumed
+    /// the failed record); the rows already inserted stay. Entries past the plan are written
+    /// one at a time too. The same records as [`Writer::write_one_by_one`].
+    fn store_planned(
+        &mut self,
+        signing: &SigningThread,
+        heads: &mut Heads,
+        identity: &SignerIdentity,
+        batch: &mut [WriteRequest],
+        planned: Planned,
+    ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
+        let Planned { slots, outstanding } = planned;
         let planned = slots.len();
         let mut results = Vec::with_capacity(batch.len());
         let mut collected = 0usize;
@@ -250,7 +351,7 @@ impl Writer {
             let signature = match signing.collect() {
                 Ok(signature) => signature,
                 Err(e) => {
-                    signing.discard(submitted - collected);
+                    signing.discard(outstanding - collected);
                     failed = true;
                     results.push(Err(e.into()));
                     continue;
@@ -259,7 +360,7 @@ impl Writer {
             if let Err(Stage::Batch(f)) =
                 insert_record(&self.conn, identity, &staged, &canonical, &signature)
             {
-                signing.discard(submitted - collected);
+                signing.discard(outstanding - collected);
                 return Err(f);
             }
             staged.advance(heads);
@@ -404,6 +505,67 @@ fn stored_answer(
     appended_from_stored(&stored, fdm_id)
         .map(Some)
         .map_err(Stage::Entry)
+}
+
+/// A batch's answers, and the next batch's plan if one was made.
+type Written = (Vec<Result<Appended, AppendError>>, Option<Ahead>);
+
+/// Moves what waits in the channel into `batch`, up to `max_batch` entries.
+fn take_waiting(
+    rx: &mut mpsc::Receiver<WriteRequest>,
+    batch: &mut Vec<WriteRequest>,
+    max_batch: usize,
+) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Whether the batch's signatures can be made on the signing thread: more than one entry, and
+/// no request twice (the second must see the first's row, so such a batch is written one
+/// record at a time).
+fn pipelines(batch: &[WriteRequest]) -> bool {
+    batch.len() > 1 && !repeats_a_request(batch)
+}
+
+/// Throws a plan away: its signatures are collected and dropped, and every planned entry gets
+/// its body back.
+fn undo_plan(signing: &SigningThread, planned: Planned, batch: &mut [WriteRequest]) {
+    signing.discard(planned.outstanding);
+    for (slot, request) in planned.slots.into_iter().zip(batch.iter_mut()) {
+        if let Slot::Signing(planned) = slot {
+            request.entry.body = planned.0.body;
+        }
+    }
+}
+
+/// A batch planned for the signing thread (see [`Writer::plan`]).
+struct Planned {
+    /// One per entry from the batch's start; fewer than the batch if the plan stopped short.
+    slots: Vec<Slot>,
+    /// Signatures handed over and not yet collected.
+    outstanding: usize,
+}
+
+/// The next batch, planned before the current one commits (see [`Writer::plan_ahead`]).
+struct Ahead {
+    /// The heads it was planned from: those the batch before leaves if it commits.
+    from_seq: u64,
+    from_hash: [u8; 32],
+    signer_id: String,
+    planned: Planned,
+}
+
+impl Ahead {
+    /// Whether the plan starts from `heads`, for this signer.
+    fn fits(&self, heads: &Heads, identity: &SignerIdentity) -> bool {
+        self.from_seq == heads.last_seq
+            && self.from_hash == heads.last_hash
+            && self.signer_id == identity.id
+    }
 }
 
 /// True if two entries of the batch carry the same request (the second must see the first's
