@@ -591,11 +591,11 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
     let journal =
         Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
     let reg = Registrar::new(journal, Numbering::default());
-    let threads: Vec<_> = (0..8)
+    let threads: Vec<_> = (0..32)
         .map(|t| {
             let reg = reg.clone();
             std::thread::spawn(move || {
-                (0..60)
+                (0..15)
                     .map(|i| {
                         let bytes = order(&format!("r-{i}"), "normal", &[("Item", 1, "2.00", "A")]);
                         (
@@ -723,7 +723,7 @@ fn a_card_swapped_under_load_is_declared_and_leaves_no_gap() {
     let journal =
         Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
     let reg = Registrar::new(journal, Numbering::default());
-    let receipts = register_concurrently(&reg, 8, 40, &[("Item", 1, "2.00", "A")]);
+    let receipts = register_concurrently(&reg, 32, 10, &[("Item", 1, "2.00", "A")]);
     let mut totals = BTreeSet::new();
     let mut by_signer = std::collections::BTreeMap::<String, usize>::new();
     for (_, _, receipt) in &receipts {
@@ -764,7 +764,7 @@ fn a_journal_filling_up_under_load_keeps_every_acknowledged_order_and_no_gap() {
     let reg = Registrar::new(journal, Numbering::default());
     const LINES: &[(&str, i64, &str, &str)] =
         &[("A rather long description for padding", 1, "1.00", "A"); 12];
-    let receipts = register_concurrently(&reg, 8, 60, LINES);
+    let receipts = register_concurrently(&reg, 32, 15, LINES);
     let mut signed_seqs = BTreeSet::new();
     let mut refused = Vec::new();
     for (t, i, receipt) in receipts {

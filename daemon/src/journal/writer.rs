@@ -79,10 +79,8 @@ impl Writer {
                     None => break,
                 }
             }
-            // A batch planned ahead is written as planned; any other one takes in what waits.
-            if ahead.is_none() {
-                take_waiting(&mut rx, &mut batch, max_batch);
-            }
+            // What came in while the previous batch committed joins this one (and its plan).
+            take_waiting(&mut rx, &mut batch, max_batch);
             ahead = self.write_batch(&mut batch, ahead.take(), &mut rx, &mut next);
             std::mem::swap(&mut batch, &mut next);
         }
@@ -150,13 +148,22 @@ impl Writer {
                 None
             }
         };
+        // Entries that joined after the plan was made: planned on from where it ends, unless
+        // one repeats a request (then the batch is written one record at a time).
+        let ahead = match ahead {
+            Some(ahead) if ahead.planned.slots.len() < batch.len() && !pipelines(batch) => {
+                self.undo(Some(ahead), batch);
+                None
+            }
+            ahead => ahead,
+        };
         let mut results = match declared {
             Err(Stage::Batch(f)) => return Err(f),
             Err(Stage::Entry(e)) => batch.iter().map(|_| Err(e.clone())).collect(),
             Ok(()) => match self.signing.take() {
                 Some(signing) if ahead.is_some() || pipelines(batch) => {
                     let planned = match ahead {
-                        Some(ahead) => Ok(ahead.planned),
+                        Some(ahead) => self.plan_more(&signing, ahead.planned, &identity, batch),
                         None => self.plan(&signing, &heads, &identity, batch),
                     };
                     let results = planned.and_then(|planned| {
@@ -280,6 +287,8 @@ impl Writer {
         let mut planned = Planned {
             slots: Vec::with_capacity(batch.len()),
             outstanding: 0,
+            complete: false,
+            end: Heads::default(),
         };
         for index in 0..batch.len() {
             let request = &mut batch[index];
@@ -313,7 +322,39 @@ impl Writer {
             };
             planned.slots.push(slot);
         }
+        planned.complete = planned.slots.len() == batch.len();
+        planned.end = plan;
         Ok(planned)
+    }
+
+    /// Extends a plan made ahead to the entries that joined the batch after it, numbered on
+    /// from where the plan ends. A plan that stopped short (the signing thread gone) is left as
+    /// it is: [`Writer::store_planned`] writes the rest one at a time.
+    fn plan_more(
+        &self,
+        signing: &SigningThread,
+        mut planned: Planned,
+        identity: &SignerIdentity,
+        batch: &mut [WriteRequest],
+    ) -> Result<Planned, BatchFailure> {
+        let done = planned.slots.len();
+        if !planned.complete || done >= batch.len() {
+            return Ok(planned);
+        }
+        let (_, joined) = batch.split_at_mut(done);
+        match self.plan(signing, &planned.end, identity, joined) {
+            Ok(more) => {
+                planned.slots.extend(more.slots);
+                planned.outstanding += more.outstanding;
+                planned.complete = more.complete;
+                planned.end = more.end;
+                Ok(planned)
+            }
+            Err(f) => {
+                undo_plan(signing, planned, batch);
+                Err(f)
+            }
+        }
     }
 
     /// Inserts a planned batch: the rows in order as the signatures come back, `heads`
@@ -329,7 +370,9 @@ impl Writer {
         batch: &mut [WriteRequest],
         planned: Planned,
     ) -> Result<Vec<Result<Appended, AppendError>>, BatchFailure> {
-        let Planned { slots, outstanding } = planned;
+        let Planned {
+            slots, outstanding, ..
+        } = planned;
         let planned = slots.len();
         let mut results = Vec::with_capacity(batch.len());
         let mut collected = 0usize;
@@ -548,6 +591,10 @@ struct Planned {
     slots: Vec<Slot>,
     /// Signatures handed over and not yet collected.
     outstanding: usize,
+    /// Whether every entry of the batch is planned.
+    complete: bool,
+    /// The heads after the last planned entry.
+    end: Heads,
 }
 
 /// The next batch, planned before the current one commits (see [`Writer::plan_ahead`]).
