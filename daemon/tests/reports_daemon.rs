@@ -259,6 +259,18 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
         json!({"request_id": "late", "operator": OP, "event_type": "normal", "lines": [line("Cola", 1, "2.70", "A", "drink")]}),
     );
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{r}");
+    // An unknown reason is refused, naming the reasons there are.
+    let (code, out) = fdmctl(&[
+        "devices",
+        "replace-card",
+        "0000000196-860",
+        "--reason",
+        "bored",
+        "--config",
+        &cfg,
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("reason") && out.contains("defect"), "{out}");
     let (code, out) = fdmctl(&[
         "devices",
         "replace-card",

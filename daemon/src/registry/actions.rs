@@ -105,6 +105,16 @@ pub async fn link(app: &App, id: &str, production_number: &str) -> Result<Value,
     .await
 }
 
+/// A deactivation or replacement reason, or the error naming the reasons there are.
+fn parse_reason(reason: &str) -> Result<DeactivationReason, RegistryError> {
+    DeactivationReason::parse(reason).ok_or_else(|| {
+        invalid(
+            "reason",
+            format!("must be one of {}", DeactivationReason::ALL.join(", ")),
+        )
+    })
+}
+
 /// Deactivates a register with a reason: journaled, then its credentials stop working, so its
 /// orders are refused.
 pub async fn deactivate(
@@ -113,12 +123,7 @@ pub async fn deactivate(
     reason: &str,
     note: Option<&str>,
 ) -> Result<Value, RegistryError> {
-    let reason = DeactivationReason::parse(reason).ok_or_else(|| {
-        invalid(
-            "reason",
-            format!("must be one of {}", DeactivationReason::ALL.join(", ")),
-        )
-    })?;
+    let reason = parse_reason(reason)?;
     let note = note.map(str::trim).filter(|n| !n.is_empty());
     if reason == DeactivationReason::Other && note.is_none() {
         return Err(invalid(
@@ -160,12 +165,7 @@ pub async fn replace_card(
     new_vsc_id: &str,
     reason: &str,
 ) -> Result<Value, RegistryError> {
-    let reason = DeactivationReason::parse(reason).ok_or_else(|| {
-        invalid(
-            "reason",
-            format!("must be one of {}", DeactivationReason::ALL.join(", ")),
-        )
-    })?;
+    let reason = parse_reason(reason)?;
     let new = new_vsc_id.trim();
     if new.is_empty()
         || new.len() > 32
