@@ -135,6 +135,18 @@ impl Status {
             .insert(name.to_owned(), state);
     }
 
+    /// Changes what the status says about a plugin instance (starting from `initial` if it
+    /// says nothing yet), under one lock: two changes at once never lose one of them.
+    pub fn update_plugin(
+        &self,
+        name: &str,
+        initial: impl FnOnce() -> Value,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let mut plugins = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
+        change(plugins.entry(name.to_owned()).or_insert_with(initial));
+    }
+
     /// What the status says about a plugin instance.
     pub fn plugin(&self, name: &str) -> Option<Value> {
         self.plugins
@@ -273,6 +285,35 @@ impl Status {
 mod tests {
     use super::*;
     use crate::signer::SoftwareSigner;
+
+    #[test]
+    fn plugin_changes_made_at_once_are_all_kept() {
+        let status = Arc::new(Status::new(
+            Arc::new(SoftwareSigner::from_seed([1; 32])),
+            Arc::new(JournalStats::default()),
+        ));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let status = status.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        status.update_plugin(
+                            "vendor-1",
+                            || serde_json::json!({"errors": 0}),
+                            |v| {
+                                v["errors"] =
+                                    serde_json::json!(v["errors"].as_u64().unwrap_or(0) + 1)
+                            },
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(status.plugin("vendor-1").unwrap()["errors"], 4000);
+    }
 
     #[test]
     fn a_journal_that_owes_answers_too_long_is_stalled() {

@@ -63,13 +63,9 @@ impl Reporter {
     }
 
     fn update(&self, change: impl FnOnce(&mut Value)) {
-        let mut v = self
-            .app
+        self.app
             .status
-            .plugin(&self.name)
-            .unwrap_or_else(|| self.base.clone());
-        change(&mut v);
-        self.app.status.set_plugin(&self.name, v);
+            .update_plugin(&self.name, || self.base.clone(), change);
     }
 
     /// Keeps the helper's restart count in the status current (after every call).
