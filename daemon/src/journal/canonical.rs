@@ -14,9 +14,6 @@ pub enum CanonicalError {
     /// A number that is not an integer in ±(2^53 − 1).
     #[error("number {0} is not an integer within ±(2^53 - 1)")]
     Number(String),
-    /// Pre-encoded members that do not belong to the body they are merged into (a bug).
-    #[error("pre-encoded body members do not match the body")]
-    Mismatch,
 }
 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -228,8 +228,8 @@ impl Writer {
         ahead
     }
 
-    /// Throws a plan away: its signatures are collected and dropped, and every planned entry
-    /// gets its body back, to be written afresh.
+    /// Throws a plan made ahead away, if there is one (see [`undo_plan`]): its entries are
+    /// written afresh.
     fn undo(&self, ahead: Option<Ahead>, batch: &mut [WriteRequest]) {
         // A plan exists only while the signing thread does, and the thread is in `self`
         // wherever this is called.

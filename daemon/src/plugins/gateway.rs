@@ -212,10 +212,9 @@ impl Services for Gateway {
                 // Counted in the status every time; logged at most every 10 s, so a plugin that
                 // keeps trying cannot flood the log.
                 let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(mut v) = self.app.status.plugin(&self.instance) {
-                    v["publish_refused"] = json!(refused);
-                    self.app.status.set_plugin(&self.instance, v);
-                }
+                self.app
+                    .status
+                    .update_plugin(&self.instance, |v| v["publish_refused"] = json!(refused));
                 let mut last = self
                     .last_refusal_log
                     .lock()

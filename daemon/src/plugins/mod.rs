@@ -47,25 +47,23 @@ pub trait Instance: Send + Sync {
 pub struct Reporter {
     app: Arc<App>,
     name: String,
-    base: Value,
     seen_restarts: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Reporter {
+    /// Puts `base` in the status (status entries are never removed, so every later change
+    /// finds it there).
     fn new(app: &Arc<App>, name: &str, base: Value) -> Reporter {
-        app.status.set_plugin(name, base.clone());
+        app.status.set_plugin(name, base);
         Reporter {
             app: app.clone(),
             name: name.to_owned(),
-            base,
             seen_restarts: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
     fn update(&self, change: impl FnOnce(&mut Value)) {
-        self.app
-            .status
-            .update_plugin(&self.name, || self.base.clone(), change);
+        self.app.status.update_plugin(&self.name, change);
     }
 
     /// Keeps the helper's restart count in the status current (after every call).
