@@ -1,5 +1,9 @@
 //! fdmd: an on-premise Belgian fiscal data module host (GKS/SCE).
 //!
+//! The fiscal core (order model, journal, the `Signer` trait, verification) is the `fdmd-core`
+//! crate; this crate re-exports its [`fiscal`] and [`journal`] modules and adds the transports
+//! (MQTT, HTTP), the restaurant rules, reports, the plugin host and the card signer.
+//!
 //! Registers, handhelds and kitchen printers send orders; fdmd validates them ([`fiscal`]),
 //! numbers, hashes, signs ([`signer`]) and stores them in one append-only, hash-chained journal
 //! ([`journal`]), and answers with a signed receipt ([`service`]). The journal can be verified
@@ -14,9 +18,9 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod daemon;
-pub mod fiscal;
+pub use fdmd_core::fiscal;
 pub mod http;
-pub mod journal;
+pub use fdmd_core::journal;
 pub mod mqtt;
 pub mod paths;
 pub mod plugins;

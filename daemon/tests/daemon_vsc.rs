@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{Daemon, FDMCTL, fdmctl, order};
+use support::{Daemon, fdmctl, fdmctl_bin, order};
 use tokio::sync::mpsc;
 use vsc_common::{CARD_ID, Lab, PIN};
 
@@ -159,7 +159,7 @@ fn enrol(d: &Daemon, id: &str) -> Value {
 /// `fdmctl vsc pin` with the PIN on standard input; returns (exit code, output).
 fn fdmctl_pin(d: &Daemon, pin: &str) -> (i32, String) {
     let cfg = d.config_file.clone().unwrap();
-    let mut child = Command::new(FDMCTL)
+    let mut child = Command::new(fdmctl_bin())
         .args(["vsc", "pin", "--config", cfg.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -120,27 +120,32 @@ impl Rng {
 /// The `fdmctl` binary of the same build as `sibling` (a binary of this package, given as
 /// `env!("CARGO_BIN_EXE_journal-load")`): same target directory, same profile.
 ///
-/// Panics with instructions when it is missing, or older than a source file of the daemon (a
-/// `cargo test -p fdmd-tests` after editing the daemon would otherwise test the old binary).
+/// Panics with instructions when it is missing, or older than a source file of fdmctl or the
+/// crates it uses (a `cargo test -p fdmd-tests` after editing them would otherwise test the old
+/// binary).
 pub fn fdmctl_path(sibling: &Path) -> PathBuf {
     let dir = sibling.parent().unwrap_or(Path::new("."));
     let path = dir.join(format!("fdmctl{}", std::env::consts::EXE_SUFFIX));
     let Ok(meta) = std::fs::metadata(&path) else {
         panic!(
-            "fdmctl not found at {}: these tests run the real fdmctl of package fdmd, which \
-             `cargo test -p fdmd-tests` does not build. Run `cargo build -p fdmd --bins` first, \
+            "fdmctl not found at {}: these tests run the real fdmctl of package fdmctl, which \
+             `cargo test -p fdmd-tests` does not build. Run `cargo build -p fdmctl` first, \
              or use `cargo test --workspace` / `cargo nextest run --workspace`.",
             path.display()
         );
     };
     let built = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let daemon_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemon/src");
-    if let Some((newest, file)) = newest_file(&daemon_src, 6)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest = ["daemon/src", "core/src", "fdmctl/src"]
+        .iter()
+        .filter_map(|dir| newest_file(&root.join(dir), 6))
+        .max();
+    if let Some((newest, file)) = newest
         && newest > built
     {
         panic!(
             "{} is older than {}: it was built before the daemon's last change. Run `cargo \
-             build -p fdmd --bins` (or `cargo test --workspace`) so the test runs the current \
+             build -p fdmctl` (or `cargo test --workspace`) so the test runs the current \
              fdmctl.",
             path.display(),
             file.display()

@@ -7,6 +7,7 @@
 //! The format is specified in `docs/vsc.md`; `configs/vsc-profile-fdmd-test.toml` is the built-in
 //! profile, the one fdmd's virtual test card implements.
 
+pub use fdmd_core::signer::Pin;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -354,7 +355,7 @@ impl Profile {
         while out.len() < f.pad_to {
             out.push(f.pad_byte);
         }
-        Ok(Pin(out))
+        Ok(Pin::from_encoded(out))
     }
 }
 
@@ -390,39 +391,6 @@ fn parse_sw(pattern: &str, outcome: Outcome) -> Result<SwRule, String> {
         wildcards,
         outcome,
     })
-}
-
-/// A PIN (digits, or the encoded bytes sent to a card). Never printed; wiped when dropped.
-pub struct Pin(Vec<u8>);
-
-impl Pin {
-    /// A PIN typed by a person: 1 to 16 decimal digits, surrounding white space ignored.
-    pub fn parse(text: &str) -> Result<Pin, String> {
-        let t = text.trim();
-        if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("a PIN is 1 to 16 digits".into());
-        }
-        Ok(Pin(t.as_bytes().to_vec()))
-    }
-
-    /// The digits (or encoded bytes).
-    pub fn digits(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Pin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pin(<hidden>)")
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        // Keeps the wipe from being optimised away as a dead store (best effort).
-        std::hint::black_box(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const FDMD: &str = env!("CARGO_BIN_EXE_fdmd");
-pub const FDMCTL: &str = env!("CARGO_BIN_EXE_fdmctl");
+
+/// The `fdmctl` binary (package `fdmctl`) of the same build as [`FDMD`]: `cargo build
+/// --workspace`, `cargo test --workspace` and `cargo nextest run --workspace` build it.
+pub fn fdmctl_bin() -> PathBuf {
+    let path = Path::new(FDMD).with_file_name(format!("fdmctl{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "fdmctl not found at {}: run `cargo build -p fdmctl` or test with --workspace",
+        path.display()
+    );
+    path
+}
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
@@ -252,7 +263,7 @@ pub fn order(request_id: &str, lines: &[(&str, i64, &str, &str)]) -> Vec<u8> {
 
 /// Runs fdmctl with arguments; returns (exit code, stdout).
 pub fn fdmctl(args: &[&str]) -> (i32, String) {
-    let out = Command::new(FDMCTL).args(args).output().unwrap();
+    let out = Command::new(fdmctl_bin()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),

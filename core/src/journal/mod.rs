@@ -27,7 +27,6 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
 
 /// Where time comes from (the FDM time of each record). Tests and simulations inject their own.
 pub trait Clock: Send + Sync {
@@ -228,7 +227,7 @@ struct WriteRequest {
     /// The body's members encoded by the caller (`None` if they have no canonical form: the
     /// writer then encodes the body itself and answers with the error).
     encoded: Option<body::EncodedBody>,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
+    reply: flume::Sender<Result<Appended, AppendError>>,
 }
 
 /// An entry whose body is already encoded canonically: what [`Journal::append`] takes (an
@@ -276,7 +275,7 @@ impl Sealed {
     /// The request for the writer, and what the caller keeps for [`KeptBody::complete`].
     fn into_request(
         self,
-        reply: oneshot::Sender<Result<Appended, AppendError>>,
+        reply: flume::Sender<Result<Appended, AppendError>>,
     ) -> (WriteRequest, KeptBody) {
         let request = WriteRequest {
             entry: self.entry,
@@ -368,7 +367,7 @@ impl JournalStats {
 /// A handle to the journal; cheap to clone. The writer stops when every handle is dropped.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: flume::Sender<WriteRequest>,
     stats: Arc<JournalStats>,
     path: PathBuf,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
@@ -391,7 +390,7 @@ impl Journal {
             stats.pages_used.store(used, Ordering::Relaxed);
             stats.pages_max.store(max, Ordering::Relaxed);
         }
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (tx, rx) = flume::bounded(config.queue.max(1));
         let path = config.path.clone();
         let writer = writer::Writer::new(conn, heads, config, signer, stats.clone());
         let thread = std::thread::Builder::new()
@@ -408,11 +407,14 @@ impl Journal {
 
     /// Appends an entry; returns once it is durable (or why it was not written).
     pub async fn append(&self, entry: impl Into<Sealed>) -> Result<Appended, AppendError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = flume::bounded(1);
         self.stats.request_sent();
         let (request, kept) = entry.into().into_request(reply);
-        let result = match self.tx.send(request).await {
-            Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
+        let result = match self.tx.send_async(request).await {
+            Ok(()) => answer
+                .recv_async()
+                .await
+                .unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
         self.stats.answer_received();
@@ -421,11 +423,11 @@ impl Journal {
 
     /// Like [`Journal::append`], for threads outside an async runtime.
     pub fn append_blocking(&self, entry: impl Into<Sealed>) -> Result<Appended, AppendError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = flume::bounded(1);
         self.stats.request_sent();
         let (request, kept) = entry.into().into_request(reply);
-        let result = match self.tx.blocking_send(request) {
-            Ok(()) => answer.blocking_recv().unwrap_or(Err(AppendError::Closed)),
+        let result = match self.tx.send(request) {
+            Ok(()) => answer.recv().unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
         self.stats.answer_received();

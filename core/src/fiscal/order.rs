@@ -569,7 +569,8 @@ fn enum_field<T>(
     parsed
 }
 
-pub(crate) fn parse_serde<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+/// Parses a string as a serde value of type `T` (an enum named by its serde name), if it is one.
+pub fn parse_serde<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(Value::String(text.to_owned())).ok()
 }
 

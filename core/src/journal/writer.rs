@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
 
 pub(super) struct Writer {
     /// Declared before `conn`: stopped before the writer's connection closes, so that the
@@ -67,21 +66,21 @@ impl Writer {
         }
     }
 
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+    pub(super) fn run(mut self, rx: flume::Receiver<WriteRequest>) {
         let max_batch = self.config.max_batch.max(1);
         let mut batch = Vec::with_capacity(max_batch);
         let mut next = Vec::with_capacity(max_batch);
         let mut ahead: Option<Ahead> = None;
         loop {
             if batch.is_empty() {
-                match rx.blocking_recv() {
-                    Some(first) => batch.push(first),
-                    None => break,
+                match rx.recv() {
+                    Ok(first) => batch.push(first),
+                    Err(_) => break,
                 }
             }
             // What came in while the previous batch committed joins this one (and its plan).
-            take_waiting(&mut rx, &mut batch, max_batch);
-            ahead = self.write_batch(&mut batch, ahead.take(), &mut rx, &mut next);
+            take_waiting(&rx, &mut batch, max_batch);
+            ahead = self.write_batch(&mut batch, ahead.take(), &rx, &mut next);
             std::mem::swap(&mut batch, &mut next);
         }
         // Before the connection closes (its close checkpoints and removes the WAL).
@@ -97,7 +96,7 @@ impl Writer {
         &mut self,
         batch: &mut Vec<WriteRequest>,
         ahead: Option<Ahead>,
-        rx: &mut mpsc::Receiver<WriteRequest>,
+        rx: &flume::Receiver<WriteRequest>,
         next: &mut Vec<WriteRequest>,
     ) -> Option<Ahead> {
         let (results, ahead) = match self.try_write_batch(batch.as_mut_slice(), ahead, rx, next) {
@@ -124,7 +123,7 @@ impl Writer {
         &mut self,
         batch: &mut [WriteRequest],
         ahead: Option<Ahead>,
-        rx: &mut mpsc::Receiver<WriteRequest>,
+        rx: &flume::Receiver<WriteRequest>,
         next: &mut Vec<WriteRequest>,
     ) -> Result<Written, BatchFailure> {
         let identity = match self.signer.identity() {
@@ -205,7 +204,7 @@ impl Writer {
     /// otherwise it is undone and the entries are written afresh.
     fn plan_ahead(
         &mut self,
-        rx: &mut mpsc::Receiver<WriteRequest>,
+        rx: &flume::Receiver<WriteRequest>,
         next: &mut Vec<WriteRequest>,
         heads: &Heads,
         identity: &SignerIdentity,
@@ -555,7 +554,7 @@ type Written = (Vec<Result<Appended, AppendError>>, Option<Ahead>);
 
 /// Moves what waits in the channel into `batch`, up to `max_batch` entries.
 fn take_waiting(
-    rx: &mut mpsc::Receiver<WriteRequest>,
+    rx: &flume::Receiver<WriteRequest>,
     batch: &mut Vec<WriteRequest>,
     max_batch: usize,
 ) {
