@@ -47,9 +47,19 @@ impl Daemon {
 
     /// `fdmd --dev` on free ports.
     pub fn start_dev() -> Daemon {
+        Self::start_dev_on(|_| {})
+    }
+
+    /// `fdmd --dev` on free ports, on a data directory (mode 0700) that `prepare` fills first
+    /// (e.g. with a journal written by an older build).
+    pub fn start_dev_on(prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let (http, mqtt) = (free_port(), free_port());
         let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        prepare(&data);
+        let (http, mqtt) = (free_port(), free_port());
         let child = Command::new(FDMD)
             .args(["--dev", "--data-dir"])
             .arg(&data)
@@ -202,6 +212,13 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("fdmd did not come back within 30 s");
+    }
+
+    /// The development register's HTTP token (`dev-credentials.json`, written by `--dev`).
+    pub fn dev_register_token(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir().join("dev-credentials.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["http_token"].as_str().unwrap().to_owned()
     }
 
     pub fn admin_token(&self) -> String {
