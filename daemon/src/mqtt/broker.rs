@@ -277,3 +277,145 @@ async fn probe(addr: SocketAddr, bus_secret: &Secret) -> Result<(), String> {
         .await
         .unwrap_or_else(|_| Err("no CONNACK within 1 s".to_owned()))
 }
+
+/// Guards of the two rumqttd 0.20 details the gate relies on (docs/adr/0004-rumqttd-coupling.md):
+/// a new rumqttd that changes either fails here, not in the field.
+#[cfg(test)]
+mod rumqttd_coupling_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::time::Instant;
+
+    fn settings() -> BrokerSettings {
+        BrokerSettings {
+            max_connections: 8,
+            max_packet_bytes: 64 * 1024,
+        }
+    }
+
+    fn bus_client(broker: &InternalBroker, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
+        let addr = broker.addr();
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options.set_credentials(BUS_USER, broker.bus_secret().expose());
+        options.set_keep_alive(Duration::from_secs(30));
+        AsyncClient::new(options, 512)
+    }
+
+    /// The gate numbers its own deliveries above [`crate::mqtt::gate::BROKER_MAX_PACKET_ID`]; that
+    /// is only safe while rumqttd's deliveries never use a higher packet id, and it is only
+    /// efficient while rumqttd cycles through that whole range. 250 acknowledged QoS 1
+    /// deliveries must use ids 1..=100 and reach 100.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rumqttd_delivers_with_packet_ids_up_to_the_gates_boundary() {
+        const MESSAGES: usize = 250;
+        let broker = InternalBroker::start(settings()).await.unwrap();
+        let (sub, mut sub_loop) = bus_client(&broker, "guard-sub");
+        sub.subscribe("guard/#", QoS::AtLeastOnce).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Wait for the SUBACK before publishing.
+        loop {
+            assert!(Instant::now() < deadline, "no SUBACK");
+            if let Ok(Event::Incoming(Packet::SubAck(_))) = sub_loop.poll().await {
+                break;
+            }
+        }
+        let (publisher, mut pub_loop) = bus_client(&broker, "guard-pub");
+        let publishing = tokio::spawn(async move {
+            for n in 0..MESSAGES {
+                publisher
+                    .publish("guard/x", QoS::AtLeastOnce, false, n.to_string())
+                    .await
+                    .unwrap();
+            }
+            // Drive the publisher until every PUBACK is in.
+            let mut acked = 0;
+            while acked < MESSAGES {
+                if let Ok(Event::Incoming(Packet::PubAck(_))) = pub_loop.poll().await {
+                    acked += 1;
+                }
+            }
+        });
+        let mut ids = Vec::new();
+        while ids.len() < MESSAGES {
+            assert!(
+                Instant::now() < deadline,
+                "only {} deliveries in time",
+                ids.len()
+            );
+            if let Ok(Ok(Event::Incoming(Packet::Publish(p)))) =
+                tokio::time::timeout(Duration::from_secs(5), sub_loop.poll()).await
+            {
+                ids.push(p.pkid);
+            }
+        }
+        publishing.await.unwrap();
+        let max = ids.iter().copied().max().unwrap();
+        let min = ids.iter().copied().min().unwrap();
+        assert!(min >= 1, "packet id 0 at QoS 1: {ids:?}");
+        assert_eq!(
+            max,
+            crate::mqtt::gate::BROKER_MAX_PACKET_ID,
+            "rumqttd's delivery packet ids no longer end at the gate's boundary"
+        );
+        broker.stop();
+    }
+
+    /// The listener rumqttd binds is a socket of this process, found by its local address, and
+    /// the connections it accepts inherit `TCP_NODELAY` from it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rumqttds_listener_is_found_and_its_connections_get_nodelay() {
+        let broker = InternalBroker::start(settings()).await.unwrap();
+        assert!(
+            set_nodelay_on_broker_sockets(broker.addr()) >= 1,
+            "rumqttd's listening socket was not found among this process's descriptors"
+        );
+        let client = std::net::TcpStream::connect(broker.addr()).unwrap();
+        let me = client.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let accepted_nodelay = loop {
+            assert!(
+                Instant::now() < deadline,
+                "the accepted socket was not found"
+            );
+            if let Some(nodelay) = accepted_socket_nodelay(broker.addr(), me) {
+                break nodelay;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            accepted_nodelay,
+            "an accepted connection has no TCP_NODELAY"
+        );
+        broker.stop();
+    }
+
+    /// TCP_NODELAY of the socket of this process bound to `local` and connected to `peer`.
+    fn accepted_socket_nodelay(local: SocketAddr, peer: SocketAddr) -> Option<bool> {
+        for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
+            else {
+                continue;
+            };
+            if !std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            {
+                continue;
+            }
+            // SAFETY: borrowed for three calls that neither close nor keep the descriptor; the
+            // address checks keep the answer to the socket looked for.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let sock = socket2::SockRef::from(&borrowed);
+            if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(local)
+                && sock.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer)
+            {
+                return sock.tcp_nodelay().ok();
+            }
+        }
+        None
+    }
+}
