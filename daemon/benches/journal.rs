@@ -9,11 +9,12 @@
 //! `cargo bench -p fdmd -- --test` runs every benchmark once (a CI smoke test).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::fiscal::plu::{plu_hash, plu_record};
 use fdmd::fiscal::{Order, Sale};
 use fdmd::journal::record::{Envelope, RecordKind, record_hash};
 use fdmd::journal::{Journal, JournalConfig};
-use fdmd::service::{Numbering, Receipt, Registrar};
+use fdmd::service::{Numbering, Receipt};
 use fdmd::signer::{Signer, SoftwareSigner};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -104,7 +105,7 @@ fn expect_signed(receipt: Receipt) {
 
 /// A fresh journal on the real disk, already anchored (its first record written).
 struct Bench {
-    registrar: Option<Registrar>,
+    registrar: Option<BlockingApp>,
     name: &'static str,
     _dir: tempfile::TempDir,
 }
@@ -148,8 +149,12 @@ impl Bench {
             signer,
         )
         .unwrap();
-        let registrar = Registrar::new(journal, Numbering::default());
-        expect_signed(registrar.register_order_blocking("till-0", &next_order()));
+        let registrar = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
+        // The registers the benchmarks use, enrolled as an installer would (nothing journaled).
+        for t in 0..32 {
+            registrar.enrol_register(&format!("till-{t}")).unwrap();
+        }
+        expect_signed(registrar.handle_order("till-0", &next_order()));
         Bench {
             registrar: Some(registrar),
             name,
@@ -157,7 +162,7 @@ impl Bench {
         }
     }
 
-    fn registrar(&self) -> &Registrar {
+    fn registrar(&self) -> &BlockingApp {
         self.registrar.as_ref().unwrap()
     }
 }
@@ -307,7 +312,7 @@ fn single_writer(c: &mut Criterion) {
                 for _ in 0..iters {
                     let bytes = next_order();
                     let start = Instant::now();
-                    let receipt = bench.registrar().register_order_blocking("till-1", &bytes);
+                    let receipt = bench.registrar().handle_order("till-1", &bytes);
                     let took = start.elapsed();
                     expect_signed(receipt);
                     total += took;
@@ -351,8 +356,7 @@ fn concurrent_threads(c: &mut Criterion) {
                                     let register = format!("till-{t}");
                                     for _ in 0..PER_THREAD {
                                         expect_signed(
-                                            registrar
-                                                .register_order_blocking(&register, &next_order()),
+                                            registrar.handle_order(&register, &next_order()),
                                         );
                                     }
                                 });
@@ -399,14 +403,12 @@ fn concurrent_tasks(c: &mut Criterion) {
                     runtime.block_on(async {
                         let handles: Vec<_> = (0..n)
                             .map(|t| {
-                                let registrar = bench.registrar().clone();
+                                let app = bench.registrar().app().clone();
                                 tokio::spawn(async move {
                                     let register = format!("till-{}", t % 32);
                                     for _ in 0..PER_TASK {
                                         let bytes = next_order();
-                                        expect_signed(
-                                            registrar.register_order(&register, &bytes).await,
-                                        );
+                                        expect_signed(app.handle_order(&register, &bytes).await);
                                     }
                                 })
                             })
@@ -453,12 +455,12 @@ fn journal_only(c: &mut Criterion) {
                 let work: Vec<Vec<fdmd::journal::Sealed>> = runtime.block_on(async {
                     let handles: Vec<_> = (0..n)
                         .map(|t| {
-                            let registrar = bench.registrar().clone();
+                            let app = bench.registrar().app().clone();
                             tokio::spawn(async move {
                                 let register = format!("till-{}", t % 32);
                                 (0..PER_TASK)
                                     .map(|_| {
-                                        registrar
+                                        app.registrar
                                             .prepare_order(&register, &next_order())
                                             .map_err(|r| r.to_json())
                                             .unwrap()
@@ -563,6 +565,8 @@ fn cpu(c: &mut Criterion) {
         b.iter(|| {
             bench
                 .registrar()
+                .app()
+                .registrar
                 .prepare_order("till-1", black_box(&bytes))
                 .map_err(|_| ())
                 .unwrap()
@@ -585,6 +589,8 @@ fn cpu(c: &mut Criterion) {
     // One record as the writer builds it: the body with the fields the journal adds.
     let entry = bench
         .registrar()
+        .app()
+        .registrar
         .prepare_order("till-1", &bytes)
         .map_err(|_| ())
         .unwrap()

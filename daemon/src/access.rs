@@ -114,6 +114,9 @@ pub enum AccessError {
 pub struct AccessStore {
     path: PathBuf,
     state: RwLock<AccessFile>,
+    /// Held by each change (enrol, revoke) from its check to its save, so that concurrent changes
+    /// neither both pass the check nor write the file over each other.
+    changes: std::sync::Mutex<()>,
     /// Counts revocations, so that open connections can check whether theirs was one.
     revocations: tokio::sync::watch::Sender<u64>,
 }
@@ -185,6 +188,7 @@ impl AccessStore {
         let store = AccessStore {
             path,
             state: RwLock::new(state),
+            changes: std::sync::Mutex::new(()),
             revocations: tokio::sync::watch::Sender::new(0),
         };
         let token = std::fs::read_to_string(&token_path)
@@ -219,6 +223,7 @@ impl AccessStore {
 
     /// Enrols a register or station and issues its credentials.
     pub fn enrol(&self, kind: ClientKind, id: &str, now: &str) -> Result<Credentials, AccessError> {
+        let _change = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         check_new_id(self, kind, id)?;
         let k = key(kind, id);
         let creds = Credentials {
@@ -247,6 +252,7 @@ impl AccessStore {
 
     /// Revokes a client: its credentials stop working at once.
     pub fn revoke(&self, kind: ClientKind, id: &str, now: &str) -> Result<(), AccessError> {
+        let _change = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut state = self.write();
             let entry = state
@@ -357,6 +363,33 @@ pub fn read_admin_token(data_dir: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_enrolments_are_all_kept_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(AccessStore::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    (0..4)
+                        .map(|i| store.enrol(ClientKind::Register, &format!("till-{t}-{i}"), "t"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            for result in t.join().unwrap() {
+                assert!(result.is_ok(), "{result:?}");
+            }
+        }
+        let reopened = AccessStore::open(dir.path()).unwrap();
+        for t in 0..16 {
+            for i in 0..4 {
+                assert!(reopened.active_register(&format!("till-{t}-{i}")));
+            }
+        }
+    }
 
     #[test]
     fn enrol_check_revoke() {

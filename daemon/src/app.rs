@@ -170,47 +170,59 @@ impl App {
     }
 
     /// Checks an order against the restaurant state, completes it, journals it and advances the
-    /// state, holding the locks of what it checked all along.
+    /// state, holding the locks of what it checked all along. The ticket is rendered from the
+    /// durable record after the commit, the same way for a new answer and for a stored one
+    /// (102), whichever way the resend was recognised.
     async fn register_checked(&self, order: &Order) -> Receipt {
         let _guards = self.restaurant.lock_for(order).await;
         let original = match &order.original {
             Some(r) => self.registrar.stored(&r.register, &r.request_id).await,
             None => None,
         };
-        let prepared = match self.restaurant.prepare(order, original.as_ref()) {
-            Ok(p) => p,
-            Err(refusal) => {
-                // A resend of a request journaled before gets its stored answer, whatever the
-                // state says now (the table it closed is closed, the operator clocked out…).
-                return match self
-                    .registrar
-                    .stored(&order.register, &order.request_id)
-                    .await
+        let receipt = match self.restaurant.prepare(order, original.as_ref()) {
+            // A resend of a request journaled before gets its stored answer, whatever the
+            // state says now (the table it closed is closed, the operator clocked out…).
+            Err(refusal) => match self
+                .registrar
+                .stored(&order.register, &order.request_id)
+                .await
+            {
+                Some(stored) => self.registrar.resend_answer(order, &stored),
+                None => Receipt::refused(
+                    Some(order.request_id.clone()),
+                    &refusal.field,
+                    &refusal.message,
+                ),
+            },
+            Ok(prepared) => {
+                let (receipt, appended) = self.registrar.register_prepared(order, prepared).await;
+                if let Some(a) = &appended {
+                    self.restaurant.apply(a);
+                }
+                if let (Receipt::Signed(r), Some(a)) = (&receipt, &appended)
+                    && !a.duplicate
+                    && prints_on_receipt_printer(r)
+                    && self.printers.has("receipts")
                 {
-                    Some(stored) => self.registrar.resend_answer(order, &stored),
-                    None => Receipt::refused(
-                        Some(order.request_id.clone()),
-                        &refusal.field,
-                        &refusal.message,
-                    ),
-                };
+                    self.printers
+                        .print("receipts", &customer_ticket(r, &self.tickets).escpos());
+                }
+                receipt
             }
         };
-        let (mut receipt, appended) = self.registrar.register_prepared(order, prepared).await;
-        if let Some(a) = &appended {
-            self.restaurant.apply(a);
-        }
-        if let Receipt::Signed(r) = &mut receipt {
-            let doc = customer_ticket(r, &self.tickets);
-            if appended.as_ref().is_some_and(|a| !a.duplicate)
-                && prints_on_receipt_printer(r)
-                && self.printers.has("receipts")
-            {
-                self.printers.print("receipts", &doc.escpos());
+        self.with_ticket_text(receipt)
+    }
+
+    /// A signed receipt with its printed ticket (`text`), rendered from the receipt alone.
+    fn with_ticket_text(&self, receipt: Receipt) -> Receipt {
+        match receipt {
+            Receipt::Signed(mut r) => {
+                let text = customer_ticket(&r, &self.tickets).text();
+                r["text"] = json!(text);
+                Receipt::Signed(r)
             }
-            r["text"] = json!(doc.text());
+            other => other,
         }
-        receipt
     }
 
     /// Registers a pre-computed event (FDM v1 `H`, from a plugin) for its register, with the

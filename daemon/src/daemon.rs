@@ -5,16 +5,13 @@
 //! in-flight orders finish within `daemon.shutdown_grace_ms` → `daemon_stop` record → journal
 //! closed. A receipt is never sent for a record that is not durable.
 
-use crate::access::{AccessStore, ClientKind, Credentials};
+use crate::access::{ClientKind, Credentials};
 use crate::app::App;
-use crate::config::{Config, SignerBackend};
+use crate::assembly::AppBuilder;
+use crate::config::Config;
 use crate::http::HttpService;
 use crate::journal::record::RecordKind;
-use crate::journal::{Journal, JournalConfig};
 use crate::mqtt::MqttService;
-use crate::service::Registrar;
-use crate::signer::{Signer, SoftwareSigner};
-use crate::status::Status;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -88,44 +85,6 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
-    match config.signer.backend {
-        SignerBackend::Software => {
-            let path = config.key_file();
-            let signer = SoftwareSigner::open_or_create(&path)?;
-            tracing::warn!(
-                "signing with the DEVELOPMENT software key {} ({}): this is not a VAT Signing Card and makes no legal ticket",
-                path.display(),
-                signer.identity().map(|i| i.id).unwrap_or_default()
-            );
-            Ok(Arc::new(signer))
-        }
-        #[cfg(feature = "pcsc")]
-        SignerBackend::Pcsc => {
-            use crate::signer::pcsc::{PcscSettings, PcscSigner};
-            let pcsc = &config.signer.pcsc;
-            let profile = match &pcsc.profile_file {
-                Some(file) => crate::signer::profile::Profile::load(file)?,
-                None => crate::signer::profile::Profile::builtin(),
-            };
-            tracing::info!(
-                "signing with the card in the PC/SC reader matching {:?} (APDU profile {})",
-                pcsc.reader,
-                profile.name
-            );
-            let signer = PcscSigner::start(PcscSettings {
-                reader: pcsc.reader.clone(),
-                profile,
-                pin_file: pcsc.pin_file.clone(),
-            })
-            .context("starting the PC/SC monitor")?;
-            Ok(Arc::new(signer))
-        }
-        #[cfg(not(feature = "pcsc"))]
-        SignerBackend::Pcsc => anyhow::bail!("this fdmd was built without the pcsc feature"),
-    }
-}
-
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let signals = Signals::install().context("installing signal handlers")?;
@@ -133,17 +92,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let data_dir = config.fdm.data_dir.clone();
     prepare_data_dir(&data_dir)?;
     crate::systemd::status("opening the journal");
-    let signer = open_signer(&config)?;
-    let mut journal_config =
-        JournalConfig::new(crate::paths::journal_file(&data_dir), config.fdm.id.clone());
-    if config.journal.max_size_mib > 0 {
-        journal_config.max_bytes = Some(config.journal.max_size_mib * 1024 * 1024);
-    }
-    let journal = Journal::open(journal_config, signer.clone())?;
-    let access = Arc::new(AccessStore::open(&data_dir)?);
-    let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
-    let registrar = Registrar::new(journal, config.numbering());
-    let app = App::new(config.clone(), registrar, access, signer, status);
+    let app = AppBuilder::new(config.clone()).build()?;
     let start_body = json!({"version": env!("CARGO_PKG_VERSION"), "dev": config.daemon.dev, "pid": std::process::id()});
     if let Err(e) = app.journal_event(RecordKind::DaemonStart, start_body).await {
         tracing::warn!("daemon start not journaled yet: {e}");

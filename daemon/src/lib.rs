@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod app;
+pub mod assembly;
 pub mod client;
 pub mod config;
 pub mod daemon;

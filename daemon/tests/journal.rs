@@ -2,11 +2,12 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 //! concurrency, signer changes, storage limits, export and verification.
 
+use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::fiscal::{EventType, FdmCode, Label, PrecomputedEvent};
 use fdmd::journal::export::{verify_database, verify_export, write_export};
 use fdmd::journal::record::RecordKind;
 use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, RequestKey, store};
-use fdmd::service::{Numbering, Receipt, Registrar, SeriesScope};
+use fdmd::service::{Numbering, Receipt, SeriesScope};
 use fdmd::signer::{Signer, SoftwareSigner, verify_ed25519};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -20,6 +21,15 @@ fn order(request_id: &str, event_type: &str, lines: &[(&str, i64, &str, &str)]) 
         .map(|(d, q, p, v)| json!({"description": d, "quantity": q, "unit_price": p, "vat": v}))
         .collect();
     serde_json::to_vec(&json!({"request_id": request_id, "operator": OP, "event_type": event_type, "lines": lines})).unwrap()
+}
+
+/// A copy (CS/CR) of the register's earlier ticket `original`.
+fn copy_of(request_id: &str, original: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"request_id": request_id, "operator": OP, "event_type": "copy",
+                               "original": {"request_id": original}}),
+    )
+    .unwrap()
 }
 
 struct Fixture {
@@ -39,15 +49,15 @@ impl Fixture {
         }
     }
 
-    fn registrar(&self, numbering: Numbering) -> Registrar {
+    fn registrar(&self, numbering: Numbering) -> BlockingApp {
         self.registrar_with(numbering, CheckpointLimits::default())
     }
 
-    fn registrar_with(&self, numbering: Numbering, checkpoints: CheckpointLimits) -> Registrar {
+    fn registrar_with(&self, numbering: Numbering, checkpoints: CheckpointLimits) -> BlockingApp {
         let mut config = JournalConfig::new(&self.path, "DEVFDMD0001");
         config.checkpoints = checkpoints;
         let journal = Journal::open(config, self.signer.clone()).unwrap();
-        Registrar::new(journal, numbering)
+        AppBuilder::for_journal(journal, numbering).unwrap()
     }
 
     /// Size of the database file itself (not its WAL): it grows only when a checkpoint copies
@@ -57,15 +67,15 @@ impl Fixture {
     }
 
     /// Registers `count` orders one by one (one commit each, so the WAL grows by pages).
-    fn register_orders(&self, reg: &Registrar, count: usize) {
+    fn register_orders(&self, reg: &BlockingApp, count: usize) {
         self.register_orders_from(reg, 0, count);
     }
 
-    fn register_orders_from(&self, reg: &Registrar, first: usize, count: usize) {
+    fn register_orders_from(&self, reg: &BlockingApp, first: usize, count: usize) {
         for i in first..first + count {
             let id = format!("wal-{i}");
             signed(
-                reg.register_order_blocking("a", &order(&id, "normal", &[("x", 1, "1.00", "A")])),
+                reg.handle_order_enrolling("a", &order(&id, "normal", &[("x", 1, "1.00", "A")])),
             );
         }
     }
@@ -87,7 +97,7 @@ fn signed(r: Receipt) -> Value {
 fn an_order_becomes_a_signed_receipt_that_verifies() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
-    let r = signed(reg.register_order_blocking(
+    let r = signed(reg.handle_order_enrolling(
         "till-1",
         &order(
             "r-1",
@@ -133,7 +143,7 @@ fn an_order_becomes_a_signed_receipt_that_verifies() {
 fn invalid_orders_are_refused_with_the_field_and_nothing_is_written() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
-    let r = reg.register_order_blocking(
+    let r = reg.handle_order_enrolling(
         "till-1",
         &order("r-1", "normal", &[("Cola", 1, "2.20", "E")]),
     );
@@ -160,8 +170,8 @@ fn a_resend_returns_the_first_receipt_and_a_changed_resend_is_refused() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
     let body = order("r-7", "normal", &[("Cola", 2, "2.20", "A")]);
-    let first = signed(reg.register_order_blocking("till-1", &body));
-    let again = signed(reg.register_order_blocking("till-1", &body));
+    let first = signed(reg.handle_order_enrolling("till-1", &body));
+    let again = signed(reg.handle_order_enrolling("till-1", &body));
     assert_eq!(again["code"], 102);
     for k in [
         "signature",
@@ -174,11 +184,11 @@ fn a_resend_returns_the_first_receipt_and_a_changed_resend_is_refused() {
         assert_eq!(first[k], again[k], "{k}");
     }
     // Same id from another register is another request.
-    let other = signed(reg.register_order_blocking("till-2", &body));
+    let other = signed(reg.handle_order_enrolling("till-2", &body));
     assert_eq!(other["code"], 0);
     // Same id, other content: refused.
     let changed = reg
-        .register_order_blocking(
+        .handle_order_enrolling(
             "till-1",
             &order("r-7", "normal", &[("Cola", 3, "2.20", "A")]),
         )
@@ -203,7 +213,7 @@ fn numbering_stays_uninterrupted_under_concurrent_registers() {
                     .map(|i| {
                         let kind = if i % 3 == 0 { "pro_forma" } else { "normal" };
                         let q = if i % 7 == 0 { -1 } else { 1 };
-                        signed(reg.register_order_blocking(
+                        signed(reg.handle_order_enrolling(
                             &format!("till-{t}"),
                             &order(&format!("r-{i}"), kind, &[("Item", q, "1.50", "A")]),
                         ))
@@ -256,13 +266,13 @@ fn per_register_series_and_label_counters() {
         digits: 4,
     });
     let a1 =
-        signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     let b1 =
-        signed(reg.register_order_blocking("b", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("b", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     let a2 =
-        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", -1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("2", "normal", &[("x", -1, "1.00", "A")])));
     let a3 =
-        signed(reg.register_order_blocking("a", &order("3", "training", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("3", "training", &[("x", 1, "1.00", "A")])));
     assert_eq!(
         (
             a1["ticket_number"].as_str(),
@@ -290,12 +300,12 @@ fn per_register_series_and_label_counters() {
 fn numbering_continues_after_reopening() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
-    signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    signed(reg.handle_order_enrolling("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     reg.journal().clone().close();
     drop(reg);
     let reg = f.registrar(Numbering::default());
     let r =
-        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
     assert_eq!(
         (
             r["ticket_number"].as_str(),
@@ -306,7 +316,7 @@ fn numbering_continues_after_reopening() {
     );
     // A resend after the restart is still recognised.
     let again =
-        signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     assert_eq!(again["code"], 102);
 }
 
@@ -314,7 +324,7 @@ fn numbering_continues_after_reopening() {
 fn precomputed_events_share_counters_with_orders() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
-    signed(reg.register_order_blocking("till-1", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    signed(reg.handle_order_enrolling("till-1", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     let event = PrecomputedEvent {
         request_id: "h-01".into(),
         register: "ecr-1".into(),
@@ -328,10 +338,8 @@ fn precomputed_events_share_counters_with_orders() {
         rate_amounts: vec![("21".parse().unwrap(), "0.38".parse().unwrap())],
         plu_hash: format!("{:0>40}", "797bc46f"),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let r = signed(rt.block_on(reg.register_precomputed(&event)));
+    reg.enrol_register(&event.register).unwrap();
+    let r = signed(reg.handle_precomputed(&event));
     assert_eq!(
         (
             r["ticket_number"].as_str(),
@@ -340,7 +348,7 @@ fn precomputed_events_share_counters_with_orders() {
         ),
         (Some("123"), Some(2), Some(2))
     );
-    let again = signed(rt.block_on(reg.register_precomputed(&event)));
+    let again = signed(reg.handle_precomputed(&event));
     assert_eq!(
         (again["code"].as_u64(), &again["signature"]),
         (Some(102), &r["signature"])
@@ -352,15 +360,15 @@ fn precomputed_events_share_counters_with_orders() {
 fn a_new_signer_is_declared_and_both_keys_verify() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
-    signed(reg.register_order_blocking("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
+    signed(reg.handle_order_enrolling("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
     reg.journal().clone().close();
     drop(reg);
     let second = Arc::new(SoftwareSigner::from_seed([10; 32]));
     let journal =
         Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), second.clone()).unwrap();
-    let reg = Registrar::new(journal, Numbering::default());
+    let reg = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
     let r =
-        signed(reg.register_order_blocking("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
+        signed(reg.handle_order_enrolling("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
     assert_eq!(r["vsc_id"], second.identity().unwrap().id);
     assert_eq!(r["journal_seq"], 4, "record 3 declares the new signer");
     let conn = store::open_read_only(&f.path).unwrap();
@@ -382,14 +390,14 @@ fn a_full_journal_refuses_with_205_writes_nothing_and_recovers_with_more_room() 
     let mut config = JournalConfig::new(&f.path, "DEVFDMD0001");
     config.max_bytes = Some(96 * 1024);
     let journal = Journal::open(config.clone(), f.signer.clone()).unwrap();
-    let reg = Registrar::new(journal, Numbering::default());
+    let reg = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
     let long_lines: Vec<(&str, i64, &str, &str)> =
         vec![("A rather long description for padding", 1, "1.00", "A"); 40];
     let mut accepted = Vec::new();
     let mut warned = false;
     let mut refusal = None;
     for i in 0..500 {
-        match reg.register_order_blocking("a", &order(&format!("r{i}"), "normal", &long_lines)) {
+        match reg.handle_order_enrolling("a", &order(&format!("r{i}"), "normal", &long_lines)) {
             Receipt::Signed(v) => {
                 warned |= v["code"] == 101;
                 accepted.push(v)
@@ -416,12 +424,13 @@ fn a_full_journal_refuses_with_205_writes_nothing_and_recovers_with_more_room() 
     drop(conn);
     // More room: the same request goes through with the next numbers.
     config.max_bytes = Some(4 * 1024 * 1024);
-    let reg = Registrar::new(
+    let reg = AppBuilder::for_journal(
         Journal::open(config, f.signer.clone()).unwrap(),
         Numbering::default(),
-    );
+    )
+    .unwrap();
     let retry_id = refusal["request_id"].as_str().unwrap().to_owned();
-    let r = signed(reg.register_order_blocking("a", &order(&retry_id, "normal", &long_lines)));
+    let r = signed(reg.handle_order_enrolling("a", &order(&retry_id, "normal", &long_lines)));
     assert_eq!(r["journal_seq"].as_u64(), Some(last_ok + 1));
     assert_eq!(
         r["ticket_number"]
@@ -439,7 +448,7 @@ fn exports_verify_whole_and_as_slices() {
     let f = Fixture::new();
     let reg = f.registrar(Numbering::default());
     for i in 0..20 {
-        signed(reg.register_order_blocking(
+        signed(reg.handle_order_enrolling(
             "a",
             &order(&i.to_string(), "normal", &[("Soep", 1, "6.50", "B")]),
         ));
@@ -493,10 +502,13 @@ fn labels_cover_every_event_type() {
     let mut seen = BTreeSet::new();
     for (i, t) in EventType::ALL.iter().enumerate() {
         for q in [1, -1] {
-            let r = signed(reg.register_order_blocking(
-                "a",
-                &order(&format!("{i}{q}"), t.as_str(), &[("x", q, "1.00", "D")]),
-            ));
+            // A copy names the ticket it reprints: the normal sale or refund of the same sign.
+            let body = if *t == EventType::Copy {
+                copy_of(&format!("{i}{q}"), &format!("0{q}"))
+            } else {
+                order(&format!("{i}{q}"), t.as_str(), &[("x", q, "1.00", "D")])
+            };
+            let r = signed(reg.handle_order_enrolling("a", &body));
             seen.insert(r["label"].as_str().unwrap().to_owned());
         }
     }
@@ -524,10 +536,21 @@ mod numbering_properties {
             let threads: Vec<_> = plan.into_iter().enumerate().map(|(t, orders)| {
                 let reg = reg.clone();
                 std::thread::spawn(move || {
+                    // The last normal sale and refund of this register, for copies to name.
+                    let mut last_normal: [Option<String>; 2] = [None, None];
                     orders.into_iter().enumerate().map(|(i, (kind, refund))| {
-                        let kind = EventType::ALL[kind].as_str();
+                        let kind = EventType::ALL[kind];
                         let q = if refund { -1 } else { 1 };
-                        signed(reg.register_order_blocking(&format!("t{t}"), &order(&format!("{i}"), kind, &[("x", q, "1.00", "A")])))
+                        let id = format!("{i}");
+                        let body = match (&kind, &last_normal[usize::from(refund)]) {
+                            (EventType::Copy, Some(original)) => copy_of(&id, original),
+                            (EventType::Copy, None) | (EventType::Normal, _) => {
+                                last_normal[usize::from(refund)] = Some(id.clone());
+                                order(&id, "normal", &[("x", q, "1.00", "A")])
+                            }
+                            _ => order(&id, kind.as_str(), &[("x", q, "1.00", "A")]),
+                        };
+                        signed(reg.handle_order_enrolling(&format!("t{t}"), &body))
                     }).collect::<Vec<_>>()
                 })
             }).collect();
@@ -590,7 +613,7 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
     });
     let journal =
         Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
-    let reg = Registrar::new(journal, Numbering::default());
+    let reg = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
     let threads: Vec<_> = (0..32)
         .map(|t| {
             let reg = reg.clone();
@@ -601,7 +624,7 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
                         (
                             t,
                             i,
-                            reg.register_order_blocking(&format!("till-{t}"), &bytes),
+                            reg.handle_order_enrolling(&format!("till-{t}"), &bytes),
                         )
                     })
                     .collect::<Vec<_>>()
@@ -636,9 +659,9 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
     // The refused orders go through when sent again.
     for (t, i) in &refused {
         let bytes = order(&format!("r-{i}"), "normal", &[("Item", 1, "2.00", "A")]);
-        let mut receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+        let mut receipt = reg.handle_order_enrolling(&format!("till-{t}"), &bytes);
         if receipt.code() == FdmCode::NoCard {
-            receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+            receipt = reg.handle_order_enrolling(&format!("till-{t}"), &bytes);
         }
         assert_eq!(signed(receipt)["code"], 0);
     }
@@ -649,7 +672,7 @@ fn a_signature_failing_inside_a_batch_fails_that_order_only_and_leaves_no_gap() 
 /// Registers `per_thread` orders from each of `threads` registers at once (`till-{t}`,
 /// request ids `r-{i}`), one at a time per register, and gives back every receipt.
 fn register_concurrently(
-    reg: &Registrar,
+    reg: &BlockingApp,
     threads: usize,
     per_thread: usize,
     lines: &'static [(&'static str, i64, &'static str, &'static str)],
@@ -661,7 +684,7 @@ fn register_concurrently(
                 (0..per_thread)
                     .map(|i| {
                         let bytes = order(&format!("r-{i}"), "normal", lines);
-                        let receipt = reg.register_order_blocking(&format!("till-{t}"), &bytes);
+                        let receipt = reg.handle_order_enrolling(&format!("till-{t}"), &bytes);
                         (t, i, receipt)
                     })
                     .collect::<Vec<_>>()
@@ -722,7 +745,7 @@ fn a_card_swapped_under_load_is_declared_and_leaves_no_gap() {
     });
     let journal =
         Journal::open(JournalConfig::new(&f.path, "DEVFDMD0001"), signer.clone()).unwrap();
-    let reg = Registrar::new(journal, Numbering::default());
+    let reg = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
     let receipts = register_concurrently(&reg, 32, 10, &[("Item", 1, "2.00", "A")]);
     let mut totals = BTreeSet::new();
     let mut by_signer = std::collections::BTreeMap::<String, usize>::new();
@@ -761,7 +784,7 @@ fn a_journal_filling_up_under_load_keeps_every_acknowledged_order_and_no_gap() {
     let mut config = JournalConfig::new(&f.path, "DEVFDMD0001");
     config.max_bytes = Some(256 * 1024);
     let journal = Journal::open(config.clone(), f.signer.clone()).unwrap();
-    let reg = Registrar::new(journal, Numbering::default());
+    let reg = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
     const LINES: &[(&str, i64, &str, &str)] =
         &[("A rather long description for padding", 1, "1.00", "A"); 12];
     let receipts = register_concurrently(&reg, 32, 15, LINES);
@@ -794,13 +817,14 @@ fn a_journal_filling_up_under_load_keeps_every_acknowledged_order_and_no_gap() {
     );
     // With more room the refused orders go through, numbered on from there.
     config.max_bytes = Some(16 * 1024 * 1024);
-    let reg = Registrar::new(
+    let reg = AppBuilder::for_journal(
         Journal::open(config, f.signer.clone()).unwrap(),
         Numbering::default(),
-    );
+    )
+    .unwrap();
     for (n, (t, i)) in refused.iter().enumerate() {
         let bytes = order(&format!("r-{i}"), "normal", LINES);
-        let r = signed(reg.register_order_blocking(&format!("till-{t}"), &bytes));
+        let r = signed(reg.handle_order_enrolling(&format!("till-{t}"), &bytes));
         assert_eq!(r["journal_seq"].as_u64(), Some(last + 1 + n as u64));
     }
     reg.journal().clone().close();
@@ -864,7 +888,7 @@ fn the_same_request_sent_at_once_from_many_threads_is_signed_once() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let bytes = order("same", "normal", &[("Item", 1, "3.00", "B")]);
-                signed(reg.register_order_blocking("till-1", &bytes))
+                signed(reg.handle_order_enrolling("till-1", &bytes))
             })
         })
         .collect();

@@ -5,15 +5,13 @@
 //! the journal again.
 #![allow(clippy::unwrap_used)]
 
-use fdmd::access::AccessStore;
 use fdmd::app::App;
+use fdmd::assembly::AppBuilder;
 use fdmd::config::Config;
 use fdmd::fiscal::{Label, PrecomputedEvent};
-use fdmd::journal::{Journal, JournalConfig};
 use fdmd::restaurant::Restaurant;
-use fdmd::service::{Receipt, Registrar};
+use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
-use fdmd::status::Status;
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
@@ -26,16 +24,10 @@ fn app(dir: &std::path::Path) -> Arc<App> {
     config.fdm.data_dir = dir.to_path_buf();
     config.daemon.dev = true;
     config.restaurant.require_work_in = true;
-    let signer = Arc::new(SoftwareSigner::from_seed([5; 32]));
-    let journal = Journal::open(
-        JournalConfig::new(dir.join("journal.sqlite"), "DEVFDMD0001"),
-        signer.clone(),
-    )
-    .unwrap();
-    let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
-    let registrar = Registrar::new(journal, config.numbering());
-    let access = Arc::new(AccessStore::open(dir).unwrap());
-    App::new(Arc::new(config), registrar, access, signer, status)
+    AppBuilder::new(config)
+        .signer(Arc::new(SoftwareSigner::from_seed([5; 32])))
+        .build()
+        .unwrap()
 }
 
 /// The PLU hash a FDM v1 POS sends for a ticket of one line (reference §3), computed here by

@@ -15,9 +15,10 @@
 //! The seed of the random delays is printed; `FDMD_CRASH_SEED=<seed>` replays a run.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use fdmd::assembly::AppBuilder;
 use fdmd::journal::{Journal, JournalConfig, store};
 use fdmd::paths;
-use fdmd::service::{Receipt, Registrar};
+use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
 use fdmd_tests::{
     FDM_ID, KillOnDrop, LOAD_NUMBERING, LOAD_SEED, Rng, fdmctl_path, fdmctl_verify_ok, load_order,
@@ -272,14 +273,14 @@ fn sigkill_under_load_loses_no_acknowledged_order_and_leaves_no_gap() {
         Arc::new(SoftwareSigner::from_seed(LOAD_SEED)),
     )
     .unwrap();
-    let registrar = Registrar::new(journal.clone(), LOAD_NUMBERING);
+    let registrar = AppBuilder::for_journal(journal.clone(), LOAD_NUMBERING).unwrap();
     // Eight random receipts, plus the first and the last one reported.
     let picks: Vec<&Reported> = (0..8)
         .map(|_| &reported[rng.range(0, reported.len() as u64 - 1) as usize])
         .chain([&reported[0], &reported[reported.len() - 1]])
         .collect();
     for r in picks {
-        let receipt = registrar.register_order_blocking(&r.register, &load_order(&r.request_id));
+        let receipt = registrar.handle_order_enrolling(&r.register, &load_order(&r.request_id));
         let Receipt::Signed(v) = receipt else {
             panic!("resend of {} refused: {}", r.request_id, receipt.to_json());
         };
@@ -295,7 +296,7 @@ fn sigkill_under_load_loses_no_acknowledged_order_and_leaves_no_gap() {
             Some(r.ticket)
         );
     }
-    let fresh = registrar.register_order_blocking("till-0", &load_order("after-restart-1"));
+    let fresh = registrar.handle_order_enrolling("till-0", &load_order("after-restart-1"));
     let Receipt::Signed(v) = fresh else {
         panic!("new order after restart refused: {}", fresh.to_json());
     };

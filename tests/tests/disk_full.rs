@@ -13,9 +13,10 @@
 //! is set, in which case it prints why and passes without testing anything.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::paths;
-use fdmd::service::{Numbering, Receipt, Registrar};
+use fdmd::service::{Numbering, Receipt};
 use fdmd::signer::SoftwareSigner;
 use fdmd_tests::{FDM_ID, fdmctl_path, fdmctl_verify_ok, order, run_with_timeout};
 use serde_json::Value;
@@ -115,7 +116,7 @@ fn fill(path: &Path, slack: u64) -> u64 {
 /// A journal on a tmpfs that has just refused an order for lack of space. Fields drop in order:
 /// the journal first, then the mount, then the temporary directory.
 struct Full {
-    registrar: Option<Registrar>,
+    registrar: Option<BlockingApp>,
     journal: Option<Journal>,
     accepted: Vec<Value>,
     refused_i: usize,
@@ -133,18 +134,18 @@ fn big_order(i: usize) -> Vec<u8> {
     order(&format!("r{i}"), "normal", &lines)
 }
 
-fn open(data: &Path) -> (Journal, Registrar) {
+fn open(data: &Path) -> (Journal, BlockingApp) {
     let journal = Journal::open(
         JournalConfig::new(paths::journal_file(data), FDM_ID),
         Arc::new(SoftwareSigner::from_seed(SEED)),
     )
     .unwrap();
-    let registrar = Registrar::new(journal.clone(), Numbering::default());
+    let registrar = AppBuilder::for_journal(journal.clone(), Numbering::default()).unwrap();
     (journal, registrar)
 }
 
 impl Full {
-    fn registrar(&self) -> &Registrar {
+    fn registrar(&self) -> &BlockingApp {
         self.registrar.as_ref().unwrap()
     }
 
@@ -189,7 +190,7 @@ impl Full {
         let mut accepted: Vec<Value> = Vec::new();
         for i in 0..5 {
             accepted.push(signed(
-                registrar.register_order_blocking("till-1", &big_order(i)),
+                registrar.handle_order_enrolling("till-1", &big_order(i)),
             ));
         }
         let filler = data.join("filler");
@@ -201,7 +202,7 @@ impl Full {
             if started.elapsed() > BUDGET {
                 break;
             }
-            match registrar.register_order_blocking("till-1", &big_order(i)) {
+            match registrar.handle_order_enrolling("till-1", &big_order(i)) {
                 Receipt::Signed(v) => {
                     assert_eq!(v["code"], 0, "{v}");
                     accepted.push(v);
@@ -250,15 +251,15 @@ impl Full {
             std::fs::remove_file(filler).unwrap();
         }
         let registrar = self.registrar();
-        let retry = signed(registrar.register_order_blocking("till-1", &big_order(refused_i)));
+        let retry = signed(registrar.handle_order_enrolling("till-1", &big_order(refused_i)));
         assert_eq!(retry["code"], 0, "{retry}");
         assert_eq!(retry["journal_seq"].as_u64(), Some(last_ok + 1));
         assert_eq!(retry["total_counter"].as_u64(), Some(n + 1));
         assert_eq!(retry["ticket_number"], format!("{:06}", n + 1));
-        let next = signed(registrar.register_order_blocking("till-1", &big_order(refused_i + 1)));
+        let next = signed(registrar.handle_order_enrolling("till-1", &big_order(refused_i + 1)));
         assert_eq!(next["journal_seq"].as_u64(), Some(last_ok + 2));
         assert_eq!(next["ticket_number"], format!("{:06}", n + 2));
-        let resend = signed(registrar.register_order_blocking("till-1", &big_order(refused_i - 1)));
+        let resend = signed(registrar.handle_order_enrolling("till-1", &big_order(refused_i - 1)));
         assert_eq!(resend["code"], 102);
         assert_eq!(
             resend["signature"],
@@ -281,7 +282,7 @@ fn a_full_disk_refuses_with_205_writes_nothing_and_recovers_when_space_is_freed(
     // Still full: refused again, and no number is used up by the refusals.
     let again = full
         .registrar()
-        .register_order_blocking("till-1", &big_order(full.refused_i))
+        .handle_order_enrolling("till-1", &big_order(full.refused_i))
         .to_json();
     assert_eq!(again["code"], 205, "{again}");
     // Nothing half-written: the journal verifies and ends at the last acknowledged record
@@ -319,17 +320,16 @@ fn a_restart_on_a_full_disk_still_answers_and_recovers() {
         Arc::new(SoftwareSigner::from_seed(SEED)),
     ) {
         Ok(j) => {
-            let r = Registrar::new(j.clone(), Numbering::default());
+            let r = AppBuilder::for_journal(j.clone(), Numbering::default()).unwrap();
             (j, r)
         }
         Err(e) => panic!("the journal does not open on a full disk: {e}"),
     };
-    let resend =
-        signed(registrar.register_order_blocking("till-1", &big_order(full.refused_i - 1)));
+    let resend = signed(registrar.handle_order_enrolling("till-1", &big_order(full.refused_i - 1)));
     assert_eq!(resend["code"], 102);
     assert_eq!(resend["journal_seq"].as_u64(), Some(last_ok));
     let refused = registrar
-        .register_order_blocking("till-1", &big_order(full.refused_i))
+        .handle_order_enrolling("till-1", &big_order(full.refused_i))
         .to_json();
     assert_eq!(refused["code"], 205, "{refused}");
     full.registrar = Some(registrar);

@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use ed25519_dalek::{Signer as _, SigningKey};
+use fdmd::assembly::AppBuilder;
 use fdmd::journal::canonical::to_canonical;
 use fdmd::journal::record::{Envelope, RecordKind, record_hash};
 use fdmd::journal::store::{self, IndexColumns, StoredRecord};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::paths;
-use fdmd::service::{Numbering, Receipt, Registrar};
+use fdmd::service::{Numbering, Receipt};
 use fdmd::signer::{Signer, SoftwareSigner};
 use fdmd_tests::{FDM_ID, Finished, fdmctl_path, fdmctl_verify_dir, order, run_with_timeout};
 use rusqlite::{Connection, params};
@@ -46,7 +47,7 @@ impl Base {
             Arc::new(SoftwareSigner::from_seed(SEED)),
         )
         .unwrap();
-        let registrar = Registrar::new(journal.clone(), Numbering::default());
+        let registrar = AppBuilder::for_journal(journal.clone(), Numbering::default()).unwrap();
         let receipts: Vec<Value> = (2..=RECORDS)
             .map(|seq| {
                 let quantity = if seq % 7 == 0 { -1 } else { 1 };
@@ -56,7 +57,7 @@ impl Base {
                     "normal",
                     &[("Frieten groot", quantity, &price, "B")],
                 );
-                match registrar.register_order_blocking("till-1", &body) {
+                match registrar.handle_order_enrolling("till-1", &body) {
                     Receipt::Signed(v) => v,
                     other => panic!("order refused: {}", other.to_json()),
                 }

@@ -371,6 +371,7 @@ pub struct Journal {
     stats: Arc<JournalStats>,
     path: PathBuf,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    signer: Arc<dyn Signer>,
 }
 
 impl Journal {
@@ -392,7 +393,7 @@ impl Journal {
         }
         let (tx, rx) = flume::bounded(config.queue.max(1));
         let path = config.path.clone();
-        let writer = writer::Writer::new(conn, heads, config, signer, stats.clone());
+        let writer = writer::Writer::new(conn, heads, config, signer.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
@@ -402,6 +403,7 @@ impl Journal {
             stats,
             path,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            signer,
         })
     }
 
@@ -458,6 +460,11 @@ impl Journal {
     /// Writer statistics.
     pub fn stats(&self) -> &JournalStats {
         &self.stats
+    }
+
+    /// The signer the writer signs with.
+    pub fn signer(&self) -> Arc<dyn Signer> {
+        self.signer.clone()
     }
 
     /// The journal file.

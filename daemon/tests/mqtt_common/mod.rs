@@ -2,14 +2,12 @@
 //! and a rumqttc test client that reports what happens to it instead of reconnecting.
 #![allow(clippy::unwrap_used, dead_code)] // test helpers: a failed unwrap is a failed test
 
-use fdmd::access::{AccessStore, ClientKind, Credentials};
+use fdmd::access::{ClientKind, Credentials};
 use fdmd::app::App;
+use fdmd::assembly::AppBuilder;
 use fdmd::config::Config;
-use fdmd::journal::{Journal, JournalConfig};
 use fdmd::mqtt::MqttService;
-use fdmd::service::Registrar;
 use fdmd::signer::{Signer, SoftwareSigner};
-use fdmd::status::Status;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode,
 };
@@ -86,15 +84,10 @@ impl Fdmd {
         config.daemon.shutdown_grace_ms = 3_000;
         tweak(&mut config);
         let signer = Arc::new(SoftwareSigner::from_seed([9; 32]));
-        let journal = Journal::open(
-            JournalConfig::new(dir.path().join("journal.sqlite"), "DEVFDMD0001"),
-            signer.clone(),
-        )
-        .unwrap();
-        let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
-        let registrar = Registrar::new(journal, config.numbering());
-        let access = Arc::new(AccessStore::open(dir.path()).unwrap());
-        let app = App::new(Arc::new(config), registrar, access, signer.clone(), status);
+        let app = AppBuilder::new(config)
+            .signer(signer.clone())
+            .build()
+            .unwrap();
         (dir, app, signer)
     }
 

@@ -14,9 +14,10 @@
 //! receipt that is not signed is printed to stderr and ends the process with exit code 3.
 
 use anyhow::{Context, bail};
+use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::paths;
-use fdmd::service::{Receipt, Registrar};
+use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
 use fdmd_tests::{FDM_ID, LOAD_NUMBERING, LOAD_SEED, load_order};
 use serde_json::{Value, json};
@@ -83,7 +84,7 @@ fn report_line(register: &str, receipt: &Value) -> anyhow::Result<String> {
 }
 
 fn worker(
-    registrar: Registrar,
+    registrar: BlockingApp,
     run: u64,
     thread: usize,
     args_max: u64,
@@ -95,7 +96,7 @@ fn worker(
             break;
         }
         let request_id = format!("{run}-{thread}-{i}");
-        match registrar.register_order_blocking(&register, &load_order(&request_id)) {
+        match registrar.handle_order_enrolling(&register, &load_order(&request_id)) {
             Receipt::Signed(receipt) => {
                 let line = report_line(&register, &receipt)?;
                 // One locked write + flush per line: lines never interleave, and a line is only
@@ -117,7 +118,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         JournalConfig::new(paths::journal_file(&args.data_dir), FDM_ID),
         signer,
     )?;
-    let registrar = Registrar::new(journal.clone(), LOAD_NUMBERING);
+    let registrar = AppBuilder::for_journal(journal.clone(), LOAD_NUMBERING)
+        .context("assembling the App on the journal")?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let workers: Vec<_> = (0..args.threads.max(1))
         .map(|t| {
