@@ -20,11 +20,10 @@ pub mod threshold;
 use crate::fiscal::FdmCode;
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{RecordKind, sha256_hex, short_signature};
-use crate::journal::{AppendError, Appended, Entry, RequestKey, store};
+use crate::journal::{AppendError, Appended, Entry, RequestKey, query};
 use crate::restaurant::Restaurant;
 use crate::service::{Registrar, SeriesScope};
 use figures::{Event, Figures};
-use rusqlite::OptionalExtension;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -474,6 +473,12 @@ impl Reports {
     }
 }
 
+impl From<rusqlite::Error> for ReportError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReportError::Read(e.to_string())
+    }
+}
+
 fn read_err(e: impl std::fmt::Display) -> ReportError {
     ReportError::Read(e.to_string())
 }
@@ -491,19 +496,8 @@ fn envelope_body(canonical: &[u8], seq: u64) -> Result<Map<String, Value>, Repor
 pub fn last_of_series(
     conn: &rusqlite::Connection,
     series: &str,
-) -> Result<Option<store::StoredRecord>, ReportError> {
-    let seq: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM records WHERE series = ?1 ORDER BY series_number DESC LIMIT 1",
-            [series],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(read_err)?;
-    match seq {
-        Some(s) => store::record(conn, s as u64).map_err(read_err),
-        None => Ok(None),
-    }
+) -> Result<Option<query::StoredRecord>, ReportError> {
+    query::last_in_series(conn, series).map_err(read_err)
 }
 
 fn compute(
@@ -513,15 +507,26 @@ fn compute(
     establishment: &Establishment,
     fold_floor: bool,
 ) -> Result<Draft, ReportError> {
-    let conn = store::open_read_only(path).map_err(read_err)?;
+    let conn = query::open_read_only(path).map_err(read_err)?;
     // Every reader sees one snapshot: the period cannot move while it is summed.
-    conn.execute_batch("BEGIN").map_err(read_err)?;
+    query::in_snapshot(&conn, |conn| {
+        compute_in_snapshot(conn, scope, req, establishment, fold_floor)
+    })
+}
+
+fn compute_in_snapshot(
+    conn: &rusqlite::Connection,
+    scope: SeriesScope,
+    req: &ReportRequest,
+    establishment: &Establishment,
+    fold_floor: bool,
+) -> Result<Draft, ReportError> {
     let register = match scope {
         SeriesScope::PerRegister => req.register.clone(),
         SeriesScope::Establishment => None,
     };
     let z_series = report_series(scope, register.as_deref(), ReportKind::Z);
-    let previous = last_of_series(&conn, &z_series)?;
+    let previous = last_of_series(conn, &z_series)?;
     let mut first_seq = 1;
     let mut from_time = None;
     let mut previous_z = Value::Null;
@@ -535,19 +540,15 @@ fn compute(
         from_time = Some(prev.time.clone());
         previous_z = json!({"seq": prev.seq, "number": body.get("ticket_number")});
     }
-    let last_seq: u64 = conn
-        .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(read_err)? as u64;
+    let last_seq = query::last_seq(conn).map_err(read_err)?;
     let mut figures = Figures::default();
     let mut hashes: Vec<[u8; 32]> = Vec::new();
     let mut last_operation = Value::Null;
     let mut to_time = None;
     let mut chain_head = None;
     let mut first_error = None;
-    store::for_each_in_range(
-        &conn,
+    query::for_each_in_range(
+        conn,
         first_seq,
         last_seq,
         |r| -> Result<(), rusqlite::Error> {
@@ -593,18 +594,17 @@ fn compute(
         return Err(e);
     }
     if chain_head.is_none() && last_seq > 0 {
-        chain_head = store::record(&conn, last_seq)
+        chain_head = query::record(conn, last_seq)
             .map_err(read_err)?
             .and_then(|r| <[u8; 32]>::try_from(r.hash.as_slice()).ok());
     }
     // Tables and staff from the same snapshot, by the restaurant workflows' own fold (it knows
     // moves, merges, checks and every form of clocking).
     let floor = if fold_floor {
-        Some(Restaurant::from_connection(&conn, false).map_err(read_err)?)
+        Some(Restaurant::from_connection(conn, false).map_err(read_err)?)
     } else {
         None
     };
-    let _ = conn.execute_batch("COMMIT");
     let registers: Vec<String> = match &register {
         Some(r) => vec![r.clone()],
         None => figures.registers.keys().cloned().collect(),

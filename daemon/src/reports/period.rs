@@ -5,7 +5,6 @@
 //! signer key declared up to its last record (`fdmctl verify FILE --key …`).
 
 use super::ReportError;
-use rusqlite::OptionalExtension;
 
 /// Checks a `YYYY-MM-DD` date.
 pub fn parse_date(text: &str) -> Result<chrono::NaiveDate, ReportError> {
@@ -29,16 +28,6 @@ pub fn seq_range_of_dates(
             message: format!("the period ends ({to}) before it starts ({from})"),
         });
     }
-    let range: Option<(Option<i64>, Option<i64>)> = conn
-        .query_row(
-            "SELECT min(seq), max(seq) FROM records WHERE substr(time, 1, 10) BETWEEN ?1 AND ?2",
-            [from.to_string(), to.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(|e| ReportError::Read(e.to_string()))?;
-    Ok(match range {
-        Some((Some(a), Some(b))) => Some((a as u64, b as u64)),
-        _ => None,
-    })
+    crate::journal::query::seq_range_of_dates(conn, &from.to_string(), &to.to_string())
+        .map_err(|e| ReportError::Read(e.to_string()))
 }

@@ -20,6 +20,7 @@ use super::ReportError;
 use crate::fiscal::VatLetter;
 use crate::fiscal::money::format_amount;
 use crate::fiscal::vat::vat_included;
+use crate::journal::record::RecordKind;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -125,20 +126,16 @@ impl YearSums {
 
 /// Sums the fiscal events of `year` in a journal database.
 pub fn year_sums(conn: &rusqlite::Connection, year: i32) -> Result<YearSums, ReportError> {
-    let read = |e: rusqlite::Error| ReportError::Read(e.to_string());
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, canonical FROM records WHERE kind = 'fiscal_event' AND substr(time, 1, 4) = ?1 ORDER BY seq",
-        )
-        .map_err(read)?;
-    let mut rows = stmt.query([format!("{year:04}")]).map_err(read)?;
     let mut sums = YearSums::default();
-    while let Some(row) = rows.next().map_err(read)? {
-        let seq: i64 = row.get(0).map_err(read)?;
-        let canonical: Vec<u8> = row.get(1).map_err(read)?;
-        let body = super::envelope_body(&canonical, seq as u64)?;
-        sums.add(&body);
-    }
+    crate::journal::query::for_each_of_kind_in_year(
+        conn,
+        RecordKind::FiscalEvent,
+        year,
+        |r| -> Result<(), ReportError> {
+            sums.add(&super::envelope_body(&r.canonical, r.seq)?);
+            Ok(())
+        },
+    )?;
     Ok(sums)
 }
 

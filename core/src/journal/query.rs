@@ -1,0 +1,147 @@
+//! Reading the journal: the queries the daemon, reports and tools make, so that no SQL on the
+//! `records` table lives outside the journal module.
+//!
+//! Every function takes a read-only connection ([`open_read_only`]); records come back as
+//! [`StoredRecord`]s decoded by the store, whatever the file's layout. To read several things
+//! from one consistent state while the writer goes on, wrap them in [`in_snapshot`].
+
+use super::record::RecordKind;
+pub use super::store::{
+    Heads, StoredRecord, for_each_in_range, load_heads, open_read_only, record,
+};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Runs `read` inside one read transaction: every query in it sees the same records, however
+/// many the writer commits meanwhile.
+pub fn in_snapshot<T, E: From<rusqlite::Error>>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN")?;
+    let result = read(conn);
+    // A read transaction has nothing to keep: ending it cannot lose data.
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+/// The sequence number of the last record (0 for an empty journal).
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n.max(0) as u64)
+}
+
+/// The record holding the highest number of a numbering `series` (e.g. the last Z report of a
+/// register), if the series has one.
+pub fn last_in_series(conn: &Connection, series: &str) -> rusqlite::Result<Option<StoredRecord>> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM records WHERE series = ?1 ORDER BY series_number DESC LIMIT 1",
+            [series],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match seq {
+        Some(s) => record(conn, s as u64),
+        None => Ok(None),
+    }
+}
+
+/// The first and last sequence numbers of the records whose FDM date (the `YYYY-MM-DD` of their
+/// FDM time, in the time's own offset) is in `from..=to`; `None` when there are none.
+pub fn seq_range_of_dates(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+) -> rusqlite::Result<Option<(u64, u64)>> {
+    let range: Option<(Option<i64>, Option<i64>)> = conn
+        .query_row(
+            "SELECT min(seq), max(seq) FROM records WHERE substr(time, 1, 10) BETWEEN ?1 AND ?2",
+            [from, to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match range {
+        Some((Some(a), Some(b))) => Some((a as u64, b as u64)),
+        _ => None,
+    })
+}
+
+/// Calls `f` with every record of `kind` dated (FDM date) in `year`, in order.
+pub fn for_each_of_kind_in_year<E: From<rusqlite::Error>>(
+    conn: &Connection,
+    kind: RecordKind,
+    year: i32,
+    mut f: impl FnMut(StoredRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let (from, to) = (format!("{year:04}-01-01"), format!("{year:04}-12-31"));
+    let Some((first, last)) = seq_range_of_dates(conn, &from, &to)? else {
+        return Ok(());
+    };
+    let prefix = format!("{year:04}-");
+    for_each_in_range(conn, first, last, |r| {
+        if r.kind == kind.as_str() && r.time.starts_with(&prefix) {
+            f(r)
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::journal::{Entry, Journal, JournalConfig};
+    use crate::signer::SoftwareSigner;
+    use serde_json::{Map, json};
+    use std::sync::Arc;
+
+    fn journal_with(entries: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let signer = Arc::new(SoftwareSigner::from_seed([3; 32]));
+        let journal = Journal::open(JournalConfig::new(&path, "DEVFDMD0001"), signer).unwrap();
+        for i in 0..entries {
+            let mut body = Map::new();
+            body.insert("n".into(), json!(i));
+            let mut entry = Entry::new(RecordKind::MoneyMovement, body);
+            entry.series = Some("money".into());
+            journal.append_blocking(entry).unwrap();
+        }
+        journal.close();
+        (dir, path)
+    }
+
+    #[test]
+    fn last_seq_series_and_dates_agree_with_the_records() {
+        let (_dir, path) = journal_with(5);
+        let conn = open_read_only(&path).unwrap();
+        let last = last_seq(&conn).unwrap();
+        assert!(last >= 5, "journal_open and the five entries");
+        let top = last_in_series(&conn, "money").unwrap().unwrap();
+        assert_eq!(top.seq, last);
+        assert!(last_in_series(&conn, "other").unwrap().is_none());
+        let today = &top.time[..10];
+        assert_eq!(
+            seq_range_of_dates(&conn, today, today).unwrap(),
+            Some((1, last))
+        );
+        assert_eq!(
+            seq_range_of_dates(&conn, "1999-01-01", "1999-12-31").unwrap(),
+            None
+        );
+        let year: i32 = top.time[..4].parse().unwrap();
+        let mut seen = Vec::new();
+        for_each_of_kind_in_year(&conn, RecordKind::MoneyMovement, year, |r| {
+            seen.push(r.seq);
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 5);
+        let in_snap: u64 = in_snapshot(&conn, last_seq).unwrap();
+        assert_eq!(in_snap, last);
+    }
+}
