@@ -179,6 +179,16 @@ impl Status {
         for name in self.stalled(Duration::from_secs(30)) {
             out.push(format!("{name} loop stalled"));
         }
+        for (name, state) in self
+            .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Some(error) = state.get("transport_error").and_then(Value::as_str) {
+                out.push(format!("plugin {name}: {error}"));
+            }
+        }
         out
     }
 

@@ -823,3 +823,69 @@ fn plugin_topics_through_an_external_mosquitto_with_the_shipped_acl() {
     let mut d = d;
     assert!(d.stop().success());
 }
+
+#[test]
+fn a_plugin_listener_whose_port_is_taken_is_reported_and_binds_once_it_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "example.so");
+    // Somebody else holds the port when fdmd starts.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let d = Daemon::start_dev_with_config(&plugins.section(&instance(
+        "late",
+        "example.so",
+        false,
+        port,
+        "{}",
+    )));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let reported = loop {
+        let s = status(&d);
+        let problems = s["problems"].to_string();
+        if problems.contains("plugin late: cannot listen") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed bind never reached the problems: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(reported["status"], "degraded", "{reported}");
+    assert!(
+        reported["plugins"]["late"]["transport_error"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "{reported}"
+    );
+    drop(blocker);
+    // The retry binds it (back-off at most a few seconds this early) and the problem goes.
+    let plugin_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(plugin_addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin never listened on {plugin_addr} after the port was freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        LineClient::connect(plugin_addr).ask("PING").as_deref(),
+        Some("PONG")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = status(&d);
+        if !s["problems"].to_string().contains("plugin late") {
+            assert!(s["plugins"]["late"]["transport_error"].is_null(), "{s}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the problem stayed after the bind: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -105,6 +105,16 @@ impl Reporter {
         tracing::error!("plugin {}: {what}", self.name);
         self.update(|v| v["transport_error"] = json!(what));
     }
+
+    /// Records that a transport works again (listening, device open): its problem goes.
+    pub fn transport_ok(&self, what: &str) {
+        tracing::info!("plugin {}: {what}", self.name);
+        self.update(|v| {
+            if let Some(map) = v.as_object_mut() {
+                map.remove("transport_error");
+            }
+        });
+    }
 }
 
 /// The loaded plugins and their transports.

@@ -61,20 +61,14 @@ pub async fn start(
 ) -> Vec<Running> {
     let mut running = Vec::new();
     if let Some(addr) = inst.tcp_listen {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => {
-                let token = app.shutdown.child_token();
-                let task = tokio::spawn(serve_tcp(
-                    listener,
-                    instance.clone(),
-                    reporter.clone(),
-                    token.clone(),
-                ));
-                tracing::info!("plugin {}: listening on TCP {addr}", inst.name);
-                running.push(Running::Tcp(task, token));
-            }
-            Err(e) => reporter.transport_failed(&format!("cannot listen on {addr}: {e}")),
-        }
+        let token = app.shutdown.child_token();
+        let task = tokio::spawn(listen_and_serve(
+            addr,
+            instance.clone(),
+            reporter.clone(),
+            token.clone(),
+        ));
+        running.push(Running::Tcp(task, token));
     }
     if let Some(device) = &inst.serial {
         let stop = Arc::new(AtomicBool::new(false));
@@ -116,6 +110,41 @@ fn blocking_call(
         Err(e) => reporter.call_failed(instance, e),
     }
     result
+}
+
+/// First wait between two attempts to bind a plugin's TCP listener; it doubles up to
+/// [`BIND_RETRY_MAX`].
+const BIND_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts to bind.
+const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Binds `addr` (retrying with back-off while the address is taken or not there yet, the
+/// problem in the status meanwhile), then serves it until cancelled.
+async fn listen_and_serve(
+    addr: std::net::SocketAddr,
+    instance: Arc<dyn Instance>,
+    reporter: Reporter,
+    token: CancellationToken,
+) {
+    let mut wait = BIND_RETRY_FIRST;
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) => {
+                reporter.transport_failed(&format!(
+                    "cannot listen on {addr}: {e} (retrying in {} s)",
+                    wait.as_secs_f32()
+                ));
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(BIND_RETRY_MAX);
+            }
+        }
+    };
+    reporter.transport_ok(&format!("listening on TCP {addr}"));
+    serve_tcp(listener, instance, reporter, token).await;
 }
 
 async fn serve_tcp(
@@ -238,7 +267,10 @@ fn serve_serial(
                 continue;
             }
         };
-        tracing::info!("serial device {} open at {baud} baud", device.display());
+        reporter.transport_ok(&format!(
+            "serial device {} open at {baud} baud",
+            device.display()
+        ));
         reported = false;
         let conn = next_conn();
         let _ = blocking_call(&*instance, &reporter, InputMsg::Open(conn));
@@ -250,7 +282,11 @@ fn serve_serial(
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // A pty whose other side closed reads EIO; a USB adapter unplugged, ENXIO.
-                    tracing::debug!("serial {}: {e}; reopening", device.display());
+                    reporter.transport_failed(&format!(
+                        "serial device {} went away ({e}); reopening",
+                        device.display()
+                    ));
+                    reported = true;
                     std::thread::sleep(Duration::from_millis(200));
                     break;
                 }
