@@ -150,8 +150,9 @@ impl Bench {
         )
         .unwrap();
         let registrar = AppBuilder::for_journal(journal, Numbering::default()).unwrap();
-        // The registers the benchmarks use, enrolled as an installer would (nothing journaled).
-        for t in 0..32 {
+        // The registers the benchmarks use (up to 256 threads), enrolled as an installer would
+        // (nothing journaled).
+        for t in 0..256 {
             registrar.enrol_register(&format!("till-{t}")).unwrap();
         }
         expect_signed(registrar.handle_order("till-0", &next_order()));
