@@ -28,7 +28,8 @@ use content::{Counters, Prepared, prepare, prepare_stored};
 use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck, par_map};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ScopedJoinHandle;
 
 /// A signer as declared in the journal or an export header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,26 +406,54 @@ impl Verifier {
 }
 
 /// Verifies database rows given in order (a whole journal when the verifier expects the
-/// genesis record), a bounded chunk at a time on every core. Stops at the first bad record; `E`
-/// is the error of the row source.
+/// genesis record), a bounded chunk at a time on every core; while a chunk is checked, the next
+/// one is read. Stops at the first bad record. `E` is the error of the row source; when the
+/// source fails, the rows it gave before are checked first (a bad record among them is the
+/// verdict, as when rows were checked one by one).
 pub fn verify_records<E: From<VerifyError>>(
     verifier: &mut Verifier,
     for_each_row: impl FnOnce(&mut dyn FnMut(StoredRecord) -> Result<(), E>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut chunk: Vec<StoredRecord> = Vec::with_capacity(CHUNK_RECORDS);
-    let mut bytes = 0usize;
-    for_each_row(&mut |r: StoredRecord| -> Result<(), E> {
-        bytes += r.canonical.len();
-        chunk.push(r);
-        if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
-            let prepared = par_map(&chunk, |_, r| prepare_stored(r));
-            chunk.clear();
-            bytes = 0;
-            verifier.check_chunk(&prepared)?;
+    let shared = Mutex::new(verifier);
+    let check = |rows: Vec<StoredRecord>| -> Result<(), VerifyError> {
+        let prepared = par_map(&rows, |_, r| prepare_stored(r));
+        drop(rows);
+        shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check_chunk(&prepared)
+    };
+    std::thread::scope(|scope| {
+        let check = &check;
+        let mut running: Option<ScopedJoinHandle<'_, Result<(), VerifyError>>> = None;
+        let wait = |running: &mut Option<ScopedJoinHandle<'_, Result<(), VerifyError>>>| {
+            running.take().map_or(Ok(()), |h| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        };
+        let mut chunk: Vec<StoredRecord> = Vec::with_capacity(CHUNK_RECORDS);
+        let mut bytes = 0usize;
+        let mut failed = false;
+        let read = for_each_row(&mut |r: StoredRecord| -> Result<(), E> {
+            bytes += r.canonical.len();
+            chunk.push(r);
+            if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
+                if let Err(e) = wait(&mut running) {
+                    failed = true;
+                    return Err(e.into());
+                }
+                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
+                bytes = 0;
+                running = Some(scope.spawn(move || check(rows)));
+            }
+            Ok(())
+        });
+        if failed {
+            return read;
         }
-        Ok(())
-    })?;
-    let prepared = par_map(&chunk, |_, r| prepare_stored(r));
-    verifier.check_chunk(&prepared)?;
-    Ok(())
+        // Every row read (or the source failed after them): finish the rows before the verdict.
+        wait(&mut running)?;
+        check(std::mem::take(&mut chunk))?;
+        read
+    })
 }

@@ -16,6 +16,7 @@
 use super::content::Prepared;
 use super::{KnownSigner, VerifyError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most records held at once (fewer in unit tests, so that small journals span several chunks).
 pub(crate) const CHUNK_RECORDS: usize = if cfg!(test) { 256 } else { 2048 };
@@ -33,41 +34,51 @@ pub(crate) fn threads() -> usize {
         .clamp(1, 16)
 }
 
-/// `f(index, item)` for every item, on [`threads`] threads, results in the items' order.
+/// Items a thread takes at a time: small enough that when the machine is busy and one thread
+/// is not scheduled, the others take over its share instead of waiting for it at the end.
+const SLICE: usize = 16;
+
+/// `f(index, item)` for every item, on [`threads`] threads, results in the items' order. Threads
+/// take [`SLICE`] items at a time from a shared counter (no fixed split).
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
     let threads = threads();
     if threads == 1 || items.len() < MIN_PARALLEL {
         return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
     }
-    let part = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut parts = items.chunks(part).enumerate();
-        // The calling thread takes the first part; the others are spawned.
-        let first = parts.next();
-        let handles: Vec<_> = parts
-            .map(|(p, slice)| {
-                scope.spawn(move || {
-                    slice
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| f(p * part + i, t))
-                        .collect::<Vec<R>>()
-                })
-            })
-            .collect();
-        let mut out: Vec<R> = Vec::with_capacity(items.len());
-        if let Some((_, slice)) = first {
-            out.extend(slice.iter().enumerate().map(|(i, t)| f(i, t)));
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(SLICE, Ordering::Relaxed);
+            if start >= items.len() {
+                return done;
+            }
+            let end = (start + SLICE).min(items.len());
+            let results = items[start..end]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| f(start + i, t))
+                .collect();
+            done.push((start, results));
         }
-        for handle in handles {
-            match handle.join() {
-                Ok(results) => out.extend(results),
+    };
+    let mut slices: Vec<(usize, Vec<R>)> = std::thread::scope(|scope| {
+        let work = &work;
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut slices = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(done) => slices.extend(done),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        out
-    })
+        slices
+    });
+    slices.sort_unstable_by_key(|(start, _)| *start);
+    slices
+        .into_iter()
+        .flat_map(|(_, results)| results)
+        .collect()
 }
 
 /// A signature to check: the record (an index into the chunk) and the signer it must verify with.

@@ -358,3 +358,24 @@ fn random_tampering_gets_the_same_verdict_as_the_one_by_one_verifier() {
         assert_eq!(new, old, "round {round}, export");
     }
 }
+
+#[test]
+fn rows_read_before_the_source_fails_are_checked_before_its_error_is_reported() {
+    let read_error = VerifyError {
+        seq: 0,
+        problem: "the source failed".into(),
+    };
+    let run = |rows: &[StoredRecord]| {
+        let mut verifier = Verifier::new(true, vec![], Vec::new());
+        verify_records::<VerifyError>(&mut verifier, |f| {
+            for r in rows {
+                f(r.clone())?;
+            }
+            Err(read_error.clone())
+        })
+    };
+    let mut rows = journal(CHUNK_RECORDS as u64 + 40, None);
+    assert_eq!(run(&rows), Err(read_error.clone()));
+    bad_signature(&mut rows, CHUNK_RECORDS as u64 + 30);
+    assert_eq!(run(&rows).unwrap_err().seq, CHUNK_RECORDS as u64 + 30);
+}
