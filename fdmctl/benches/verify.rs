@@ -12,7 +12,8 @@
 //! (a half-built cache is redone). Then, in the same sitting, runs `openssl speed -seconds 3
 //! ed25519` (one core) and times the real `fdmctl verify --data-dir` and `fdmctl verify FILE`,
 //! printing records/s, the child's peak RSS and CPU (sampled from `/proc/<pid>/status` and
-//! `/proc/<pid>/stat` every 5 ms) and the ratio to openssl's single-core verify rate.
+//! `/proc/<pid>/stat` every 5 ms) and the ratio to openssl's single-core verify rate, also per
+//! CPU-second (openssl's own rate is per CPU-second of user time).
 
 use fdmd::journal::record::FORMAT_VERSION;
 use fdmd::journal::store::SCHEMA_VERSION;
@@ -59,6 +60,9 @@ fn run() -> Result<(), Error> {
 
     println!("machine: {}, {} CPUs", cpu_model(), cpus());
     let openssl = openssl_verify_rate(if quick { 1 } else { 3 })?;
+    // openssl speed divides by the user CPU time it used (not wall time) unless -elapsed is given,
+    // so on a busy machine its rate is that of a core to itself; the per-CPU-second figures below
+    // compare like with like.
     println!("openssl speed ed25519 (one core): {openssl:.0} verify/s");
     let data_dir = dir.to_string_lossy().into_owned();
     let export_file = export.to_string_lossy().into_owned();
@@ -73,15 +77,17 @@ fn run() -> Result<(), Error> {
             let m = measure(&fdmctl, &args)?;
             let checked = m.records.ok_or("fdmctl verify printed no record count")?;
             let rate = checked as f64 / m.wall.as_secs_f64();
+            let per_cpu_second = checked as f64 / m.cpu.as_secs_f64().max(1e-3);
             println!(
                 "{what} (run {run}/{runs}): {checked} records in {:.2} s = {rate:.0} records/s = {:.2}x openssl; \
-                 peak RSS {:.1} MiB; CPU {:.2} s ({:.0} %, {:.1} us/record)",
+                 peak RSS {:.1} MiB; CPU {:.2} s ({:.0} %, {:.1} us/record, {per_cpu_second:.0} records per CPU-second = {:.2}x openssl per core)",
                 m.wall.as_secs_f64(),
                 rate / openssl,
                 m.peak_rss_kib as f64 / 1024.0,
                 m.cpu.as_secs_f64(),
                 100.0 * m.cpu.as_secs_f64() / m.wall.as_secs_f64(),
                 1e6 * m.cpu.as_secs_f64() / checked as f64,
+                per_cpu_second / openssl,
             );
         }
     }

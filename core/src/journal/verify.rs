@@ -19,6 +19,7 @@ pub(crate) mod content;
 pub(crate) mod parallel;
 #[cfg(test)]
 mod reference;
+mod scan;
 #[cfg(test)]
 mod tests;
 
