@@ -10,7 +10,9 @@
 
 use super::record::RecordKind;
 use super::store::{self, StoredRecord};
-use super::verify::{DeclaredSigner, Verifier, VerifyError, VerifySummary};
+use super::verify::content::{Prepared, prepare};
+use super::verify::parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, par_map};
+use super::verify::{DeclaredSigner, Verifier, VerifyError, VerifySummary, verify_records};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{BufRead, Write};
@@ -191,67 +193,72 @@ fn write_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), Export
 
 /// Verifies an export file on its own. `trusted_keys` are public keys given out of band; without
 /// them the keys declared in the journal and the header are used (and the summary says so).
+///
+/// Lines are read in chunks (bounded in lines and bytes); each chunk's lines are parsed and their
+/// records checked on every core, then followed in order (see `verify::parallel`). The first
+/// problem, by line, is the one a line-by-line reader reports.
 pub fn verify_export(
     input: impl BufRead,
     trusted_keys: Vec<Vec<u8>>,
 ) -> Result<(ExportHeader, VerifySummary), ExportError> {
     let mut lines = BoundedLines { input, line: 0 };
-    let format = |line: u64, problem: String| ExportError::Format { line, problem };
     let first = lines
         .next_line()?
-        .ok_or_else(|| format(1, "the export is empty".into()))?;
+        .ok_or_else(|| format_error(1, "the export is empty".into()))?;
     let header: ExportHeader = serde_json::from_str(&first)
-        .map_err(|e| format(1, format!("not an export header: {e}")))?;
+        .map_err(|e| format_error(1, format!("not an export header: {e}")))?;
     if header.line_type != "header"
         || header.format != EXPORT_FORMAT
         || header.version != EXPORT_VERSION
     {
-        return Err(format(
+        return Err(format_error(
             1,
             format!("not a {EXPORT_FORMAT} version {EXPORT_VERSION} header"),
         ));
     }
-    let mut verifier = Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone());
-    let mut end: Option<EndLine> = None;
-    let mut count = 0u64;
-    while let Some(text) = lines.next_line()? {
-        let n = lines.line;
-        if end.is_some() {
-            return Err(format(n, "text after the end line".into()));
-        }
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| format(n, format!("not JSON: {e}")))?;
-        match value.get("type").and_then(Value::as_str) {
-            Some("record") => {
-                let r: RecordLine = serde_json::from_value(value)
-                    .map_err(|e| format(n, format!("bad record line: {e}")))?;
-                if count == 0 && r.seq != header.first_seq {
-                    return Err(VerifyError {
-                        seq: header.first_seq,
-                        problem: format!(
-                            "record is missing (the export starts at record {})",
-                            r.seq
-                        ),
-                    }
-                    .into());
+    let mut reader = ExportReader {
+        verifier: Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone()),
+        first_seq: header.first_seq,
+        end: None,
+        count: 0,
+    };
+    loop {
+        // Read a chunk; a read error ends it and is the problem of the line after its lines.
+        let first_line = lines.line + 1;
+        let mut chunk: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
+        let mut broken = None;
+        let mut eof = false;
+        while chunk.len() < CHUNK_RECORDS && bytes < CHUNK_BYTES {
+            match lines.next_line() {
+                Ok(Some(text)) => {
+                    bytes += text.len();
+                    chunk.push(text);
                 }
-                let hash = hex::decode(&r.hash).map_err(|_| format(n, "hash is not hex".into()))?;
-                let signature = hex::decode(&r.signature)
-                    .map_err(|_| format(n, "signature is not hex".into()))?;
-                verifier.check(r.seq, r.record.as_bytes(), &hash, &signature)?;
-                count += 1;
+                Ok(None) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
             }
-            Some("end") => {
-                end = Some(
-                    serde_json::from_value(value)
-                        .map_err(|e| format(n, format!("bad end line: {e}")))?,
-                );
-            }
-            _ => return Err(format(n, "unknown line type".into())),
+        }
+        // A read error is always reported (unless an earlier line has a problem).
+        reader.check_chunk(first_line, &chunk, broken)?;
+        if eof {
+            break;
         }
     }
+    let ExportReader {
+        verifier,
+        end,
+        count,
+        ..
+    } = reader;
     let Some(end) = end else {
-        return Err(format(
+        return Err(format_error(
             lines.line + 1,
             "the end line is missing: the export was cut short".into(),
         ));
@@ -271,6 +278,132 @@ pub fn verify_export(
         .into());
     }
     Ok((header, summary))
+}
+
+fn format_error(line: u64, problem: String) -> ExportError {
+    ExportError::Format { line, problem }
+}
+
+/// What one line of an export says, from the line alone (parsed on any thread).
+// Nearly every line is a record: boxing that variant would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum ParsedLine {
+    Record {
+        seq: u64,
+        /// The hex of the hash and the signature decoded, and the record's own checks; or the
+        /// line's problem with them.
+        record: Result<Prepared, (u64, String)>,
+    },
+    End(EndLine),
+    /// Not JSON, a malformed record or end line, an unknown line type.
+    Problem(u64, String),
+}
+
+fn parse_line(line: u64, text: &str) -> ParsedLine {
+    // Fast path: a well-formed record line straight into its struct. Anything else (another
+    // type, a duplicate member, bad JSON) takes the general path, whose problems are the ones
+    // reported.
+    if let Ok(r) = serde_json::from_str::<RecordLine>(text)
+        && r.line_type == "record"
+    {
+        return parsed_record(line, r);
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return ParsedLine::Problem(line, format!("not JSON: {e}")),
+    };
+    match value.get("type").and_then(Value::as_str) {
+        Some("record") => match serde_json::from_value::<RecordLine>(value) {
+            Ok(r) => parsed_record(line, r),
+            Err(e) => ParsedLine::Problem(line, format!("bad record line: {e}")),
+        },
+        Some("end") => match serde_json::from_value(value) {
+            Ok(end) => ParsedLine::End(end),
+            Err(e) => ParsedLine::Problem(line, format!("bad end line: {e}")),
+        },
+        _ => ParsedLine::Problem(line, "unknown line type".into()),
+    }
+}
+
+fn parsed_record(line: u64, r: RecordLine) -> ParsedLine {
+    let record = match (hex::decode(&r.hash), hex::decode(&r.signature)) {
+        (Err(_), _) => Err((line, "hash is not hex".into())),
+        (Ok(_), Err(_)) => Err((line, "signature is not hex".into())),
+        (Ok(hash), Ok(signature)) => Ok(prepare(r.seq, r.record.as_bytes(), &hash, signature)),
+    };
+    ParsedLine::Record { seq: r.seq, record }
+}
+
+/// The state of an export being verified, line after line.
+struct ExportReader {
+    verifier: Verifier,
+    first_seq: u64,
+    end: Option<EndLine>,
+    count: u64,
+}
+
+impl ExportReader {
+    /// Checks a chunk of lines numbered from `first_line`, then the read error after them, if any.
+    fn check_chunk(
+        &mut self,
+        first_line: u64,
+        chunk: &[String],
+        broken: Option<ExportError>,
+    ) -> Result<(), ExportError> {
+        let parsed = par_map(chunk, |i, text| parse_line(first_line + i as u64, text));
+        let mut pass = Pass::<ExportError>::default();
+        for (item, line) in parsed.iter().enumerate() {
+            if let Err(e) = self.check_line(&mut pass, first_line + item as u64, item, line) {
+                pass.stop = Some(e);
+                break;
+            }
+        }
+        if pass.stop.is_none() {
+            pass.stop = broken;
+        }
+        pass.finish(|item| match parsed.get(item) {
+            Some(ParsedLine::Record { record: Ok(p), .. }) => Some(p),
+            _ => None,
+        })
+    }
+
+    fn check_line(
+        &mut self,
+        pass: &mut Pass<ExportError>,
+        n: u64,
+        item: usize,
+        line: &ParsedLine,
+    ) -> Result<(), ExportError> {
+        if self.end.is_some() {
+            return Err(format_error(n, "text after the end line".into()));
+        }
+        match line {
+            ParsedLine::Problem(line, problem) => Err(format_error(*line, problem.clone())),
+            ParsedLine::End(end) => {
+                self.end = Some(EndLine {
+                    line_type: end.line_type.clone(),
+                    records: end.records,
+                    last_hash: end.last_hash.clone(),
+                });
+                Ok(())
+            }
+            ParsedLine::Record { seq, record } => {
+                if self.count == 0 && *seq != self.first_seq {
+                    return Err(VerifyError {
+                        seq: self.first_seq,
+                        problem: format!("record is missing (the export starts at record {seq})"),
+                    }
+                    .into());
+                }
+                let p = record
+                    .as_ref()
+                    .map_err(|(line, problem)| format_error(*line, problem.clone()))?;
+                self.verifier.check_in_pass(pass, item, p)?;
+                self.count += 1;
+                Ok(())
+            }
+        }
+    }
 }
 
 struct BoundedLines<R> {
@@ -305,20 +438,15 @@ impl<R: BufRead> BoundedLines<R> {
     }
 }
 
-/// Verifies the whole journal in a database, checking index columns too.
+/// Verifies the whole journal in a database, checking index columns too (a bounded chunk of
+/// rows at a time, on every core).
 pub fn verify_database(
     conn: &rusqlite::Connection,
     trusted_keys: Vec<Vec<u8>>,
 ) -> Result<VerifySummary, ExportError> {
     let mut verifier = Verifier::new(true, trusted_keys, Vec::new());
-    store::for_each_in_range(
-        conn,
-        1,
-        u64::MAX,
-        |r: StoredRecord| -> Result<(), ExportError> {
-            verifier.check_stored(&r)?;
-            Ok(())
-        },
-    )?;
+    verify_records::<ExportError>(&mut verifier, |f| {
+        store::for_each_in_range(conn, 1, u64::MAX, f)
+    })?;
     Ok(verifier.finish())
 }

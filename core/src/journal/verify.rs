@@ -9,14 +9,28 @@
 //! 5. the signer is declared (journal_open / signer_change, or the export header) and, when keys
 //!    are given, is one of them; the signature over the hash verifies;
 //! 6. fiscal counters, ticket numbers and report numbers continue without gap.
+//!
+//! [`verify_records`] and the export reader run these checks a chunk of records at a time on
+//! every core ([`parallel`]): each record's own bytes ([`content`], checks 2, 3 and the syntax of
+//! 4) and the signatures in parallel, the chain, signers, counters and series in order
+//! ([`Verifier`]). The verdict, first bad record and problem, is the one-by-one verifier's.
 
-use super::canonical::to_canonical;
-use super::record::{FORMAT_VERSION, GENESIS_PREV_HASH, RecordKind, record_hash};
+pub(crate) mod content;
+pub(crate) mod parallel;
+#[cfg(test)]
+mod reference;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use super::record::{GENESIS_PREV_HASH, RecordKind};
 use super::store::StoredRecord;
-use crate::signer::verify_ed25519;
+use content::{Counters, Prepared, prepare, prepare_stored};
+use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck, par_map};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ScopedJoinHandle;
 
 /// A signer as declared in the journal or an export header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,24 +73,59 @@ pub struct VerifySummary {
     pub keys_trusted: bool,
 }
 
-/// Checks records one by one, in order.
+pub(crate) fn fail<T>(seq: u64, problem: impl Into<String>) -> Result<T, VerifyError> {
+    Err(VerifyError {
+        seq,
+        problem: problem.into(),
+    })
+}
+
+/// A declared signer with its key decoded once (not once per record).
+#[derive(Debug)]
+pub(crate) struct KnownSigner {
+    pub(crate) declared: DeclaredSigner,
+    /// The public key's bytes (empty when the hex is malformed).
+    key: Vec<u8>,
+    /// The key as a point, when it is one.
+    verifying: Option<ed25519_dalek::VerifyingKey>,
+}
+
+impl KnownSigner {
+    fn new(declared: DeclaredSigner) -> Self {
+        let key = hex::decode(&declared.public_key).unwrap_or_default();
+        let verifying = <[u8; 32]>::try_from(key.as_slice())
+            .ok()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok());
+        KnownSigner {
+            declared,
+            key,
+            verifying,
+        }
+    }
+
+    /// The same answer as [`crate::signer::verify_ed25519`] with this key (strict RFC 8032
+    /// verification), without decoding the key again.
+    pub(crate) fn verifies(&self, digest: &[u8], signature: &[u8]) -> bool {
+        let (Some(key), Ok(signature)) = (&self.verifying, <[u8; 64]>::try_from(signature)) else {
+            return false;
+        };
+        key.verify_strict(digest, &ed25519_dalek::Signature::from_bytes(&signature))
+            .is_ok()
+    }
+}
+
+/// The checks that follow the chain: sequence, links, signers, counters and numbers. Records are
+/// given in order; each record's own bytes are checked beforehand ([`content`]).
 pub struct Verifier {
     expect_genesis: bool,
     trusted: Vec<Vec<u8>>,
-    signers: HashMap<String, DeclaredSigner>,
+    signers: HashMap<String, Arc<KnownSigner>>,
     prev: Option<(u64, [u8; 32])>,
     total_counter: Option<u64>,
     event_counters: HashMap<String, u64>,
     series: HashMap<String, u64>,
     used_signers: Vec<DeclaredSigner>,
     summary: VerifySummary,
-}
-
-fn fail<T>(seq: u64, problem: impl Into<String>) -> Result<T, VerifyError> {
-    Err(VerifyError {
-        seq,
-        problem: problem.into(),
-    })
 }
 
 impl Verifier {
@@ -98,7 +147,7 @@ impl Verifier {
             trusted: trusted_keys,
             signers: known_signers
                 .into_iter()
-                .map(|s| (s.id.clone(), s))
+                .map(|s| (s.id.clone(), Arc::new(KnownSigner::new(s))))
                 .collect(),
             prev: None,
             total_counter: None,
@@ -108,15 +157,42 @@ impl Verifier {
         }
     }
 
-    /// Checks the next record from an export or a database: its claimed sequence number,
-    /// canonical bytes, stored hash and signature. Returns the parsed envelope.
+    /// Checks the next record from an export or a database, on this thread: its claimed sequence
+    /// number, canonical bytes, stored hash and signature.
     pub fn check(
         &mut self,
         seq: u64,
         canonical: &[u8],
         hash: &[u8],
         signature: &[u8],
-    ) -> Result<Value, VerifyError> {
+    ) -> Result<(), VerifyError> {
+        self.check_prepared(&prepare(seq, canonical, hash, signature.to_vec()))
+    }
+
+    /// Checks a database row on this thread: the record itself, then that its index columns say
+    /// what its canonical bytes say.
+    pub fn check_stored(&mut self, r: &StoredRecord) -> Result<(), VerifyError> {
+        self.check_prepared(&prepare_stored(r))
+    }
+
+    fn check_prepared(&mut self, p: &Prepared) -> Result<(), VerifyError> {
+        let signer = self.before_signature(p)?;
+        if !signer.verifies(&p.hash, &p.signature) {
+            return fail(
+                p.seq,
+                format!("bad signature (signer {})", signer.declared.id),
+            );
+        }
+        self.after_signature(p, &signer)
+    }
+
+    /// The checks of a record up to its signature (sequence, own bytes, chain, signer); returns
+    /// the signer whose key the signature must verify with.
+    pub(crate) fn before_signature(
+        &mut self,
+        p: &Prepared,
+    ) -> Result<Arc<KnownSigner>, VerifyError> {
+        let seq = p.seq;
         // 1. sequence
         match self.prev {
             Some((prev_seq, _)) if seq != prev_seq + 1 => {
@@ -141,47 +217,11 @@ impl Verifier {
             }
             _ => {}
         }
-        // 2. hash
-        let computed = record_hash(canonical);
-        if computed.as_slice() != hash {
-            return fail(
-                seq,
-                "contents do not match the record's hash (the record was changed)",
-            );
-        }
-        // 3. canonical JSON with the right seq
-        let envelope: Value = serde_json::from_slice(canonical)
-            .or_else(|e| fail(seq, format!("record is not JSON: {e}")))?;
-        match to_canonical(&envelope) {
-            Ok(bytes) if bytes == canonical => {}
-            _ => return fail(seq, "record bytes are not in canonical form"),
-        }
-        if envelope.get("v").and_then(Value::as_u64) != Some(FORMAT_VERSION) {
-            return fail(
-                seq,
-                format!("unknown record format version (expected {FORMAT_VERSION})"),
-            );
-        }
-        if envelope.get("seq").and_then(Value::as_u64) != Some(seq) {
-            return fail(
-                seq,
-                "the sequence number inside the record differs from its position",
-            );
-        }
-        let kind = envelope
-            .get("kind")
-            .and_then(Value::as_str)
-            .and_then(RecordKind::parse)
-            .map_or_else(|| fail(seq, "unknown record kind"), Ok)?;
+        // 2., 3. and the syntax of 4: the record's own bytes
+        let c = p.content.as_ref().map_err(Clone::clone)?;
         // 4. chain
-        let prev_hash = envelope
-            .get("prev_hash")
-            .and_then(Value::as_str)
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .map_or_else(|| fail(seq, "prev_hash is not 64 hex characters"), Ok)?;
         match self.prev {
-            Some((prev_seq, expected)) if prev_hash != expected => {
+            Some((prev_seq, expected)) if c.prev_hash != expected => {
                 return fail(
                     seq,
                     format!(
@@ -190,7 +230,7 @@ impl Verifier {
                 );
             }
             None if self.expect_genesis
-                && (prev_hash != GENESIS_PREV_HASH || kind != RecordKind::JournalOpen) =>
+                && (c.prev_hash != GENESIS_PREV_HASH || c.kind != RecordKind::JournalOpen) =>
             {
                 return fail(
                     seq,
@@ -199,20 +239,17 @@ impl Verifier {
             }
             _ => {}
         }
-        // 5. signer and signature
-        let body = envelope.get("body").cloned().unwrap_or(Value::Null);
-        if matches!(kind, RecordKind::JournalOpen | RecordKind::SignerChange) {
-            let declared: DeclaredSigner = body
-                .get("signer")
-                .cloned()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .map_or_else(|| fail(seq, "signer declaration is malformed"), Ok)?;
-            self.signers.insert(declared.id.clone(), declared);
+        // 5. signer (the signature itself is checked by the caller)
+        if let Some(declaration) = &c.declaration {
+            let Some(declared) = declaration else {
+                return fail(seq, "signer declaration is malformed");
+            };
+            self.signers.insert(
+                declared.id.clone(),
+                Arc::new(KnownSigner::new(declared.clone())),
+            );
         }
-        let signer_id = envelope
-            .get("signer_id")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let signer_id = c.signer_id.as_str();
         let Some(signer) = self.signers.get(signer_id).cloned() else {
             return fail(
                 seq,
@@ -221,58 +258,65 @@ impl Verifier {
                 ),
             );
         };
-        if signer.algorithm != "ed25519" {
+        if signer.declared.algorithm != "ed25519" {
             return fail(
                 seq,
                 format!(
                     "signer {signer_id} uses {:?}, which this verifier does not know",
-                    signer.algorithm
+                    signer.declared.algorithm
                 ),
             );
         }
-        let key = hex::decode(&signer.public_key).unwrap_or_default();
-        if !self.trusted.is_empty() && !self.trusted.contains(&key) {
+        if !self.trusted.is_empty() && !self.trusted.contains(&signer.key) {
             return fail(
                 seq,
                 format!(
                     "signer {signer_id}'s key {} is not among the trusted keys",
-                    signer.public_key
+                    signer.declared.public_key
                 ),
             );
         }
-        if !verify_ed25519(&key, hash, signature) {
-            return fail(seq, format!("bad signature (signer {signer_id})"));
-        }
-        if !self.used_signers.contains(&signer) {
-            self.used_signers.push(signer);
+        Ok(signer)
+    }
+
+    /// The checks of a record after its signature (counters, numbers, index columns), taking the
+    /// signature as good; moves the chain on.
+    pub(crate) fn after_signature(
+        &mut self,
+        p: &Prepared,
+        signer: &KnownSigner,
+    ) -> Result<(), VerifyError> {
+        let seq = p.seq;
+        let c = p.content.as_ref().map_err(Clone::clone)?;
+        if !self.used_signers.contains(&signer.declared) {
+            self.used_signers.push(signer.declared.clone());
         }
         // 6. counters and numbers
-        if kind == RecordKind::FiscalEvent {
-            self.check_counters(seq, &body)?;
+        if let Some(counters) = &c.counters {
+            self.check_counters(seq, counters)?;
+            self.check_series(seq, c.series.as_ref())?;
             self.summary.fiscal_events += 1;
         }
-        if kind == RecordKind::Report {
-            self.check_series(seq, &body)?;
+        if c.kind == RecordKind::Report {
+            self.check_series(seq, c.series.as_ref())?;
         }
-        self.prev = Some((seq, computed));
+        self.prev = Some((seq, p.hash));
         self.summary.records += 1;
         self.summary.first_seq.get_or_insert(seq);
         self.summary.last_seq = Some(seq);
-        self.summary.last_hash = Some(hex::encode(computed));
-        Ok(envelope)
+        self.summary.last_hash = Some(hex::encode(p.hash));
+        // index columns of a database row
+        match &c.column_problem {
+            Some(problem) => Err(problem.clone()),
+            None => Ok(()),
+        }
     }
 
-    fn check_counters(&mut self, seq: u64, body: &Value) -> Result<(), VerifyError> {
-        let label = body
-            .get("label")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let event = body.get("event_counter").and_then(Value::as_u64);
-        let total = body.get("total_counter").and_then(Value::as_u64);
-        let (Some(event), Some(total)) = (event, total) else {
+    fn check_counters(&mut self, seq: u64, c: &Counters) -> Result<(), VerifyError> {
+        let (Some(event), Some(total)) = (c.event, c.total) else {
             return fail(seq, "fiscal event without event and total counters");
         };
+        let label = &c.label;
         let expect_from = |last: Option<u64>, genesis: bool| last.or(genesis.then_some(0));
         if let Some(last) = expect_from(self.total_counter, self.expect_genesis)
             && total != last + 1
@@ -284,10 +328,9 @@ impl Verifier {
                 ),
             );
         }
-        if let Some(last) = expect_from(
-            self.event_counters.get(&label).copied(),
-            self.expect_genesis,
-        ) && event != last + 1
+        if let Some(last) =
+            expect_from(self.event_counters.get(label).copied(), self.expect_genesis)
+            && event != last + 1
         {
             return fail(
                 seq,
@@ -297,19 +340,23 @@ impl Verifier {
             );
         }
         self.total_counter = Some(total);
-        self.event_counters.insert(label, event);
-        self.check_series(seq, body)
+        self.event_counters.insert(label.clone(), event);
+        Ok(())
     }
 
     /// Ticket and report numbers continue without gap within their series.
-    fn check_series(&mut self, seq: u64, body: &Value) -> Result<(), VerifyError> {
+    fn check_series(
+        &mut self,
+        seq: u64,
+        series: Option<&(String, u64)>,
+    ) -> Result<(), VerifyError> {
         let expect_from = |last: Option<u64>, genesis: bool| last.or(genesis.then_some(0));
-        if let (Some(series), Some(number)) = (
-            body.get("ticket_series").and_then(Value::as_str),
-            body.get("ticket_number").and_then(Value::as_u64),
-        ) {
-            if let Some(last) = expect_from(self.series.get(series).copied(), self.expect_genesis)
-                && number != last + 1
+        if let Some((series, number)) = series {
+            let number = *number;
+            if let Some(last) = expect_from(
+                self.series.get(series.as_str()).copied(),
+                self.expect_genesis,
+            ) && number != last + 1
             {
                 return fail(
                     seq,
@@ -318,83 +365,38 @@ impl Verifier {
                     ),
                 );
             }
-            self.series.insert(series.to_owned(), number);
+            self.series.insert(series.clone(), number);
         }
         Ok(())
     }
 
-    /// Checks a database row: the record itself, then that its index columns say what its
-    /// canonical bytes say (the columns are not hashed, so they must not be trusted unchecked).
-    pub fn check_stored(&mut self, r: &StoredRecord) -> Result<Value, VerifyError> {
-        let envelope = self.check(r.seq, &r.canonical, &r.hash, &r.signature)?;
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-        let body = envelope.get("body");
-        let field = |name: &str| body.and_then(|b| b.get(name));
-        let mismatch = |column: &str| {
-            fail(
-                r.seq,
-                format!("column {column} differs from the signed record"),
-            )
-        };
-        if text(envelope.get("kind")).as_deref() != Some(r.kind.as_str()) {
-            return mismatch("kind");
-        }
-        if text(envelope.get("signer_id")).as_deref() != Some(r.signer_id.as_str()) {
-            return mismatch("signer_id");
-        }
-        if text(envelope.get("time")).as_deref() != Some(r.time.as_str()) {
-            return mismatch("time");
-        }
-        if text(envelope.get("prev_hash")) != Some(hex::encode(&r.prev_hash)) {
-            return mismatch("prev_hash");
-        }
-        let i = &r.index;
-        let fiscal = r.kind == RecordKind::FiscalEvent.as_str();
-        let pairs: [(&str, Option<String>, Option<String>); 3] = [
-            (
-                "register_id",
-                i.register_id.clone(),
-                if i.request_digest.is_some() {
-                    text(field("register"))
-                } else {
-                    None
-                },
-            ),
-            (
-                "request_id",
-                i.request_id.clone(),
-                if i.request_digest.is_some() {
-                    text(field("request_id"))
-                } else {
-                    None
-                },
-            ),
-            (
-                "label",
-                i.label.clone(),
-                if fiscal { text(field("label")) } else { None },
-            ),
-        ];
-        for (name, column, signed) in pairs {
-            if column != signed {
-                return mismatch(name);
+    /// Steps 2 and 3 of [`parallel`] for a chunk of prepared records (step 1 done): the chain's
+    /// checks in order, then the signatures on every core. `Ok` when every record passed.
+    pub(crate) fn check_chunk(&mut self, prepared: &[Prepared]) -> Result<(), VerifyError> {
+        let mut pass = Pass::<VerifyError>::default();
+        for (item, p) in prepared.iter().enumerate() {
+            if let Err(e) = self.check_in_pass(&mut pass, item, p) {
+                pass.stop = Some(e);
+                break;
             }
         }
-        let num = |name: &str| field(name).and_then(Value::as_u64);
-        if i.event_counter != (if fiscal { num("event_counter") } else { None })
-            || i.total_counter != (if fiscal { num("total_counter") } else { None })
-        {
-            return mismatch("event_counter/total_counter");
-        }
-        if i.series != text(field("ticket_series")) || i.series_number != num("ticket_number") {
-            return mismatch("series/series_number");
-        }
-        if i.request_digest.is_some() != i.request_id.is_some()
-            || (i.request_digest.is_some() && i.request_digest != text(field("request_digest")))
-        {
-            return mismatch("request_digest");
-        }
-        Ok(envelope)
+        pass.finish(|item| prepared.get(item))
+    }
+
+    /// One record of step 2: the checks before its signature, the signature listed for step 3,
+    /// the checks after it.
+    pub(crate) fn check_in_pass<E>(
+        &mut self,
+        pass: &mut Pass<E>,
+        item: usize,
+        p: &Prepared,
+    ) -> Result<(), VerifyError> {
+        let signer = self.before_signature(p)?;
+        pass.checks.push(SignatureCheck {
+            item,
+            signer: signer.clone(),
+        });
+        self.after_signature(p, &signer)
     }
 
     /// Ends verification.
@@ -402,4 +404,57 @@ impl Verifier {
         self.summary.signers = self.used_signers;
         self.summary
     }
+}
+
+/// Verifies database rows given in order (a whole journal when the verifier expects the
+/// genesis record), a bounded chunk at a time on every core; while a chunk is checked, the next
+/// one is read. Stops at the first bad record. `E` is the error of the row source; when the
+/// source fails, the rows it gave before are checked first (a bad record among them is the
+/// verdict, as when rows were checked one by one).
+pub fn verify_records<E: From<VerifyError>>(
+    verifier: &mut Verifier,
+    for_each_row: impl FnOnce(&mut dyn FnMut(StoredRecord) -> Result<(), E>) -> Result<(), E>,
+) -> Result<(), E> {
+    let shared = Mutex::new(verifier);
+    let check = |rows: Vec<StoredRecord>| -> Result<(), VerifyError> {
+        let prepared = par_map(&rows, |_, r| prepare_stored(r));
+        drop(rows);
+        shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check_chunk(&prepared)
+    };
+    std::thread::scope(|scope| {
+        let check = &check;
+        let mut running: Option<ScopedJoinHandle<'_, Result<(), VerifyError>>> = None;
+        let wait = |running: &mut Option<ScopedJoinHandle<'_, Result<(), VerifyError>>>| {
+            running.take().map_or(Ok(()), |h| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        };
+        let mut chunk: Vec<StoredRecord> = Vec::with_capacity(CHUNK_RECORDS);
+        let mut bytes = 0usize;
+        let mut failed = false;
+        let read = for_each_row(&mut |r: StoredRecord| -> Result<(), E> {
+            bytes += r.canonical.len();
+            chunk.push(r);
+            if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
+                if let Err(e) = wait(&mut running) {
+                    failed = true;
+                    return Err(e.into());
+                }
+                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
+                bytes = 0;
+                running = Some(scope.spawn(move || check(rows)));
+            }
+            Ok(())
+        });
+        if failed {
+            return read;
+        }
+        // Every row read (or the source failed after them): finish the rows before the verdict.
+        wait(&mut running)?;
+        check(std::mem::take(&mut chunk))?;
+        read
+    })
 }

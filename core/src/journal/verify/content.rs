@@ -1,0 +1,351 @@
+//! The checks a record passes on its own bytes, without looking at any other record: its hash,
+//! its canonical form, the envelope's fields and (for a database row) its index columns. They are
+//! pure functions of the record, so they run on any thread, many records at once; what they find
+//! is kept in a [`Prepared`] for the checks that follow the chain ([`super::Verifier`]).
+
+use super::scan::{Read, Scanned, scan};
+use super::{DeclaredSigner, VerifyError, fail};
+use crate::journal::canonical::to_canonical;
+use crate::journal::record::{FORMAT_VERSION, RecordKind, record_hash};
+use crate::journal::store::StoredRecord;
+use serde_json::Value;
+
+/// One record after the checks of its own bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// Sequence number the record is stored or exported under.
+    pub(crate) seq: u64,
+    /// SHA-256 of the canonical bytes (equal to the stored hash when `content` is `Ok`).
+    pub(crate) hash: [u8; 32],
+    /// The stored signature.
+    pub(crate) signature: Vec<u8>,
+    /// The envelope's fields, or the first problem of the record's own bytes (hash, JSON,
+    /// canonical form, version, inner `seq`, kind, `prev_hash` syntax), in the documented order.
+    pub(crate) content: Result<Content, VerifyError>,
+}
+
+/// What the envelope says, as far as the later checks need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Content {
+    pub(crate) kind: RecordKind,
+    pub(crate) prev_hash: [u8; 32],
+    /// `signer_id`, empty when missing or not a string.
+    pub(crate) signer_id: String,
+    /// For `journal_open` and `signer_change`: the declared signer, `None` when malformed.
+    pub(crate) declaration: Option<Option<DeclaredSigner>>,
+    /// For fiscal events: the counters.
+    pub(crate) counters: Option<Counters>,
+    /// `ticket_series` and `ticket_number` of the body, when both are there.
+    pub(crate) series: Option<(String, u64)>,
+    /// For a database row: the first index column that differs from the signed record.
+    pub(crate) column_problem: Option<VerifyError>,
+}
+
+/// The counters of a fiscal event.
+#[derive(Debug, Clone)]
+pub(crate) struct Counters {
+    /// `label`, empty when missing.
+    pub(crate) label: String,
+    pub(crate) event: Option<u64>,
+    pub(crate) total: Option<u64>,
+}
+
+/// Checks a record from an export (or given by its parts).
+pub(crate) fn prepare(seq: u64, canonical: &[u8], hash: &[u8], signature: Vec<u8>) -> Prepared {
+    let (computed, content) = examine(seq, canonical, hash);
+    Prepared {
+        seq,
+        hash: computed,
+        signature,
+        content: content.map(|(content, _)| content),
+    }
+}
+
+/// Checks a database row: the record, then its index columns against the signed bytes.
+pub(crate) fn prepare_stored(r: &StoredRecord) -> Prepared {
+    let (computed, content) = examine(r.seq, &r.canonical, &r.hash);
+    Prepared {
+        seq: r.seq,
+        hash: computed,
+        signature: r.signature.clone(),
+        content: content.map(|(mut content, envelope)| {
+            content.column_problem = column_problem(r, &envelope).map(|column| VerifyError {
+                seq: r.seq,
+                problem: format!("column {column} differs from the signed record"),
+            });
+            content
+        }),
+    }
+}
+
+fn examine<'a>(
+    seq: u64,
+    canonical: &'a [u8],
+    hash: &[u8],
+) -> ([u8; 32], Result<(Content, Envelope<'a>), VerifyError>) {
+    let computed = record_hash(canonical);
+    (computed, examine_bytes(seq, canonical, &computed, hash))
+}
+
+/// The envelope, read in one pass ([`scan`]) or parsed into a `Value` (the general path).
+pub(super) enum Envelope<'a> {
+    Scanned(Scanned<'a>),
+    Parsed(Value),
+}
+
+impl Envelope<'_> {
+    /// `envelope.get(name).and_then(Value::as_str)`.
+    fn top_str(&self, name: &str) -> Option<&str> {
+        match self {
+            Envelope::Scanned(s) => as_str(s.top(name)),
+            Envelope::Parsed(v) => v.get(name).and_then(Value::as_str),
+        }
+    }
+
+    /// `envelope.get(name).and_then(Value::as_u64)`.
+    fn top_u64(&self, name: &str) -> Option<u64> {
+        match self {
+            Envelope::Scanned(s) => as_u64(s.top(name)),
+            Envelope::Parsed(v) => v.get(name).and_then(Value::as_u64),
+        }
+    }
+
+    /// The body's member `name` as a string (`None` also when there is no body object).
+    fn body_str(&self, name: &str) -> Option<&str> {
+        match self {
+            Envelope::Scanned(s) => as_str(s.body(name)),
+            Envelope::Parsed(v) => v
+                .get("body")
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str),
+        }
+    }
+
+    fn body_u64(&self, name: &str) -> Option<u64> {
+        match self {
+            Envelope::Scanned(s) => as_u64(s.body(name)),
+            Envelope::Parsed(v) => v
+                .get("body")
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_u64),
+        }
+    }
+
+    /// The body's `signer` declaration (never reached for a scanned envelope: [`scan`] leaves
+    /// declarations to the general path).
+    fn declared_signer(&self) -> Option<DeclaredSigner> {
+        match self {
+            Envelope::Scanned(_) => None,
+            Envelope::Parsed(v) => v
+                .get("body")
+                .and_then(|b| b.get("signer"))
+                .cloned()
+                .and_then(|s| serde_json::from_value::<DeclaredSigner>(s).ok()),
+        }
+    }
+}
+
+fn as_str(read: Read<'_>) -> Option<&str> {
+    match read {
+        Read::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn as_u64(read: Read<'_>) -> Option<u64> {
+    match read {
+        Read::U64(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn examine_bytes<'a>(
+    seq: u64,
+    canonical: &'a [u8],
+    computed: &[u8; 32],
+    hash: &[u8],
+) -> Result<(Content, Envelope<'a>), VerifyError> {
+    // 2. hash
+    if computed.as_slice() != hash {
+        return fail(
+            seq,
+            "contents do not match the record's hash (the record was changed)",
+        );
+    }
+    // 3. canonical JSON with the right seq
+    let envelope = match scan(canonical) {
+        Some(scanned) => Envelope::Scanned(scanned),
+        None => Envelope::Parsed(parse_canonical(seq, canonical)?),
+    };
+    let content = read_content(seq, &envelope)?;
+    Ok((content, envelope))
+}
+
+/// The general path of check 3: parse, and encode again to compare.
+fn parse_canonical(seq: u64, canonical: &[u8]) -> Result<Value, VerifyError> {
+    let envelope: Value = serde_json::from_slice(canonical)
+        .or_else(|e| fail(seq, format!("record is not JSON: {e}")))?;
+    match to_canonical(&envelope) {
+        Ok(bytes) if bytes == canonical => Ok(envelope),
+        _ => fail(seq, "record bytes are not in canonical form"),
+    }
+}
+
+/// The rest of check 3, the syntax of check 4, and the members the later checks need.
+fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyError> {
+    if envelope.top_u64("v") != Some(FORMAT_VERSION) {
+        return fail(
+            seq,
+            format!("unknown record format version (expected {FORMAT_VERSION})"),
+        );
+    }
+    if envelope.top_u64("seq") != Some(seq) {
+        return fail(
+            seq,
+            "the sequence number inside the record differs from its position",
+        );
+    }
+    let kind = envelope
+        .top_str("kind")
+        .and_then(RecordKind::parse)
+        .map_or_else(|| fail(seq, "unknown record kind"), Ok)?;
+    // 4. the chain's link, as far as the record's own bytes go
+    let prev_hash = envelope
+        .top_str("prev_hash")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map_or_else(|| fail(seq, "prev_hash is not 64 hex characters"), Ok)?;
+    let declaration = matches!(kind, RecordKind::JournalOpen | RecordKind::SignerChange)
+        .then(|| envelope.declared_signer());
+    let counters = (kind == RecordKind::FiscalEvent).then(|| Counters {
+        label: envelope.body_str("label").unwrap_or("").to_owned(),
+        event: envelope.body_u64("event_counter"),
+        total: envelope.body_u64("total_counter"),
+    });
+    let series = match (
+        envelope.body_str("ticket_series"),
+        envelope.body_u64("ticket_number"),
+    ) {
+        (Some(series), Some(number)) => Some((series.to_owned(), number)),
+        _ => None,
+    };
+    Ok(Content {
+        kind,
+        prev_hash,
+        signer_id: envelope.top_str("signer_id").unwrap_or("").to_owned(),
+        declaration,
+        counters,
+        series,
+        column_problem: None,
+    })
+}
+
+/// The first index column of a row that says something else than its canonical bytes (the
+/// columns are not hashed, so they must not be trusted unchecked).
+fn column_problem(r: &StoredRecord, envelope: &Envelope<'_>) -> Option<&'static str> {
+    if envelope.top_str("kind") != Some(r.kind.as_str()) {
+        return Some("kind");
+    }
+    if envelope.top_str("signer_id") != Some(r.signer_id.as_str()) {
+        return Some("signer_id");
+    }
+    if envelope.top_str("time") != Some(r.time.as_str()) {
+        return Some("time");
+    }
+    if envelope.top_str("prev_hash") != Some(hex::encode(&r.prev_hash).as_str()) {
+        return Some("prev_hash");
+    }
+    let i = &r.index;
+    let fiscal = r.kind == RecordKind::FiscalEvent.as_str();
+    let with_digest = i.request_digest.is_some();
+    let text = |name: &str| envelope.body_str(name);
+    let pairs: [(&'static str, Option<&str>, Option<&str>); 3] = [
+        (
+            "register_id",
+            i.register_id.as_deref(),
+            if with_digest { text("register") } else { None },
+        ),
+        (
+            "request_id",
+            i.request_id.as_deref(),
+            if with_digest {
+                text("request_id")
+            } else {
+                None
+            },
+        ),
+        (
+            "label",
+            i.label.as_deref(),
+            if fiscal { text("label") } else { None },
+        ),
+    ];
+    for (name, column, signed) in pairs {
+        if column != signed {
+            return Some(name);
+        }
+    }
+    let num = |name: &str| envelope.body_u64(name);
+    if i.event_counter != (if fiscal { num("event_counter") } else { None })
+        || i.total_counter != (if fiscal { num("total_counter") } else { None })
+    {
+        return Some("event_counter/total_counter");
+    }
+    if i.series.as_deref() != text("ticket_series") || i.series_number != num("ticket_number") {
+        return Some("series/series_number");
+    }
+    if i.request_digest.is_some() != i.request_id.is_some()
+        || (with_digest && i.request_digest.as_deref() != text("request_digest"))
+    {
+        return Some("request_digest");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    /// Whenever the one-pass scan accepts bytes, the general path accepts them too and reads the
+    /// same members: checked on a record and every one-byte change of it.
+    #[test]
+    fn the_scan_accepts_only_what_the_general_path_accepts_and_reads_the_same() {
+        let body = json!({"event_counter": 17, "label": "NS", "lines": [{"d": "x\u{1}\"é", "q": -3}, null, true],
+            "register": "till-1", "request_digest": "ab", "request_id": "r-1", "ticket_number": 9,
+            "ticket_series": "N", "total_counter": 40});
+        let envelope = json!({"body": body, "fdm_id": "DEVFDMD0001", "kind": "fiscal_event",
+            "prev_hash": "ab".repeat(32), "seq": 5, "signer_id": "DEVSW-1", "time": "t", "v": 1});
+        let bytes = to_canonical(&envelope).unwrap();
+        assert!(
+            scan(&bytes).is_some(),
+            "the record itself takes the fast path"
+        );
+        let (mut accepted, mut tried) = (0, 0);
+        for at in 0..bytes.len() {
+            for change in [1u8, 2, 4, 8, 16, 32, 64, 128, b'0' ^ b'1', b'"' ^ b'\\'] {
+                let mut b = bytes.clone();
+                b[at] ^= change;
+                for candidate in [b.clone(), {
+                    let mut c = bytes.clone();
+                    c.insert(at, bytes[at] ^ change);
+                    c
+                }] {
+                    tried += 1;
+                    let Some(scanned) = scan(&candidate) else {
+                        continue;
+                    };
+                    accepted += 1;
+                    let parsed = parse_canonical(5, &candidate)
+                        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&candidate)));
+                    let fast = read_content(5, &Envelope::Scanned(scanned));
+                    let slow = read_content(5, &Envelope::Parsed(parsed));
+                    assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+                }
+            }
+        }
+        assert!(accepted > 100 && accepted < tried, "{accepted} of {tried}");
+    }
+}

@@ -1,0 +1,381 @@
+//! The chunked, parallel verifier against the one-by-one verifier it replaced ([`reference`]):
+//! same first bad record, same problem, for the database and for exports. In unit tests a chunk
+//! holds 256 records, so these journals span several chunks.
+
+#![allow(clippy::unwrap_used)]
+
+use super::parallel::CHUNK_RECORDS;
+use super::{Verifier, VerifyError, VerifySummary, reference, verify_records};
+use crate::journal::export::{
+    EXPORT_FORMAT, EXPORT_VERSION, ExportError, ExportHeader, verify_export,
+};
+use crate::journal::record::{Envelope, GENESIS_PREV_HASH, RecordKind, record_hash};
+use crate::journal::store::{IndexColumns, StoredRecord};
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde_json::{Map, Value, json};
+
+const TIME: &str = "2026-12-06T06:00:00.000+01:00";
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn signer_id(seed: u8) -> String {
+    format!("DEVSW-{seed:08}")
+}
+
+/// A record signed by `seed`'s key, with the index columns the writer would store.
+fn record(
+    seq: u64,
+    kind: RecordKind,
+    prev: &[u8; 32],
+    body: Map<String, Value>,
+    seed: u8,
+) -> StoredRecord {
+    let id = signer_id(seed);
+    let canonical = Envelope {
+        seq,
+        kind,
+        time: TIME,
+        fdm_id: "DEVFDMD0001",
+        signer_id: &id,
+        prev_hash: prev,
+        body: &body,
+    }
+    .canonical_bytes()
+    .unwrap();
+    let hash = record_hash(&canonical);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+    let num = |k: &str| body.get(k).and_then(Value::as_u64);
+    StoredRecord {
+        seq,
+        kind: kind.as_str().into(),
+        canonical,
+        prev_hash: prev.to_vec(),
+        hash: hash.to_vec(),
+        signature: key(seed).sign(&hash).to_bytes().to_vec(),
+        signer_id: id,
+        time: TIME.into(),
+        index: IndexColumns {
+            register_id: text("register"),
+            request_id: text("request_id"),
+            request_digest: text("request_digest"),
+            label: text("label"),
+            event_counter: num("event_counter"),
+            total_counter: num("total_counter"),
+            series: text("ticket_series"),
+            series_number: num("ticket_number"),
+        },
+    }
+}
+
+fn declaration(seed: u8) -> Map<String, Value> {
+    let public = hex::encode(key(seed).verifying_key().to_bytes());
+    let mut body = Map::new();
+    body.insert(
+        "signer".into(),
+        json!({"algorithm": "ed25519", "certified": false, "id": signer_id(seed), "public_key": public}),
+    );
+    body
+}
+
+fn sale(n: u64) -> Map<String, Value> {
+    let v = json!({
+        "label": "NS", "event_counter": n, "total_counter": n,
+        "ticket_series": "N", "ticket_number": n,
+        "register": "till-1", "request_id": format!("r-{n}"), "request_digest": format!("d-{n}"),
+    });
+    v.as_object().cloned().unwrap()
+}
+
+/// `n` records: `journal_open`, then fiscal events; a `signer_change` to key 9 at `change_at`.
+fn journal(n: u64, change_at: Option<u64>) -> Vec<StoredRecord> {
+    let mut rows = vec![record(
+        1,
+        RecordKind::JournalOpen,
+        &GENESIS_PREV_HASH,
+        declaration(7),
+        7,
+    )];
+    let mut seed = 7;
+    let mut sales = 0;
+    for seq in 2..=n {
+        let prev: [u8; 32] = rows[rows.len() - 1].hash.clone().try_into().unwrap();
+        if change_at == Some(seq) {
+            seed = 9;
+            rows.push(record(
+                seq,
+                RecordKind::SignerChange,
+                &prev,
+                declaration(9),
+                9,
+            ));
+            continue;
+        }
+        sales += 1;
+        rows.push(record(
+            seq,
+            RecordKind::FiscalEvent,
+            &prev,
+            sale(sales),
+            seed,
+        ));
+    }
+    rows
+}
+
+fn check_rows(rows: &[StoredRecord], keys: Vec<Vec<u8>>) -> Result<VerifySummary, VerifyError> {
+    let mut verifier = Verifier::new(true, keys, Vec::new());
+    verify_records::<VerifyError>(&mut verifier, |f| {
+        for r in rows {
+            f(r.clone())?;
+        }
+        Ok(())
+    })?;
+    Ok(verifier.finish())
+}
+
+fn reference_rows(rows: &[StoredRecord], keys: Vec<Vec<u8>>) -> Result<VerifySummary, VerifyError> {
+    let mut verifier = reference::Verifier::new(true, keys, Vec::new());
+    for r in rows {
+        verifier.check_stored(r)?;
+    }
+    Ok(verifier.finish())
+}
+
+fn export_lines(rows: &[StoredRecord], from: usize) -> Vec<String> {
+    let slice = &rows[from..];
+    let header = ExportHeader {
+        line_type: "header".into(),
+        format: EXPORT_FORMAT.into(),
+        version: EXPORT_VERSION,
+        fdm_id: "DEVFDMD0001".into(),
+        first_seq: slice.first().map_or(1, |r| r.seq),
+        last_seq: slice.last().map_or(0, |r| r.seq),
+        exported_at: TIME.into(),
+        signers: vec![super::DeclaredSigner {
+            id: signer_id(7),
+            algorithm: "ed25519".into(),
+            public_key: hex::encode(key(7).verifying_key().to_bytes()),
+        }],
+    };
+    let mut lines = vec![serde_json::to_string(&header).unwrap()];
+    for r in slice {
+        lines.push(
+            json!({"type": "record", "seq": r.seq, "hash": hex::encode(&r.hash),
+                "signature": hex::encode(&r.signature),
+                "record": String::from_utf8(r.canonical.clone()).unwrap()})
+            .to_string(),
+        );
+    }
+    lines.push(
+        json!({"type": "end", "records": slice.len(),
+            "last_hash": slice.last().map(|r| hex::encode(&r.hash))})
+        .to_string(),
+    );
+    lines
+}
+
+/// Both verifiers' verdicts on an export, as text (`ExportError` is not comparable).
+fn both_on_export(text: &str) -> (String, String) {
+    let show = |r: Result<(ExportHeader, VerifySummary), ExportError>| match r {
+        Ok((_, s)) => format!("ok {s:?}"),
+        Err(e) => format!("error {e:?}"),
+    };
+    (
+        show(verify_export(text.as_bytes(), vec![])),
+        show(reference::verify_export(text.as_bytes(), vec![])),
+    )
+}
+
+fn bad_signature(rows: &mut [StoredRecord], seq: u64) {
+    rows[seq as usize - 1].signature[10] ^= 1;
+}
+
+fn first_bad(rows: &[StoredRecord]) -> (u64, String) {
+    let e = check_rows(rows, vec![]).unwrap_err();
+    assert_eq!(
+        Err(e.clone()),
+        reference_rows(rows, vec![]),
+        "as the one-by-one verifier"
+    );
+    (e.seq, e.problem)
+}
+
+#[test]
+fn an_untouched_journal_verifies_like_before() {
+    let rows = journal(3 * CHUNK_RECORDS as u64 + 17, Some(400));
+    let summary = check_rows(&rows, vec![]).unwrap();
+    assert_eq!(summary.records, rows.len() as u64);
+    assert_eq!(summary.signers.len(), 2);
+    assert_eq!(Ok(summary), reference_rows(&rows, vec![]));
+    let (new, old) = both_on_export(&export_lines(&rows, 0).join("\n"));
+    assert!(new.starts_with("ok"), "{new}");
+    assert_eq!(new, old);
+}
+
+#[test]
+fn a_bad_signature_in_the_middle_of_a_chunk_is_named_before_later_problems() {
+    let mut rows = journal(2 * CHUNK_RECORDS as u64 + 40, None);
+    // In the second chunk: a bad signature in its middle, another one after it, then a record
+    // whose contents were changed (found by the in-order pass, after both signatures).
+    let middle = CHUNK_RECORDS as u64 + CHUNK_RECORDS as u64 / 2 + 3;
+    bad_signature(&mut rows, middle);
+    bad_signature(&mut rows, middle + 5);
+    rows[middle as usize + 20].canonical[30] ^= 1;
+    assert_eq!(
+        first_bad(&rows),
+        (middle, format!("bad signature (signer {})", signer_id(7)))
+    );
+    let (new, old) = both_on_export(&export_lines(&rows, 0).join("\n"));
+    assert!(new.contains(&format!("seq: {middle}")), "{new}");
+    assert_eq!(new, old);
+}
+
+#[test]
+fn a_problem_before_a_bad_signature_in_the_same_chunk_wins() {
+    let mut rows = journal(CHUNK_RECORDS as u64 + 40, None);
+    rows[99].canonical[30] ^= 1; // record 100: contents changed
+    bad_signature(&mut rows, 150);
+    assert_eq!(first_bad(&rows).0, 100);
+    // A problem after the signature in the same record (a counter gap, properly signed) loses
+    // to a bad signature of that record: the signature is checked first.
+    let mut rows = journal(CHUNK_RECORDS as u64 + 40, None);
+    let prev: [u8; 32] = rows[118].hash.clone().try_into().unwrap();
+    rows[119] = record(120, RecordKind::FiscalEvent, &prev, sale(500), 7);
+    let gap = first_bad(&rows);
+    assert_eq!(gap.0, 120);
+    assert!(gap.1.contains("follows"), "{gap:?}");
+    bad_signature(&mut rows, 120);
+    assert_eq!(
+        first_bad(&rows),
+        (120, format!("bad signature (signer {})", signer_id(7)))
+    );
+}
+
+#[test]
+fn of_two_chunks_with_problems_the_earlier_one_wins() {
+    let mut rows = journal(3 * CHUNK_RECORDS as u64, None);
+    let second = CHUNK_RECORDS as u64 + 77;
+    let third = 2 * CHUNK_RECORDS as u64 + 5;
+    rows[third as usize - 1].canonical[40] ^= 1;
+    bad_signature(&mut rows, third + 1);
+    bad_signature(&mut rows, second);
+    assert_eq!(first_bad(&rows).0, second);
+    let (new, old) = both_on_export(&export_lines(&rows, 0).join("\n"));
+    assert!(new.contains(&format!("seq: {second}")), "{new}");
+    assert_eq!(new, old);
+    // And the bad signature of the earlier chunk at its very end.
+    let mut rows = journal(3 * CHUNK_RECORDS as u64, None);
+    bad_signature(&mut rows, third);
+    bad_signature(&mut rows, CHUNK_RECORDS as u64);
+    assert_eq!(first_bad(&rows).0, CHUNK_RECORDS as u64);
+}
+
+/// A small deterministic generator for the tampering below.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// One random change of the kinds an attacker or a broken disk makes.
+fn tamper(rows: &mut Vec<StoredRecord>, rng: &mut Lcg) {
+    let i = rng.below(rows.len() as u64) as usize;
+    match rng.below(9) {
+        0 => rows[i].signature[rng.below(64) as usize] ^= 1 << rng.below(8),
+        1 => {
+            let at = rng.below(rows[i].canonical.len() as u64) as usize;
+            rows[i].canonical[at] ^= 1 << rng.below(7);
+        }
+        2 => {
+            rows.remove(i);
+        }
+        3 => {
+            let j = rng.below(rows.len() as u64) as usize;
+            rows.swap(i, j);
+        }
+        4 => rows[i].index.label = Some("PS".into()),
+        5 => rows[i].signature.truncate(63),
+        6 => {
+            // Re-signed with an undeclared key.
+            let hash = rows[i].hash.clone();
+            rows[i].signature = key(3).sign(&hash).to_bytes().to_vec();
+        }
+        7 => {
+            // Contents changed, hash recomputed, signature kept.
+            let at = rows[i].canonical.len() / 3;
+            rows[i].canonical[at] ^= 1;
+            rows[i].hash = record_hash(&rows[i].canonical).to_vec();
+        }
+        _ => {
+            // A properly signed record with a counter or chain problem.
+            let seq = rows[i].seq;
+            let prev: [u8; 32] = rows[i].prev_hash.clone().try_into().unwrap_or([1; 32]);
+            rows[i] = record(seq, RecordKind::FiscalEvent, &prev, sale(seq + 3), 7);
+        }
+    }
+}
+
+#[test]
+fn random_tampering_gets_the_same_verdict_as_the_one_by_one_verifier() {
+    let clean = journal(2 * CHUNK_RECORDS as u64 + 60, Some(300));
+    let mut rng = Lcg(20261206);
+    for round in 0..60 {
+        let mut rows = clean.clone();
+        for _ in 0..=rng.below(4) {
+            tamper(&mut rows, &mut rng);
+        }
+        let new = check_rows(&rows, vec![]);
+        assert_eq!(new, reference_rows(&rows, vec![]), "round {round}");
+        let trusted = vec![key(7).verifying_key().to_bytes().to_vec()];
+        assert_eq!(
+            check_rows(&rows, trusted.clone()),
+            reference_rows(&rows, trusted),
+            "round {round}, trusted key"
+        );
+        // The same records as an export, whole or from its 100th record, sometimes with a line
+        // removed or damaged.
+        let mut lines = export_lines(&rows, if round % 2 == 0 { 0 } else { 99 });
+        match rng.below(4) {
+            0 => {
+                let at = 1 + rng.below(lines.len() as u64 - 1) as usize;
+                let place = rng.below(lines[at].len() as u64) as usize;
+                lines[at].insert(place, '#');
+            }
+            1 => {
+                lines.pop();
+            }
+            _ => {}
+        }
+        let (new, old) = both_on_export(&lines.join("\n"));
+        assert_eq!(new, old, "round {round}, export");
+    }
+}
+
+#[test]
+fn rows_read_before_the_source_fails_are_checked_before_its_error_is_reported() {
+    let read_error = VerifyError {
+        seq: 0,
+        problem: "the source failed".into(),
+    };
+    let run = |rows: &[StoredRecord]| {
+        let mut verifier = Verifier::new(true, vec![], Vec::new());
+        verify_records::<VerifyError>(&mut verifier, |f| {
+            for r in rows {
+                f(r.clone())?;
+            }
+            Err(read_error.clone())
+        })
+    };
+    let mut rows = journal(CHUNK_RECORDS as u64 + 40, None);
+    assert_eq!(run(&rows), Err(read_error.clone()));
+    bad_signature(&mut rows, CHUNK_RECORDS as u64 + 30);
+    assert_eq!(run(&rows).unwrap_err().seq, CHUNK_RECORDS as u64 + 30);
+}
