@@ -12,6 +12,7 @@ mod body;
 pub mod canonical;
 mod checkpoint;
 pub mod export;
+pub mod read;
 pub mod record;
 mod signing;
 pub mod store;
