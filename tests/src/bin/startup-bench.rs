@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! startup-bench [--records N] [--after 5000] [--cache DIR] [--quick] [--cold] [--keep-copy]
+//!               [--fdmd PATH] [--restarts K]
 //! ```
 //!
 //! 1. Builds a journal of about N records once, in process, through the same code the daemon
@@ -17,7 +18,9 @@
 //!    the first order accepted, VmRSS after start, then sends `--after` orders (sales and table
 //!    rounds) and reads VmRSS and VmHWM (the peak, start-up included) from `/proc/PID/status`.
 //!
-//! `--cold` drops the copy's files from the page cache before the start (GNU `dd iflag=nocache
+//! `--fdmd` runs another build of the daemon (to compare with an older one). `--restarts K`
+//! stops the daemon cleanly after the run and measures K more starts on the same copy (with
+//! whatever state the daemon saved at its stop). `--cold` drops the copy's files from the page cache before the start (GNU `dd iflag=nocache
 //! count=0`, i.e. `posix_fadvise(DONTNEED)`, for those files only). `--quick` is the CI mode:
 //! 2,000 records and 200 orders after start.
 //! The result is one JSON line on stdout.
@@ -47,6 +50,8 @@ struct Args {
     cache: PathBuf,
     cold: bool,
     keep_copy: bool,
+    fdmd: Option<PathBuf>,
+    restarts: u32,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -56,6 +61,8 @@ fn parse_args() -> anyhow::Result<Args> {
         cache: PathBuf::from("target/startup-bench"),
         cold: false,
         keep_copy: false,
+        fdmd: None,
+        restarts: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,6 +77,8 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--cold" => args.cold = true,
             "--keep-copy" => args.keep_copy = true,
+            "--fdmd" => args.fdmd = Some(value()?.into()),
+            "--restarts" => args.restarts = value()?.parse()?,
             other => bail!(
                 "unknown argument {other}; usage: startup-bench [--records N] [--after M] [--cache DIR] [--quick] [--cold] [--keep-copy]"
             ),
@@ -80,7 +89,9 @@ fn parse_args() -> anyhow::Result<Args> {
 
 /// The order number `k` of register `r`'s stream (a pure function of both).
 fn stream_order(r: usize, k: u64) -> Value {
-    let op = format!("{:011}", 85_073_003_000u64 + r as u64);
+    // An INSZ number per register: 9 digits and their check digits (97 - n mod 97).
+    let n = 850_730_100 + r as u64;
+    let op = format!("{n:09}{:02}", 97 - n % 97);
     let id = format!("g{r}-{k}");
     let h = fnv1a(id.as_bytes());
     let line = |d: &str, q: i64, cents: u64, v: &str| json!({"description": d, "quantity": q, "unit_price": format!("{}.{:02}", cents / 100, cents % 100), "vat": v});
@@ -333,8 +344,8 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn after_order(i: u64) -> Value {
-    let id = format!("after-{}-{i}", std::process::id());
+fn after_order(tag: u128, i: u64) -> Value {
+    let id = format!("after-{tag}-{i}");
     if i % 10 < 2 {
         json!({"request_id": id, "operator": "85073003328", "event_type": "pro_forma",
             "table": format!("A{}", i / 10 % 16), "lines": [{"description": "Pintje", "quantity": 1, "unit_price": "2.80", "vat": "A"}]})
@@ -363,23 +374,44 @@ fn run(args: Args) -> anyhow::Result<Value> {
     let bytes = std::fs::metadata(paths::journal_file(&cached))?.len();
     let copy = args.cache.join("run");
     copy_dir(&cached, &copy)?;
-    if args.cold {
-        drop_from_cache(&copy)?;
-    }
-    let exe = std::env::current_exe()?;
-    let fdmd = exe.with_file_name("fdmd");
+    let fdmd = match &args.fdmd {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("fdmd"),
+    };
     if !fdmd.exists() {
         bail!(
             "{} is missing: build it with the same profile (cargo build -p fdmd --bin fdmd)",
             fdmd.display()
         );
     }
+    let mut runs = Vec::new();
+    for k in 0..=args.restarts {
+        if args.cold {
+            drop_from_cache(&copy)?;
+        }
+        let after = if k == 0 { args.after } else { 0 };
+        runs.push(start_and_measure(&fdmd, &copy, after)?);
+    }
+    if !args.keep_copy {
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+    Ok(json!({
+        "records": records,
+        "journal_mib": (bytes as f64 / 1048576.0).round(),
+        "fdmd": fdmd.display().to_string(),
+        "cold": args.cold,
+        "runs": runs,
+    }))
+}
+
+/// Starts `fdmd` on `copy`, measures readiness and memory, sends `after` orders, stops it.
+fn start_and_measure(fdmd: &Path, copy: &Path, after: u64) -> anyhow::Result<Value> {
     let (http, mqtt) = (free_port()?, free_port()?);
     let started = Instant::now();
-    let child = Command::new(&fdmd)
+    let child = Command::new(fdmd)
         .arg("--dev")
         .arg("--data-dir")
-        .arg(&copy)
+        .arg(copy)
         .arg("--http-listen")
         .arg(http.to_string())
         .arg("--mqtt-listen")
@@ -412,6 +444,9 @@ fn run(args: Args) -> anyhow::Result<Value> {
     let mut order_ready = None;
     let mut token = None;
     let mut i = 0u64;
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
     while order_ready.is_none() {
         if Instant::now() > deadline {
             bail!("fdmd accepted no order within 600 s");
@@ -423,7 +458,7 @@ fn run(args: Args) -> anyhow::Result<Value> {
             token = v["http_token"].as_str().map(str::to_owned);
         }
         if let Some(t) = &token {
-            let body = after_order(i).to_string();
+            let body = after_order(tag, i).to_string();
             match client.request(
                 "POST",
                 "/v1/registers/dev-register/orders",
@@ -452,18 +487,17 @@ fn run(args: Args) -> anyhow::Result<Value> {
     let hwm_start = proc_kib(pid, "VmHWM:")?;
     let token = token.context("no token")?;
     let t_orders = Instant::now();
-    let threads: Vec<_> = (0..4u64)
+    let threads: Vec<_> = (0..16u64)
         .map(|t| {
             let token = token.clone();
-            let n = args.after;
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let mut c = Http {
                     addr: http,
                     conn: None,
                 };
                 let mut j = 1 + t;
-                while j < n {
-                    let body = after_order(j).to_string();
+                while j < after {
+                    let body = after_order(tag, j).to_string();
                     let (code, b) = c.request(
                         "POST",
                         "/v1/registers/dev-register/orders",
@@ -473,7 +507,7 @@ fn run(args: Args) -> anyhow::Result<Value> {
                     if code != 201 {
                         bail!("order answered {code}: {}", String::from_utf8_lossy(&b));
                     }
-                    j += 4;
+                    j += 16;
                 }
                 Ok(())
             })
@@ -487,19 +521,13 @@ fn run(args: Args) -> anyhow::Result<Value> {
     let rss_after = proc_kib(pid, "VmRSS:")?;
     let hwm = proc_kib(pid, "VmHWM:")?;
     let _ = Command::new("kill").arg(pid.to_string()).status();
-    let stopped = fdmd_tests::wait_with_deadline(&mut child.0, Duration::from_secs(60));
-    if !args.keep_copy {
-        let _ = std::fs::remove_dir_all(&copy);
-    }
+    let stopped = fdmd_tests::wait_with_deadline(&mut child.0, Duration::from_secs(120));
     Ok(json!({
-        "records": records,
-        "journal_mib": (bytes as f64 / 1048576.0).round(),
-        "cold": args.cold,
         "status_ready_s": status_ready.as_secs_f64(),
         "orders_ready_s": order_ready.map(|d| d.as_secs_f64()),
         "rss_after_start_mib": mib(rss_start),
         "peak_at_start_mib": mib(hwm_start),
-        "orders_after": args.after,
+        "orders_after": after,
         "orders_after_s": orders_secs,
         "rss_after_orders_mib": mib(rss_after),
         "peak_rss_mib": mib(hwm),
