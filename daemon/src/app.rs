@@ -85,7 +85,9 @@ impl App {
     ) -> Arc<App> {
         let (station_tx, _) = broadcast::channel(1024);
         let require = config.restaurant.require_work_in;
-        let restaurant = match Restaurant::rebuild(registrar.journal().path(), require) {
+        let journal = registrar.journal().path();
+        let index = journal.with_file_name(crate::restaurant::INDEX_FILE);
+        let restaurant = match Restaurant::open(journal, &index, require) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "restaurant state could not be read from the journal");

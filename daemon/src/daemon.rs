@@ -102,6 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    spawn_snapshots(&app);
     crate::systemd::status("starting listeners");
     let http = HttpService::start(app.clone()).await?;
     let mqtt = MqttService::start(app.clone()).await?;
@@ -232,6 +233,27 @@ impl Running {
         {
             tracing::warn!("daemon stop not journaled: {e}");
         }
+        self.app.restaurant.snapshot_now().await;
         self.app.registrar.journal().clone().close();
     }
+}
+
+/// How often the restaurant snapshot is written while records come in (start-up then folds
+/// at most this much of the journal after it).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+
+/// Writes the restaurant snapshot every [`SNAPSHOT_EVERY`] when records were applied since.
+fn spawn_snapshots(app: &Arc<App>) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = app.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
+            }
+            if app.restaurant.unsaved() > 0 {
+                app.restaurant.snapshot_now().await;
+            }
+        }
+    });
 }

@@ -155,7 +155,7 @@ fn h_events_follow_the_clock_in_and_catering_rules() {
         .collect();
     assert_eq!(on, [ANNA]);
     let shifts = r
-        .presence()
-        .on_date(&chrono::Local::now().format("%Y-%m-%d").to_string());
+        .shifts_on(&chrono::Local::now().format("%Y-%m-%d").to_string())
+        .unwrap();
     assert_eq!(shifts.len(), 2, "{shifts:?}");
 }

@@ -19,10 +19,12 @@ pub fn presence(args: &DaemonArgs, date: Option<String>, json: bool) -> anyhow::
         Ok(Ok(answer)) => expect_ok(Ok(answer))?,
         _ => {
             eprintln!("fdmd is not answering: presence as the journal records it");
-            let p = restaurant_offline(&t)?.presence();
+            let shifts = restaurant_offline(&t)?
+                .shifts_on(&date)
+                .map_err(|e| anyhow::anyhow!(e))?;
             serde_json::json!({
                 "date": date,
-                "shifts": p.on_date(&date).iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+                "shifts": shifts.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
             })
         }
     };

@@ -13,6 +13,7 @@ pub mod canonical;
 mod checkpoint;
 pub mod export;
 pub mod query;
+pub mod read;
 pub mod record;
 mod signing;
 pub mod store;

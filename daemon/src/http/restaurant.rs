@@ -30,11 +30,15 @@ pub async fn route(app: &App, segments: &[&str], query: Option<&str>) -> Respons
                 return error(StatusCode::BAD_REQUEST, "date must be YYYY-MM-DD");
             }
             let presence = app.restaurant.presence();
+            let shifts = match app.restaurant.shifts_on(date) {
+                Ok(s) => s,
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+            };
             json_response(
                 StatusCode::OK,
                 &json!({
                     "date": date,
-                    "shifts": presence.on_date(date).iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+                    "shifts": shifts.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
                     "clocked_in": presence.clocked_in().iter().map(|d| json!({"operator": d.operator, "since": d.since, "register": d.register})).collect::<Vec<_>>(),
                 }),
             )

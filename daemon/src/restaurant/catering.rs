@@ -142,6 +142,18 @@ impl Catering {
         self.events.get(event)
     }
 
+    /// Drops the events that are settled (they are looked up in the journal when asked for).
+    pub fn forget_settled(&mut self) {
+        self.events.retain(|_, e| e.settled.is_none());
+    }
+
+    /// The tickets of the events held (open ones): folded again, they give the same events.
+    pub fn records(&self) -> impl Iterator<Item = u64> + '_ {
+        self.events
+            .values()
+            .flat_map(|e| e.tickets.iter().filter_map(|t| t["journal_seq"].as_u64()))
+    }
+
     /// Events that have ended at `now` and wait for their settlement, by id.
     pub fn due(&self, now: DateTime<FixedOffset>) -> Vec<&Event> {
         self.events.values().filter(|e| e.is_due(now)).collect()

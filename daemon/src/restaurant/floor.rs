@@ -54,6 +54,8 @@ pub struct OpenTable {
     pub records: Vec<TableRecord>,
     /// Tables moved or merged into this one, in order.
     pub history: Vec<String>,
+    /// Journal sequence numbers of the `table_change` records that moved or merged into it.
+    pub changes: Vec<u64>,
 }
 
 impl OpenTable {
@@ -138,6 +140,17 @@ impl OpenTables {
         self.tables.values().chain(self.checks.values())
     }
 
+    /// The journal records that make up the open tables and checks (their pro formas and the
+    /// moves and merges into them): folded again in order, they give the same floor.
+    pub fn records(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iter().flat_map(|t| {
+            t.records
+                .iter()
+                .map(|r| r.seq)
+                .chain(t.changes.iter().copied())
+        })
+    }
+
     /// The list as JSON.
     pub fn to_json(&self) -> Value {
         Value::Array(self.iter().map(OpenTable::to_json).collect())
@@ -170,6 +183,7 @@ impl OpenTables {
                     lines: Vec::new(),
                     records: Vec::new(),
                     history: Vec::new(),
+                    changes: Vec::new(),
                 });
                 entry.operator = operator;
                 let ticket_number = body.get("ticket_number").and_then(Value::as_u64);
@@ -204,7 +218,7 @@ impl OpenTables {
     }
 
     /// Advances the floor with a durable `table_change` record (`move` or `merge`).
-    pub fn apply_table_change(&mut self, body: &serde_json::Map<String, Value>) {
+    pub fn apply_table_change(&mut self, seq: u64, body: &serde_json::Map<String, Value>) {
         let (Some(from), Some(to)) = (text(body, "from"), text(body, "to")) else {
             return;
         };
@@ -213,6 +227,9 @@ impl OpenTables {
         };
         match self.tables.get_mut(to) {
             Some(target) => {
+                target.changes.append(&mut moved.changes);
+                target.changes.push(seq);
+                target.changes.sort_unstable();
                 target.history.push(from.to_owned());
                 target.history.append(&mut moved.history);
                 target.lines.append(&mut moved.lines);
@@ -223,6 +240,7 @@ impl OpenTables {
                 }
             }
             None => {
+                moved.changes.push(seq);
                 moved.history.push(from.to_owned());
                 moved.table = to.to_owned();
                 self.tables.insert(to.to_owned(), moved);
@@ -274,15 +292,16 @@ mod tests {
         assert_eq!(f.len(), 2);
         let art = OrderLine::from_journal(&cola).unwrap();
         assert_eq!(f.net_quantity("12", &art), Decimal::ONE);
-        f.apply_table_change(&body(json!({"action":"move","from":"12","to":"14"})));
+        f.apply_table_change(10, &body(json!({"action":"move","from":"12","to":"14"})));
         assert!(f.get("12").is_none());
         assert_eq!(f.get("14").unwrap().history, ["12"]);
-        f.apply_table_change(&body(json!({"action":"merge","from":"7","to":"14"})));
+        f.apply_table_change(11, &body(json!({"action":"merge","from":"7","to":"14"})));
         assert_eq!(f.len(), 1);
         let t = f.get("14").unwrap();
         assert_eq!(t.lines.len(), 3);
         assert_eq!(t.total().to_string(), "7.50");
         assert_eq!(t.lines[2].line.origin.as_ref().unwrap().seq, 3);
+        assert_eq!(t.changes, [10, 11]);
         // A bill adds no lines; a training or copy ticket changes nothing; the NS closes.
         f.apply_fiscal(
             4,

@@ -16,9 +16,11 @@
 pub mod catering;
 pub mod escpos;
 pub mod floor;
+pub mod history;
 pub mod locks;
 pub mod printer;
 pub mod render;
+pub mod snapshot;
 pub mod staff;
 
 use crate::fiscal::EventType;
@@ -29,19 +31,25 @@ use crate::fiscal::order::{
     discounts_json, parse_serde,
 };
 use crate::fiscal::vat::VatLetter;
+use crate::journal::read;
 use crate::journal::record::RecordKind;
-use crate::journal::store;
 use crate::journal::{Appended, Clock, SystemClock};
-use catering::{Catering, Role};
+use catering::{Catering, Event, Role};
 use floor::OpenTables;
+use history::History;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use staff::{Presence, Work, work_event};
+use staff::{Presence, Shift, Work, work_event};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const FLOOR_KEY: &str = "floor";
+
+/// The file beside the journal that holds the restaurant's index and snapshot (derived data,
+/// rebuilt from the journal when missing or stale).
+pub const INDEX_FILE: &str = "restaurant-state.sqlite";
 
 /// An order refused by a restaurant rule; nothing was journaled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,20 +86,45 @@ struct DepositState {
     ticket_number: Option<u64>,
     lines: Vec<OrderLine>,
     total: Decimal,
-    applied_by: Option<u64>,
 }
 
-#[derive(Default)]
+/// What is open now (bounded by the tables, checks, operators, deposits and catering events
+/// that are open, not by the journal), and the index for the rest ([`History`]).
 struct State {
     floor: OpenTables,
     staff: Presence,
+    /// Deposits not yet deducted (a deducted one is looked up in `history`).
     deposits: BTreeMap<Reference, DepositState>,
-    refunded: HashMap<Reference, Decimal>,
-    /// Quantity given back per line of an original sale (refund lines with `original_line`).
-    refunded_lines: HashMap<(Reference, usize), Decimal>,
-    /// Quantity given back per article (description, VAT letter) of an original sale.
-    refunded_articles: HashMap<(Reference, String, VatLetter), Decimal>,
+    /// Catering events not yet settled (a settled one is looked up in `history`).
     catering: Catering,
+    history: History,
+}
+
+impl State {
+    fn new(history: History) -> State {
+        State {
+            floor: OpenTables::default(),
+            staff: Presence::default(),
+            deposits: BTreeMap::new(),
+            catering: Catering::default(),
+            history,
+        }
+    }
+
+    /// The catering event `id`: open ones from memory, settled ones from the journal.
+    fn catering_event(&self, id: &str) -> Result<Option<Event>, Refusal> {
+        match self.catering.get(id) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self
+                .history
+                .catering_event(id)
+                .or_else(|e| refuse("catering_event", history_unreadable(&e))),
+        }
+    }
+}
+
+fn history_unreadable(e: &str) -> String {
+    format!("the restaurant history could not be read from the journal: {e}")
 }
 
 /// The restaurant state of the running daemon.
@@ -101,6 +134,10 @@ pub struct Restaurant {
     require_work_in: bool,
     unavailable: Option<String>,
     clock: Arc<dyn Clock>,
+    /// Records applied since the last snapshot was written.
+    unsaved: AtomicU64,
+    /// The sequence number of the snapshot the state was restored from at start-up.
+    restored_from: Option<u64>,
 }
 
 fn body_text<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -141,12 +178,18 @@ fn line_total(l: &OrderLine) -> Decimal {
 impl Restaurant {
     /// An empty state (a new journal).
     pub fn new(require_work_in: bool) -> Self {
+        Restaurant::with_history(require_work_in, History::in_memory())
+    }
+
+    fn with_history(require_work_in: bool, history: History) -> Self {
         Restaurant {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(history)),
             locks: locks::KeyedLocks::default(),
             require_work_in,
             unavailable: None,
             clock: Arc::new(SystemClock),
+            unsaved: AtomicU64::new(0),
+            restored_from: None,
         }
     }
 
@@ -165,42 +208,199 @@ impl Restaurant {
         }
     }
 
-    /// The state folded from every record of the journal at `path` (read-only connection).
+    /// The state folded from every record of the journal at `path` (read-only connection; the
+    /// index of past refunds, deposits, catering events and shifts is kept in memory: for
+    /// offline readers such as `fdmctl`).
     pub fn rebuild(path: &Path, require_work_in: bool) -> rusqlite::Result<Self> {
-        let r = Restaurant::new(require_work_in);
         if !path.exists() {
-            return Ok(r);
+            return Ok(Restaurant::new(require_work_in));
         }
-        let conn = store::open_read_only(path)?;
-        r.fold(&conn)?;
+        let r = Restaurant::with_history(require_work_in, History::over_journal(path)?);
+        r.fold_journal(0)?;
         Ok(r)
     }
 
+    /// The daemon's state, with the index file `index` beside the journal at `journal`: from
+    /// the snapshot stored there when it matches the journal (its records folded again, then
+    /// every record after it), else folded from the first record (streamed, one at a time).
+    /// A new snapshot is written either way.
+    pub fn open(journal: &Path, index: &Path, require_work_in: bool) -> rusqlite::Result<Self> {
+        let mut r = Restaurant::with_history(require_work_in, History::open(index, journal)?);
+        r.restored_from = r.restore_snapshot()?;
+        match r.restored_from {
+            Some(at) => {
+                tracing::info!(seq = at, "restaurant state restored from its snapshot");
+                r.fold_journal(at)?;
+            }
+            None => {
+                tracing::info!("restaurant state folded from the whole journal");
+                r.state().history.clear()?;
+                r.fold_journal(0)?;
+            }
+        }
+        if let Err(e) = r.save_snapshot() {
+            tracing::warn!(error = %e, "restaurant snapshot not written");
+        }
+        Ok(r)
+    }
+
+    /// Puts back the state of the stored snapshot, if there is one and it matches the journal
+    /// (the record it names has the hash it names, every record it lists is there): gives its
+    /// sequence number. Otherwise the state is left empty and None is given.
+    fn restore_snapshot(&self) -> rusqlite::Result<Option<u64>> {
+        let mut st = self.state();
+        let Some(journal) = st.history.journal() else {
+            return Ok(None);
+        };
+        let journal = store_reader(journal)?;
+        let Some(snap) = st
+            .history
+            .meta(snapshot::KEY)?
+            .and_then(|b| snapshot::Snapshot::decode(&b))
+        else {
+            return Ok(None);
+        };
+        if read::hash_at(&journal, snap.seq)?.as_deref() != Some(snap.hash.as_slice()) {
+            tracing::warn!(
+                seq = snap.seq,
+                "restaurant snapshot does not match the journal: rebuilding"
+            );
+            return Ok(None);
+        }
+        st.history.forget_after(snap.seq)?;
+        let (mut floor, mut staff, mut deposits, mut catering) = Default::default();
+        let mut parts = Parts {
+            floor: &mut floor,
+            staff: &mut staff,
+            deposits: &mut deposits,
+            catering: &mut catering,
+            history: &mut st.history,
+        };
+        for &seq in &snap.records {
+            match read::body_at(&journal, seq)? {
+                Some((kind @ (RecordKind::FiscalEvent | RecordKind::TableChange), time, body)) => {
+                    parts.apply(seq, kind, &time, &body);
+                }
+                _ => {
+                    tracing::warn!(seq, "restaurant snapshot names a record that is not there");
+                    return Ok(None);
+                }
+            }
+        }
+        (st.floor, st.staff, st.deposits, st.catering) = (floor, staff, deposits, catering);
+        Ok(Some(snap.seq))
+    }
+
+    /// Writes a snapshot at the journal's last record. Call it while no order is between its
+    /// record and [`Restaurant::apply`] (holding [`Restaurant::exclusive`], or at start-up).
+    pub fn save_snapshot(&self) -> Result<(), String> {
+        let st = self.state();
+        let Some(journal) = st.history.journal() else {
+            return Ok(());
+        };
+        let err = |e: rusqlite::Error| e.to_string();
+        if st.history.is_broken() {
+            // The index missed a record: the next start must fold everything again.
+            st.history.set_meta(snapshot::KEY, b"").map_err(err)?;
+            return Err("the restaurant index is not up to date".into());
+        }
+        let seq = read::last_seq(journal).map_err(err)?;
+        let Some(hash) = read::hash_at(journal, seq).map_err(err)? else {
+            return Ok(());
+        };
+        let records = st
+            .floor
+            .records()
+            .chain(st.staff.records())
+            .chain(st.deposits.values().map(|d| d.seq))
+            .chain(st.catering.records());
+        let snap = snapshot::Snapshot::new(seq, hash, records);
+        st.history
+            .set_meta(snapshot::KEY, &snap.encode())
+            .map_err(err)?;
+        self.unsaved.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The sequence number of the snapshot the state was restored from at start-up (None: it
+    /// was folded from the whole journal).
+    pub fn restored_from(&self) -> Option<u64> {
+        self.restored_from
+    }
+
+    /// Records applied since the last snapshot.
+    pub fn unsaved(&self) -> u64 {
+        self.unsaved.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no order is in flight and writes a snapshot (periodically and at a clean
+    /// stop). Errors are logged.
+    pub async fn snapshot_now(&self) {
+        let _all = self.exclusive().await;
+        if let Err(e) = self.save_snapshot() {
+            tracing::warn!(error = %e, "restaurant snapshot not written");
+        }
+    }
+
     /// The state folded from every record that `conn` sees (reports fold their own snapshot
-    /// with it when no running state is attached).
+    /// with it when no running state is attached; they read only the floor and presence).
     pub fn from_connection(
         conn: &rusqlite::Connection,
         require_work_in: bool,
     ) -> rusqlite::Result<Self> {
-        let r = Restaurant::new(require_work_in);
-        r.fold(conn)?;
+        let r = Restaurant::with_history(require_work_in, History::none());
+        r.fold(conn, 0)?;
         Ok(r)
     }
 
-    fn fold(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-        let records =
-            store::records_of_kind(conn, &[RecordKind::FiscalEvent, RecordKind::TableChange])?;
-        for rec in records {
-            let Ok(envelope) = serde_json::from_slice::<Value>(&rec.canonical) else {
-                continue;
-            };
-            if let (Some(Value::Object(body)), Some(kind)) =
-                (envelope.get("body"), RecordKind::parse(&rec.kind))
-            {
-                self.apply_body(rec.seq, kind, &rec.time, body);
-            }
-        }
-        Ok(())
+    /// Folds the records after `after` from the history's own journal connection.
+    fn fold_journal(&self, after: u64) -> rusqlite::Result<()> {
+        let mut st = self.state();
+        let State {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
+        } = &mut *st;
+        let Some(conn) = history.journal() else {
+            return Ok(());
+        };
+        // A second connection: `history` indexes while `conn` streams.
+        let conn = store_reader(conn)?;
+        history.begin()?;
+        let mut parts = Parts {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
+        };
+        let result = fold_into(&conn, after, &mut parts);
+        parts.history.commit()?;
+        result
+    }
+
+    fn fold(&self, conn: &rusqlite::Connection, after: u64) -> rusqlite::Result<()> {
+        let mut st = self.state();
+        let State {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
+        } = &mut *st;
+        history.begin()?;
+        let mut parts = Parts {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
+        };
+        let result = fold_into(conn, after, &mut parts);
+        parts.history.commit()?;
+        result
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -223,10 +423,23 @@ impl Restaurant {
     }
 
     /// A catering event: its end, status (`undated`, `open`, `due`, `settled`), the record that
-    /// settled it and every ticket in order (for reprinting them all for the client).
+    /// settled it and every ticket in order (for reprinting them all for the client). A settled
+    /// event is read back from the journal (None also when that read fails: logged).
     pub fn catering_event(&self, event: &str) -> Option<Value> {
         let now = self.clock.now();
-        self.state().catering.get(event).map(|e| e.to_json(now))
+        match self.state().catering_event(event) {
+            Ok(e) => e.map(|e| e.to_json(now)),
+            Err(e) => {
+                tracing::error!(event, error = %e.message, "catering event not read");
+                None
+            }
+        }
+    }
+
+    /// The daily presence list: every shift that overlaps `date` (`YYYY-MM-DD`, the local date
+    /// of FDM times), by start time, read from the journal through the index.
+    pub fn shifts_on(&self, date: &str) -> Result<Vec<Shift>, String> {
+        self.state().history.shifts_on(date)
     }
 
     /// Catering events that have ended and wait for their supplement, correction or
@@ -246,7 +459,6 @@ impl Restaurant {
         self.state()
             .deposits
             .iter()
-            .filter(|(_, d)| d.applied_by.is_none())
             .map(|(r, d)| {
                 json!({"register": r.register, "request_id": r.request_id, "journal_seq": d.seq,
                     "ticket_number": d.ticket_number, "total": format_amount(d.total)})
@@ -302,60 +514,27 @@ impl Restaurant {
     pub fn apply(&self, a: &Appended) {
         if !a.duplicate {
             self.apply_body(a.seq, a.kind, &a.time, &a.body);
+            self.unsaved.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn apply_body(&self, seq: u64, kind: RecordKind, time: &str, body: &Map<String, Value>) {
         let mut st = self.state();
-        match kind {
-            RecordKind::TableChange => st.floor.apply_table_change(body),
-            RecordKind::FiscalEvent => {
-                let label = body_text(body, "label").unwrap_or_default();
-                if !(label.starts_with('N') || label.starts_with('P')) {
-                    return;
-                }
-                st.floor.apply_fiscal(seq, time, body);
-                st.staff.apply_fiscal(seq, time, body);
-                let normal = label.starts_with('N');
-                if normal
-                    && body_text(body, "purpose") == Some("deposit")
-                    && let Some(r) = reference_of(body)
-                {
-                    st.deposits.insert(
-                        r,
-                        DepositState {
-                            seq,
-                            ticket_number: body.get("ticket_number").and_then(Value::as_u64),
-                            lines: lines_of(body),
-                            total: amount(body, "total"),
-                            applied_by: None,
-                        },
-                    );
-                }
-                if let Some(Value::Array(applied)) = body.get("deposits_applied") {
-                    for d in applied.iter().filter_map(reference_in) {
-                        if let Some(dep) = st.deposits.get_mut(&d) {
-                            dep.applied_by = Some(seq);
-                        }
-                    }
-                }
-                if let Some(r) = body.get("refund_of").and_then(reference_in) {
-                    *st.refunded.entry(r.clone()).or_default() += -amount(body, "total");
-                    for l in lines_of(body) {
-                        if let Some(k) = l.original_line {
-                            *st.refunded_lines.entry((r.clone(), k)).or_default() -= l.quantity;
-                        }
-                        *st.refunded_articles
-                            .entry((r.clone(), l.description, l.vat))
-                            .or_default() -= l.quantity;
-                    }
-                }
-                if normal {
-                    st.catering.apply_fiscal(seq, time, body);
-                }
-            }
-            _ => {}
+        let State {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
+        } = &mut *st;
+        Parts {
+            floor,
+            staff,
+            deposits,
+            catering,
+            history,
         }
+        .apply(seq, kind, time, body);
     }
 
     /// Refuses every check while the state could not be rebuilt from the journal.
@@ -497,6 +676,19 @@ impl Restaurant {
             let mut applied = Vec::new();
             for r in &order.deposits {
                 let Some(d) = st.deposits.get(r) else {
+                    let used = st
+                        .history
+                        .deposit_used_by(r)
+                        .or_else(|e| refuse("deposits", history_unreadable(&e)))?;
+                    if let Some(by) = used {
+                        return refuse(
+                            "deposits",
+                            format!(
+                                "deposit {} was already deducted (journal record {by})",
+                                r.request_id
+                            ),
+                        );
+                    }
                     return refuse(
                         "deposits",
                         format!(
@@ -505,15 +697,6 @@ impl Restaurant {
                         ),
                     );
                 };
-                if let Some(by) = d.applied_by {
-                    return refuse(
-                        "deposits",
-                        format!(
-                            "deposit {} was already deducted (journal record {by})",
-                            r.request_id
-                        ),
-                    );
-                }
                 for l in &d.lines {
                     out.lines.push(OrderLine {
                         quantity: -Decimal::ONE,
@@ -697,7 +880,8 @@ fn catering_role(
     let Some(id) = order.catering_event.as_deref() else {
         return Ok(());
     };
-    let event = st.catering.get(id);
+    let event = st.catering_event(id)?;
+    let event = event.as_ref();
     if let Some(settled) = event.and_then(|e| e.settled.as_ref()) {
         return refuse(
             "catering_event",
@@ -891,6 +1075,10 @@ fn refund_of(
         );
     }
     let sold = lines_of(&orig.body);
+    let done = st
+        .history
+        .refunded(r)
+        .or_else(|e| refuse("original", history_unreadable(&e)))?;
     // Quantities given back in this refund so far, per original line and per article.
     let mut this_line: HashMap<usize, Decimal> = HashMap::new();
     let mut this_article: HashMap<(String, VatLetter), Decimal> = HashMap::new();
@@ -959,11 +1147,7 @@ fn refund_of(
         }
         let back = -l.quantity;
         if let Some(k) = l.original_line {
-            let before = st
-                .refunded_lines
-                .get(&(r.clone(), k))
-                .copied()
-                .unwrap_or_default()
+            let before = done.lines.get(&k).copied().unwrap_or_default()
                 + this_line.get(&k).copied().unwrap_or_default();
             let on_line = sold[k].quantity;
             if before + back > on_line {
@@ -982,11 +1166,7 @@ fn refund_of(
             }
             *this_line.entry(k).or_default() += back;
         }
-        let before = st
-            .refunded_articles
-            .get(&(r.clone(), article.0.clone(), article.1))
-            .copied()
-            .unwrap_or_default()
+        let before = done.articles.get(&article).copied().unwrap_or_default()
             + this_article.get(&article).copied().unwrap_or_default();
         if before + back > sold_of_article {
             return refuse(
@@ -1009,7 +1189,7 @@ fn refund_of(
     if !refund.is_sign_negative() || refund.is_zero() {
         return refuse("lines", "a refund's lines add up to a negative total");
     }
-    let before = st.refunded.get(r).copied().unwrap_or_default();
+    let before = done.total;
     let total = amount(&orig.body, "total");
     if before - refund > total {
         return refuse(
@@ -1025,6 +1205,112 @@ fn refund_of(
     }
     extra.insert("refund_of".into(), original_json(r, orig));
     Ok(())
+}
+
+/// The parts of [`State`] a record advances, borrowed apart so a fold can stream from the
+/// history's journal connection while it indexes.
+struct Parts<'a> {
+    floor: &'a mut OpenTables,
+    staff: &'a mut Presence,
+    deposits: &'a mut BTreeMap<Reference, DepositState>,
+    catering: &'a mut Catering,
+    history: &'a mut History,
+}
+
+impl Parts<'_> {
+    fn apply(&mut self, seq: u64, kind: RecordKind, time: &str, body: &Map<String, Value>) {
+        match kind {
+            RecordKind::TableChange => self.floor.apply_table_change(seq, body),
+            RecordKind::FiscalEvent => {
+                let label = body_text(body, "label").unwrap_or_default();
+                if !(label.starts_with('N') || label.starts_with('P')) {
+                    return;
+                }
+                self.floor.apply_fiscal(seq, time, body);
+                self.staff.apply_fiscal(seq, time, body);
+                self.history.record(seq, time, body);
+                let normal = label.starts_with('N');
+                if normal
+                    && body_text(body, "purpose") == Some("deposit")
+                    && let Some(r) = reference_of(body)
+                {
+                    self.deposits.insert(
+                        r,
+                        DepositState {
+                            seq,
+                            ticket_number: body.get("ticket_number").and_then(Value::as_u64),
+                            lines: lines_of(body),
+                            total: amount(body, "total"),
+                        },
+                    );
+                }
+                if let Some(Value::Array(applied)) = body.get("deposits_applied") {
+                    for d in applied.iter().filter_map(reference_in) {
+                        self.deposits.remove(&d);
+                    }
+                }
+                if normal && body.contains_key("catering_event") {
+                    self.catering.apply_fiscal(seq, time, body);
+                    self.catering.forget_settled();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a fiscal event's canonical bytes can matter to the state, without parsing them: an
+/// N or P label and one of the members the fold reads (canonical JSON is compact, so `"key":"`
+/// cannot occur inside a string, where quotes are escaped). A 0.00 total may be a clocking.
+fn may_matter(canonical: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(canonical) else {
+        return true;
+    };
+    if !(text.contains("\"label\":\"N") || text.contains("\"label\":\"P")) {
+        return false;
+    }
+    [
+        "\"table\":\"",
+        "\"check\":\"",
+        "\"purpose\":\"",
+        "\"refund_of\":{",
+        "\"deposits_applied\":[",
+        "\"catering_event\":\"",
+        "\"total\":\"0.00\"",
+    ]
+    .iter()
+    .any(|k| text.contains(k))
+}
+
+/// Streams the records after `after` into `parts`, parsing only those that can matter.
+fn fold_into(
+    conn: &rusqlite::Connection,
+    after: u64,
+    parts: &mut Parts<'_>,
+) -> rusqlite::Result<()> {
+    read::for_each_raw::<rusqlite::Error>(
+        conn,
+        after,
+        &[RecordKind::FiscalEvent, RecordKind::TableChange],
+        |rec| {
+            let Some(kind) = rec.kind() else {
+                return Ok(());
+            };
+            if kind == RecordKind::FiscalEvent && !may_matter(rec.canonical) {
+                return Ok(());
+            }
+            if let Some(body) = rec.body() {
+                parts.apply(rec.seq, kind, rec.time, &body);
+            }
+            Ok(())
+        },
+    )
+}
+
+/// A second read-only connection to the database `conn` reads.
+fn store_reader(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Connection> {
+    let path = conn.path().unwrap_or_default().to_owned();
+    crate::journal::store::open_read_only(Path::new(&path))
 }
 
 /// One negative line per VAT letter for each discount, in proportion to what the ticket's

@@ -88,6 +88,8 @@ pub struct OnDuty {
     pub since: String,
     /// Register the WORK IN was sent from.
     pub register: String,
+    /// Journal sequence number of the WORK IN.
+    pub seq: u64,
 }
 
 /// One span of presence: WORK IN to WORK OUT (or still open).
@@ -115,15 +117,15 @@ impl Shift {
     }
 }
 
-/// Who is clocked in, and every shift worked.
+/// Who is clocked in now. Past shifts are not kept here (they grow with history): the daily
+/// list is looked up in the journal (`Restaurant::shifts_on`).
 ///
 /// Query API for other modules (the Z report refuses while [`Presence::clocked_in`] is not
-/// empty): [`Presence::clocked_in`], [`Presence::is_clocked_in`], [`Presence::on_date`].
+/// empty): [`Presence::clocked_in`], [`Presence::is_clocked_in`].
 /// Get a snapshot with `App::restaurant.presence()`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Presence {
     on_duty: BTreeMap<String, OnDuty>,
-    shifts: Vec<Shift>,
 }
 
 impl Presence {
@@ -137,14 +139,9 @@ impl Presence {
         self.on_duty.contains_key(operator)
     }
 
-    /// The daily presence list: every shift that overlaps `date` (`YYYY-MM-DD`, the local date
-    /// of FDM times), by start time.
-    pub fn on_date(&self, date: &str) -> Vec<Shift> {
-        self.shifts
-            .iter()
-            .filter(|s| day(&s.start) <= date && s.end.as_deref().is_none_or(|e| day(e) >= date))
-            .cloned()
-            .collect()
+    /// The WORK IN records of the operators clocked in.
+    pub fn records(&self) -> impl Iterator<Item = u64> + '_ {
+        self.on_duty.values().map(|d| d.seq)
     }
 
     /// Advances the presence with a durable `fiscal_event` record.
@@ -156,38 +153,19 @@ impl Presence {
                 self.on_duty.insert(
                     operator.clone(),
                     OnDuty {
-                        operator: operator.clone(),
+                        operator,
                         since: time.to_owned(),
                         register: get("register").to_owned(),
+                        seq,
                     },
                 );
-                self.shifts.push(Shift {
-                    operator,
-                    start: time.to_owned(),
-                    end: None,
-                    start_seq: seq,
-                    end_seq: None,
-                });
             }
             Some(Work::Out) => {
                 self.on_duty.remove(&operator);
-                if let Some(s) = self
-                    .shifts
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.operator == operator && s.end.is_none())
-                {
-                    s.end = Some(time.to_owned());
-                    s.end_seq = Some(seq);
-                }
             }
             None => {}
         }
     }
-}
-
-fn day(time: &str) -> &str {
-    time.get(..10).unwrap_or(time)
 }
 
 #[cfg(test)]
@@ -204,20 +182,29 @@ mod tests {
     #[test]
     fn work_in_and_out_make_shifts_per_day() {
         let mut p = Presence::default();
-        p.apply_fiscal(1, "2026-11-22T09:00:00.000+01:00", &ev("work_in", "A"));
-        p.apply_fiscal(2, "2026-11-22T10:00:00.000+01:00", &ev("work_in", "B"));
-        p.apply_fiscal(3, "2026-11-22T10:30:00.000+01:00", &ev("sale", "B"));
-        p.apply_fiscal(4, "2026-11-22T15:00:00.000+01:00", &ev("work_out", "A"));
-        p.apply_fiscal(5, "2026-11-23T01:00:00.000+01:00", &ev("work_out", "B"));
-        p.apply_fiscal(6, "2026-11-23T18:00:00.000+01:00", &ev("work_in", "A"));
+        let mut h = super::super::history::History::in_memory();
+        for (seq, time, purpose, op) in [
+            (1, "2026-11-22T09:00:00.000+01:00", "work_in", "A"),
+            (2, "2026-11-22T10:00:00.000+01:00", "work_in", "B"),
+            (3, "2026-11-22T10:30:00.000+01:00", "sale", "B"),
+            (4, "2026-11-22T15:00:00.000+01:00", "work_out", "A"),
+            (5, "2026-11-23T01:00:00.000+01:00", "work_out", "B"),
+            (6, "2026-11-23T18:00:00.000+01:00", "work_in", "A"),
+        ] {
+            p.apply_fiscal(seq, time, &ev(purpose, op));
+            h.record(seq, time, &ev(purpose, op));
+        }
         assert_eq!(p.clocked_in().len(), 1);
         assert!(p.is_clocked_in("A") && !p.is_clocked_in("B"));
-        let d22 = p.on_date("2026-11-22");
+        let d22 = h.shifts_on("2026-11-22").unwrap();
         assert_eq!(d22.len(), 2);
         assert_eq!(d22[0].end.as_deref(), Some("2026-11-22T15:00:00.000+01:00"));
-        let d23 = p.on_date("2026-11-23");
+        assert_eq!(d22[0].end_seq, Some(4));
+        let d23 = h.shifts_on("2026-11-23").unwrap();
         assert_eq!(d23.len(), 2, "B's night shift and A's evening");
+        assert_eq!((d23[0].operator.as_str(), d23[0].end_seq), ("B", Some(5)));
         assert_eq!(d23[1].end, None);
+        assert!(h.shifts_on("2026-11-21").unwrap().is_empty());
     }
 
     #[test]
