@@ -18,6 +18,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod datadir_lock;
 pub use fdmd_core::fiscal;
 pub mod http;
 pub use fdmd_core::journal;

@@ -142,7 +142,13 @@ fn run(config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!("fdmd: {e:#}");
             eprintln!("fdmd: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<fdmd::datadir_lock::LockError>()
+                .is_some_and(|l| matches!(l, fdmd::datadir_lock::LockError::Held { .. }))
+            {
+                ExitCode::from(fdmd::datadir_lock::EXIT_LOCKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

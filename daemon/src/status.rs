@@ -165,6 +165,9 @@ impl Status {
                 out.push(format!("signing card not compatible (210): {reason}"))
             }
         }
+        if let Some(reason) = self.journal.diverged() {
+            out.push(format!("journal not writable (208): {reason}"));
+        }
         if self.journal.usage().is_some_and(|u| u >= 1.0) {
             out.push("journal storage full (205)".to_owned());
         } else if self.journal.usage().is_some_and(|u| u >= 0.9) {
