@@ -99,6 +99,13 @@ fn main() -> ExitCode {
             if let Some(warning) = zone_warning() {
                 eprintln!("fdmd: warning: {warning}");
             }
+            if let Err(e) = config::check_files(&config) {
+                eprintln!("fdmd: the configuration is not valid:");
+                for p in &e.problems {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
             println!(
                 "configuration OK: fdm {} data {} MQTT {:?} {} HTTP {}",
                 config.fdm.id,

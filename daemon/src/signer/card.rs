@@ -492,13 +492,23 @@ impl CardSigner {
     }
 }
 
-/// Reads a PIN file: it must be readable by its owner only.
-pub fn read_pin_file(path: &std::path::Path) -> Result<Pin, String> {
+/// Checks a PIN file as [`read_pin_file`] does before reading it (and `fdmd check-config`
+/// does): it exists and is readable by its owner only.
+pub fn check_pin_file(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err("readable by group or others; it must be 0600 or 0400".into());
+        return Err(format!(
+            "readable by group or others (mode {:o}); it must be 0600 or 0400",
+            meta.permissions().mode() & 0o777
+        ));
     }
+    Ok(())
+}
+
+/// Reads a PIN file: it must be readable by its owner only.
+pub fn read_pin_file(path: &std::path::Path) -> Result<Pin, String> {
+    check_pin_file(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     Pin::parse(&text)
 }
