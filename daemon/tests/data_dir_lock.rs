@@ -48,7 +48,8 @@ fn a_second_daemon_on_the_same_data_directory_refuses_to_start_and_writes_nothin
     let journal = fdmd::paths::journal_file(&d.data_dir());
     let bytes_before = std::fs::read(&journal).unwrap().len();
 
-    let out = Command::new(FDMD)
+    let log = d.dir.path().join("second.log");
+    let mut second = Command::new(FDMD)
         .args(["--dev", "--data-dir"])
         .arg(d.data_dir())
         .args([
@@ -58,11 +59,26 @@ fn a_second_daemon_on_the_same_data_directory_refuses_to_start_and_writes_nothin
             &format!("127.0.0.1:{}", free_port()),
         ])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Bounded: a second daemon that does not stop at once is the failure this test is about.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = second.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second fdmd on the same data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
-        out.status.code(),
+        exit.code(),
         Some(fdmd::datadir_lock::EXIT_LOCKED as i32),
         "{stderr}"
     );
