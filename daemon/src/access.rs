@@ -316,6 +316,17 @@ impl AccessStore {
             .is_some_and(|e| same_hash(&sha256_hex(token), &e.http_token_sha256))
     }
 
+    /// Whether `token` is the HTTP token of any active client of this kind (for what every
+    /// enrolled register may read, whoever it is).
+    pub fn check_any_http(&self, kind: ClientKind, token: &str) -> bool {
+        let hash = sha256_hex(token);
+        self.read()
+            .clients
+            .values()
+            .filter(|e| e.active && e.kind == kind)
+            .any(|e| same_hash(&hash, &e.http_token_sha256))
+    }
+
     /// Checks the admin token.
     pub fn check_admin(&self, token: &str) -> bool {
         let state = self.read();

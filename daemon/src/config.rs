@@ -685,7 +685,42 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be at most 60000 (below the unit's TimeoutStopSec)".into(),
         );
     }
+    if c.plugins.allow_unsigned && !c.daemon.dev {
+        bad(
+            "plugins.allow_unsigned",
+            "is honoured only with --dev; outside it every plugin must be signed (remove the key)"
+                .into(),
+        );
+    }
     validate_plugins(&c.plugins, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// What the running daemon would refuse in the files the configuration names, checked with
+/// the very functions it uses: every plugin instance ([`crate::plugins::checks::refusals`]:
+/// directory and file owner and mode, no symlink, signature) and the card's PIN file
+/// ([`crate::signer::card::check_pin_file`]). `fdmd check-config` reports these besides
+/// [`validate`]'s problems (exit 78). The daemon itself runs without a refused plugin, and
+/// without a refused PIN file (the PIN is then given with `fdmctl vsc pin`).
+pub fn check_files(c: &Config) -> Result<(), ConfigError> {
+    let mut problems: Vec<ConfigProblem> =
+        crate::plugins::checks::refusals(&c.plugins, c.daemon.dev)
+            .into_iter()
+            .map(|(key, message)| ConfigProblem { key, message })
+            .collect();
+    if c.signer.backend == SignerBackend::Pcsc
+        && let Some(file) = &c.signer.pcsc.pin_file
+        && let Err(e) = crate::signer::card::check_pin_file(file)
+    {
+        problems.push(ConfigProblem {
+            key: "signer.pcsc.pin_file".into(),
+            message: format!("{}: {e}", file.display()),
+        });
+    }
     if problems.is_empty() {
         Ok(())
     } else {

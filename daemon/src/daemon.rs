@@ -1,6 +1,7 @@
 //! The daemon's lifecycle: open everything, serve, stop cleanly.
 //!
-//! Start: data directory (0700) → signer → journal → access store → `daemon_start` record →
+//! Start: data directory (0700) → its lock (`datadir_lock.rs`; a second fdmd stops here,
+//! having written nothing) → signer → journal → access store → `daemon_start` record →
 //! HTTP and MQTT listeners → `READY=1`. Stop (SIGTERM/SIGINT): `STOPPING=1` → stop accepting →
 //! in-flight orders finish within `daemon.shutdown_grace_ms` → `daemon_stop` record → journal
 //! closed. A receipt is never sent for a record that is not durable.
@@ -36,6 +37,8 @@ pub struct Running {
     pub dev_credentials: Option<Credentials>,
     /// SIGTERM and SIGINT, caught from before the first listener answers.
     signals: Signals,
+    /// The data directory's lock, held until the daemon has stopped (dropped last).
+    _lock: crate::datadir_lock::DataDirLock,
 }
 
 /// The signals that stop the daemon, installed before anything can be reached from outside (so
@@ -91,6 +94,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let data_dir = config.fdm.data_dir.clone();
     prepare_data_dir(&data_dir)?;
+    // Before anything is written: a second fdmd on this directory stops here.
+    let lock = crate::datadir_lock::lock(&data_dir)?;
     crate::systemd::status("opening the journal");
     let app = AppBuilder::new(config.clone()).build()?;
     let start_body = json!({"version": env!("CARGO_PKG_VERSION"), "dev": config.daemon.dev, "pid": std::process::id()});
@@ -118,6 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         plugins,
         dev_credentials,
         signals,
+        _lock: lock,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod assembly;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod datadir_lock;
 pub use fdmd_core::fiscal;
 pub mod http;
 pub use fdmd_core::journal;

@@ -99,6 +99,13 @@ fn main() -> ExitCode {
             if let Some(warning) = zone_warning() {
                 eprintln!("fdmd: warning: {warning}");
             }
+            if let Err(e) = config::check_files(&config) {
+                eprintln!("fdmd: the configuration is not valid:");
+                for p in &e.problems {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
             println!(
                 "configuration OK: fdm {} data {} MQTT {:?} {} HTTP {}",
                 config.fdm.id,
@@ -142,7 +149,13 @@ fn run(config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!("fdmd: {e:#}");
             eprintln!("fdmd: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<fdmd::datadir_lock::LockError>()
+                .is_some_and(|l| matches!(l, fdmd::datadir_lock::LockError::Held { .. }))
+            {
+                ExitCode::from(fdmd::datadir_lock::EXIT_LOCKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the systemd watchdog report.
 
 use crate::journal::JournalStats;
-use crate::signer::{Signer, SignerState};
+use crate::signer::{Signer, SignerError, SignerState};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -159,11 +159,17 @@ impl Status {
         match self.signer.state() {
             SignerState::Ready => {}
             SignerState::PinRequired { .. } => out.push("signer needs its PIN (202)".to_owned()),
-            SignerState::Absent => out.push("no signing card (201)".to_owned()),
+            SignerState::Absent => out.push(match self.signer.identity() {
+                Err(SignerError::NoCard(why)) => format!("no signing card (201): {why}"),
+                _ => "no signing card (201)".to_owned(),
+            }),
             SignerState::Blocked => out.push("signing card blocked (203)".to_owned()),
             SignerState::Incompatible { reason } => {
                 out.push(format!("signing card not compatible (210): {reason}"))
             }
+        }
+        if let Some(reason) = self.journal.diverged() {
+            out.push(format!("journal not writable (208): {reason}"));
         }
         if self.journal.usage().is_some_and(|u| u >= 1.0) {
             out.push("journal storage full (205)".to_owned());

@@ -195,7 +195,7 @@ fn admin_pin(d: &Daemon, pin: &str) -> (StatusCode, Value) {
 fn http_state_until(d: &Daemon, state: &str) -> Value {
     let deadline = std::time::Instant::now() + SOON;
     loop {
-        let (_, doc) = d.request(Method::GET, "/v1/status", None, None);
+        let (_, doc) = d.request(Method::GET, "/v1/status", Some(&d.admin_token()), None);
         if doc["signer"]["state"]["state"] == state {
             return doc;
         }
@@ -520,6 +520,7 @@ fn a_slow_card_serves_registers_fairly_and_status_keeps_answering() {
                 // answer meanwhile, without waiting for it.
                 status_checked = true;
                 let http = d.http;
+                let admin = d.admin_token();
                 let (code, doc) = tokio::task::spawn_blocking(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -529,7 +530,7 @@ fn a_slow_card_serves_registers_fairly_and_status_keeps_answering() {
                         http,
                         Method::GET,
                         "/v1/status",
-                        None,
+                        Some(&admin),
                         None,
                         SOON,
                     ))

@@ -19,7 +19,7 @@ use support::{Daemon, free_port};
 const EXAMPLE: &str = "libfdmd_plugin_example_vendor.so";
 
 fn status(d: &Daemon) -> Value {
-    let (code, v) = d.request(Method::GET, "/v1/status", None, None);
+    let (code, v) = d.request(Method::GET, "/v1/status", Some(&d.admin_token()), None);
     assert_eq!(code, StatusCode::OK);
     v
 }

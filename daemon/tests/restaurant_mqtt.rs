@@ -182,7 +182,12 @@ fn table_service_over_mqtt_prints_on_network_printers() {
     // The failed bar jobs show in the status document; the journal verifies.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, status) = d.request(hyper::Method::GET, "/v1/status", None, None);
+        let (_, status) = d.request(
+            hyper::Method::GET,
+            "/v1/status",
+            Some(&d.admin_token()),
+            None,
+        );
         let bar = status["printers"]
             .as_array()
             .unwrap()

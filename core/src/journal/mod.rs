@@ -193,6 +193,9 @@ pub enum AppendError {
     /// The writer has stopped (208).
     #[error("the journal writer has stopped")]
     Closed,
+    /// Another process wrote to the journal under this writer (208): it signs nothing more.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 impl AppendError {
@@ -202,7 +205,9 @@ impl AppendError {
             AppendError::Signer(e) => e.code(),
             AppendError::StorageFull => FdmCode::StorageFull,
             AppendError::Conflict { .. } | AppendError::Encoding(_) => FdmCode::InvalidData,
-            AppendError::Storage(_) | AppendError::Closed => FdmCode::NotOperational,
+            AppendError::Storage(_) | AppendError::Closed | AppendError::Diverged(_) => {
+                FdmCode::NotOperational
+            }
         }
     }
 }
@@ -329,6 +334,9 @@ pub struct JournalStats {
     pub pending: AtomicU64,
     /// Since when (ms since the Unix epoch) the writer has owed an answer without giving one.
     pub waiting_since_ms: AtomicU64,
+    /// Set once, when the writer found records it did not write after its own: why it stopped
+    /// signing.
+    diverged: std::sync::OnceLock<String>,
 }
 
 fn now_ms() -> u64 {
@@ -357,6 +365,11 @@ impl JournalStats {
         self.pending.load(Ordering::Acquire) > 0
             && now_ms().saturating_sub(self.waiting_since_ms.load(Ordering::Acquire))
                 > max_age.as_millis() as u64
+    }
+
+    /// Why the writer stopped signing, if another process changed the journal under it.
+    pub fn diverged(&self) -> Option<&str> {
+        self.diverged.get().map(String::as_str)
     }
 
     /// Storage use as a fraction, when a limit is set.

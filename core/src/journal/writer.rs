@@ -7,7 +7,7 @@ use super::signing::SigningThread;
 use super::store::{self, Heads, IndexColumns, NewRecord, StoredRecord};
 use super::{AppendError, Appended, Entry, JournalConfig, JournalStats, WriteRequest, format_time};
 use crate::signer::{Signer, SignerIdentity};
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -138,6 +138,11 @@ impl Writer {
             self.undo(ahead, batch);
             return Err(BatchFailure(storage_error(e)));
         }
+        if let Err(e) = self.check_not_diverged() {
+            self.undo(ahead, batch);
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Ok((batch.iter().map(|_| Err(e.clone())).collect(), None));
+        }
         let declared = self.declare_signer(&mut heads, &identity);
         // The plan holds only if it was made from exactly these heads, for this signer.
         let ahead = match ahead {
@@ -194,6 +199,38 @@ impl Writer {
             appended.storage_nearly_full = nearly_full;
         }
         Ok((results, ahead))
+    }
+
+    /// Checks, inside the write transaction, that the journal still ends with this writer's
+    /// last record. Another process that appended (a second fdmd on the same data directory,
+    /// past its lock) moved the chain on: everything this writer would number from its heads
+    /// is refused, so it stops signing for good and says why (in [`JournalStats::diverged`]
+    /// and in every answer), instead of failing each batch on a refused INSERT. One indexed
+    /// lookup per batch.
+    fn check_not_diverged(&self) -> Result<(), AppendError> {
+        if let Some(reason) = self.stats.diverged() {
+            return Err(AppendError::Diverged(reason.to_owned()));
+        }
+        let last: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut stmt| {
+                stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(storage_error)?;
+        let (seq, hash) = last.map_or((0, Vec::new()), |(seq, hash)| (seq as u64, hash));
+        let ours = self.heads.last_seq;
+        if seq == ours && (seq == 0 || hash == self.heads.last_hash) {
+            return Ok(());
+        }
+        let reason = format!(
+            "the journal was changed by another process (its last record is {seq}, this fdmd wrote up to {ours}): fdmd stopped signing; stop the other process and restart fdmd"
+        );
+        let _ = self.stats.diverged.set(reason);
+        Err(AppendError::Diverged(
+            self.stats.diverged().unwrap_or_default().to_owned(),
+        ))
     }
 
     /// Before the COMMIT (whose `fsync` the writer waits for), takes the entries waiting into

@@ -1,4 +1,4 @@
-//! Restaurant routes (admin token, or any client in development mode): open tables and checks,
+//! Restaurant routes (the admin token; `GET /v1/registers/{id}/tables` also that register's token): open tables and checks,
 //! the daily presence list, a catering event (its end, status and every ticket with its text for
 //! reprinting), deposits not yet deducted.
 

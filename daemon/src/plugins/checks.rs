@@ -91,6 +91,43 @@ pub struct CheckPolicy {
     pub allow_unsafe_dir: bool,
 }
 
+impl CheckPolicy {
+    /// The policy the daemon loads plugins with, and `fdmd check-config` checks them with:
+    /// root-owned files, signed by a trusted key; unsigned files and an unsafe directory only
+    /// with `--dev` (`allow_unsigned` outside it is a configuration error, see `config.rs`).
+    pub fn for_config(plugins: &crate::config::PluginsSection, dev: bool) -> Result<Self, String> {
+        Ok(CheckPolicy {
+            trusted_keys: parse_keys(&plugins.trusted_keys)?,
+            allow_unsigned: plugins.allow_unsigned && dev,
+            owner_uid: 0,
+            allow_unsafe_dir: dev,
+        })
+    }
+}
+
+/// Every configured instance checked exactly as the daemon checks it before loading
+/// ([`open_checked`] with [`CheckPolicy::for_config`]): the key at fault and why, for each one
+/// the daemon would refuse. Used by `fdmd check-config`.
+pub fn refusals(plugins: &crate::config::PluginsSection, dev: bool) -> Vec<(String, String)> {
+    let policy = match CheckPolicy::for_config(plugins, dev) {
+        Ok(policy) => policy,
+        Err(e) => return vec![("plugins.trusted_keys".into(), e)],
+    };
+    plugins
+        .instance
+        .iter()
+        .enumerate()
+        .filter_map(|(i, inst)| {
+            let e = open_checked(&plugins.dir, &inst.file, &policy).err()?;
+            let key = match e {
+                CheckError::UnsafeDirectory { .. } => "plugins.dir".to_owned(),
+                _ => format!("plugins.instance[{i}].file"),
+            };
+            Some((key, format!("plugin {} would be refused: {e}", inst.name)))
+        })
+        .collect()
+}
+
 /// How the file passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {

@@ -145,12 +145,7 @@ fn load_instance(
     let plugins = &app.config.plugins;
     let path = plugins.dir.join(&inst.file);
     let dev = app.config.daemon.dev;
-    let policy = checks::CheckPolicy {
-        trusted_keys: checks::parse_keys(&plugins.trusted_keys)?,
-        allow_unsigned: plugins.allow_unsigned && dev,
-        owner_uid: 0,
-        allow_unsafe_dir: dev,
-    };
+    let policy = checks::CheckPolicy::for_config(plugins, dev)?;
     // One descriptor, checked and then loaded (`/proc/self/fd/N`): no window to swap the file.
     let checked =
         checks::open_checked(&plugins.dir, &inst.file, &policy).map_err(|e| e.to_string())?;

@@ -186,6 +186,9 @@ pub fn verify_pin(profile: &Profile, link: &mut dyn Link, pin: &Pin) -> Result<(
     .map(|_| ())
 }
 
+/// Why [`sign`] refused a card's signature.
+const BAD_SIGNATURE: &str = "the card returned a signature that does not verify";
+
 /// Signs a digest and checks the signature against the card's key before returning it.
 pub fn sign(
     profile: &Profile,
@@ -202,9 +205,7 @@ pub fn sign(
         Some(digest),
     )?;
     if sig.len() != profile.signature_len || !verify_ed25519(public_key, digest, &sig) {
-        return Err(SignerError::NoCard(
-            "the card returned a signature that does not verify".into(),
-        ));
+        return Err(SignerError::NoCard(BAD_SIGNATURE.into()));
     }
     Ok(sig)
 }
@@ -232,6 +233,10 @@ struct Session {
     identity: SignerIdentity,
     verified: bool,
     blocked: bool,
+    /// Set when the card returned a signature that does not verify with its own public key:
+    /// it is not asked again (a broken card, or not the card it says it is) until it is put in
+    /// again. The signer then reports no usable card (201) with this reason.
+    broken: Option<String>,
 }
 
 /// What status reports see; never waits for the card.
@@ -338,6 +343,7 @@ impl CardSigner {
             identity: opened.identity,
             verified: false,
             blocked: false,
+            broken: None,
         };
         match opened.pin {
             PinStatus::Verified => {
@@ -419,6 +425,17 @@ impl CardSigner {
         }
     }
 
+    /// The card signed wrongly: it signs nothing more until it is put in again.
+    fn mark_broken(&self, s: &mut Session) {
+        let why = format!(
+            "card {} in {} is broken: {BAD_SIGNATURE} with its own public key; replace it",
+            s.identity.id, s.reader
+        );
+        tracing::error!(backend = self.backend, "signer: {why}");
+        s.broken = Some(why.clone());
+        self.set_view(SignerState::Absent, why);
+    }
+
     /// Updates the session and view after a failed exchange.
     fn after_error(&self, s: &mut Session, e: &SignerError) {
         let id = s.identity.id.clone();
@@ -492,13 +509,23 @@ impl CardSigner {
     }
 }
 
-/// Reads a PIN file: it must be readable by its owner only.
-pub fn read_pin_file(path: &std::path::Path) -> Result<Pin, String> {
+/// Checks a PIN file as [`read_pin_file`] does before reading it (and `fdmd check-config`
+/// does): it exists and is readable by its owner only.
+pub fn check_pin_file(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err("readable by group or others; it must be 0600 or 0400".into());
+        return Err(format!(
+            "readable by group or others (mode {:o}); it must be 0600 or 0400",
+            meta.permissions().mode() & 0o777
+        ));
     }
+    Ok(())
+}
+
+/// Reads a PIN file: it must be readable by its owner only.
+pub fn read_pin_file(path: &std::path::Path) -> Result<Pin, String> {
+    check_pin_file(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     Pin::parse(&text)
 }
@@ -528,6 +555,9 @@ impl Signer for CardSigner {
                     found: s.identity.id.clone(),
                 });
             }
+            if let Some(why) = &s.broken {
+                return Err(SignerError::NoCard(why.clone()));
+            }
             if s.blocked {
                 return Err(SignerError::Blocked);
             }
@@ -535,8 +565,10 @@ impl Signer for CardSigner {
                 return Err(SignerError::PinRequired);
             }
             let r = sign(&self.profile, &mut s.link, digest, &s.identity.public_key);
-            if let Err(e) = &r {
-                self.after_error(s, e);
+            match &r {
+                Err(SignerError::NoCard(why)) if why == BAD_SIGNATURE => self.mark_broken(s),
+                Err(e) => self.after_error(s, e),
+                Ok(_) => {}
             }
             r
         });
@@ -554,9 +586,12 @@ impl Signer for CardSigner {
         self.profile
             .encode_pin(pin)
             .map_err(SignerError::BadPinFormat)?;
+        // Always asked to the card, even when it has its PIN already: "PIN accepted" means the
+        // card accepted this PIN (a wrong one costs a try and the card's verified state, as
+        // the card decides).
         self.with_session(|s| {
-            if s.verified {
-                return Ok(SignerState::Ready);
+            if let Some(why) = &s.broken {
+                return Err(SignerError::NoCard(why.clone()));
             }
             self.verify_in(s, pin)
         })
@@ -598,6 +633,8 @@ mod tests {
         tries: u8,
         verified: bool,
         pulled: Arc<AtomicBool>,
+        /// Signs with another key than the one it shows.
+        signs_wrongly: bool,
     }
 
     impl Link for FakeCard {
@@ -630,6 +667,10 @@ mod tests {
                     }
                 }
                 (0x80, 0x2A, _) if !self.verified => sw(&[], 0x6982),
+                (0x80, 0x2A, _) if self.signs_wrongly => sw(
+                    &SigningKey::from_bytes(&[6; 32]).sign(&c[5..37]).to_bytes(),
+                    0x9000,
+                ),
                 (0x80, 0x2A, _) => sw(&self.key.sign(&c[5..37]).to_bytes(), 0x9000),
                 _ => sw(&[], 0x6D00),
             })
@@ -643,7 +684,97 @@ mod tests {
             tries: 3,
             verified: false,
             pulled: pulled.clone(),
+            signs_wrongly: false,
         })
+    }
+
+    #[test]
+    fn a_card_that_signs_wrongly_is_marked_broken_with_the_reason() {
+        let pulled = Arc::new(AtomicBool::new(false));
+        let s = Arc::new(CardSigner::new("test", Profile::builtin(), None));
+        s.attach(
+            Box::new(FakeCard {
+                key: SigningKey::from_bytes(&[5; 32]),
+                pin: b"12345\xFF\xFF\xFF".to_vec(),
+                tries: 3,
+                verified: false,
+                pulled: pulled.clone(),
+                signs_wrongly: true,
+            }),
+            "Reader 0",
+        );
+        assert_eq!(
+            s.submit_pin(&Pin::parse("12345").unwrap()),
+            Ok(SignerState::Ready)
+        );
+        let id = s.identity().unwrap();
+        let status = crate::status::Status::new(
+            s.clone(),
+            Arc::new(crate::journal::JournalStats::default()),
+        );
+        assert!(!status.problems().iter().any(|p| p.contains("signing card")));
+        assert!(matches!(
+            s.sign(&id.id, &[1; 32]),
+            Err(SignerError::NoCard(_))
+        ));
+        // No longer ready: state, identity and status say why; nothing more is signed, and a
+        // PIN does not make it ready again.
+        assert_eq!(s.state(), SignerState::Absent);
+        let Err(SignerError::NoCard(why)) = s.identity() else {
+            panic!("identity of a broken card: {:?}", s.identity());
+        };
+        assert!(
+            why.contains("is broken") && why.contains("does not verify"),
+            "{why}"
+        );
+        assert!(
+            status
+                .problems()
+                .iter()
+                .any(|p| p.starts_with("no signing card (201)") && p.contains("is broken")),
+            "{:?}",
+            status.problems()
+        );
+        assert_eq!(
+            s.sign(&id.id, &[2; 32]),
+            Err(SignerError::NoCard(why.clone()))
+        );
+        assert_eq!(
+            s.submit_pin(&Pin::parse("12345").unwrap()),
+            Err(SignerError::NoCard(why))
+        );
+        assert_eq!(s.state(), SignerState::Absent);
+        // Put in again (a good card): it is asked afresh.
+        s.detach("card removed");
+        s.attach(card(&pulled), "Reader 0");
+        assert_eq!(
+            s.submit_pin(&Pin::parse("12345").unwrap()),
+            Ok(SignerState::Ready)
+        );
+        assert!(s.sign("0000000196-860", &[1; 32]).is_ok());
+    }
+
+    #[test]
+    fn a_pin_given_to_a_card_that_has_one_is_asked_to_the_card() {
+        let pulled = Arc::new(AtomicBool::new(false));
+        let s = CardSigner::new("test", Profile::builtin(), None);
+        s.attach(card(&pulled), "Reader 0");
+        assert_eq!(
+            s.submit_pin(&Pin::parse("12345").unwrap()),
+            Ok(SignerState::Ready)
+        );
+        // A wrong PIN now is not "accepted": the card refuses it.
+        assert_eq!(
+            s.submit_pin(&Pin::parse("11111").unwrap()),
+            Err(SignerError::WrongPin {
+                tries_left: Some(2)
+            })
+        );
+        assert_eq!(
+            s.submit_pin(&Pin::parse("12345").unwrap()),
+            Ok(SignerState::Ready)
+        );
+        assert_eq!(s.state(), SignerState::Ready);
     }
 
     #[test]
@@ -759,6 +890,7 @@ mod tests {
             tries: 2,
             verified: false,
             pulled: pulled.clone(),
+            signs_wrongly: false,
         };
         let _ = c.transmit(&[0, 0xA4, 4, 0x0C]);
         s.attach(Box::new(c), "Reader 0");

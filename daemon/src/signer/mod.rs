@@ -7,6 +7,8 @@
 pub mod card;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
+#[cfg(feature = "pcsc")]
+pub mod pcsclite;
 pub mod profile;
 
 pub use fdmd_core::signer::*;

@@ -1,4 +1,6 @@
-//! The PC/SC device layer of the VAT Signing Card signer (cargo feature `pcsc`).
+//! The PC/SC device layer of the VAT Signing Card signer (cargo feature `pcsc`), over
+//! libpcsclite loaded at run time ([`super::pcsclite`]): without the library the signer reports
+//! why in its state, and the daemon runs on.
 //!
 //! A monitor thread watches the system's pcscd: it picks the first reader whose name matches the
 //! configured pattern, waits for card and reader events (`SCardGetStatusChange`, with the PnP
@@ -8,11 +10,11 @@
 //! (pcsc-lite serialises calls per context, so the monitor's long waits never delay a signature).
 
 use super::card::{CardSigner, Link, LinkError};
+use super::pcsclite::{Context, Error, ReaderState, State};
 use super::profile::{Pin, Profile};
 use super::{Signer, SignerError, SignerIdentity, SignerState};
-use pcsc::{Context, Disposition, Error, Protocols, ReaderState, Scope, ShareMode, State};
 use serde_json::{Map, Value, json};
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,7 +63,7 @@ pub fn reader_matches(pattern: &str, name: &str) -> bool {
 
 /// A card connected through pcscd, on its own context.
 struct PcscLink {
-    card: pcsc::Card,
+    card: super::pcsclite::Card,
     buf: Vec<u8>,
 }
 
@@ -71,11 +73,7 @@ impl Link for PcscLink {
             Ok(answer) => Ok(answer.to_vec()),
             Err(Error::ResetCard) => {
                 // Someone reset the card; reconnect (its PIN state is lost).
-                match self.card.reconnect(
-                    ShareMode::Exclusive,
-                    Protocols::ANY,
-                    Disposition::LeaveCard,
-                ) {
+                match self.card.reconnect() {
                     Ok(()) => Err(LinkError::Reset),
                     Err(e) => Err(LinkError::Gone(format!(
                         "card reset, reconnect failed: {e}"
@@ -87,12 +85,12 @@ impl Link for PcscLink {
     }
 }
 
-fn connect(reader: &CString) -> Result<PcscLink, Error> {
-    let ctx = Context::establish(Scope::User)?;
-    let card = ctx.connect(reader, ShareMode::Exclusive, Protocols::ANY)?;
+fn connect(reader: &CStr) -> Result<PcscLink, Error> {
+    let ctx = Context::establish()?;
+    let card = ctx.connect(reader)?;
     Ok(PcscLink {
         card,
-        buf: vec![0; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+        buf: vec![0; super::pcsclite::MAX_BUFFER_SIZE_EXTENDED],
     })
 }
 
@@ -200,8 +198,16 @@ impl Monitor {
 
     fn run(self) {
         while !self.stopped() {
-            let ctx = match Context::establish(Scope::User) {
+            let ctx = match Context::establish() {
                 Ok(c) => c,
+                Err(e @ Error::Library(_)) => {
+                    // Not going to change while the process runs: said once, then waited on.
+                    self.card.detach(&e.to_string());
+                    while !self.stopped() {
+                        self.pause(WAIT);
+                    }
+                    return;
+                }
                 Err(e) => {
                     self.card
                         .detach(&format!("PC/SC service not available: {e}"));
@@ -227,7 +233,7 @@ impl Monitor {
 
     /// Finds the reader and follows its events until something makes a new look necessary.
     fn watch(&self, ctx: &Context) -> Next {
-        let readers = match ctx.list_readers_owned() {
+        let readers = match ctx.list_readers() {
             Ok(r) => r,
             Err(Error::NoReadersAvailable) => Vec::new(),
             Err(e) => {
@@ -238,7 +244,10 @@ impl Monitor {
         let reader = readers
             .into_iter()
             .find(|r| reader_matches(&self.pattern, &r.to_string_lossy()));
-        let mut states = vec![ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE)];
+        let mut states = vec![ReaderState::new(
+            super::pcsclite::pnp_notification(),
+            State::UNAWARE,
+        )];
         let name = match &reader {
             Some(r) => {
                 states.push(ReaderState::new(r.clone(), State::UNAWARE));
@@ -306,8 +315,8 @@ impl Monitor {
         }
     }
 
-    fn attach(&self, name: &str, reader: &std::ffi::CStr) {
-        match connect(&reader.to_owned()) {
+    fn attach(&self, name: &str, reader: &CStr) {
+        match connect(reader) {
             Ok(link) => self.card.attach(Box::new(link), name),
             Err(e) => self
                 .card
