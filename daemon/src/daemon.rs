@@ -2,9 +2,11 @@
 //!
 //! Start: data directory (0700) → its lock (`datadir_lock.rs`; a second fdmd stops here,
 //! having written nothing) → signer → journal → access store → `daemon_start` record →
-//! HTTP and MQTT listeners → `READY=1`. Stop (SIGTERM/SIGINT): `STOPPING=1` → stop accepting →
-//! in-flight orders finish within `daemon.shutdown_grace_ms` → `daemon_stop` record → journal
-//! closed. A receipt is never sent for a record that is not durable.
+//! HTTP and MQTT listeners → `READY=1` (whatever the signer's state: that is in `STATUS=`).
+//! Stop (SIGTERM/SIGINT): `STOPPING=1` → stop accepting → in-flight orders finish within
+//! `daemon.shutdown_grace_ms` → `daemon_stop` record → restaurant snapshot → journal closed
+//! (writer joined, WAL checkpointed into `journal.sqlite`). A receipt is never sent for a record
+//! that is not durable.
 
 use crate::access::{ClientKind, Credentials};
 use crate::app::App;
@@ -167,45 +169,46 @@ async fn dev_register(app: &App) -> anyhow::Result<Credentials> {
     Ok(creds)
 }
 
+/// The `STATUS=` line: what fdmd serves, and why the signer cannot sign yet (if so).
+fn status_line(serving: &str, signer_error: Option<impl std::fmt::Display>) -> String {
+    match signer_error {
+        None => serving.to_owned(),
+        Some(e) => format!("{serving}; signer not ready: {e}"),
+    }
+}
+
 impl Running {
     /// Serves until SIGTERM or SIGINT, feeding the systemd watchdog while the loops progress.
     pub async fn serve_until_signal(mut self) -> anyhow::Result<()> {
         let watchdog = crate::systemd::watchdog_interval();
         let tick = watchdog.map_or(Duration::from_secs(5), |w| w / 2);
-        // READY=1 only once the signer can sign (a card may still wait for its PIN); meanwhile
-        // the listeners already answer, with error receipts and a degraded status.
-        let mut waiting_logged = false;
-        while let Err(e) = self.app.signer.identity() {
-            if !waiting_logged {
-                tracing::warn!("waiting for the signer before READY: {e}");
-                crate::systemd::status(&format!("waiting for the signer: {e}"));
-                waiting_logged = true;
-            }
-            tokio::select! {
-                _ = self.signals.recv() => { self.stop().await; return Ok(()); }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if watchdog.is_some() {
-                        crate::systemd::watchdog_ping();
-                    }
-                }
-            }
-        }
+        // READY=1 as soon as the listeners answer: fdmd is ready when it serves. A card that
+        // waits for its PIN, or a missing reader, is the signer's state, not the daemon's: it
+        // shows in STATUS=, /v1/status and the status topic (orders get error receipts
+        // meanwhile), and systemd neither times the start out nor restarts the daemon over it.
         let mqtt = self
             .mqtt
             .local_addr()
             .map_or_else(|| "external broker".to_owned(), |a| a.to_string());
-        crate::systemd::ready(&format!(
-            "serving: HTTP {}, MQTT {mqtt}",
-            self.http.local_addr()
-        ));
+        let serving = format!("serving: HTTP {}, MQTT {mqtt}", self.http.local_addr());
+        let mut last_status = status_line(&serving, self.app.signer.identity().err());
+        crate::systemd::ready(&last_status);
         tracing::info!(
             "fdmd ready: HTTP on {}, MQTT on {mqtt}",
             self.http.local_addr()
         );
+        if let Err(e) = self.app.signer.identity() {
+            tracing::warn!("serving while the signer waits: {e}");
+        }
         loop {
             tokio::select! {
                 _ = self.signals.recv() => break,
                 _ = tokio::time::sleep(tick) => {
+                    let now = status_line(&serving, self.app.signer.identity().err());
+                    if now != last_status {
+                        crate::systemd::status(&now);
+                        last_status = now;
+                    }
                     let stalled = self.app.status.stalled(Duration::from_secs(30));
                     if stalled.is_empty() {
                         if watchdog.is_some() {
@@ -240,7 +243,14 @@ impl Running {
             tracing::warn!("daemon stop not journaled: {e}");
         }
         self.app.restaurant.snapshot_now().await;
-        self.app.registrar.journal().clone().close();
+        // Waits for the writer: queued records written, the WAL checkpointed into
+        // journal.sqlite (a copy of that file alone is then the whole journal).
+        let journal = self.app.registrar.journal().clone();
+        match tokio::task::spawn_blocking(move || journal.shutdown()).await {
+            Ok(Ok(())) => tracing::info!("journal closed"),
+            Ok(Err(e)) => tracing::warn!("journal closed, not fully checkpointed: {e}"),
+            Err(e) => tracing::warn!("journal close: {e}"),
+        }
     }
 }
 

@@ -367,3 +367,78 @@ fn the_openapi_document_matches_the_routes() {
         }
     }
 }
+
+/// Datagrams on a notify socket until `until` has been seen in one of them (bounded: 20 s).
+fn notifications_until(sock: &std::os::unix::net::UnixDatagram, until: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !seen.contains(until) && std::time::Instant::now() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[test]
+fn ready_does_not_wait_for_a_card_signer_without_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut d = Daemon::start_with_config(
+        "[signer]\nbackend = \"pcsc\"\n[signer.pcsc]\nreader = \"no such reader in this test\"\n",
+        &[("NOTIFY_SOCKET", sock_path.display().to_string())],
+    );
+    let seen = notifications_until(&sock, "READY=1");
+    assert!(seen.contains("READY=1"), "no READY=1: {seen}");
+    assert!(seen.contains("STATUS=serving"), "{seen}");
+    assert!(seen.contains("signer not ready"), "{seen}");
+    // Serving: the status says why orders cannot be signed yet.
+    let (status, doc) = d.request(Method::GET, "/v1/status", None, None);
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert!(doc["signer"]["error"].is_string(), "{doc}");
+    assert!(d.stop().success());
+}
+
+#[test]
+fn a_clean_stop_leaves_every_record_in_journal_sqlite() {
+    let mut d = Daemon::start_dev();
+    let token = d.dev_register_token();
+    for i in 0..5 {
+        let (status, r) = d.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(order(&format!("r-{i}"), &[("Cola", 1, "2.20", "A")])),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+    }
+    assert!(d.stop().success());
+    let journal = d.data_dir().join("journal.sqlite");
+    let wal = d.data_dir().join("journal.sqlite-wal");
+    let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(wal_len, 0, "journal.sqlite-wal still holds {wal_len} bytes");
+    // journal.sqlite copied alone is the whole journal: five orders and the stop record.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&journal, copy.path().join("journal.sqlite")).unwrap();
+    let conn = fdmd::journal::store::open_read_only(&copy.path().join("journal.sqlite")).unwrap();
+    let stops = fdmd::journal::store::records_of_kind(
+        &conn,
+        &[fdmd::journal::record::RecordKind::DaemonStop],
+    )
+    .unwrap();
+    assert_eq!(stops.len(), 1);
+    let orders = fdmd::journal::store::records_of_kind(
+        &conn,
+        &[fdmd::journal::record::RecordKind::FiscalEvent],
+    )
+    .unwrap();
+    assert_eq!(orders.len(), 5);
+}

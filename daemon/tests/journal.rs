@@ -962,3 +962,41 @@ fn the_checkpoint_thread_copies_the_wal_once_it_passes_the_background_limit() {
     drop(reg);
     assert_eq!(f.verify().records, 1 + 60);
 }
+
+#[test]
+fn a_shutdown_leaves_every_record_in_the_database_file_alone() {
+    let f = Fixture::new();
+    let reg = f.registrar(Numbering::default());
+    for i in 0..30 {
+        signed(reg.handle_order_enrolling(
+            "a",
+            &order(&i.to_string(), "normal", &[("Soep", 1, "6.50", "B")]),
+        ));
+    }
+    // Another handle stays alive and a reader stays open (as the daemon's do at stop): neither
+    // keeps the records in the WAL.
+    let other = reg.journal().clone();
+    let reader = store::open_read_only(&f.path).unwrap();
+    let last = store::load_heads(&reader).unwrap().last_seq;
+    assert!(last >= 30, "{last}");
+    reg.journal().clone().shutdown().unwrap();
+    let wal = f.path.with_extension("sqlite-wal");
+    let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(wal_len, 0, "the WAL still holds {wal_len} bytes");
+    // A copy of journal.sqlite alone (no -wal, no -shm) is the whole journal, and verifies.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("journal.sqlite");
+    std::fs::copy(&f.path, &copy).unwrap();
+    let conn = store::open_read_only(&copy).unwrap();
+    let key = f.signer.identity().unwrap().public_key;
+    let summary = verify_database(&conn, vec![key]).unwrap();
+    assert_eq!(summary.last_seq, Some(last));
+    assert_eq!(summary.records, last);
+    // The writer is gone for every handle.
+    let late = Entry::new(
+        RecordKind::DaemonStop,
+        serde_json::Map::from_iter([("reason".to_string(), json!("late"))]),
+    );
+    assert!(other.append_blocking(late).is_err());
+    drop(reader);
+}

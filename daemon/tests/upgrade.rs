@@ -26,6 +26,12 @@ fn copy_fixture(data: &Path) {
     for name in ["journal.sqlite", "dev-signer.key"] {
         std::fs::copy(fixture_dir().join(name), data.join(name)).unwrap();
     }
+    // git checks files out 0644; fdmd refuses a key file readable by others.
+    std::fs::set_permissions(
+        data.join("dev-signer.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 /// The order s-1 exactly as the fixture's script sent it (same request digest).

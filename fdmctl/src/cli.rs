@@ -253,6 +253,18 @@ pub enum Command {
         /// An export file to verify instead of the data directory's journal.
         export_file: Option<PathBuf>,
     },
+    /// Copy the live journal safely (SQLite online backup) to FILE, as one self-contained file,
+    /// and verify the copy. Never overwrites FILE.
+    Backup {
+        /// Data directory holding journal.sqlite.
+        #[arg(long, default_value = paths::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// A trusted signer public key (64 hex characters) to verify the copy with; repeatable.
+        #[arg(long = "key", value_name = "HEX")]
+        keys: Vec<String>,
+        /// The backup file to create.
+        file: PathBuf,
+    },
     /// X, Z and threshold reports.
     Report {
         #[command(subcommand)]

@@ -6,6 +6,7 @@
 //! threshold` and the offline fallbacks of `status`, `tables` and `presence` read the journal
 //! file read-only.
 
+pub mod backup;
 pub mod check_config;
 pub mod cli;
 mod daemon_api;
@@ -45,6 +46,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             export_file,
         } => verify::run(data_dir, keys, json, export_file),
+        Command::Backup {
+            data_dir,
+            keys,
+            file,
+        } => backup::run(&data_dir, &file, keys),
         Command::Report { report } => report::run(report),
         Command::Devices { daemon, action } => {
             devices::devices(&daemon, action.unwrap_or(DevicesCommand::List))

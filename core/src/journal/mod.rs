@@ -379,14 +379,31 @@ impl JournalStats {
     }
 }
 
+/// The writer thread; it ends with why its final checkpoint left records in the WAL, if it did.
+type WriterThread = std::thread::JoinHandle<Result<(), String>>;
+
 /// A handle to the journal; cheap to clone. The writer stops when every handle is dropped.
 #[derive(Clone)]
 pub struct Journal {
     tx: flume::Sender<WriteRequest>,
     stats: Arc<JournalStats>,
     path: PathBuf,
-    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    thread: Arc<std::sync::Mutex<Option<WriterThread>>>,
+    /// Asks the writer to stop for every handle ([`Journal::shutdown`]).
+    stop: flume::Sender<()>,
     signer: Arc<dyn Signer>,
+}
+
+/// Why a clean stop did not leave the whole journal in its database file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShutdownError {
+    /// The writer thread panicked.
+    #[error("the journal writer thread panicked")]
+    Panicked,
+    /// The final checkpoint could not copy the whole WAL (a reader held it); the records are
+    /// safe in `journal.sqlite-wal`, which SQLite replays on the next open.
+    #[error("final checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 impl Journal {
@@ -407,17 +424,19 @@ impl Journal {
             stats.pages_max.store(max, Ordering::Relaxed);
         }
         let (tx, rx) = flume::bounded(config.queue.max(1));
+        let (stop, stop_rx) = flume::bounded(1);
         let path = config.path.clone();
         let writer = writer::Writer::new(conn, heads, config, signer.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(rx, stop_rx))
             .map_err(OpenError::Thread)?;
         Ok(Journal {
             tx,
             stats,
             path,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            stop,
             signer,
         })
     }
@@ -490,13 +509,33 @@ impl Journal {
     /// Drops this handle; if it was the last one, lets the writer finish what it has queued and
     /// waits for it to stop.
     pub fn close(self) {
-        let Journal { tx, thread, .. } = self;
+        let Journal {
+            tx, thread, stop, ..
+        } = self;
         drop(tx);
+        drop(stop);
         if Arc::strong_count(&thread) == 1 {
             let handle = thread.lock().ok().and_then(|mut t| t.take());
             if let Some(h) = handle {
                 let _ = h.join();
             }
+        }
+    }
+
+    /// Stops the writer for every handle, and waits for it: what is already queued is written
+    /// and answered, the WAL is checkpointed into the database file (so that `journal.sqlite`
+    /// alone holds every record) and the writer's connection is closed. Appends after this
+    /// (through any handle) fail with [`AppendError::Closed`]. A clean stop of the daemon.
+    pub fn shutdown(self) -> Result<(), ShutdownError> {
+        let _ = self.stop.try_send(());
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        match handle {
+            // Another handle's shutdown already waited for it.
+            None => Ok(()),
+            Some(h) => match h.join() {
+                Ok(result) => result.map_err(ShutdownError::Checkpoint),
+                Err(_) => Err(ShutdownError::Panicked),
+            },
         }
     }
 }

@@ -66,16 +66,38 @@ impl Writer {
         }
     }
 
-    pub(super) fn run(mut self, rx: flume::Receiver<WriteRequest>) {
+    /// Writes what comes in until every handle is dropped or [`super::Journal::shutdown`] asks
+    /// it to stop (`stop` receives, or disconnects); then writes what is already queued,
+    /// checkpoints the whole WAL into the database file and returns.
+    /// Gives back why the final checkpoint left records in the WAL, if it did.
+    pub(super) fn run(
+        mut self,
+        rx: flume::Receiver<WriteRequest>,
+        stop: flume::Receiver<()>,
+    ) -> Result<(), String> {
         let max_batch = self.config.max_batch.max(1);
         let mut batch = Vec::with_capacity(max_batch);
         let mut next = Vec::with_capacity(max_batch);
         let mut ahead: Option<Ahead> = None;
+        let mut stopping = false;
         loop {
             if batch.is_empty() {
-                match rx.recv() {
-                    Ok(first) => batch.push(first),
-                    Err(_) => break,
+                let first = if stopping {
+                    rx.try_recv().ok()
+                } else {
+                    flume::Selector::new()
+                        .recv(&rx, Result::ok)
+                        .recv(&stop, |_| None)
+                        .wait()
+                };
+                match first {
+                    Some(first) => batch.push(first),
+                    // Asked to stop: take what is still queued, then stop.
+                    None if !stopping && !rx.is_disconnected() => {
+                        stopping = true;
+                        continue;
+                    }
+                    None => break,
                 }
             }
             // What came in while the previous batch committed joins this one (and its plan).
@@ -87,6 +109,27 @@ impl Writer {
         if let Some(checkpointer) = self.checkpointer.as_mut() {
             checkpointer.stop();
         }
+        // The close's own checkpoint is skipped while another connection (a reader) is open:
+        // copy the whole WAL into the database file now, so that `journal.sqlite` alone holds
+        // every record after a clean stop, and empty the WAL.
+        self.checkpoint_all()
+    }
+
+    /// `wal_checkpoint(TRUNCATE)`: every WAL frame into the database file (synced), WAL emptied.
+    /// An error if a reader kept part of the WAL in use.
+    fn checkpoint_all(&self) -> Result<(), String> {
+        let (busy, log, copied): (i64, i64, i64) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| e.to_string())?;
+        if busy != 0 || copied < log {
+            return Err(format!(
+                "busy ({copied} of {log} WAL pages copied); the WAL keeps the rest"
+            ));
+        }
+        Ok(())
     }
 
     /// Writes and answers `batch` (planned ahead if `ahead` is there). Takes the entries that
