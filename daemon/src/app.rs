@@ -87,11 +87,20 @@ impl App {
         let require = config.restaurant.require_work_in;
         let journal = registrar.journal().path();
         let index = journal.with_file_name(crate::restaurant::INDEX_FILE);
+        // The index file beside the journal is derived data: when it cannot be written (a full
+        // disk), the state is folded with the index in memory, so orders still get the
+        // journal's own answer (205) rather than a refusal of the restaurant rules.
         let restaurant = match Restaurant::open(journal, &index, require) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "restaurant state could not be read from the journal");
-                Restaurant::unavailable(require, e.to_string())
+                tracing::warn!(error = %e, file = %index.display(), "restaurant index file unusable: folding the journal with the index in memory");
+                match Restaurant::rebuild(journal, require) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "restaurant state could not be read from the journal");
+                        Restaurant::unavailable(require, e.to_string())
+                    }
+                }
             }
         };
         let restaurant = Arc::new(restaurant);

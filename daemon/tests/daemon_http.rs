@@ -401,7 +401,8 @@ fn ready_does_not_wait_for_a_card_signer_without_a_reader() {
     assert!(seen.contains("STATUS=serving"), "{seen}");
     assert!(seen.contains("signer not ready"), "{seen}");
     // Serving: the status says why orders cannot be signed yet.
-    let (status, doc) = d.request(Method::GET, "/v1/status", None, None);
+    let admin = d.admin_token();
+    let (status, doc) = d.request(Method::GET, "/v1/status", Some(&admin), None);
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert!(doc["signer"]["error"].is_string(), "{doc}");
     assert!(d.stop().success());

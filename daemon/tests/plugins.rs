@@ -676,11 +676,17 @@ fn check_config_names_bad_plugin_mqtt_keys() {
     let out = String::from_utf8_lossy(&out.stderr);
     assert!(out.contains("plugins.mqtt_max_payload_bytes"), "{out}");
     assert!(out.contains("plugins.instance[0].mqtt_reply"), "{out}");
+    // Good keys, and a plugin the daemon would load (check-config also checks the files).
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin(EXAMPLE), "a.so");
     let file = support::write_config(
         dir.path(),
         free_port(),
         free_port(),
-        "[plugins]\nmqtt_max_payload_bytes = 1024\n[[plugins.instance]]\nname = \"a\"\nfile = \"a.so\"\nregister = \"till-1\"\nmqtt = true\nmqtt_reply = \"answers/pos\"\n",
+        &plugins.section(&format!(
+            "mqtt_max_payload_bytes = 1024\n{}",
+            mqtt_instance("a", "a.so", false, "till-1", "mqtt_reply = \"answers/pos\"")
+        )),
     );
     let (code, out) = support::fdmctl(&["check-config", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Builds a journal of N records once with the real writer (`Journal` + `SoftwareSigner`,
-//! `Registrar` and `fdmd_tests::load_order` from 32 threads) and its export with the real
+//! `App::handle_order` and `fdmd_tests::load_order` from 32 threads) and its export with the real
 //! `fdmctl export`, both cached under `target/tmp/verify-bench/` keyed by N and the formats
 //! (a half-built cache is redone). Then, in the same sitting, runs `openssl speed -seconds 3
 //! ed25519` (one core) and times the real `fdmctl verify --data-dir` and `fdmctl verify FILE`,
@@ -15,10 +15,11 @@
 //! `/proc/<pid>/stat` every 5 ms) and the ratio to openssl's single-core verify rate, also per
 //! CPU-second (openssl's own rate is per CPU-second of user time).
 
+use fdmd::assembly::AppBuilder;
 use fdmd::journal::record::FORMAT_VERSION;
 use fdmd::journal::store::SCHEMA_VERSION;
 use fdmd::journal::{Journal, JournalConfig};
-use fdmd::service::{Receipt, Registrar};
+use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
 use fdmd_tests::{FDM_ID, LOAD_NUMBERING, LOAD_SEED, load_order};
 use std::path::{Path, PathBuf};
@@ -136,7 +137,8 @@ fn build_journal(dir: &Path, records: u64) -> Result<(), Error> {
         JournalConfig::new(fdmd::paths::journal_file(dir), FDM_ID),
         signer,
     )?;
-    let registrar = Registrar::new(journal.clone(), LOAD_NUMBERING);
+    let registrar = AppBuilder::for_journal(journal.clone(), LOAD_NUMBERING)
+        .map_err(|e| Error::from(e.to_string()))?;
     let orders = records.saturating_sub(1);
     let workers: Vec<_> = (0..WRITERS)
         .map(|t| {
@@ -146,7 +148,7 @@ fn build_journal(dir: &Path, records: u64) -> Result<(), Error> {
                 let register = format!("till-{t}");
                 for i in 0..mine {
                     let id = format!("bench-{t}-{i}");
-                    match registrar.register_order_blocking(&register, &load_order(&id)) {
+                    match registrar.handle_order_enrolling(&register, &load_order(&id)) {
                         Receipt::Signed(_) => {}
                         other => return Err(format!("{id} not signed: {}", other.to_json())),
                     }

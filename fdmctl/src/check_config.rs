@@ -1,4 +1,5 @@
-//! `fdmctl check-config`: check a configuration and report every problem with its key.
+//! `fdmctl check-config`: check a configuration and report every problem with its key: the
+//! same checks as `fdmd check-config` (values, then the files it names: plugins, PIN file).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 /// Exit 0 with a one-line summary when the configuration is good; 78 with every problem when not.
 pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let sources = fdmd::config::Sources::system(config);
-    match fdmd::config::load(&sources, &[]) {
+    match fdmd::config::load(&sources, &[]).and_then(|c| fdmd::config::check_files(&c).map(|()| c))
+    {
         Ok(c) => {
             println!(
                 "configuration OK: fdm {} data {} HTTP {} MQTT {:?} {}",

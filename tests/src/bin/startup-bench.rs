@@ -8,7 +8,7 @@
 //! ```
 //!
 //! 1. Builds a journal of about N records once, in process, through the same code the daemon
-//!    runs (`Restaurant::prepare`, `Registrar::register_prepared`, `Restaurant::apply`) with the
+//!    runs (`App::handle_order`, through `fdmd::assembly::AppBuilder`) with the
 //!    development signer's key: 32 registers each with its operator clocking in and out, counter
 //!    sales, table service (two pro forma rounds then the final ticket), refunds of one line of
 //!    an earlier ticket, deposits deducted later. It is cached under `--cache` (default
@@ -26,11 +26,11 @@
 //! The result is one JSON line on stdout.
 
 use anyhow::{Context, bail};
-use fdmd::fiscal::order::Order;
+use fdmd::app::App;
+use fdmd::assembly::AppBuilder;
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::paths;
-use fdmd::restaurant::Restaurant;
-use fdmd::service::{Receipt, Registrar};
+use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
 use fdmd_tests::{FDM_ID, KillOnDrop, LOAD_NUMBERING, fnv1a};
 use serde_json::{Value, json};
@@ -134,31 +134,12 @@ fn price_of(r: usize, k: u64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-/// Checks, journals and folds one order the way `App` does.
-async fn register(
-    restaurant: &Restaurant,
-    registrar: &Registrar,
-    register: &str,
-    v: &Value,
-) -> anyhow::Result<()> {
-    let order = Order::from_json(register, v.to_string().as_bytes())
-        .map_err(|e| anyhow::anyhow!("{v}: {e:?}"))?;
-    let _guards = restaurant.lock_for(&order).await;
-    let original = match &order.original {
-        Some(r) => registrar.stored(&r.register, &r.request_id).await,
-        None => None,
-    };
-    let prepared = restaurant
-        .prepare(&order, original.as_ref())
-        .map_err(|e| anyhow::anyhow!("{v} refused: {e}"))?;
-    let (receipt, appended) = registrar.register_prepared(&order, prepared).await;
-    if !matches!(receipt, Receipt::Signed(_)) {
-        bail!("{v} not signed: {}", receipt.to_json());
+/// Registers one order through the daemon's own path (`App::handle_order`).
+async fn register(app: &App, register: &str, v: &Value) -> anyhow::Result<()> {
+    match app.handle_order(register, v.to_string().as_bytes()).await {
+        Receipt::Signed(_) => Ok(()),
+        other => bail!("{v} not signed: {}", other.to_json()),
     }
-    if let Some(a) = &appended {
-        restaurant.apply(a);
-    }
-    Ok(())
 }
 
 fn build_journal(dir: &Path, records: u64) -> anyhow::Result<()> {
@@ -172,8 +153,11 @@ fn build_journal(dir: &Path, records: u64) -> anyhow::Result<()> {
         JournalConfig::new(paths::journal_file(&tmp), FDM_ID),
         signer,
     )?;
-    let registrar = Registrar::new(journal.clone(), LOAD_NUMBERING);
-    let restaurant = Arc::new(Restaurant::new(false));
+    let desk = AppBuilder::for_journal(journal.clone(), LOAD_NUMBERING)?;
+    for r in 0..REGISTERS {
+        desk.enrol_register(&format!("till-{r}"))?;
+    }
+    let app = desk.app().clone();
     let per_register = records.div_ceil(REGISTERS as u64);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -183,11 +167,11 @@ fn build_journal(dir: &Path, records: u64) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut tasks = Vec::new();
         for r in 0..REGISTERS {
-            let (restaurant, registrar) = (restaurant.clone(), registrar.clone());
+            let app = app.clone();
             tasks.push(tokio::spawn(async move {
                 let name = format!("till-{r}");
                 for k in 0..per_register {
-                    register(&restaurant, &registrar, &name, &stream_order(r, k)).await?;
+                    register(&app, &name, &stream_order(r, k)).await?;
                     if r == 0 && k % 10_000 == 0 && k > 0 {
                         eprintln!(
                             "startup-bench: {} records in {:.0} s",
@@ -204,8 +188,20 @@ fn build_journal(dir: &Path, records: u64) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    drop(registrar);
+    drop(app);
+    drop(desk);
     journal.close();
+    // What building left beside the journal (the App's restaurant state, the access store) is
+    // not part of the cached journal: a first start folds the journal itself.
+    for name in [
+        "restaurant-state.sqlite",
+        "restaurant-state.sqlite-wal",
+        "restaurant-state.sqlite-shm",
+        "access.json",
+        "admin.token",
+    ] {
+        let _ = std::fs::remove_file(tmp.join(name));
+    }
     let conn = rusqlite::Connection::open(paths::journal_file(&tmp))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     drop(conn);
