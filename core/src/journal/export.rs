@@ -311,7 +311,7 @@ pub fn verify_database(
     trusted_keys: Vec<Vec<u8>>,
 ) -> Result<VerifySummary, ExportError> {
     let mut verifier = Verifier::new(true, trusted_keys, Vec::new());
-    store::for_each_in_range(
+    let checked = store::for_each_in_range(
         conn,
         1,
         u64::MAX,
@@ -319,6 +319,21 @@ pub fn verify_database(
             verifier.check_stored(&r)?;
             Ok(())
         },
-    )?;
-    Ok(verifier.finish())
+    );
+    match checked {
+        // A stored record that cannot be read back (a damaged compressed frame, schema 2) is a
+        // bad record like any other: named, not a failure of the whole check.
+        Err(ExportError::Sqlite(e)) => match store::unreadable_record(&e) {
+            Some(unreadable) => Err(ExportError::Verify(crate::journal::verify::VerifyError {
+                seq: unreadable.seq,
+                problem: format!(
+                    "the stored record cannot be read back: {}",
+                    unreadable.problem
+                ),
+            })),
+            None => Err(ExportError::Sqlite(e)),
+        },
+        Err(e) => Err(e),
+        Ok(()) => Ok(verifier.finish()),
+    }
 }

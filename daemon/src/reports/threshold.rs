@@ -126,18 +126,41 @@ impl YearSums {
 /// Sums the fiscal events of `year` in a journal database.
 pub fn year_sums(conn: &rusqlite::Connection, year: i32) -> Result<YearSums, ReportError> {
     let read = |e: rusqlite::Error| ReportError::Read(e.to_string());
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, canonical FROM records WHERE kind = 'fiscal_event' AND substr(time, 1, 4) = ?1 ORDER BY seq",
+    let year = format!("{year:04}");
+    // The year's records, then its fiscal events among them (through the store: the stored
+    // form of a record depends on the journal's schema).
+    let range: (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT min(seq), max(seq) FROM records WHERE substr(time, 1, 4) = ?1",
+            [&year],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(read)?;
-    let mut rows = stmt.query([format!("{year:04}")]).map_err(read)?;
     let mut sums = YearSums::default();
-    while let Some(row) = rows.next().map_err(read)? {
-        let seq: i64 = row.get(0).map_err(read)?;
-        let canonical: Vec<u8> = row.get(1).map_err(read)?;
-        let body = super::envelope_body(&canonical, seq as u64)?;
-        sums.add(&body);
+    let (Some(first), Some(last)) = range else {
+        return Ok(sums);
+    };
+    let mut bad = None;
+    crate::journal::store::for_each_in_range(
+        conn,
+        first as u64,
+        last as u64,
+        |r| -> Result<(), rusqlite::Error> {
+            if bad.is_none()
+                && r.kind == crate::journal::record::RecordKind::FiscalEvent.as_str()
+                && r.time.starts_with(&year)
+            {
+                match super::envelope_body(&r.canonical, r.seq) {
+                    Ok(body) => sums.add(&body),
+                    Err(e) => bad = Some(e),
+                }
+            }
+            Ok(())
+        },
+    )
+    .map_err(read)?;
+    if let Some(e) = bad {
+        return Err(e);
     }
     Ok(sums)
 }
