@@ -295,16 +295,34 @@ fn a_changed_byte_of_a_compressed_record_is_caught() {
             assert_eq!(n, 1);
         });
         let out = base.verify(&dir, &[]);
-        assert_eq!(out.code, Some(1), "byte {at}: {}", out.text());
-        assert!(
-            out.stdout.contains("first bad record: record 12: "),
-            "byte {at}: {}",
-            out.text()
-        );
-        caught += 1;
+        if out.code == Some(0) {
+            // A few bits of a zstd frame do not change what it decodes to (for example a
+            // literal's Huffman weight that no literal uses): then the record itself is unchanged,
+            // byte for byte, and so is everything its hash and signature cover.
+            let conn = store::open_read_only(&paths::journal_file(&dir)).unwrap();
+            let read = record(&conn, 12);
+            let intact = record(
+                &store::open_read_only(&paths::journal_file(&base.data)).unwrap(),
+                12,
+            );
+            assert_eq!(read, intact, "byte {at}: verified, yet the record differs");
+        } else {
+            assert_eq!(out.code, Some(1), "byte {at}: {}", out.text());
+            assert!(
+                out.stdout.contains("first bad record: record 12: "),
+                "byte {at}: {}",
+                out.text()
+            );
+            caught += 1;
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    assert_eq!(caught, bytes.len());
+    // Nearly every change is a change of the record.
+    assert!(
+        caught * 10 >= bytes.len() * 9,
+        "{caught} of {} changes caught",
+        bytes.len()
+    );
 }
 
 /// The dictionary is part of every record's stored form: changing it is caught at the first
@@ -332,7 +350,8 @@ fn a_changed_dictionary_is_caught() {
             .unwrap();
         let n = conn
             .execute(
-                "UPDATE dictionaries SET bytes = replace(bytes, 'fiscal_event', 'fiscal_evenT')",
+                "UPDATE dictionaries
+                 SET bytes = CAST(replace(CAST(bytes AS TEXT), 'fiscal_event', 'fiscal_evenT') AS BLOB)",
                 [],
             )
             .unwrap();
