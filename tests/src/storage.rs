@@ -4,6 +4,7 @@
 
 use crate::{FDM_ID, LOAD_NUMBERING, LOAD_SEED, load_order};
 use anyhow::{Context, bail};
+use fdmd::journal::store::{self, Layout};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::service::{Receipt, Registrar};
 use fdmd::signer::SoftwareSigner;
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 /// at `path`, then closes it (the last close checkpoints the WAL and removes it). Returns the
 /// time the orders took.
 pub fn fill(path: &Path, orders: u64, threads: u64) -> anyhow::Result<Duration> {
+    fill_as(path, orders, threads, Layout::V2)
+}
+
+/// Like [`fill`], the journal created in `layout`.
+pub fn fill_as(path: &Path, orders: u64, threads: u64, layout: Layout) -> anyhow::Result<Duration> {
+    drop(store::open_for_writing_as(path, None, layout)?);
     let journal = Journal::open(
         JournalConfig::new(path, FDM_ID),
         Arc::new(SoftwareSigner::from_seed(LOAD_SEED)),
