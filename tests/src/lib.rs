@@ -7,6 +7,8 @@
 //! --bins` first). [`fdmctl_path`] says so when the binary is missing or older than the daemon's
 //! sources.
 
+pub mod storage;
+
 use fdmd::service::{Numbering, SeriesScope};
 use serde_json::{Value, json};
 use std::io::Read;

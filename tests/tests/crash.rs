@@ -88,7 +88,7 @@ fn check_numbering(conn: &Connection) -> u64 {
     let mut stmt = conn
         .prepare(
             "SELECT seq, label, event_counter, total_counter, series, series_number FROM records
-             WHERE kind = 'fiscal_event' ORDER BY seq",
+             WHERE label IS NOT NULL ORDER BY seq",
         )
         .unwrap();
     let rows = stmt

@@ -3,13 +3,17 @@
 //! (the append-only triggers are dropped first: they are a guard rail, not a protection). The
 //! real `fdmctl verify --data-dir DIR` must exit 1 and name the first bad record. The untouched
 //! copy verifies, the triggers refuse UPDATE and DELETE, and an edited export is caught too.
+//!
+//! Journals are made in the current layout (schema 2: canonical bytes compressed with a
+//! dictionary kept in the file); the edits that depend on the layout are made on a schema-1
+//! journal too (journals made before schema 2 keep their layout and must stay as well guarded).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use fdmd::assembly::AppBuilder;
 use fdmd::journal::canonical::to_canonical;
 use fdmd::journal::record::{Envelope, RecordKind, record_hash};
-use fdmd::journal::store::{self, IndexColumns, StoredRecord};
+use fdmd::journal::store::{self, IndexColumns, Layout, StoredRecord};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::paths;
 use fdmd::service::{Numbering, Receipt};
@@ -39,9 +43,15 @@ struct Base {
 
 impl Base {
     fn new() -> Self {
+        Self::with_layout(Layout::V2)
+    }
+
+    /// The base journal, created in `layout`.
+    fn with_layout(layout: Layout) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("intact");
         std::fs::create_dir_all(&data).unwrap();
+        drop(store::open_for_writing_as(&paths::journal_file(&data), None, layout).unwrap());
         let journal = Journal::open(
             JournalConfig::new(paths::journal_file(&data), FDM_ID),
             Arc::new(SoftwareSigner::from_seed(SEED)),
@@ -138,13 +148,21 @@ fn record(conn: &Connection, seq: u64) -> StoredRecord {
     store::record(conn, seq).unwrap().unwrap()
 }
 
+/// Stores other canonical bytes, hash and signature for record `seq`, in the journal's layout
+/// (schema 2: the bytes compressed with the journal's dictionary, as the writer stores them).
 fn set_signed(conn: &Connection, seq: u64, canonical: &[u8], hash: &[u8], signature: &[u8]) {
-    let n = conn
-        .execute(
+    let n = match store::stored_form(conn, canonical).unwrap() {
+        (None, bytes) => conn.execute(
             "UPDATE records SET canonical = ?1, hash = ?2, signature = ?3 WHERE seq = ?4",
-            params![canonical, hash, signature, seq as i64],
-        )
-        .unwrap();
+            params![bytes, hash, signature, seq as i64],
+        ),
+        (Some(dictionary), packed) => conn.execute(
+            "UPDATE records SET packed = ?1, dictionary = ?2, hash = ?3, signature = ?4
+             WHERE seq = ?5",
+            params![packed, dictionary, hash, signature, seq as i64],
+        ),
+    }
+    .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -229,20 +247,130 @@ fn the_untouched_copy_verifies() {
 
 #[test]
 fn a_changed_field_is_caught_by_the_hash_and_a_rehashed_one_by_the_signature() {
-    let base = Base::new();
-    let changed = base.tamper("changed-total", |conn| {
-        let r = record(conn, 12);
-        set_signed(conn, 12, &with_total(&r, "0.01"), &r.hash, &r.signature);
-    });
-    base.assert_first_bad(&changed, &[], 12, "do not match the record's hash");
+    for layout in [Layout::V2, Layout::V1] {
+        let base = Base::with_layout(layout);
+        let changed = base.tamper("changed-total", |conn| {
+            let r = record(conn, 12);
+            set_signed(conn, 12, &with_total(&r, "0.01"), &r.hash, &r.signature);
+        });
+        base.assert_first_bad(&changed, &[], 12, "do not match the record's hash");
 
-    // The forger also stores the matching hash: only the signature can tell.
-    let rehashed = base.tamper("changed-total-rehashed", |conn| {
-        let r = record(conn, 12);
-        let canonical = with_total(&r, "0.01");
-        set_signed(conn, 12, &canonical, &record_hash(&canonical), &r.signature);
+        // The forger also stores the matching hash: only the signature can tell.
+        let rehashed = base.tamper("changed-total-rehashed", |conn| {
+            let r = record(conn, 12);
+            let canonical = with_total(&r, "0.01");
+            set_signed(conn, 12, &canonical, &record_hash(&canonical), &r.signature);
+        });
+        base.assert_first_bad(&rehashed, &[], 12, "bad signature");
+    }
+}
+
+/// Schema 2 stores records compressed: any change of a stored frame, however small, is caught
+/// (either the frame no longer decompresses, or it gives other bytes than were hashed).
+#[test]
+fn a_changed_byte_of_a_compressed_record_is_caught() {
+    let base = Base::new();
+    let packed: Vec<u8> = {
+        let conn = Connection::open(paths::journal_file(&base.data)).unwrap();
+        conn.query_row("SELECT packed FROM records WHERE seq = 12", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let mut caught = 0;
+    // Bytes of the frame, each changed in its own copy: all of zstd's header and the first
+    // blocks' headers, then every fifth.
+    let bytes: Vec<usize> = (0..packed.len())
+        .filter(|at| *at < 16 || at % 5 == 0 || *at == packed.len() - 1)
+        .collect();
+    for &at in &bytes {
+        let dir = base.tamper(&format!("packed-byte-{at}"), |conn| {
+            let mut edited = packed.clone();
+            edited[at] ^= 0x20;
+            let n = conn
+                .execute(
+                    "UPDATE records SET packed = ?1 WHERE seq = 12",
+                    params![edited],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        });
+        let out = base.verify(&dir, &[]);
+        if out.code == Some(0) {
+            // A few bits of a zstd frame do not change what it decodes to (for example a
+            // literal's Huffman weight that no literal uses): then the record itself is unchanged,
+            // byte for byte, and so is everything its hash and signature cover.
+            let conn = store::open_read_only(&paths::journal_file(&dir)).unwrap();
+            let read = record(&conn, 12);
+            let intact = record(
+                &store::open_read_only(&paths::journal_file(&base.data)).unwrap(),
+                12,
+            );
+            assert_eq!(read, intact, "byte {at}: verified, yet the record differs");
+        } else {
+            assert_eq!(out.code, Some(1), "byte {at}: {}", out.text());
+            assert!(
+                out.stdout.contains("first bad record: record 12: "),
+                "byte {at}: {}",
+                out.text()
+            );
+            caught += 1;
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    // Nearly every change is a change of the record.
+    assert!(
+        caught * 10 >= bytes.len() * 9,
+        "{caught} of {} changes caught",
+        bytes.len()
+    );
+}
+
+/// The dictionary is part of every record's stored form: changing it is caught at the first
+/// record, and its own triggers refuse UPDATE and DELETE.
+#[test]
+fn a_changed_dictionary_is_caught() {
+    let base = Base::new();
+    let dir = base.copy("dictionary-triggers");
+    let conn = Connection::open(paths::journal_file(&dir)).unwrap();
+    for sql in [
+        "UPDATE dictionaries SET bytes = x'00' WHERE id = 1",
+        "DELETE FROM dictionaries",
+        "INSERT OR REPLACE INTO dictionaries (id, bytes) VALUES (1, x'00')",
+    ] {
+        let refused = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(
+            refused.contains("journal dictionaries are append-only"),
+            "{sql}: {refused}"
+        );
+    }
+    drop(conn);
+
+    let dir = base.tamper("dictionary-changed", |conn| {
+        conn.execute_batch("DROP TRIGGER dictionaries_no_update;")
+            .unwrap();
+        let n = conn
+            .execute(
+                "UPDATE dictionaries
+                 SET bytes = CAST(replace(CAST(bytes AS TEXT), 'fiscal_event', 'fiscal_evenT') AS BLOB)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     });
-    base.assert_first_bad(&rehashed, &[], 12, "bad signature");
+    let out = base.verify(&dir, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(
+        out.stdout.contains("first bad record: record "),
+        "{}",
+        out.text()
+    );
+
+    let dir = base.tamper("dictionary-deleted", |conn| {
+        conn.execute_batch("DROP TRIGGER dictionaries_no_delete; DELETE FROM dictionaries;")
+            .unwrap();
+    });
+    base.assert_first_bad(&dir, &[], 1, "its dictionary 1 is not in the journal");
 }
 
 #[test]
@@ -388,35 +516,57 @@ fn a_self_declared_forger_is_caught_only_against_a_trusted_key() {
 
 #[test]
 fn a_changed_index_column_is_caught() {
-    let base = Base::new();
-    for (column, value, problem) in [
-        ("label", json!("NR"), "column label differs"),
-        (
-            "request_digest",
-            json!("0".repeat(64)),
-            "column request_digest differs",
-        ),
-        ("request_id", json!("t-99"), "column request_id differs"),
-        (
-            "series_number",
-            json!(99),
-            "column series/series_number differs",
-        ),
-        (
-            "total_counter",
-            json!(99),
-            "column event_counter/total_counter differs",
-        ),
-    ] {
-        let dir = base.tamper(&format!("column-{column}"), |conn| {
-            let sql = format!("UPDATE records SET {column} = ?1 WHERE seq = 12");
-            let value = match &value {
-                Value::String(s) => rusqlite::types::Value::Text(s.clone()),
-                v => rusqlite::types::Value::Integer(v.as_i64().unwrap()),
-            };
-            assert_eq!(conn.execute(&sql, [value]).unwrap(), 1);
-        });
-        base.assert_first_bad(&dir, &[], 12, problem);
+    for layout in [Layout::V2, Layout::V1] {
+        let base = Base::with_layout(layout);
+        let mut columns = vec![
+            ("label", json!("NR"), "column label differs"),
+            ("request_id", json!("t-99"), "column request_id differs"),
+            ("register_id", json!("till-9"), "column register_id differs"),
+            (
+                "time",
+                json!("2020-01-01T00:00:00.000+01:00"),
+                "column time differs",
+            ),
+            (
+                "series_number",
+                json!(99),
+                "column series/series_number differs",
+            ),
+            (
+                "total_counter",
+                json!(99),
+                "column event_counter/total_counter differs",
+            ),
+        ];
+        match layout {
+            // Schema 1 also stored these beside the canonical bytes; schema 2 reads them from
+            // the canonical bytes.
+            Layout::V1 => columns.extend([
+                (
+                    "request_digest",
+                    json!("0".repeat(64)),
+                    "column request_digest differs",
+                ),
+                ("kind", json!("report"), "column kind differs"),
+                (
+                    "signer_id",
+                    json!("DEVSW-00000000"),
+                    "column signer_id differs",
+                ),
+            ]),
+            Layout::V2 => columns.push(("kind_code", json!(3), "column kind differs")),
+        }
+        for (column, value, problem) in columns {
+            let dir = base.tamper(&format!("column-{column}"), |conn| {
+                let sql = format!("UPDATE records SET {column} = ?1 WHERE seq = 12");
+                let value = match &value {
+                    Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+                    v => rusqlite::types::Value::Integer(v.as_i64().unwrap()),
+                };
+                assert_eq!(conn.execute(&sql, [value]).unwrap(), 1);
+            });
+            base.assert_first_bad(&dir, &[], 12, problem);
+        }
     }
 }
 
@@ -446,7 +596,13 @@ fn tail_truncation_is_not_visible_to_the_chain_alone() {
 
 #[test]
 fn the_triggers_refuse_update_and_delete() {
-    let base = Base::new();
+    for layout in [Layout::V2, Layout::V1] {
+        triggers_refuse(layout);
+    }
+}
+
+fn triggers_refuse(layout: Layout) {
+    let base = Base::with_layout(layout);
     let dir = base.copy("triggers");
     let conn = Connection::open(paths::journal_file(&dir)).unwrap();
     let update = conn
@@ -459,10 +615,8 @@ fn the_triggers_refuse_update_and_delete() {
     );
     let upsert = conn
         .execute(
-            "INSERT INTO records (seq, kind, canonical, prev_hash, hash, signature, signer_id, time)
-             SELECT seq, kind, x'00', prev_hash, hash, signature, signer_id, time FROM records
-             WHERE seq = 12
-             ON CONFLICT (seq) DO UPDATE SET canonical = excluded.canonical",
+            "INSERT INTO records SELECT * FROM records WHERE seq = 12
+             ON CONFLICT (seq) DO UPDATE SET hash = excluded.signature",
             [],
         )
         .unwrap_err()
@@ -484,16 +638,10 @@ fn the_triggers_refuse_update_and_delete() {
     }
     // INSERT OR REPLACE would delete the old row by conflict resolution, which fires no DELETE
     // trigger (recursive_triggers is off by default); the BEFORE INSERT trigger refuses it.
-    let r = record(&conn, 12);
     let replaced = conn
         .execute(
-            "INSERT OR REPLACE INTO records (seq, kind, canonical, prev_hash, hash, signature,
-                 signer_id, time, register_id, request_id, request_digest, label, event_counter,
-                 total_counter, series, series_number)
-             SELECT seq, kind, ?1, prev_hash, hash, signature, signer_id, time, register_id,
-                 request_id, request_digest, label, event_counter, total_counter, series, series_number
-             FROM records WHERE seq = 12",
-            [with_total(&r, "0.01")],
+            "INSERT OR REPLACE INTO records SELECT * FROM records WHERE seq = 12",
+            [],
         )
         .unwrap_err()
         .to_string();

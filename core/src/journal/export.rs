@@ -445,8 +445,24 @@ pub fn verify_database(
     trusted_keys: Vec<Vec<u8>>,
 ) -> Result<VerifySummary, ExportError> {
     let mut verifier = Verifier::new(true, trusted_keys, Vec::new());
-    verify_records::<ExportError>(&mut verifier, |f| {
+    let checked = verify_records::<ExportError>(&mut verifier, |f| {
         store::for_each_in_range(conn, 1, u64::MAX, f)
-    })?;
-    Ok(verifier.finish())
+    });
+    match checked {
+        // A stored record that cannot be read back (a damaged compressed frame, schema 2) is a
+        // bad record like any other: named, not a failure of the whole check (the records read
+        // before it are checked first, so an earlier bad record is still the one named).
+        Err(ExportError::Sqlite(e)) => match store::unreadable_record(&e) {
+            Some(unreadable) => Err(ExportError::Verify(crate::journal::verify::VerifyError {
+                seq: unreadable.seq,
+                problem: format!(
+                    "the stored record cannot be read back: {}",
+                    unreadable.problem
+                ),
+            })),
+            None => Err(ExportError::Sqlite(e)),
+        },
+        Err(e) => Err(e),
+        Ok(()) => Ok(verifier.finish()),
+    }
 }

@@ -9,6 +9,7 @@ use super::{AppendError, Appended, Entry, JournalConfig, JournalStats, WriteRequ
 use crate::signer::{Signer, SignerIdentity};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,10 @@ pub(super) struct Writer {
     canonical: Vec<u8>,
     /// Signs while the writer stores, when the signer allows it (see [`super::signing`]).
     signing: Option<SigningThread>,
+    /// Inserts rows in the journal's layout, keeping its compressor from one record to the
+    /// next. `None` if it could not be set up: each insert then sets up its own (slower, the
+    /// same rows).
+    writing: RefCell<Option<store::Writing>>,
 }
 
 /// Why a batch has to be rolled back as a whole.
@@ -54,7 +59,9 @@ impl Writer {
         };
         // Without the thread SQLite checkpoints inside the writer's commits: slower, never wrong.
         let checkpointer = Checkpointer::start(&mut conn, &config.path, config.checkpoints).ok();
+        let writing = RefCell::new(store::Writing::for_journal(&conn).ok());
         Writer {
+            writing,
             checkpointer,
             conn,
             heads,
@@ -480,7 +487,7 @@ impl Writer {
                 }
             };
             if let Err(Stage::Batch(f)) =
-                insert_record(&self.conn, identity, &staged, &canonical, &signature)
+                self.insert_record(identity, &staged, &canonical, &signature)
             {
                 signing.discard(outstanding - collected);
                 return Err(f);
@@ -598,9 +605,37 @@ impl Writer {
             .signer
             .sign(&identity.id, &staged.hash)
             .map_err(|e| Stage::Entry(e.into()))?;
-        insert_record(&self.conn, identity, &staged, canonical, &signature)?;
+        self.insert_record(identity, &staged, canonical, &signature)?;
         staged.advance(heads);
         Ok(staged.into_appended(&self.config.fdm_id, identity, signature))
+    }
+}
+
+impl Writer {
+    /// Inserts a signed record's row (in the journal's layout, see [`store::Writing`]).
+    fn insert_record(
+        &self,
+        identity: &SignerIdentity,
+        staged: &Staged,
+        canonical: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Stage> {
+        let record = NewRecord {
+            seq: staged.seq,
+            kind: staged.kind.as_str(),
+            canonical,
+            prev_hash: &staged.prev_hash,
+            hash: &staged.hash,
+            signature,
+            signer_id: &identity.id,
+            time: &staged.time,
+            index: &staged.index,
+        };
+        match self.writing.borrow_mut().as_mut() {
+            Some(writing) => writing.insert(&self.conn, &record),
+            None => store::insert_new(&self.conn, &record),
+        }
+        .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))
     }
 }
 
@@ -896,30 +931,6 @@ fn encode_record(
         index,
         advance,
     })
-}
-
-fn insert_record(
-    conn: &Connection,
-    identity: &SignerIdentity,
-    staged: &Staged,
-    canonical: &[u8],
-    signature: &[u8],
-) -> Result<(), Stage> {
-    store::insert_new(
-        conn,
-        &NewRecord {
-            seq: staged.seq,
-            kind: staged.kind.as_str(),
-            canonical,
-            prev_hash: &staged.prev_hash,
-            hash: &staged.hash,
-            signature,
-            signer_id: &identity.id,
-            time: &staged.time,
-            index: &staged.index,
-        },
-    )
-    .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))
 }
 
 /// Where a failure stops: this entry only, or the whole batch (storage).
