@@ -7,7 +7,8 @@
 //! snapshot names, so its caller can check it against the chain.
 
 use super::record::RecordKind;
-use rusqlite::{Connection, OptionalExtension, params};
+use super::store;
+use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 /// One record as a fold sees it, borrowed for the duration of the callback.
@@ -47,35 +48,28 @@ pub fn body_of(canonical: &[u8]) -> Option<Map<String, Value>> {
 }
 
 /// Calls `f` for every record of one of `kinds` with `seq > after`, in order, stopping at `f`'s
-/// first error. Memory: one row at a time. The records are walked in `seq` order on the table
-/// itself (`+kind` keeps SQLite off the `records_kind` index, with which it would sort every
-/// matching row, canonical bytes included, in a temporary B-tree): meant for kinds that make up
-/// most of the journal, such as fiscal events.
+/// first error. Memory: one record at a time. The records are read through the store, so both
+/// layouts (schema 1 rows, schema 2 compressed frames) give the same canonical bytes; meant for
+/// kinds that make up most of the journal, such as fiscal events.
 pub fn for_each_raw<E: From<rusqlite::Error>>(
     conn: &Connection,
     after: u64,
     kinds: &[RecordKind],
     mut f: impl FnMut(RawRecord<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT seq, kind, time, canonical FROM records WHERE seq > ?1 AND +kind IN ({}) ORDER BY seq",
-        list.join(",")
-    ))?;
-    let mut rows = stmt.query(params![after.min(i64::MAX as u64) as i64])?;
-    while let Some(row) = rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let kind = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        let time = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-        let canonical = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-        f(RawRecord {
-            seq,
-            kind,
-            time,
-            canonical,
-        })?;
-    }
-    Ok(())
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    store::for_each_in_range(conn, after.saturating_add(1), u64::MAX, |r| {
+        if names.contains(&r.kind.as_str()) {
+            f(RawRecord {
+                seq: r.seq,
+                kind: &r.kind,
+                time: &r.time,
+                canonical: &r.canonical,
+            })
+        } else {
+            Ok(())
+        }
+    })
 }
 
 /// A record's kind, FDM time and parsed body.
@@ -83,26 +77,15 @@ pub type KindTimeBody = (RecordKind, String, Map<String, Value>);
 
 /// The kind, time and parsed body of the record `seq`.
 pub fn body_at(conn: &Connection, seq: u64) -> rusqlite::Result<Option<KindTimeBody>> {
-    let row = conn
-        .prepare_cached("SELECT kind, time, canonical FROM records WHERE seq = ?1")?
-        .query_row([seq as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })
-        .optional()?;
-    Ok(row.and_then(|(kind, time, canonical)| {
-        Some((RecordKind::parse(&kind)?, time, body_of(&canonical)?))
+    Ok(store::record(conn, seq)?.and_then(|r| {
+        let kind = RecordKind::parse(&r.kind)?;
+        Some((kind, r.time, body_of(&r.canonical)?))
     }))
 }
 
 /// The hash of the record `seq`, if there is one.
 pub fn hash_at(conn: &Connection, seq: u64) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.prepare_cached("SELECT hash FROM records WHERE seq = ?1")?
-        .query_row([seq as i64], |r| r.get(0))
-        .optional()
+    Ok(store::record(conn, seq)?.map(|r| r.hash))
 }
 
 /// The last sequence number (0 for an empty journal).
@@ -114,7 +97,6 @@ pub fn last_seq(conn: &Connection) -> rusqlite::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::store;
 
     fn journal(dir: &tempfile::TempDir) -> Connection {
         let conn = store::open_for_writing(&dir.path().join("j.sqlite"), None).unwrap();
