@@ -3,7 +3,7 @@
 
 use crate::access::{AccessError, AccessStore, ClientKind, Credentials};
 use crate::config::Config;
-use crate::fiscal::Order;
+use crate::fiscal::{FdmCode, Order};
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
 use crate::restaurant::Restaurant;
@@ -14,7 +14,9 @@ use crate::signer::Signer;
 use crate::status::Status;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -82,28 +84,17 @@ impl App {
         access: Arc<AccessStore>,
         signer: Arc<dyn Signer>,
         status: Arc<Status>,
+        restaurant_wait: Duration,
     ) -> Arc<App> {
         let (station_tx, _) = broadcast::channel(1024);
         let require = config.restaurant.require_work_in;
-        let journal = registrar.journal().path();
-        let index = journal.with_file_name(crate::restaurant::INDEX_FILE);
-        // The index file beside the journal is derived data: when it cannot be written (a full
-        // disk), the state is folded with the index in memory, so orders still get the
-        // journal's own answer (205) rather than a refusal of the restaurant rules.
-        let restaurant = match Restaurant::open(journal, &index, require) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, file = %index.display(), "restaurant index file unusable: folding the journal with the index in memory");
-                match Restaurant::rebuild(journal, require) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "restaurant state could not be read from the journal");
-                        Restaurant::unavailable(require, e.to_string())
-                    }
-                }
-            }
-        };
-        let restaurant = Arc::new(restaurant);
+        let restaurant = Arc::new(Restaurant::pending(require));
+        load_restaurant(
+            restaurant.clone(),
+            registrar.journal().path().to_path_buf(),
+            require,
+            restaurant_wait,
+        );
         let reports = crate::reports::Reports::new(
             registrar.clone(),
             crate::reports::Establishment {
@@ -185,6 +176,23 @@ impl App {
     /// durable record after the commit, the same way for a new answer and for a stored one
     /// (102), whichever way the resend was recognised.
     async fn register_checked(&self, order: &Order) -> Receipt {
+        if !self.restaurant.wait_ready(ORDER_WAITS_FOR_STATE).await {
+            // A resend needs no state: its stored answer is in the journal.
+            if let Some(stored) = self
+                .registrar
+                .stored(&order.register, &order.request_id)
+                .await
+            {
+                return self.with_ticket_text(self.registrar.resend_answer(order, &stored));
+            }
+            return Receipt::Error {
+                request_id: Some(order.request_id.clone()),
+                code: FdmCode::NotOperational,
+                message: STATE_LOADING.to_owned(),
+                field: None,
+                problems: Vec::new(),
+            };
+        }
         let _guards = self.restaurant.lock_for(order).await;
         let original = match &order.original {
             Some(r) => self.registrar.stored(&r.register, &r.request_id).await,
@@ -397,6 +405,10 @@ impl App {
         let mut doc = self.status.snapshot();
         if let Value::Object(map) = &mut doc {
             map.insert(
+                "restaurant_state_ready".into(),
+                json!(self.restaurant.is_ready()),
+            );
+            map.insert(
                 "open_tables".into(),
                 self.restaurant.open_tables().to_json(),
             );
@@ -452,6 +464,37 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// How long an order waits for the restaurant state while it is read from the journal (the
+/// first start after an upgrade folds the whole journal) before it is answered 208.
+const ORDER_WAITS_FOR_STATE: Duration = Duration::from_secs(20);
+
+/// Why an order is answered 208 while the state is read from the journal.
+pub const STATE_LOADING: &str = "the restaurant state is still being read from the journal (first start after an upgrade): retry in a moment";
+
+/// Reads the restaurant state from the journal at `journal` on a thread of its own and hands it
+/// to `pending`; waits at most `wait` for it, so a start with a snapshot is ready before the
+/// listeners open and only a long fold (a first start after an upgrade, a lost index) goes on
+/// while the daemon serves.
+fn load_restaurant(pending: Arc<Restaurant>, journal: PathBuf, require: bool, wait: Duration) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("fdmd-restaurant-load".into())
+        .spawn(move || {
+            pending.adopt(crate::restaurant::load(&journal, require));
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            if done_rx.recv_timeout(wait).is_err() {
+                tracing::info!(
+                    "restaurant state still being read from the journal: serving meanwhile (orders wait)"
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not start reading the restaurant state"),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Assembling the daemon's core, the one way `main`, the tests and the benchmarks do it:
-//! configuration → signer → journal → access store → status → registrar → [`App`].
+//! configuration → signer → journal → access store → status → registrar → [`App`] (whose
+//! restaurant state is read from the journal on a thread of its own: [`AppBuilder::restaurant_wait`]).
 //!
 //! Every order then takes the same path, [`App::handle_order`] (enrolment check, validation,
 //! restaurant rules, numbering, signing, journal, receipt and ticket after the commit), whether it
@@ -16,6 +17,7 @@ use crate::signer::{Signer, SoftwareSigner};
 use crate::status::Status;
 use anyhow::Context;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the core could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,7 @@ pub struct AppBuilder {
     config: Arc<Config>,
     signer: Option<Arc<dyn Signer>>,
     journal: Option<Journal>,
+    restaurant_wait: Duration,
 }
 
 impl AppBuilder {
@@ -48,7 +51,16 @@ impl AppBuilder {
             config: config.into(),
             signer: None,
             journal: None,
+            restaurant_wait: Duration::MAX,
         }
+    }
+
+    /// Waits at most `limit` in [`AppBuilder::build`] for the restaurant state to be read from
+    /// the journal; a longer read goes on in the background while the App serves (orders wait
+    /// for it). By default `build` waits until the state is read.
+    pub fn restaurant_wait(mut self, limit: Duration) -> Self {
+        self.restaurant_wait = limit;
+        self
     }
 
     /// Signs with `signer` instead of the configured one (a journal given with
@@ -108,7 +120,14 @@ impl AppBuilder {
         let access = Arc::new(AccessStore::open(&config.fdm.data_dir)?);
         let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
         let registrar = Registrar::new(journal, config.numbering());
-        Ok(App::new(config, registrar, access, signer, status))
+        Ok(App::new(
+            config,
+            registrar,
+            access,
+            signer,
+            status,
+            self.restaurant_wait,
+        ))
     }
 
     /// The App with a runtime of its own, for callers outside an async runtime.

@@ -90,6 +90,9 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long start-up waits for the restaurant state before it opens the listeners anyway.
+const RESTAURANT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens everything and starts the listeners.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let signals = Signals::install().context("installing signal handlers")?;
@@ -99,7 +102,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // Before anything is written: a second fdmd on this directory stops here.
     let lock = crate::datadir_lock::lock(&data_dir)?;
     crate::systemd::status("opening the journal");
-    let app = AppBuilder::new(config.clone()).build()?;
+    // A start with a restaurant snapshot reads its state in milliseconds; a long fold (the first
+    // start after an upgrade, a lost index) goes on while the daemon serves, orders waiting.
+    let app = AppBuilder::new(config.clone())
+        .restaurant_wait(RESTAURANT_WAIT)
+        .build()?;
     let start_body = json!({"version": env!("CARGO_PKG_VERSION"), "dev": config.daemon.dev, "pid": std::process::id()});
     if let Err(e) = app.journal_event(RecordKind::DaemonStart, start_body).await {
         tracing::warn!("daemon start not journaled yet: {e}");

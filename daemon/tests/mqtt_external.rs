@@ -158,6 +158,7 @@ async fn setup_with(
         app.access.clone(),
         app.signer.clone(),
         app.status.clone(),
+        std::time::Duration::MAX,
     );
     let service = MqttService::start(app.clone()).await.unwrap();
     assert_eq!(service.local_addr(), None);

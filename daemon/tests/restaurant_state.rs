@@ -374,3 +374,69 @@ async fn the_fixture_journal_of_15940aa_still_serves_its_open_state() {
     assert!(s.r.prepare(&refund("r-2", -1), original.as_ref()).is_ok());
     s.journal.clone().close();
 }
+
+/// The first start after an upgrade (no index file beside the journal) reads the whole journal:
+/// with `restaurant_wait` short, the App is built before the state is read and serves meanwhile;
+/// an order waits for the state instead of being checked against an empty one, so the table
+/// the journal left open is found and paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_serves_while_its_state_is_read_and_orders_wait_for_it() {
+    let s = Shop::new();
+    busy_day(&s, "a").await;
+    for i in 0..300 {
+        s.ok(
+            json!({"request_id": format!("pad-{i}"), "operator": ANNA, "event_type": "normal",
+            "lines": [line("Cola", 1, "2.50", "A")]}),
+        )
+        .await;
+    }
+    let Shop {
+        _dir: dir,
+        data,
+        journal,
+        registrar,
+        r,
+    } = s;
+    drop((registrar, r));
+    journal.shutdown().unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("{INDEX_FILE}{suffix}")));
+    }
+    let mut config = fdmd::config::Config::default();
+    config.fdm.data_dir = data.clone();
+    config.fdm.id = "DEVFDMD0001".into();
+    let app = fdmd::assembly::AppBuilder::new(config)
+        .signer(Arc::new(SoftwareSigner::from_seed([7; 32])))
+        .restaurant_wait(std::time::Duration::ZERO)
+        .build()
+        .unwrap();
+    // Reading ~330 records and indexing them takes far longer than returning from `build`.
+    assert!(
+        !app.restaurant.is_ready(),
+        "build returned before the state was read"
+    );
+    app.access
+        .enrol(
+            fdmd::access::ClientKind::Register,
+            "till-1",
+            "2026-01-01T00:00:00",
+        )
+        .unwrap();
+    let pay = json!({"request_id": "pay-9", "operator": ANNA, "event_type": "normal",
+        "table": "a9", "lines": []});
+    let receipt = app
+        .handle_order("till-1", pay.to_string().as_bytes())
+        .await
+        .to_json();
+    assert!(app.restaurant.is_ready());
+    assert_eq!(receipt["status"], "signed", "{receipt}");
+    // Table a9 held a1's and a2's rounds (2 Cola each): paying it closes it with 10.00.
+    assert_eq!(receipt["total"], "10.00", "{receipt}");
+    assert!(app.restaurant.open_tables().get("a9").is_none());
+    assert!(
+        app.restaurant.open_tables().get_check("aC").is_some(),
+        "the check the journal left open is still open"
+    );
+    app.registrar.journal().clone().close();
+    drop(dir);
+}

@@ -21,6 +21,9 @@ fn is_date(text: &str) -> bool {
 
 /// `segments` start after `v1`.
 pub async fn route(app: &App, segments: &[&str], query: Option<&str>) -> Response<Body> {
+    if !app.restaurant.is_ready() {
+        return loading();
+    }
     match segments {
         ["tables"] => json_response(StatusCode::OK, &app.restaurant.open_tables().to_json()),
         ["staff", "presence"] => {
@@ -73,4 +76,15 @@ pub async fn route(app: &App, segments: &[&str], query: Option<&str>) -> Respons
             format!("no route /v1/{}", segments.join("/")),
         ),
     }
+}
+
+/// 503 while the restaurant state is still read from the journal (the first start after an
+/// upgrade): an empty list then would be a wrong answer, not an early one.
+pub fn loading() -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, crate::app::STATE_LOADING);
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("2"),
+    );
+    response
 }

@@ -72,6 +72,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             if !ok {
                 return unauthorized();
             }
+            if !app.restaurant.is_ready() {
+                return super::restaurant::loading();
+            }
             json_response(StatusCode::OK, &app.restaurant.open_tables().to_json())
         }
         (&Method::GET, ["v1", "tables" | "staff" | "catering" | "deposits", ..]) => {

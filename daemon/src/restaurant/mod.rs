@@ -43,7 +43,8 @@ use staff::{Presence, Shift, Work, work_event};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 const FLOOR_KEY: &str = "floor";
 
@@ -127,17 +128,42 @@ fn history_unreadable(e: &str) -> String {
     format!("the restaurant history could not be read from the journal: {e}")
 }
 
+/// The daemon's state for the journal at `journal`, with its index file beside it: from the
+/// snapshot when it matches, else folded from the whole journal. The index file is derived
+/// data: when it cannot be written (a full disk), the state is folded with the index in memory,
+/// so orders still get the journal's own answer (205) rather than a refusal of the restaurant
+/// rules; when the journal cannot be read, every order is refused with the reason.
+pub fn load(journal: &Path, require_work_in: bool) -> Restaurant {
+    let index = journal.with_file_name(INDEX_FILE);
+    match Restaurant::open(journal, &index, require_work_in) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, file = %index.display(), "restaurant index file unusable: folding the journal with the index in memory");
+            match Restaurant::rebuild(journal, require_work_in) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "restaurant state could not be read from the journal");
+                    Restaurant::unavailable(require_work_in, e.to_string())
+                }
+            }
+        }
+    }
+}
+
 /// The restaurant state of the running daemon.
 pub struct Restaurant {
     state: Mutex<State>,
     locks: locks::KeyedLocks,
     require_work_in: bool,
-    unavailable: Option<String>,
+    unavailable: OnceLock<String>,
     clock: Arc<dyn Clock>,
     /// Records applied since the last snapshot was written.
     unsaved: AtomicU64,
     /// The sequence number of the snapshot the state was restored from at start-up.
-    restored_from: Option<u64>,
+    restored_from: OnceLock<u64>,
+    /// False while the state is still being read from the journal (see
+    /// [`Restaurant::pending`]); orders and reports wait for it.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn body_text<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -186,11 +212,63 @@ impl Restaurant {
             state: Mutex::new(State::new(history)),
             locks: locks::KeyedLocks::default(),
             require_work_in,
-            unavailable: None,
+            unavailable: OnceLock::new(),
             clock: Arc::new(SystemClock),
             unsaved: AtomicU64::new(0),
-            restored_from: None,
+            restored_from: OnceLock::new(),
+            ready: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// A state still to be read from the journal: it answers nothing until
+    /// [`Restaurant::adopt`] hands it the state read elsewhere (on a thread of its own, so
+    /// the daemon can serve while a long journal is folded). Orders wait in
+    /// [`Restaurant::lock_for`], reports in [`Restaurant::exclusive`].
+    pub fn pending(require_work_in: bool) -> Self {
+        let r = Restaurant::new(require_work_in);
+        r.ready.send_replace(false);
+        r
+    }
+
+    /// Takes over the state `loaded` read from the journal and wakes whoever waits for it.
+    pub fn adopt(&self, loaded: Restaurant) {
+        let Restaurant {
+            state,
+            unavailable,
+            unsaved,
+            restored_from,
+            ..
+        } = loaded;
+        *self.state() = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = unavailable.into_inner() {
+            let _ = self.unavailable.set(reason);
+        }
+        if let Some(at) = restored_from.into_inner() {
+            let _ = self.restored_from.set(at);
+        }
+        self.unsaved.store(unsaved.into_inner(), Ordering::Relaxed);
+        self.ready.send_replace(true);
+    }
+
+    /// Whether the state has been read from the journal.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits at most `limit` for the state to be read from the journal; tells whether it is.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut ready = self.ready.subscribe();
+        matches!(
+            tokio::time::timeout(limit, ready.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Waits, without limit, for the state to be read from the journal.
+    async fn ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives in `self`: the wait ends only when it says ready.
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     /// Uses `clock` (the journal's) to tell whether a catering event has ended.
@@ -202,10 +280,9 @@ impl Restaurant {
     /// A state that could not be rebuilt: every order is refused (code 207) with `reason`
     /// rather than checked against a state that may be wrong.
     pub fn unavailable(require_work_in: bool, reason: String) -> Self {
-        Restaurant {
-            unavailable: Some(reason),
-            ..Restaurant::new(require_work_in)
-        }
+        let r = Restaurant::new(require_work_in);
+        let _ = r.unavailable.set(reason);
+        r
     }
 
     /// The state folded from every record of the journal at `path` (read-only connection; the
@@ -225,9 +302,12 @@ impl Restaurant {
     /// every record after it), else folded from the first record (streamed, one at a time).
     /// A new snapshot is written either way.
     pub fn open(journal: &Path, index: &Path, require_work_in: bool) -> rusqlite::Result<Self> {
-        let mut r = Restaurant::with_history(require_work_in, History::open(index, journal)?);
-        r.restored_from = r.restore_snapshot()?;
-        match r.restored_from {
+        let r = Restaurant::with_history(require_work_in, History::open(index, journal)?);
+        let restored_from = r.restore_snapshot()?;
+        if let Some(at) = restored_from {
+            let _ = r.restored_from.set(at);
+        }
+        match restored_from {
             Some(at) => {
                 tracing::info!(seq = at, "restaurant state restored from its snapshot");
                 r.fold_journal(at)?;
@@ -325,7 +405,7 @@ impl Restaurant {
     /// The sequence number of the snapshot the state was restored from at start-up (None: it
     /// was folded from the whole journal).
     pub fn restored_from(&self) -> Option<u64> {
-        self.restored_from
+        self.restored_from.get().copied()
     }
 
     /// Records applied since the last snapshot.
@@ -468,6 +548,7 @@ impl Restaurant {
 
     /// Locks what `order` checks, until the guards drop (after [`Restaurant::apply`]).
     pub async fn lock_for(&self, order: &Order) -> locks::Guards {
+        self.ready().await;
         let staff_change = clocking_of(order).is_some();
         // Every order shares the "floor" key; `exclusive` takes it alone.
         let mut keys = vec![
@@ -494,6 +575,7 @@ impl Restaurant {
 
     /// Locks what a pre-computed event checks (its operator), until the guards drop.
     pub async fn lock_for_precomputed(&self, event: &PrecomputedEvent) -> locks::Guards {
+        self.ready().await;
         self.locks
             .lock([
                 (FLOOR_KEY.to_owned(), false),
@@ -507,6 +589,7 @@ impl Restaurant {
     /// [`Restaurant::presence`] and journal the report while holding it, so no table opens and
     /// nobody clocks in between the check and the report.
     pub async fn exclusive(&self) -> locks::Guards {
+        self.ready().await;
         self.locks.lock([(FLOOR_KEY.to_owned(), true)]).await
     }
 
@@ -539,7 +622,7 @@ impl Restaurant {
 
     /// Refuses every check while the state could not be rebuilt from the journal.
     fn readable(&self) -> Result<(), Refusal> {
-        match &self.unavailable {
+        match self.unavailable.get() {
             Some(reason) => refuse(
                 "",
                 format!("restaurant state could not be read from the journal: {reason}"),
