@@ -383,6 +383,10 @@ impl Reports {
         let request = req.clone();
         let establishment = self.establishment.clone();
         let fold_floor = self.restaurant.is_none();
+        if let Some(r) = &self.restaurant {
+            // Open tables and presence come from the running state: wait until it is read.
+            r.ready().await;
+        }
         let draft = tokio::task::spawn_blocking(move || {
             compute(&path, scope, &request, &establishment, fold_floor)
         })

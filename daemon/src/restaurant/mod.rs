@@ -265,7 +265,7 @@ impl Restaurant {
     }
 
     /// Waits, without limit, for the state to be read from the journal.
-    async fn ready(&self) {
+    pub async fn ready(&self) {
         let mut ready = self.ready.subscribe();
         // The sender lives in `self`: the wait ends only when it says ready.
         let _ = ready.wait_for(|r| *r).await;
