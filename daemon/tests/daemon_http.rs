@@ -429,14 +429,14 @@ fn a_clean_stop_leaves_every_record_in_journal_sqlite() {
     // journal.sqlite copied alone is the whole journal: five orders and the stop record.
     let copy = tempfile::tempdir().unwrap();
     std::fs::copy(&journal, copy.path().join("journal.sqlite")).unwrap();
-    let conn = fdmd::journal::store::open_read_only(&copy.path().join("journal.sqlite")).unwrap();
-    let stops = fdmd::journal::store::records_of_kind(
+    let conn = fdmd::journal::query::open_read_only(&copy.path().join("journal.sqlite")).unwrap();
+    let stops = fdmd::journal::query::records_of_kind(
         &conn,
         &[fdmd::journal::record::RecordKind::DaemonStop],
     )
     .unwrap();
     assert_eq!(stops.len(), 1);
-    let orders = fdmd::journal::store::records_of_kind(
+    let orders = fdmd::journal::query::records_of_kind(
         &conn,
         &[fdmd::journal::record::RecordKind::FiscalEvent],
     )

@@ -6,7 +6,7 @@ use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::fiscal::{EventType, FdmCode, Label, PrecomputedEvent};
 use fdmd::journal::export::{verify_database, verify_export, write_export};
 use fdmd::journal::record::RecordKind;
-use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, RequestKey, store};
+use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, RequestKey, query};
 use fdmd::service::{Numbering, Receipt, SeriesScope};
 use fdmd::signer::{Signer, SoftwareSigner, verify_ed25519};
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ impl Fixture {
     }
 
     fn verify(&self) -> fdmd::journal::verify::VerifySummary {
-        let conn = store::open_read_only(&self.path).unwrap();
+        let conn = query::open_read_only(&self.path).unwrap();
         verify_database(&conn, vec![self.signer.identity().unwrap().public_key]).unwrap()
     }
 }
@@ -371,8 +371,8 @@ fn a_new_signer_is_declared_and_both_keys_verify() {
         signed(reg.handle_order_enrolling("a", &order("2", "normal", &[("x", 1, "1.00", "A")])));
     assert_eq!(r["vsc_id"], second.identity().unwrap().id);
     assert_eq!(r["journal_seq"], 4, "record 3 declares the new signer");
-    let conn = store::open_read_only(&f.path).unwrap();
-    let changes = store::records_of_kind(&conn, &[RecordKind::SignerChange]).unwrap();
+    let conn = query::open_read_only(&f.path).unwrap();
+    let changes = query::records_of_kind(&conn, &[RecordKind::SignerChange]).unwrap();
     assert_eq!(changes.len(), 1);
     let keys = vec![
         f.signer.identity().unwrap().public_key,
@@ -414,7 +414,7 @@ fn a_full_journal_refuses_with_205_writes_nothing_and_recovers_with_more_room() 
     let last_ok = accepted.last().unwrap()["journal_seq"].as_u64().unwrap();
     reg.journal().clone().close();
     drop(reg);
-    let conn = store::open_read_only(&f.path).unwrap();
+    let conn = query::open_read_only(&f.path).unwrap();
     let summary = verify_database(&conn, vec![]).unwrap();
     assert_eq!(
         summary.last_seq,
@@ -458,7 +458,7 @@ fn exports_verify_whole_and_as_slices() {
         serde_json::Map::from_iter([("reason".to_string(), json!("test"))]),
     );
     reg.journal().append_blocking(extra).unwrap();
-    let conn = store::open_read_only(&f.path).unwrap();
+    let conn = query::open_read_only(&f.path).unwrap();
     let key = f.signer.identity().unwrap().public_key;
     let mut whole = Vec::new();
     write_export(
@@ -768,7 +768,7 @@ fn a_card_swapped_under_load_is_declared_and_leaves_no_gap() {
     assert_eq!(by_signer.len(), 2, "both cards signed: {by_signer:?}");
     assert_eq!(totals, (1..=totals.len() as u64).collect());
     reg.journal().clone().close();
-    let conn = store::open_read_only(&f.path).unwrap();
+    let conn = query::open_read_only(&f.path).unwrap();
     let keys = vec![
         signer.first.identity().unwrap().public_key,
         signer.second.identity().unwrap().public_key,
@@ -869,8 +869,8 @@ fn an_appended_entry_answers_with_its_whole_body_as_stored() {
     assert_eq!(again.body, first.body);
     assert_eq!((again.seq, again.hash), (first.seq, first.hash));
     // The stored record's body is the one answered.
-    let conn = store::open_read_only(&f.path).unwrap();
-    let stored = store::find_request(&conn, "till-1", "r-1")
+    let conn = query::open_read_only(&f.path).unwrap();
+    let stored = query::find_request(&conn, "till-1", "r-1")
         .unwrap()
         .unwrap();
     let record: Value = serde_json::from_slice(&stored.canonical).unwrap();
@@ -976,8 +976,8 @@ fn a_shutdown_leaves_every_record_in_the_database_file_alone() {
     // Another handle stays alive and a reader stays open (as the daemon's do at stop): neither
     // keeps the records in the WAL.
     let other = reg.journal().clone();
-    let reader = store::open_read_only(&f.path).unwrap();
-    let last = store::load_heads(&reader).unwrap().last_seq;
+    let reader = query::open_read_only(&f.path).unwrap();
+    let last = query::load_heads(&reader).unwrap().last_seq;
     assert!(last >= 30, "{last}");
     reg.journal().clone().shutdown().unwrap();
     let wal = f.path.with_extension("sqlite-wal");
@@ -987,7 +987,7 @@ fn a_shutdown_leaves_every_record_in_the_database_file_alone() {
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_dir.path().join("journal.sqlite");
     std::fs::copy(&f.path, &copy).unwrap();
-    let conn = store::open_read_only(&copy).unwrap();
+    let conn = query::open_read_only(&copy).unwrap();
     let key = f.signer.identity().unwrap().public_key;
     let summary = verify_database(&conn, vec![key]).unwrap();
     assert_eq!(summary.last_seq, Some(last));

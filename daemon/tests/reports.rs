@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, FixedOffset, TimeZone};
 use fdmd::assembly::{AppBuilder, BlockingApp};
 use fdmd::journal::export::{verify_export, write_export};
-use fdmd::journal::{Clock, Journal, JournalConfig, store};
+use fdmd::journal::{Clock, Journal, JournalConfig, query};
 use fdmd::reports::{Establishment, ReportError, ReportKind, ReportRequest, Reports};
 use fdmd::service::{Numbering, Receipt, SeriesScope};
 use fdmd::signer::{Signer, SoftwareSigner};
@@ -261,7 +261,7 @@ struct Exported {
 }
 
 fn export(sim: &Sim) -> (Vec<u8>, Exported) {
-    let conn = store::open_read_only(&sim.path).unwrap();
+    let conn = query::open_read_only(&sim.path).unwrap();
     let mut out = Vec::new();
     write_export(&conn, 1, u64::MAX, "now", &mut out).unwrap();
     let mut records = BTreeMap::new();

@@ -200,7 +200,7 @@ async fn a_restart_from_the_snapshot_gives_the_state_of_a_full_fold() {
     // A clean stop writes a snapshot at the last record: the next start folds nothing after it.
     s.r.snapshot_now().await;
     let last = fdmd::journal::read::last_seq(
-        &fdmd::journal::store::open_read_only(&journal_path(&s.data)).unwrap(),
+        &fdmd::journal::query::open_read_only(&journal_path(&s.data)).unwrap(),
     )
     .unwrap();
     assert_eq!(s.restart(), Some(last));

@@ -16,8 +16,8 @@
 //! CPU-second (openssl's own rate is per CPU-second of user time).
 
 use fdmd::assembly::AppBuilder;
+use fdmd::journal::SCHEMA_VERSION;
 use fdmd::journal::record::FORMAT_VERSION;
-use fdmd::journal::store::SCHEMA_VERSION;
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;

@@ -10,7 +10,7 @@
 
 use anyhow::{Context, bail};
 use fdmd::journal::export::verify_database;
-use fdmd::journal::store;
+use fdmd::journal::query;
 use fdmd::paths;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -97,7 +97,7 @@ fn copy_and_verify(
     std::fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", partial.display()))?;
-    let copy = store::open_read_only(partial)
+    let copy = query::open_read_only(partial)
         .with_context(|| format!("opening the copy {}", partial.display()))?;
     let integrity: String = copy
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -79,6 +79,6 @@ pub(crate) fn open_journal(data_dir: &Path) -> anyhow::Result<rusqlite::Connecti
     if !file.exists() {
         bail!("no journal at {} (use --data-dir)", file.display());
     }
-    fdmd::journal::store::open_read_only(&file)
+    fdmd::journal::query::open_read_only(&file)
         .with_context(|| format!("opening {}", file.display()))
 }

@@ -22,8 +22,8 @@ pub fn status(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             println!("fdmd is not answering ({e})");
             let file = fdmd::paths::journal_file(&t.data_dir);
-            if let Ok(conn) = fdmd::journal::store::open_read_only(&file) {
-                let heads = fdmd::journal::store::load_heads(&conn)?;
+            if let Ok(conn) = fdmd::journal::query::open_read_only(&file) {
+                let heads = fdmd::journal::query::load_heads(&conn)?;
                 println!(
                     "journal {}: {} records, {} fiscal events (read-only; run `fdmctl verify` to check it)",
                     file.display(),

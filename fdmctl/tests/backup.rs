@@ -5,7 +5,7 @@
 
 use fdmd::journal::export::verify_database;
 use fdmd::journal::record::RecordKind;
-use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, store};
+use fdmd::journal::{CheckpointLimits, Entry, Journal, JournalConfig, query};
 use fdmd::signer::{Signer, SoftwareSigner};
 use serde_json::json;
 use std::path::Path;
@@ -49,7 +49,7 @@ fn a_live_journal_is_copied_whole_into_one_file_that_verifies() {
             .unwrap();
     }
     // The first record declares the signer.
-    let last = store::load_heads(&store::open_read_only(journal.path()).unwrap())
+    let last = query::load_heads(&query::open_read_only(journal.path()).unwrap())
         .unwrap()
         .last_seq;
     assert_eq!(last, 21);
@@ -75,7 +75,7 @@ fn a_live_journal_is_copied_whole_into_one_file_that_verifies() {
     let elsewhere = tempfile::tempdir().unwrap();
     let moved = elsewhere.path().join("copy.sqlite");
     std::fs::copy(&file, &moved).unwrap();
-    let conn = store::open_read_only(&moved).unwrap();
+    let conn = query::open_read_only(&moved).unwrap();
     let key = signer.identity().unwrap().public_key;
     let summary = verify_database(&conn, vec![key.clone()]).unwrap();
     assert_eq!((summary.records, summary.last_seq), (last, Some(last)));

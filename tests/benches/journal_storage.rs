@@ -10,7 +10,7 @@
 //! With `--test` (as `cargo bench -- --test` passes) it runs once with 500 orders.
 #![allow(clippy::unwrap_used)] // benchmark set-up: a failed unwrap is a broken benchmark
 
-use fdmd::journal::store::Layout;
+use fdmd_core::journal::store::Layout;
 use fdmd_tests::storage::{fill_as, measure};
 
 fn main() {

@@ -5,10 +5,10 @@
 use crate::{FDM_ID, LOAD_NUMBERING, LOAD_SEED, load_order};
 use anyhow::{Context, bail};
 use fdmd::assembly::AppBuilder;
-use fdmd::journal::store::{self, Layout};
 use fdmd::journal::{Journal, JournalConfig};
 use fdmd::service::Receipt;
 use fdmd::signer::SoftwareSigner;
+use fdmd_core::journal::store::{self, Layout};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! the same orders take in a schema-1 journal.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use fdmd::journal::store::Layout;
+use fdmd_core::journal::store::Layout;
 use fdmd_tests::storage::{fill_as, measure};
 
 const ORDERS: u64 = 1_500;

@@ -16,7 +16,13 @@ pub mod query;
 pub mod read;
 pub mod record;
 mod signing;
+/// The SQLite layout of the journal file. Private: readers go through [`query`] and [`read`],
+/// writers through [`Journal`]. The `raw-store` feature opens it to the tamper tests and the
+/// storage benchmark, which must write rows the writer never would.
+#[cfg(feature = "raw-store")]
 pub mod store;
+#[cfg(not(feature = "raw-store"))]
+mod store;
 pub mod verify;
 mod writer;
 
@@ -29,6 +35,8 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+/// The version of the journal file's schema this build writes (`PRAGMA user_version`).
+pub use store::SCHEMA_VERSION;
 
 /// Where time comes from (the FDM time of each record). Tests and simulations inject their own.
 pub trait Clock: Send + Sync {

@@ -7,7 +7,8 @@
 
 use super::record::RecordKind;
 pub use super::store::{
-    Heads, StoredRecord, for_each_in_range, load_heads, open_read_only, record,
+    Heads, StoredRecord, find_request, for_each_in_range, load_heads, open_read_only, record,
+    records_of_kind,
 };
 use rusqlite::{Connection, OptionalExtension};
 

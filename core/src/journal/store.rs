@@ -316,6 +316,7 @@ pub struct NewRecord<'a> {
 }
 
 /// Inserts one record.
+#[cfg_attr(not(feature = "raw-store"), allow(dead_code))] // tamper tests
 pub fn insert(conn: &Connection, r: &StoredRecord) -> rusqlite::Result<()> {
     insert_new(
         conn,
@@ -358,6 +359,7 @@ impl Writing {
     }
 
     /// The layout records are written in.
+    #[cfg_attr(not(feature = "raw-store"), allow(dead_code))] // tamper tests
     pub fn layout(&self) -> Layout {
         if self.packer.is_some() {
             Layout::V2
@@ -417,6 +419,7 @@ impl Writing {
 /// The stored form of `canonical` in the journal open on `conn`: the bytes themselves in
 /// schema 1, with the id of the dictionary they are compressed with in schema 2 (for tools and
 /// tests that edit a journal below this module).
+#[cfg_attr(not(feature = "raw-store"), allow(dead_code))] // tamper tests
 pub fn stored_form(
     conn: &Connection,
     canonical: &[u8],

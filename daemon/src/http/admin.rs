@@ -5,7 +5,7 @@ use super::routes::read_body;
 use crate::access::{AccessError, ClientKind};
 use crate::app::{App, EnrolError};
 use crate::journal::export::write_export;
-use crate::journal::store;
+use crate::journal::query;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -110,7 +110,7 @@ pub async fn export(app: Arc<App>, query: Option<&str>) -> Response<Body> {
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     tokio::task::spawn_blocking(move || {
         let mut first = Some(first_tx);
-        let result = store::open_read_only(&path)
+        let result = query::open_read_only(&path)
             .map_err(|e| e.to_string())
             .and_then(|conn| {
                 let mut out = ChannelWriter {

@@ -85,7 +85,7 @@ async fn threshold_report(app: &App, query: Option<&str>) -> Response<Body> {
     }
     let path = app.registrar.journal().path().to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
-        let conn = crate::journal::store::open_read_only(&path)
+        let conn = crate::journal::query::open_read_only(&path)
             .map_err(|e| ReportError::Read(e.to_string()))?;
         threshold::year_sums(&conn, year).map(|s| s.report(year))
     })

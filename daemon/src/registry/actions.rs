@@ -5,7 +5,7 @@ use super::{DeactivationReason, Registry, change_body, check_register_production
 use crate::access::ClientKind;
 use crate::app::App;
 use crate::journal::record::RecordKind;
-use crate::journal::{AppendError, Entry, store};
+use crate::journal::{AppendError, Entry, query};
 use serde_json::{Value, json};
 
 /// Why a registry change was not made. Nothing changed.
@@ -44,7 +44,7 @@ fn invalid(field: &str, message: impl Into<String>) -> RegistryError {
 pub async fn load(app: &App) -> Result<Registry, RegistryError> {
     let path = app.registrar.journal().path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let conn = store::open_read_only(&path).map_err(|e| RegistryError::Io(e.to_string()))?;
+        let conn = query::open_read_only(&path).map_err(|e| RegistryError::Io(e.to_string()))?;
         Registry::load(&conn).map_err(|e| RegistryError::Io(e.to_string()))
     })
     .await

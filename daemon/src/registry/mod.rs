@@ -17,8 +17,8 @@
 
 pub mod actions;
 
+use crate::journal::query;
 use crate::journal::record::RecordKind;
-use crate::journal::store;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ impl Registry {
     /// Reads every device and signer record of a journal.
     pub fn load(conn: &rusqlite::Connection) -> rusqlite::Result<Registry> {
         let mut reg = Registry::default();
-        for r in store::records_of_kind(
+        for r in query::records_of_kind(
             conn,
             &[
                 RecordKind::JournalOpen,

@@ -110,7 +110,7 @@ impl History {
         index.execute_batch(SCHEMA)?;
         Ok(History {
             index: Some(index),
-            source: Source::Journal(crate::journal::store::open_read_only(journal)?),
+            source: Source::Journal(crate::journal::query::open_read_only(journal)?),
             broken: None,
         })
     }
@@ -132,7 +132,7 @@ impl History {
         };
         Ok(History {
             index: Some(index),
-            source: Source::Journal(crate::journal::store::open_read_only(journal)?),
+            source: Source::Journal(crate::journal::query::open_read_only(journal)?),
             broken: None,
         })
     }

@@ -1393,7 +1393,7 @@ fn fold_into(
 /// A second read-only connection to the database `conn` reads.
 fn store_reader(conn: &rusqlite::Connection) -> rusqlite::Result<rusqlite::Connection> {
     let path = conn.path().unwrap_or_default().to_owned();
-    crate::journal::store::open_read_only(Path::new(&path))
+    crate::journal::query::open_read_only(Path::new(&path))
 }
 
 /// One negative line per VAT letter for each discount, in proportion to what the ticket's
