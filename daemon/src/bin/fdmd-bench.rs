@@ -1,6 +1,9 @@
 //! `fdmd-bench`: a load generator for a running fdmd. N registers send orders over MQTT or HTTP,
 //! at a fixed total rate or as fast as answers come; reports orders/s, publish-to-receipt latency
-//! (p50, p99, max), errors, and the daemon's resident memory (with `--pid`).
+//! (p50, p99, max), errors, and the daemon's resident memory and CPU per order (with `--pid`),
+//! the CPU also as a multiple of one Ed25519 signature measured in the same run (the
+//! development signer's, on one core of this machine), so runs on machines of different speed
+//! compare.
 
 use clap::{Parser, ValueEnum};
 use hyper::{Method, StatusCode};
@@ -134,6 +137,40 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The CPU time (user + system, every thread) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: the fields after it follow its ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // Fields 3… from here: utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    (ticks > 0).then(|| Duration::from_secs_f64((utime + stime) as f64 / ticks as f64))
+}
+
+/// The time of one Ed25519 signature by the development signer on this thread: the median of
+/// five rounds of 400, so a round disturbed by another process does not count.
+fn signature_time() -> Duration {
+    use fdmd::signer::Signer;
+    let signer = fdmd::signer::SoftwareSigner::from_seed([9; 32]);
+    let id = signer.identity().map(|i| i.id).unwrap_or_default();
+    let mut rounds: Vec<Duration> = (0..5u8)
+        .map(|round| {
+            let start = Instant::now();
+            for i in 0..400u32 {
+                let mut digest = [round; 32];
+                digest[..4].copy_from_slice(&i.to_le_bytes());
+                let _ = std::hint::black_box(signer.sign(&id, &digest));
+            }
+            start.elapsed() / 400
+        })
+        .collect();
+    rounds.sort_unstable();
+    rounds[2]
+}
+
 fn load_credentials(args: &Args) -> anyhow::Result<Vec<Cred>> {
     match &args.credentials {
         Some(path) => {
@@ -169,6 +206,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let rss_before = args.pid.and_then(rss_kib);
+    let signature = args.pid.map(|_| signature_time());
+    let cpu_before = args.pid.and_then(cpu_time);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
     let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(rss_before.unwrap_or(0)));
@@ -209,6 +248,10 @@ fn main() -> anyhow::Result<()> {
         }
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_used = match (args.pid.and_then(cpu_time), cpu_before) {
+        (Some(after), Some(before)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let mut t = rt.block_on(async { std::mem::take(&mut *tally.lock().await) });
     t.latencies_us.sort_unstable();
     let n = t.latencies_us.len();
@@ -230,7 +273,11 @@ fn main() -> anyhow::Result<()> {
         "errors": t.errors,
         "first_error": t.first_error,
         "daemon_rss_kib": {"before": rss_before, "peak": args.pid.map(|_| peak_rss.load(std::sync::atomic::Ordering::Relaxed))},
+        "daemon_cpu_us_per_order": cpu_used.filter(|_| n > 0).map(|c| c.as_secs_f64() * 1e6 / n as f64),
+        "signature_us": signature.map(|d| d.as_secs_f64() * 1e6),
     });
+    let cpu_per_order = report["daemon_cpu_us_per_order"].as_f64();
+    let signature_us = report["signature_us"].as_f64();
     if args.json {
         println!("{report}");
     } else {
@@ -252,6 +299,12 @@ fn main() -> anyhow::Result<()> {
                 ))
                 .unwrap_or_default()
         );
+        if let (Some(cpu), Some(sig)) = (cpu_per_order, signature_us) {
+            println!(
+                "daemon CPU per order {cpu:.0} µs (all threads) = {:.1}× one Ed25519 signature ({sig:.1} µs, measured here before the run)",
+                cpu / sig
+            );
+        }
         if let Some(e) = &t.first_error {
             println!("first error: {e}");
         }
