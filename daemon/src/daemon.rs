@@ -118,8 +118,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     spawn_snapshots(&app);
     crate::systemd::status("starting listeners");
-    let http = HttpService::start(app.clone()).await?;
+    // MQTT first: once HTTP answers, a status it gives has both transports serving.
     let mqtt = MqttService::start(app.clone()).await?;
+    let http = HttpService::start(app.clone()).await?;
     let plugins = crate::plugins::PluginService::start(
         app.clone(),
         Some(mqtt.extra_client_options(crate::plugins::mqtt::CLIENT_SUFFIX, Vec::new())),

@@ -129,7 +129,8 @@ fn a_journal_changed_under_the_running_daemon_stops_its_signing_with_a_clear_sta
     let token = dev_token(&d);
     let (code, first) = send(&d, &token, "r-1");
     assert_eq!(code, StatusCode::CREATED, "{first}");
-    assert_eq!(status(&d)["status"], "ready");
+    let before = status(&d);
+    assert_eq!(before["status"], "ready", "{before}");
 
     // A second writer past the lock (as an fdmd from before the lock would be): it appends
     // one record after the daemon's last.

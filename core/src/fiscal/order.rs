@@ -498,7 +498,18 @@ fn check_text(problems: &mut Problems, field: &str, text: &str, max_chars: usize
         problems.push(field, format!("is longer than {max_chars} characters"));
     } else if text.chars().any(char::is_control) {
         problems.push(field, "must not contain control characters");
+    } else if text.chars().any(is_bidi_control) {
+        problems.push(
+            field,
+            "must not contain bidirectional text controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C): they make printed text read differently from what is signed",
+        );
     }
+}
+
+/// Unicode's explicit bidirectional formatting characters: they reorder how a line is shown
+/// (a U+202E prints the rest of a description reversed) without changing what is stored.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn money_field(field: &str, value: &Value) -> Result<Decimal, FieldError> {
@@ -1242,6 +1253,23 @@ fn check_purpose(p: &mut Problems, w: &WireOrder, purpose: Purpose, event_type: 
             "vouchers are listed only when sold (purpose voucher_sale); a redeemed voucher is a payment with method voucher",
         );
     }
+    let pays_something_open = w.table.is_some()
+        || w.check.is_some()
+        || w.catering_event.is_some()
+        || w.original.is_some()
+        || !w.deposits.is_empty();
+    // A copy takes its lines from its original (refused elsewhere when it names none).
+    if purpose == Purpose::Sale
+        && event_type != EventType::Copy
+        && w.lines.is_empty()
+        && !pays_something_open
+    {
+        refuse(
+            p,
+            "lines",
+            "a sale has at least one line (an order without lines pays an open table, check or catering event)",
+        );
+    }
     if purpose == Purpose::Deposit && w.lines.is_empty() {
         refuse(
             p,
@@ -1383,6 +1411,55 @@ mod tests {
 
     fn fields(e: ValidationError) -> Vec<String> {
         e.problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_sale_without_lines_is_refused_unless_it_pays_something_open() {
+        let e = order(&format!(
+            r#"{{"request_id":"r-1","operator":"{OP}","event_type":"normal","lines":[]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            fields(e).iter().any(|f| f.starts_with("lines: a sale has at least one line")),
+            "an empty sale is refused"
+        );
+        for open in [
+            r#""table":"12""#,
+            r#""check":"C-1""#,
+            r#""catering_event":"wedding""#,
+            r#""original":{"request_id":"s-1"}"#,
+            r#""deposits":[{"request_id":"d-1"}]"#,
+        ] {
+            let body = format!(
+                r#"{{"request_id":"r-1","operator":"{OP}","event_type":"normal","lines":[],{open}}}"#
+            );
+            let problems = order(&body).err().map(fields).unwrap_or_default();
+            assert!(
+                !problems.iter().any(|f| f.starts_with("lines:")),
+                "{open}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bidirectional_controls_are_refused_in_texts() {
+        for c in ['\u{202E}', '\u{2066}', '\u{200F}'] {
+            let body = format!(
+                r#"{{"request_id":"r-1","operator":"{OP}","event_type":"normal","lines":[{{"description":"Cola{c}ecnarf","quantity":1,"unit_price":"2.20","vat":"A"}}]}}"#
+            );
+            let problems = fields(order(&body).unwrap_err());
+            assert!(
+                problems
+                    .iter()
+                    .any(|f| f.starts_with("lines[0].description: must not contain bidirectional")),
+                "{c:?}: {problems:?}"
+            );
+        }
+        // Letters of right-to-left scripts themselves are fine.
+        let body = format!(
+            r#"{{"request_id":"r-1","operator":"{OP}","event_type":"normal","lines":[{{"description":"شاي","quantity":1,"unit_price":"2.20","vat":"A"}}]}}"#
+        );
+        assert!(order(&body).is_ok());
     }
 
     #[test]
@@ -1594,12 +1671,12 @@ mod tests {
         let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
             "discounts":[{{"description":"x","amount":"1.00","percent":"10"}},{{"description":"y","percent":"120"}}]}}"#)).unwrap_err();
         let f: Vec<String> = e.problems.iter().map(|p| p.field.clone()).collect();
-        assert_eq!(f, ["discounts[0].amount", "discounts[1].percent"]);
+        assert_eq!(f, ["discounts[0].amount", "discounts[1].percent", "lines"]);
         let e = order(&format!(r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","table":"4","bill":true}}"#)).unwrap_err();
         assert_eq!(e.first().field, "bill");
         // A plain order keeps the canonical form (and digest) it always had.
         let o = order(&format!(
-            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal"}}"#
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal","lines":[{{"description":"Cola","quantity":1,"unit_price":"2.20","vat":"A"}}]}}"#
         ))
         .unwrap();
         let keys: Vec<String> = o.to_json().as_object().unwrap().keys().cloned().collect();
