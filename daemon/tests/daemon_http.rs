@@ -7,7 +7,7 @@ mod support;
 use fdmd::journal::export::verify_export;
 use fdmd::signer::verify_ed25519;
 use hyper::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Daemon, FDMD, fdmctl, order};
 
 fn signer_key(d: &Daemon) -> Vec<u8> {
@@ -442,4 +442,70 @@ fn a_clean_stop_leaves_every_record_in_journal_sqlite() {
     )
     .unwrap();
     assert_eq!(orders.len(), 5);
+}
+
+/// What an order is refused for over HTTP, with which status (issue 17 point 11): a missing or
+/// malformed request id is invalid data (422), only a reused one is a conflict (409); an
+/// empty sale and bidirectional text controls are refused; the admin token signs no orders.
+#[test]
+fn orders_are_refused_with_the_status_that_names_the_fault() {
+    let d = Daemon::start_dev();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let token = creds["http_token"].as_str().unwrap().to_owned();
+    let post = |token: &str, body: Value| {
+        d.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(token),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    let line = json!({"description": "Cola", "quantity": 1, "unit_price": "2.20", "vat": "A"});
+    let op = "85073003328";
+    let cases = [
+        (
+            json!({"operator": op, "event_type": "normal", "lines": [line]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request_id",
+        ),
+        (
+            json!({"request_id": "bad id!", "operator": op, "event_type": "normal", "lines": [line]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request_id",
+        ),
+        (
+            json!({"request_id": "e-1", "operator": op, "event_type": "normal", "lines": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lines",
+        ),
+        (
+            json!({"request_id": "b-1", "operator": op, "event_type": "normal",
+            "lines": [{"description": "Cola\u{202E}ecnarf", "quantity": 1, "unit_price": "2.20", "vat": "A"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lines[0].description",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (code, r) = post(&token, body);
+        assert_eq!((code, r["field"].as_str()), (status, Some(field)), "{r}");
+    }
+    let sale =
+        json!({"request_id": "s-1", "operator": op, "event_type": "normal", "lines": [line]});
+    let (code, r) = post(&token, sale);
+    assert_eq!(code, StatusCode::CREATED, "{r}");
+    let other = json!({"request_id": "s-1", "operator": op, "event_type": "normal",
+        "lines": [{"description": "Wijn", "quantity": 1, "unit_price": "6.50", "vat": "A"}]});
+    let (code, r) = post(&token, other);
+    assert_eq!(code, StatusCode::CONFLICT, "a reused request id: {r}");
+    let admin = d.admin_token();
+    let sale =
+        json!({"request_id": "s-2", "operator": op, "event_type": "normal", "lines": [line]});
+    let (code, r) = post(&admin, sale);
+    assert_eq!(
+        code,
+        StatusCode::FORBIDDEN,
+        "the admin token signs no orders: {r}"
+    );
 }

@@ -14,7 +14,10 @@ const BERT: &str = "00000000097";
 
 struct Till {
     d: Daemon,
+    /// The admin token: restaurant reads, reports.
     token: String,
+    /// till-1's own token: its orders.
+    register_token: String,
 }
 
 impl Till {
@@ -31,14 +34,19 @@ impl Till {
             Some(br#"{"id":"till-1"}"#.to_vec()),
         );
         assert_eq!(status, StatusCode::CREATED, "{r}");
-        Till { d, token }
+        let register_token = r["http_token"].as_str().unwrap().to_owned();
+        Till {
+            d,
+            token,
+            register_token,
+        }
     }
 
     fn post(&self, order: Value) -> (StatusCode, Value) {
         self.d.request(
             Method::POST,
             "/v1/registers/till-1/orders",
-            Some(&self.token),
+            Some(&self.register_token),
             Some(serde_json::to_vec(&order).unwrap()),
         )
     }

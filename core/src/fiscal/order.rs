@@ -1420,7 +1420,9 @@ mod tests {
         ))
         .unwrap_err();
         assert!(
-            fields(e).iter().any(|f| f.starts_with("lines: a sale has at least one line")),
+            fields(e)
+                .iter()
+                .any(|f| f.starts_with("lines: a sale has at least one line")),
             "an empty sale is refused"
         );
         for open in [

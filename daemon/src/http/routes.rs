@@ -204,15 +204,17 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Resp
 }
 
 async fn post_order(app: Arc<App>, req: Request<Incoming>, register: &str) -> Response<Body> {
-    let authorised = match bearer(&req) {
-        Some(token) => {
-            app.access.check_http(ClientKind::Register, register, token)
-                || app.access.check_admin(token)
+    // Only the register's own token signs its orders: every order is then attributable to the
+    // register that sent it, and a leaked admin token cannot sign in anybody's name.
+    match bearer(&req) {
+        Some(token) if app.access.check_http(ClientKind::Register, register, token) => {}
+        Some(token) if app.access.check_admin(token) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "orders are posted with the register's own token; the admin token does not sign orders",
+            );
         }
-        None => false,
-    };
-    if !authorised {
-        return unauthorized();
+        _ => return unauthorized(),
     }
     let body = match read_body(req, app.config.http.max_body_bytes).await {
         Ok(b) => b,
@@ -228,7 +230,13 @@ pub fn status_for(receipt: &Receipt) -> StatusCode {
         FdmCode::Ok | FdmCode::StorageNearlyFull => StatusCode::CREATED,
         FdmCode::AlreadyHandled => StatusCode::OK,
         FdmCode::InvalidData => match receipt {
-            Receipt::Error { field: Some(f), .. } if f == "request_id" => StatusCode::CONFLICT,
+            // A request id used before for other content (the journal's conflict, which lists
+            // no validation problems); a missing or malformed one is invalid data like any other.
+            Receipt::Error {
+                field: Some(f),
+                problems,
+                ..
+            } if f == "request_id" && problems.is_empty() => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         },
         FdmCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
