@@ -31,6 +31,20 @@ pub enum InszError {
 }
 
 /// Validates an operator's INSZ or BIS number and tells which it is.
+/// An operator's INSZ/BIS number as printed on tickets and reports: its last four digits only
+/// (`...3328`). The number itself is personal data and is never printed.
+pub fn masked(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("...{tail}")
+}
+
 pub fn validate_operator_id(id: &str) -> Result<OperatorIdKind, InszError> {
     if id.len() != 11 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InszError::Format);

@@ -271,8 +271,13 @@ pub fn verify_export(
         return Err(VerifyError {
             seq: summary.last_seq.map_or(header.first_seq, |s| s + 1),
             problem: format!(
-                "the export announces records {}..={} ({} records) but holds {count} ending at {:?}",
-                header.first_seq, header.last_seq, end.records, summary.last_seq
+                "the export announces records {} to {} ({} records) but holds {count}{}",
+                header.first_seq,
+                header.last_seq,
+                end.records,
+                summary
+                    .last_seq
+                    .map_or(String::new(), |seq| format!(" ending at record {seq}"))
             ),
         }
         .into());

@@ -106,7 +106,7 @@ pub fn render(report: &Value) -> String {
     row(
         &mut out,
         "Journal records",
-        &format!("{}..={}", p("first_seq"), p("last_seq")),
+        &format!("{} to {}", p("first_seq"), p("last_seq")),
     );
     rule(&mut out);
     if let Some(t) = report.get("totals") {
@@ -115,7 +115,8 @@ pub fn render(report: &Value) -> String {
     if let Some(ops) = report.get("operators").and_then(Value::as_object) {
         for (operator, t) in ops {
             rule(&mut out);
-            let _ = writeln!(out, "USER {operator}");
+            // The INSZ itself is never printed (as on tickets): its last four digits only.
+            let _ = writeln!(out, "USER {}", crate::fiscal::insz::masked(operator));
             row(&mut out, "  net", s(t, "/net"));
             if let Some(p) = t.get("payments").and_then(Value::as_object) {
                 for (method, amount) in p {
@@ -174,8 +175,15 @@ mod tests {
                 "corrections":{"count":0,"total":"0.00"}},
             "last_operation":{"seq":40,"short_signature":"ABCDEF01"},
             "checkpoint":{"chain_head":"00ff","merkle_root":"11ee"},
+            "operators":{"85073003328":{"net":"10.00","payments":{"cash":"10.00"},"cash_rounding":"0.00"}},
             "fdm_id":"DEVFDMD0001","vsc_id":"DEVSW-1","short_signature":"12345678"});
         let text = render(&r);
+        assert!(
+            !text.contains("85073003328"),
+            "the INSZ is never printed:\n{text}"
+        );
+        assert!(text.contains("USER ...3328"), "{text}");
+        assert!(text.contains("3 to 40"), "no Rust range syntax:\n{text}");
         for needle in [
             "Z REPORT",
             "000004",

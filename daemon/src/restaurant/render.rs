@@ -304,7 +304,7 @@ fn number(ctx: &TicketContext, v: &Value, k: &str) -> String {
 fn operator(ctx: &TicketContext, insz: &str) -> String {
     match ctx.operator_names.get(insz) {
         Some(name) => name.clone(),
-        None => format!("...{}", &insz[insz.len().saturating_sub(4)..]),
+        None => crate::fiscal::insz::masked(insz),
     }
 }
 
