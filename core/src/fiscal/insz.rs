@@ -30,7 +30,6 @@ pub enum InszError {
     CheckDigits,
 }
 
-/// Validates an operator's INSZ or BIS number and tells which it is.
 /// An operator's INSZ/BIS number as printed on tickets and reports: its last four digits only
 /// (`...3328`). The number itself is personal data and is never printed.
 pub fn masked(id: &str) -> String {
@@ -45,6 +44,7 @@ pub fn masked(id: &str) -> String {
     format!("...{tail}")
 }
 
+/// Validates an operator's INSZ or BIS number and tells which it is.
 pub fn validate_operator_id(id: &str) -> Result<OperatorIdKind, InszError> {
     if id.len() != 11 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InszError::Format);
