@@ -252,8 +252,23 @@ typedef FdmdRc (*FdmdEntryV1)(const FdmdHostApiV1 *host, const FdmdPluginV1 **ou
  */
 #define FDMD_RC_UNAVAILABLE 4
 
-#endif  /* FDMD_PLUGIN_H */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the entry symbol as exported even when a plugin is built with -fvisibility=hidden. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FDMD_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define FDMD_PLUGIN_EXPORT
+#endif
 
 /* The one symbol a version-1 plugin exports. The host looks it up by name, calls it once with
    its service table and receives a pointer to the plugin's static FdmdPluginV1 table. */
-FdmdRc fdmd_plugin_entry_v1(const FdmdHostApiV1 *host, const FdmdPluginV1 **out);
+FDMD_PLUGIN_EXPORT FdmdRc fdmd_plugin_entry_v1(const FdmdHostApiV1 *host, const FdmdPluginV1 **out);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* FDMD_PLUGIN_H */
