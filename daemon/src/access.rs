@@ -23,8 +23,6 @@ pub enum Principal {
     Station(String),
     /// An administrator (fdmctl, installer).
     Admin,
-    /// Anybody, in development mode only.
-    Anonymous,
 }
 
 /// What kind of client an enrolment is for.
@@ -273,13 +271,13 @@ impl AccessStore {
         self.revocations.subscribe()
     }
 
-    /// False once the register or station `who` is revoked (the administrator and anonymous
-    /// development clients are never revoked).
+    /// False once the register or station `who` is revoked (the administrator is never
+    /// revoked).
     pub fn is_active(&self, who: &Principal) -> bool {
         let (kind, id) = match who {
             Principal::Register(id) => (ClientKind::Register, id),
             Principal::Station(id) => (ClientKind::Station, id),
-            Principal::Admin | Principal::Anonymous => return true,
+            Principal::Admin => return true,
         };
         self.read()
             .clients

@@ -133,25 +133,29 @@ async fn wrong_credentials_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_clients_only_in_dev_mode() {
-    let mut f = Fdmd::start(|_| {}).await;
-    let mut anon = TestClient::start(options(f.addr(), "anon", None));
-    assert_eq!(
-        anon.next_event().await,
-        Happened::Refused(ConnectReturnCode::NotAuthorized)
-    );
-    f.stop().await;
-
-    let mut dev = Fdmd::start(|c| c.daemon.dev = true).await;
-    let mut anon = TestClient::connect(dev.addr(), "anon", None).await;
-    anon.subscribe(&receipts("dev-till")).await;
-    anon.publish(&orders("dev-till"), order("r-1", &[("Cola", None)]))
-        .await;
-    assert_eq!(anon.next_message().await.json()["code"], 0);
-    // Even in development mode nobody but fdmd speaks on fdmd's topics.
-    anon.publish(&receipts("dev-till"), b"{}".to_vec()).await;
-    anon.closed().await;
-    dev.stop().await;
+async fn anonymous_clients_are_refused_in_dev_mode_too() {
+    // Development mode differs from production only in the signer, the defaults and the
+    // printed credentials: an anonymous client on the Wi-Fi signs nothing in either.
+    for dev in [false, true] {
+        let mut f = Fdmd::start(|c| c.daemon.dev = dev).await;
+        let mut anon = TestClient::start(options(f.addr(), "anon", None));
+        assert_eq!(
+            anon.next_event().await,
+            Happened::Refused(ConnectReturnCode::NotAuthorized),
+            "dev = {dev}"
+        );
+        // An enrolled register with its credentials is served, and only for itself.
+        let mut till = register(&f, "dev-till").await;
+        let before = f.last_seq();
+        till.publish(&orders("dev-till"), order("r-1", &[("Cola", None)]))
+            .await;
+        assert_eq!(till.next_message().await.json()["code"], 0, "dev = {dev}");
+        assert!(f.last_seq() > before, "the order is journaled");
+        // Even in development mode nobody but fdmd speaks on fdmd's topics.
+        till.publish(&receipts("dev-till"), b"{}".to_vec()).await;
+        till.closed().await;
+        f.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

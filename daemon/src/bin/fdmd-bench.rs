@@ -57,9 +57,13 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     lines: usize,
     /// JSON file with a list of credentials ({id, mqtt_username, mqtt_password, http_token}),
-    /// e.g. from `fdmctl register add --json`; without it registers connect anonymously (--dev).
+    /// e.g. from `fdmctl register add --json`. Without it, --registers new registers are
+    /// enrolled through the HTTP admin API with the admin token of --data-dir.
     #[arg(long)]
     credentials: Option<std::path::PathBuf>,
+    /// The daemon's data directory, for its `admin.token` (without --credentials).
+    #[arg(long, default_value = "fdmd-data")]
+    data_dir: std::path::PathBuf,
     /// PID of the daemon, to report its resident memory.
     #[arg(long)]
     pid: Option<u32>,
@@ -171,40 +175,78 @@ fn signature_time() -> Duration {
     rounds[2]
 }
 
-fn load_credentials(args: &Args) -> anyhow::Result<Vec<Cred>> {
-    match &args.credentials {
-        Some(path) => {
-            let v: Value = serde_json::from_slice(&std::fs::read(path)?)?;
-            let list = match v {
-                Value::Array(a) => a,
-                other => vec![other],
-            };
-            Ok(list
-                .iter()
-                .map(|c| Cred {
-                    id: c["id"].as_str().unwrap_or_default().to_owned(),
-                    user: c["mqtt_username"].as_str().map(str::to_owned),
-                    pass: c["mqtt_password"].as_str().map(str::to_owned),
-                    token: c["http_token"].as_str().map(str::to_owned),
-                })
-                .collect())
-        }
-        None => Ok((1..=args.registers)
-            .map(|i| Cred {
-                id: format!("bench-{i}"),
-                ..Cred::default()
-            })
-            .collect()),
+fn cred_of(c: &Value) -> Cred {
+    Cred {
+        id: c["id"].as_str().unwrap_or_default().to_owned(),
+        user: c["mqtt_username"].as_str().map(str::to_owned),
+        pass: c["mqtt_password"].as_str().map(str::to_owned),
+        token: c["http_token"].as_str().map(str::to_owned),
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// The registers to run: from --credentials, or enrolled now (`bench-TAG-N`, new ids each run)
+/// with the daemon's admin token.
+async fn load_credentials(args: &Args) -> anyhow::Result<Vec<Cred>> {
+    if let Some(path) = &args.credentials {
+        let v: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+        let list = match v {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        return Ok(list.iter().map(cred_of).collect());
+    }
+    let token_file = args.data_dir.join("admin.token");
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "no --credentials, and the admin token {} cannot be read ({e}): give --data-dir",
+                token_file.display()
+            )
+        })?
+        .trim()
+        .to_owned();
+    let mut creds = Vec::with_capacity(args.registers);
+    for i in 1..=args.registers {
+        let id = format!("bench-{}-{i}", run_tag());
+        let (status, body) = fdmd::client::request(
+            args.http,
+            Method::POST,
+            "/v1/admin/registers",
+            Some(&token),
+            Some(serde_json::to_vec(&json!({"id": id}))?),
+            Duration::from_secs(10),
+        )
+        .await?;
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "enrolling {id}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        creds.push(cred_of(&serde_json::from_slice(&body)?));
+    }
+    Ok(creds)
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("fdmd-bench: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the load; true when every order got its signed receipt (and there was at least one)
+/// and the daemon (with --pid) is still there.
+fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
-    let creds = load_credentials(&args)?;
-    anyhow::ensure!(!creds.is_empty(), "no registers");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let creds = rt.block_on(load_credentials(&args))?;
+    anyhow::ensure!(!creds.is_empty(), "no registers");
     let rss_before = args.pid.and_then(rss_kib);
     let signature = args.pid.map(|_| signature_time());
     let cpu_before = args.pid.and_then(cpu_time);
@@ -309,7 +351,16 @@ fn main() -> anyhow::Result<()> {
             println!("first error: {e}");
         }
     }
-    Ok(())
+    let daemon_gone = args
+        .pid
+        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    if daemon_gone {
+        eprintln!("fdmd-bench: the daemon (pid {:?}) is gone", args.pid);
+    }
+    if t.errors > 0 || n == 0 {
+        eprintln!("fdmd-bench: {} orders failed, {n} signed", t.errors);
+    }
+    Ok(t.errors == 0 && n > 0 && !daemon_gone)
 }
 
 async fn pace(rate: Option<f64>, sent: u64, start: Instant) {

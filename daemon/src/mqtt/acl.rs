@@ -7,7 +7,9 @@
 //! | register `R`       | `PREFIX/registers/R/orders`, `PREFIX/registers/R/report-requests`, `PREFIX/registers/R/plugins/I/in[/…]` | `PREFIX/registers/R/receipts`, `PREFIX/registers/R/reports`, `PREFIX/registers/R/plugins/I/out[/…]`, `PREFIX/status` |
 //! | station `S`        | nothing                      | `PREFIX/stations/S/tickets`, `PREFIX/status`   |
 //! | admin              | nothing                      | `PREFIX/status`                            |
-//! | anonymous (dev)    | any `PREFIX/registers/+/orders`, `…/report-requests` or plugin `…/in[/…]` | any filter under `PREFIX/` |
+//!
+//! There are no anonymous clients, not even in development mode: `--dev` differs from
+//! production only in the signer, the defaults and the credentials it prints.
 //!
 //! Subscriptions must name the topic exactly: a wildcard filter is refused even when every topic
 //! it matches would be allowed, which keeps the check a string comparison.
@@ -28,11 +30,6 @@ pub fn may_publish(who: &Principal, topics: &Topics, topic: &str) -> bool {
                 || topic == topics.report_requests(id)
                 || plugin_input_of(topics, topic) == Some(id.as_str())
         }
-        Principal::Anonymous => {
-            topics.register_of_orders(topic).is_some()
-                || topics.register_of_report_requests(topic).is_some()
-                || plugin_input_of(topics, topic).is_some()
-        }
         Principal::Station(_) | Principal::Admin => false,
     }
 }
@@ -52,7 +49,6 @@ pub fn may_subscribe(who: &Principal, topics: &Topics, filter: &str) -> bool {
         }
         Principal::Station(id) => filter == topics.tickets(id),
         Principal::Admin => false,
-        Principal::Anonymous => topics.is_under_prefix(filter),
     }
 }
 
@@ -70,7 +66,6 @@ pub fn name(who: &Principal) -> String {
         Principal::Register(id) => format!("register:{id}"),
         Principal::Station(id) => format!("station:{id}"),
         Principal::Admin => "admin".to_owned(),
-        Principal::Anonymous => "anonymous".to_owned(),
     }
 }
 
@@ -139,16 +134,6 @@ mod tests {
         let k = Principal::Station("a".into());
         assert!(!may_publish(&k, &t, &format!("{base}/in")));
         assert!(!may_subscribe(&k, &t, &format!("{base}/out")));
-        assert!(may_publish(
-            &Principal::Anonymous,
-            &t,
-            &format!("{base}/in/x")
-        ));
-        assert!(!may_publish(
-            &Principal::Anonymous,
-            &t,
-            &format!("{base}/out")
-        ));
     }
 
     #[test]
@@ -160,20 +145,5 @@ mod tests {
         assert!(!may_subscribe(&k, &t, "fdm/v1/stations/+/tickets"));
         assert!(!may_publish(&k, &t, "fdm/v1/registers/kitchen/orders"));
         assert!(!may_publish(&k, &t, "fdm/v1/stations/kitchen/tickets"));
-    }
-
-    #[test]
-    fn anonymous_in_dev_mode_cannot_impersonate_fdmd() {
-        let t = Topics::new("fdm/v1");
-        let anon = Principal::Anonymous;
-        assert!(may_publish(&anon, &t, "fdm/v1/registers/x/orders"));
-        assert!(!may_publish(&anon, &t, "fdm/v1/registers/x/receipts"));
-        assert!(may_publish(&anon, &t, "fdm/v1/registers/x/report-requests"));
-        assert!(!may_publish(&anon, &t, "fdm/v1/registers/x/reports"));
-        assert!(!may_publish(&anon, &t, "fdm/v1/status"));
-        assert!(!may_publish(&anon, &t, "fdm/v1/stations/bar/tickets"));
-        assert!(may_subscribe(&anon, &t, "fdm/v1/#"));
-        assert!(!may_subscribe(&anon, &t, "#"));
-        assert!(!may_subscribe(&anon, &t, "$SYS/#"));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! 1. reads the CONNECT (within a timeout, bounded in size); MQTT 5 and 3.1 clients get a CONNACK
 //!    "unacceptable protocol version";
-//! 2. authenticates it against the access store (anonymous only in development mode) and checks
+//! 2. authenticates it against the access store (no anonymous clients, in any mode) and checks
 //!    its will topic like a publish;
 //! 3. rewrites it for the internal broker: user name = the principal, password = the gate's
 //!    per-process secret, client id `PRINCIPAL|ID` (so no client can take over another's
@@ -119,8 +119,8 @@ pub enum GateError {
     /// Wrong user name or password.
     #[error("bad user name or password for {0:?}")]
     BadCredentials(String),
-    /// No credentials outside development mode.
-    #[error("anonymous clients are refused (development mode is off)")]
+    /// No credentials (refused in every mode, development mode included).
+    #[error("anonymous clients are refused: log in with a register's or station's credentials")]
     AnonymousRefused,
     /// Client id refused.
     #[error("client id refused: {0}")]
@@ -423,7 +423,6 @@ impl Shared {
     /// Authenticates a CONNECT and checks its client id and will. Errors carry the CONNACK code.
     fn admit(&self, c: &Connect) -> Result<Principal, (u8, GateError)> {
         let who = match &c.username {
-            None if self.settings.dev => Principal::Anonymous,
             None => return Err((connack::NOT_AUTHORIZED, GateError::AnonymousRefused)),
             Some(user) => self
                 .authenticate(user, c.password.as_deref())
