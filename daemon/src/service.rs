@@ -395,7 +395,7 @@ impl Registrar {
                 json!(match code {
                     FdmCode::AlreadyHandled =>
                         "already handled: this is the stored receipt of the first request",
-                    FdmCode::StorageNearlyFull => "journal storage is 90% full",
+                    FdmCode::StorageNearlyFull => "journal storage nearly full (90% of its cap, or little free space on its file system)",
                     _ => "",
                 }),
             );

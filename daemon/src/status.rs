@@ -175,6 +175,11 @@ impl Status {
             out.push("journal storage full (205)".to_owned());
         } else if self.journal.usage().is_some_and(|u| u >= 0.9) {
             out.push("journal storage 90% full (101)".to_owned());
+        } else if self.journal.storage_low() {
+            let free_mib = self.journal.free_bytes().unwrap_or(0) / (1024 * 1024);
+            out.push(format!(
+                "journal storage low (101, storage_low): {free_mib} MiB free on its file system"
+            ));
         }
         if !self.mqtt_up.load(Ordering::Relaxed) {
             out.push("MQTT not serving".to_owned());
@@ -230,6 +235,7 @@ impl Status {
                 "records": self.journal.records.load(Ordering::Relaxed),
                 "commits": self.journal.commits.load(Ordering::Relaxed),
                 "usage": self.journal.usage(),
+                "free_bytes": self.journal.free_bytes(),
             },
             "orders": {"answered": self.orders.load(Ordering::Relaxed), "errors": self.errors.load(Ordering::Relaxed)},
             "registers_seen": seen,

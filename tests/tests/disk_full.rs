@@ -204,7 +204,8 @@ impl Full {
             }
             match registrar.handle_order_enrolling("till-1", &big_order(i)) {
                 Receipt::Signed(v) => {
-                    assert_eq!(v["code"], 0, "{v}");
+                    // A 2 MiB file system is always below the free-space warning: 101.
+                    assert_eq!(v["code"], 101, "{v}");
                     accepted.push(v);
                 }
                 err => {
@@ -252,7 +253,10 @@ impl Full {
         }
         let registrar = self.registrar();
         let retry = signed(registrar.handle_order_enrolling("till-1", &big_order(refused_i)));
-        assert_eq!(retry["code"], 0, "{retry}");
+        assert_eq!(
+            retry["code"], 101,
+            "signed, with the low-space warning: {retry}"
+        );
         assert_eq!(retry["journal_seq"].as_u64(), Some(last_ok + 1));
         assert_eq!(retry["total_counter"].as_u64(), Some(n + 1));
         assert_eq!(retry["ticket_number"], format!("{:06}", n + 1));
@@ -335,4 +339,62 @@ fn a_restart_on_a_full_disk_still_answers_and_recovers() {
     full.registrar = Some(registrar);
     full.journal = Some(journal);
     full.free_space_and_check_recovery();
+}
+
+/// With the shipped configuration (no `max_size_mib`), a file system running out of space is not
+/// silent: below 64 MiB free (or 5 % of it), receipts carry 101 and status is degraded with
+/// `storage_low`, while orders are still signed (issue 15 point 3).
+#[test]
+fn low_free_space_warns_with_101_and_storage_low_before_the_disk_is_full() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("mnt");
+    std::fs::create_dir_all(&data).unwrap();
+    let _mount = match TmpfsMount::mount(&data, "96m") {
+        Ok(m) => m,
+        Err(why) => {
+            assert_eq!(
+                std::env::var("FDMD_ALLOW_NO_MOUNT").as_deref(),
+                Ok("1"),
+                "needs a tmpfs: {why}"
+            );
+            println!("SKIPPED (FDMD_ALLOW_NO_MOUNT=1): {why}");
+            return;
+        }
+    };
+    let (journal, app) = open(&data);
+    let first = signed(app.handle_order_enrolling("till-1", &big_order(0)));
+    assert_eq!(first["code"], 0, "96 MiB free: no warning yet: {first}");
+    // (No transports here: status names MQTT and HTTP as not serving, never storage.)
+    let status = app.app().status.snapshot();
+    assert!(
+        !status["problems"].to_string().contains("storage"),
+        "{status}"
+    );
+    assert!(status["journal"]["free_bytes"].as_u64().unwrap() > 64 << 20);
+    // Leave about 40 MiB free (the filler is written, not sparse: tmpfs counts it).
+    let filler = data.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    for _ in 0..56 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.sync_all().unwrap();
+    drop(file);
+    // Free space is measured at most once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let warned = signed(app.handle_order_enrolling("till-1", &big_order(1)));
+    assert_eq!(warned["code"], 101, "{warned}");
+    let status = app.app().status.snapshot();
+    assert_eq!(status["status"], "degraded", "{status}");
+    assert!(
+        status["problems"].to_string().contains("storage_low"),
+        "{status}"
+    );
+    // Space given back: the warning goes away.
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let fine = signed(app.handle_order_enrolling("till-1", &big_order(2)));
+    assert_eq!(fine["code"], 0, "{fine}");
+    drop(app);
+    journal.close();
 }

@@ -345,7 +345,17 @@ pub struct JournalStats {
     /// Set once, when the writer found records it did not write after its own: why it stopped
     /// signing.
     diverged: std::sync::OnceLock<String>,
+    /// Bytes free for the journal on its file system (`u64::MAX` until first measured).
+    free_bytes: AtomicU64,
+    /// Size of that file system in bytes (0 until first measured).
+    filesystem_bytes: AtomicU64,
 }
+
+/// Below this much free space on the journal's file system, receipts carry 101 and status
+/// says `storage_low` (also below [`LOW_FREE_PERCENT`] of the file system, whichever is more).
+pub const LOW_FREE_BYTES: u64 = 64 * 1024 * 1024;
+/// See [`LOW_FREE_BYTES`].
+pub const LOW_FREE_PERCENT: u64 = 5;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -378,6 +388,34 @@ impl JournalStats {
     /// Why the writer stopped signing, if another process changed the journal under it.
     pub fn diverged(&self) -> Option<&str> {
         self.diverged.get().map(String::as_str)
+    }
+
+    /// Bytes free for the journal on its file system, once measured.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let free = self.free_bytes.load(Ordering::Relaxed);
+        (self.filesystem_bytes.load(Ordering::Relaxed) > 0).then_some(free)
+    }
+
+    /// True when the journal's file system has less free space than [`LOW_FREE_BYTES`] or
+    /// [`LOW_FREE_PERCENT`] of its size, whichever is more.
+    pub fn storage_low(&self) -> bool {
+        let size = self.filesystem_bytes.load(Ordering::Relaxed);
+        size > 0
+            && self.free_bytes.load(Ordering::Relaxed)
+                < LOW_FREE_BYTES.max(size / 100 * LOW_FREE_PERCENT)
+    }
+
+    /// Records the free space of the file system holding `path` (statvfs: space available to
+    /// unprivileged writers). Errors leave the last figures.
+    pub(crate) fn measure_free_space(&self, path: &std::path::Path) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Ok(fs) = rustix::fs::statvfs(dir.unwrap_or(std::path::Path::new("."))) {
+            let unit = fs.f_frsize.max(1);
+            self.free_bytes
+                .store(fs.f_bavail.saturating_mul(unit), Ordering::Relaxed);
+            self.filesystem_bytes
+                .store(fs.f_blocks.saturating_mul(unit), Ordering::Relaxed);
+        }
     }
 
     /// Storage use as a fraction, when a limit is set.

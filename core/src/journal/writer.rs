@@ -31,6 +31,8 @@ pub(super) struct Writer {
     /// next. `None` if it could not be set up: each insert then sets up its own (slower, the
     /// same rows).
     writing: RefCell<Option<store::Writing>>,
+    /// When the file system's free space was last measured.
+    free_space_checked: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 /// Why a batch has to be rolled back as a whole.
@@ -60,7 +62,9 @@ impl Writer {
         // Without the thread SQLite checkpoints inside the writer's commits: slower, never wrong.
         let checkpointer = Checkpointer::start(&mut conn, &config.path, config.checkpoints).ok();
         let writing = RefCell::new(store::Writing::for_journal(&conn).ok());
+        stats.measure_free_space(&config.path);
         Writer {
+            free_space_checked: std::cell::Cell::new(Some(std::time::Instant::now())),
             writing,
             checkpointer,
             conn,
@@ -244,7 +248,7 @@ impl Writer {
             .filter(|appended| !appended.duplicate)
             .count() as u64;
         self.publish_stats(written);
-        let nearly_full = self.stats.usage().is_some_and(|u| u >= 0.9);
+        let nearly_full = self.stats.usage().is_some_and(|u| u >= 0.9) || self.stats.storage_low();
         for appended in results.iter_mut().flatten() {
             appended.storage_nearly_full = nearly_full;
         }
@@ -511,6 +515,15 @@ impl Writer {
             .store(self.heads.last_seq, Ordering::Relaxed);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats.records.fetch_add(written, Ordering::Relaxed);
+        // The file system's free space, at most once a second (one statvfs).
+        if self
+            .free_space_checked
+            .get()
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+        {
+            self.stats.measure_free_space(&self.config.path);
+            self.free_space_checked.set(Some(std::time::Instant::now()));
+        }
         if self.config.max_bytes.is_some()
             && let Ok((used, max)) = store::page_usage(&self.conn)
         {

@@ -140,7 +140,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fdmd exited during start-up: {status}");
+                panic!("fdmd exited during start-up: {status}\n{}", d.log());
             }
             if let Ok((StatusCode::OK, _)) = d.try_request(Method::GET, "/v1/status", None, None) {
                 return d;
