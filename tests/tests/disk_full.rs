@@ -41,6 +41,26 @@ struct TmpfsMount {
 }
 
 impl TmpfsMount {
+    /// Creates `path` and mounts a tmpfs of `size` on it; `None` (the test skips) when that is
+    /// impossible and FDMD_ALLOW_NO_MOUNT=1, otherwise a failure that says why.
+    fn mount_or_skip(path: &Path, size: &str) -> Option<TmpfsMount> {
+        std::fs::create_dir_all(path).unwrap();
+        match TmpfsMount::mount(path, size) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                if std::env::var("FDMD_ALLOW_NO_MOUNT").as_deref() == Ok("1") {
+                    println!("SKIPPED (FDMD_ALLOW_NO_MOUNT=1): {why}");
+                    return None;
+                }
+                panic!(
+                    "the disk-full tests need a small real filesystem and could not mount one: \
+                     {why}\nRun as root (or with CAP_SYS_ADMIN), or set FDMD_ALLOW_NO_MOUNT=1 \
+                     to skip them."
+                );
+            }
+        }
+    }
+
     fn mount(path: &Path, size: &str) -> Result<TmpfsMount, String> {
         let out = run_with_timeout(
             Command::new("mount")
@@ -171,21 +191,7 @@ impl Full {
         let started = Instant::now();
         let work = tempfile::tempdir().unwrap();
         let data = work.path().join("mnt");
-        std::fs::create_dir_all(&data).unwrap();
-        let mount = match TmpfsMount::mount(&data, "2m") {
-            Ok(m) => m,
-            Err(why) => {
-                if std::env::var("FDMD_ALLOW_NO_MOUNT").as_deref() == Ok("1") {
-                    println!("SKIPPED (FDMD_ALLOW_NO_MOUNT=1): {why}");
-                    return None;
-                }
-                panic!(
-                    "the disk-full test needs a small real filesystem and could not mount one: \
-                     {why}\nRun as root (or with CAP_SYS_ADMIN), or set FDMD_ALLOW_NO_MOUNT=1 \
-                     to skip it."
-                );
-            }
-        };
+        let mount = TmpfsMount::mount_or_skip(&data, "2m")?;
         let (journal, registrar) = open(&data);
         let mut accepted: Vec<Value> = Vec::new();
         for i in 0..5 {
@@ -348,18 +354,8 @@ fn a_restart_on_a_full_disk_still_answers_and_recovers() {
 fn low_free_space_warns_with_101_and_storage_low_before_the_disk_is_full() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("mnt");
-    std::fs::create_dir_all(&data).unwrap();
-    let _mount = match TmpfsMount::mount(&data, "96m") {
-        Ok(m) => m,
-        Err(why) => {
-            assert_eq!(
-                std::env::var("FDMD_ALLOW_NO_MOUNT").as_deref(),
-                Ok("1"),
-                "needs a tmpfs: {why}"
-            );
-            println!("SKIPPED (FDMD_ALLOW_NO_MOUNT=1): {why}");
-            return;
-        }
+    let Some(_mount) = TmpfsMount::mount_or_skip(&data, "96m") else {
+        return;
     };
     let (journal, app) = open(&data);
     let first = signed(app.handle_order_enrolling("till-1", &big_order(0)));
