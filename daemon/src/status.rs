@@ -168,6 +168,11 @@ impl Status {
                 out.push(format!("signing card not compatible (210): {reason}"))
             }
         }
+        if let Some(why) = self.journal.clock_behind() {
+            out.push(format!(
+                "clock behind the journal (209, clock_behind_journal): {why}"
+            ));
+        }
         if let Some(reason) = self.journal.diverged() {
             out.push(format!("journal not writable (208): {reason}"));
         }

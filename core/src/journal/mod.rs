@@ -204,6 +204,17 @@ pub enum AppendError {
     /// Another process wrote to the journal under this writer (208): it signs nothing more.
     #[error("{0}")]
     Diverged(String),
+    /// The clock is earlier than the journal's last record: signing now would put a record
+    /// before the one it follows.
+    #[error(
+        "the clock ({now}) is behind the journal's last record ({last}): nothing is signed until the clock is right (see docs/time.md)"
+    )]
+    ClockBehind {
+        /// The clock's time.
+        now: String,
+        /// The last record's time.
+        last: String,
+    },
 }
 
 impl AppendError {
@@ -212,6 +223,7 @@ impl AppendError {
         match self {
             AppendError::Signer(e) => e.code(),
             AppendError::StorageFull => FdmCode::StorageFull,
+            AppendError::ClockBehind { .. } => FdmCode::ClockCorrupt,
             AppendError::Conflict { .. } | AppendError::Encoding(_) => FdmCode::InvalidData,
             AppendError::Storage(_) | AppendError::Closed | AppendError::Diverged(_) => {
                 FdmCode::NotOperational
@@ -345,6 +357,9 @@ pub struct JournalStats {
     /// Set once, when the writer found records it did not write after its own: why it stopped
     /// signing.
     diverged: std::sync::OnceLock<String>,
+    /// Why the last order was refused for a clock behind the journal, until a record is
+    /// written again.
+    clock_behind: std::sync::Mutex<Option<String>>,
     /// Bytes free for the journal on its file system (`u64::MAX` until first measured).
     free_bytes: AtomicU64,
     /// Size of that file system in bytes (0 until first measured).
@@ -388,6 +403,19 @@ impl JournalStats {
     /// Why the writer stopped signing, if another process changed the journal under it.
     pub fn diverged(&self) -> Option<&str> {
         self.diverged.get().map(String::as_str)
+    }
+
+    /// Why signing stopped for a clock behind the journal's last record (set by a refused
+    /// record, cleared by the next one written).
+    pub fn clock_behind(&self) -> Option<String> {
+        self.clock_behind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_clock_behind(&self, why: Option<String>) {
+        *self.clock_behind.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
     /// Bytes free for the journal on its file system, once measured.

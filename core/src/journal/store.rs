@@ -679,20 +679,29 @@ pub struct Heads {
     pub series: HashMap<String, u64>,
     /// Signer ids declared so far.
     pub signers: HashSet<String>,
+    /// FDM time of the last record: no record is signed with an earlier one.
+    pub last_time: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// Reads the heads with indexed queries (no full scan of the records).
 pub fn load_heads(conn: &Connection) -> rusqlite::Result<Heads> {
     let mut heads = Heads::default();
-    if let Some((seq, hash)) = conn
+    if let Some((seq, hash, time)) = conn
         .query_row(
-            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash, time FROM records ORDER BY seq DESC LIMIT 1",
             [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
         )
         .optional()?
     {
         heads.last_seq = seq as u64;
+        heads.last_time = chrono::DateTime::parse_from_rfc3339(&time).ok();
         heads.last_hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
             rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob)
         })?;

@@ -162,6 +162,15 @@ impl Writer {
                 (batch.iter().map(|_| Err(e.clone())).collect(), None)
             }
         };
+        for result in &results {
+            match result {
+                Ok(appended) if !appended.duplicate => self.stats.set_clock_behind(None),
+                Err(e @ AppendError::ClockBehind { .. }) => {
+                    self.stats.set_clock_behind(Some(e.to_string()))
+                }
+                _ => {}
+            }
+        }
         for (request, result) in batch.drain(..).zip(results) {
             // The caller may have gone away; the record is durable either way.
             let _ = request.reply.send(result);
@@ -832,6 +841,8 @@ struct Staged {
     seq: u64,
     kind: RecordKind,
     time: String,
+    /// `time`, for the heads (the next record may not be earlier).
+    at: chrono::DateTime<chrono::FixedOffset>,
     prev_hash: [u8; 32],
     hash: [u8; 32],
     body: Map<String, Value>,
@@ -845,6 +856,7 @@ impl Staged {
     fn advance(&self, heads: &mut Heads) {
         heads.last_seq = self.seq;
         heads.last_hash = self.hash;
+        heads.last_time = Some(self.at);
         self.advance.apply(heads);
     }
 
@@ -905,7 +917,18 @@ fn encode_record(
         encoded,
     } = numbered;
     let seq = heads.last_seq + 1;
-    let time = format_time(config.clock.now());
+    let at = config.clock.now();
+    // Records never go back in time: a clock set back (a box without a hardware clock, a
+    // wrong NTP server) stops signing until it has passed the journal's last record again.
+    if let Some(last) = heads.last_time
+        && at < last
+    {
+        return Err(AppendError::ClockBehind {
+            now: format_time(at),
+            last: format_time(last),
+        });
+    }
+    let time = format_time(at);
     let prev_hash = if heads.last_seq == 0 {
         GENESIS_PREV_HASH
     } else {
@@ -935,6 +958,7 @@ fn encode_record(
     );
     let hash = record_hash(canonical);
     Ok(Staged {
+        at,
         seq,
         kind,
         time,

@@ -506,6 +506,16 @@ async fn run_mqtt(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
+    if !pending.is_empty() {
+        // The connection ended (the daemon died, the broker closed it) with orders unanswered.
+        let mut t = tally.lock().await;
+        t.errors += pending.len() as u64;
+        t.first_error.get_or_insert(format!(
+            "{}: {} orders without receipt when the connection ended",
+            cred.id,
+            pending.len()
+        ));
+    }
     let _ = client.disconnect().await;
     events.abort();
     Ok(())
