@@ -404,10 +404,16 @@ impl App {
     pub fn status_document(&self) -> Value {
         let mut doc = self.status.snapshot();
         if let Value::Object(map) = &mut doc {
-            map.insert(
-                "restaurant_state_ready".into(),
-                json!(self.restaurant.is_ready()),
-            );
+            let ready = self.restaurant.is_ready();
+            map.insert("restaurant_state_ready".into(), json!(ready));
+            if !ready {
+                if let Some(Value::Array(problems)) = map.get_mut("problems") {
+                    problems.push(json!(format!(
+                        "restaurant state loading (restaurant_state_loading): {STATE_LOADING}"
+                    )));
+                }
+                map.insert("status".into(), json!("degraded"));
+            }
             map.insert(
                 "open_tables".into(),
                 self.restaurant.open_tables().to_json(),

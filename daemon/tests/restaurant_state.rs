@@ -415,6 +415,14 @@ async fn an_app_serves_while_its_state_is_read_and_orders_wait_for_it() {
         !app.restaurant.is_ready(),
         "build returned before the state was read"
     );
+    let status = app.status_document();
+    assert_eq!(status["restaurant_state_ready"], false, "{status}");
+    assert!(
+        status["problems"]
+            .to_string()
+            .contains("restaurant_state_loading"),
+        "{status}"
+    );
     app.access
         .enrol(
             fdmd::access::ClientKind::Register,
@@ -430,6 +438,11 @@ async fn an_app_serves_while_its_state_is_read_and_orders_wait_for_it() {
         .to_json();
     assert!(app.restaurant.is_ready());
     assert_eq!(receipt["status"], "signed", "{receipt}");
+    assert!(
+        !app.status_document()["problems"]
+            .to_string()
+            .contains("restaurant_state_loading")
+    );
     // Table a9 held a1's and a2's rounds (2 Cola each): paying it closes it with 10.00.
     assert_eq!(receipt["total"], "10.00", "{receipt}");
     assert!(app.restaurant.open_tables().get("a9").is_none());
