@@ -325,6 +325,19 @@ impl AccessStore {
             .any(|e| same_hash(&hash, &e.http_token_sha256))
     }
 
+    /// Whether `token` is the admin token or the HTTP token of any active register or station:
+    /// whether the request that bears it comes from someone enrolled (see
+    /// [`crate::admission`]).
+    pub fn check_any_token(&self, token: &str) -> bool {
+        let hash = sha256_hex(token);
+        let state = self.read();
+        (!state.admin_token_sha256.is_empty() && same_hash(&hash, &state.admin_token_sha256))
+            || state
+                .clients
+                .values()
+                .any(|e| e.active && same_hash(&hash, &e.http_token_sha256))
+    }
+
     /// Checks the admin token.
     pub fn check_admin(&self, token: &str) -> bool {
         let state = self.read();

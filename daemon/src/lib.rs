@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admission;
 pub mod app;
 pub mod assembly;
 pub mod client;

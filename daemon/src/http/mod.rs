@@ -2,8 +2,10 @@
 //! routes `fdmctl` uses. The routes are specified in `docs/openapi.yaml`.
 //!
 //! Limits: request bodies over `http.max_body_bytes` get 413, every request is bounded by
-//! `http.request_timeout_ms`, at most `http.max_connections` connections are served at once,
-//! and headers must arrive within 10 seconds.
+//! `http.request_timeout_ms`, headers must arrive within 5 seconds. A connection is
+//! unauthenticated until one of its requests bears a valid token: such connections are kept in a
+//! bounded pool of their own ([`crate::admission`]) and live at most 30 seconds; authenticated
+//! ones take one of the `http.max_connections` slots (a valid request finding none free gets 503).
 
 mod admin;
 mod reports_api;
@@ -14,15 +16,25 @@ mod signer_admin;
 
 pub use routes::ROUTES;
 
+use crate::admission::{PreAuth, PreAuthLimits, PreAuthPool};
 use crate::app::App;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Time a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection that has not authenticated stays open (public routes such as
+/// `/v1/status` and `/metrics` are served on such connections; see [`crate::admission`]).
+const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(30);
 
 /// The running HTTP server.
 pub struct HttpService {
@@ -58,16 +70,13 @@ impl HttpService {
 }
 
 async fn accept_loop(app: Arc<App>, listener: TcpListener) {
-    let limit = Arc::new(Semaphore::new(app.config.http.max_connections));
+    let authenticated = Arc::new(Semaphore::new(app.config.http.max_connections));
+    let pre_auth = PreAuthPool::new("http", PreAuthLimits::DEFAULT);
     let mut connections = JoinSet::new();
     app.status.set_http_up(true);
     let hb = app.status.heartbeat("http");
     loop {
         app.status.beat(&hb);
-        let permit = tokio::select! {
-            _ = app.shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let accepted = tokio::select! {
             _ = app.shutdown.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
@@ -82,21 +91,122 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| routes::handle(app.clone(), req));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!("HTTP connection from {peer}: {e}");
-            }
-        });
+        let connection = Connection::new(pre_auth.admit(peer.ip()), authenticated.clone());
+        connections.spawn(serve(app.clone(), stream, peer, connection));
         while connections.try_join_next().is_some() {}
     }
     app.status.set_http_up(false);
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until the client closes it, or, while it is unauthenticated, until
+/// the pool closes it or [`UNAUTHENTICATED_LIFETIME`] has passed.
+async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr, connection: Arc<Connection>) {
+    let eviction = connection.eviction();
+    let requests = connection.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let connection = requests.clone();
+        async move {
+            if !connection.admit_request(&app, &req) {
+                return Ok::<_, std::convert::Infallible>(too_many_connections(
+                    app.config.http.max_connections,
+                ));
+            }
+            routes::handle(app, req).await
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let unauthenticated_end = async {
+        tokio::select! {
+            () = eviction.cancelled() => {}
+            () = tokio::time::sleep(UNAUTHENTICATED_LIFETIME) => {}
+        }
+        if connection.is_authenticated() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!("HTTP connection from {peer}: {e}");
+        },
+        () = unauthenticated_end => {
+            tracing::debug!("HTTP connection from {peer} closed before it authenticated");
+        }
+    }
+}
+
+fn too_many_connections(max: usize) -> Response<response::Body> {
+    let mut r = response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many authenticated HTTP connections (http.max_connections = {max})"),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// One HTTP connection's admission: unauthenticated (in the pool, see [`crate::admission`])
+/// until a request bears a valid token, then holding one of the `http.max_connections` slots.
+struct Connection {
+    pre_auth: Mutex<Option<PreAuth>>,
+    eviction: CancellationToken,
+    slots: Arc<Semaphore>,
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Connection {
+    fn new(pre_auth: PreAuth, slots: Arc<Semaphore>) -> Arc<Connection> {
+        Arc::new(Connection {
+            eviction: pre_auth.eviction(),
+            pre_auth: Mutex::new(Some(pre_auth)),
+            slots,
+            slot: Mutex::new(None),
+        })
+    }
+
+    fn eviction(&self) -> CancellationToken {
+        self.eviction.clone()
+    }
+
+    fn is_authenticated(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Whether `req` may be served: always while the connection is unauthenticated and the
+    /// request bears no valid token; a valid token moves the connection to an authenticated
+    /// slot, and `false` means none is free.
+    fn admit_request(&self, app: &App, req: &Request<Incoming>) -> bool {
+        if self.is_authenticated() {
+            return true;
+        }
+        let Some(token) = routes::bearer(req) else {
+            return true;
+        };
+        if !app.access.check_any_token(token) {
+            return true;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
+        if let Some(pre_auth) = self
+            .pre_auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            pre_auth.authenticated();
+        }
+        true
+    }
 }

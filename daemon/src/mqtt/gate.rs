@@ -26,6 +26,7 @@ use super::packet::{self, Connect, FixedHeader, PacketError, PublishHead, connac
 use super::secret::Secret;
 use super::topics::Topics;
 use crate::access::{AccessStore, Principal};
+use crate::admission::{PreAuth, PreAuthLimits, PreAuthPool};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -135,6 +136,13 @@ pub enum GateError {
         /// The topic or filter.
         topic: String,
     },
+    /// Closed before it authenticated, to make room for newer connections (see
+    /// [`crate::admission`]).
+    #[error("closed before authenticating, to make room for newer connections")]
+    Evicted,
+    /// Authenticated, but every slot for authenticated clients is taken.
+    #[error("too many MQTT clients (mqtt.max_connections = {0}); client refused")]
+    Full(usize),
     /// The internal broker cannot be reached.
     #[error("internal broker unreachable: {0}")]
     Upstream(std::io::Error),
@@ -164,10 +172,13 @@ impl GateError {
             GateError::Upstream(_) | GateError::BrokerPacketId(_) => {
                 tracing::error!(%peer, "MQTT client dropped: {self}");
             }
-            GateError::SlowClient | GateError::Revoked(_) => {
+            GateError::SlowClient | GateError::Revoked(_) | GateError::Full(_) => {
                 tracing::warn!(%peer, "MQTT client dropped: {self}");
             }
-            GateError::Io(_) | GateError::Packet(PacketError::Io(_)) => {
+            GateError::Io(_)
+            | GateError::Packet(PacketError::Io(_))
+            | GateError::Evicted
+            | GateError::ConnectTimeout(_) => {
                 tracing::debug!(%peer, "MQTT client gone: {self}");
             }
             _ => tracing::info!(%peer, "MQTT client dropped: {self}"),
@@ -277,8 +288,9 @@ async fn accept_loop(
     stop: CancellationToken,
     close_all: CancellationToken,
 ) {
+    let pre_auth_pool = PreAuthPool::new("mqtt", PreAuthLimits::DEFAULT);
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -290,21 +302,14 @@ async fn accept_loop(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = shared.settings.max_connections, "too many MQTT connections; client refused");
-            tokio::spawn(async move {
-                let busy = packet::connack(connack::SERVER_UNAVAILABLE);
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&busy)).await;
-            });
-            continue;
-        };
+        let pre_auth = pre_auth_pool.admit(peer.ip());
         let shared = shared.clone();
         let close = close_all.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let _ = stream.set_nodelay(true);
             let outcome = tokio::select! {
-                r = shared.session(stream) => r,
+                r = shared.session(stream, pre_auth, slots) => r,
                 _ = close.cancelled() => Ok(()),
             };
             match outcome {
@@ -316,14 +321,24 @@ async fn accept_loop(
 }
 
 impl Shared {
-    async fn session(&self, stream: TcpStream) -> Result<(), GateError> {
+    /// Serves one client connection: it stays in the unauthenticated pool (and may be closed to
+    /// make room) until its CONNECT authenticates, then takes one of the `slots`.
+    async fn session(
+        &self,
+        stream: TcpStream,
+        pre_auth: PreAuth,
+        slots: Arc<Semaphore>,
+    ) -> Result<(), GateError> {
         let s = &self.settings;
         let (client_rx, mut client_tx) = stream.into_split();
         let mut client_rx = BufReader::with_capacity(16 * 1024, client_rx);
 
-        let body = tokio::time::timeout(s.connect_timeout, read_connect(&mut client_rx))
-            .await
-            .map_err(|_| GateError::ConnectTimeout(s.connect_timeout))??;
+        let body = tokio::select! {
+            r = tokio::time::timeout(s.connect_timeout, read_connect(&mut client_rx)) => {
+                r.map_err(|_| GateError::ConnectTimeout(s.connect_timeout))??
+            }
+            () = pre_auth.evicted() => return Err(GateError::Evicted),
+        };
         let connect = match packet::parse_connect(&body) {
             Ok(c) => c,
             Err(e @ PacketError::Unsupported { .. }) => {
@@ -340,6 +355,11 @@ impl Shared {
             }
         };
         let name = acl::name(&who);
+        let Ok(_slot) = slots.try_acquire_owned() else {
+            refuse(&mut client_tx, connack::SERVER_UNAVAILABLE).await;
+            return Err(GateError::Full(s.max_connections));
+        };
+        pre_auth.authenticated();
         tracing::debug!(client = %name, client_id = %connect.client_id, "MQTT client authenticated");
 
         let upstream = tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(s.upstream))

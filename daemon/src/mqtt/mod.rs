@@ -47,8 +47,9 @@ const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(10);
 const INBOUND_QUEUE: usize = 256;
 /// Most client connections the embedded broker takes (rumqttd sizes tables by it).
 const MAX_CONNECTIONS: usize = 10_000;
-/// Time a client has to send its CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send its CONNECT (it is unauthenticated until then: see
+/// [`crate::admission`]).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time given to the final status, the DISCONNECT and closing client connections.
 const STOP_STEP: Duration = Duration::from_secs(1);
 

@@ -1,0 +1,163 @@
+//! Unauthenticated connections never take capacity from authenticated ones (issue 15, point 1):
+//! with 200 idle MQTT sockets and 300 stalled, half-sent HTTP requests held open against the
+//! real `fdmd`, and an attacker opening new idle sockets all along, a register logs in over MQTT
+//! and gets its receipt, and posts an order over HTTP and gets its receipt, each within 3 s.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use support::{Daemon, order};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The target of issue 15: login and receipt within this, whatever the flood.
+const WITHIN: Duration = Duration::from_secs(3);
+
+/// A connection to `to` from the loopback address 127.0.0.`from` (Linux routes all of 127/8
+/// to loopback, so a test can play many sources).
+async fn connect_from(from: u8, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)), 0))
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(to))
+        .await
+        .expect("connect timed out")
+        .unwrap()
+}
+
+/// `count` connections to `to`, spread over the sources `from`, each sent `first_bytes`.
+async fn hold(count: usize, from: &[u8], to: SocketAddr, first_bytes: &[u8]) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = connect_from(from[i % from.len()], to).await;
+        if !first_bytes.is_empty() {
+            s.write_all(first_bytes).await.unwrap();
+        }
+        held.push(s);
+    }
+    held
+}
+
+/// Logs in as the development register over MQTT, subscribes to its receipts and publishes one
+/// order; returns the receipt and how long it all took.
+async fn mqtt_order(addr: SocketAddr, creds: &Value, request_id: &str) -> (Value, Duration) {
+    let started = Instant::now();
+    let id = creds["id"].as_str().unwrap();
+    let mut options = MqttOptions::new(format!("flood-{id}"), addr.ip().to_string(), addr.port());
+    options.set_credentials(
+        creds["mqtt_username"].as_str().unwrap(),
+        creds["mqtt_password"].as_str().unwrap(),
+    );
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    let receipts = format!("fdm/v1/registers/{id}/receipts");
+    client
+        .subscribe(&receipts, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let deadline = started + Duration::from_secs(15);
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), events.poll())
+            .await
+            .expect("no receipt within 15 s");
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{ack:?}");
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                client
+                    .publish(
+                        format!("fdm/v1/registers/{id}/orders"),
+                        QoS::AtLeastOnce,
+                        false,
+                        order(request_id, &[("Cola", 1, "2.20", "A")]),
+                    )
+                    .await
+                    .unwrap();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == receipts => {
+                let receipt: Value = serde_json::from_slice(&p.payload).unwrap();
+                let took = started.elapsed();
+                let _ = client.disconnect().await;
+                return (receipt, took);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("MQTT login under flood failed: {e}"),
+        }
+    }
+}
+
+/// Posts one order over HTTP as the development register; returns the HTTP status, the receipt
+/// and how long it took.
+async fn http_order(addr: SocketAddr, token: &str, request_id: &str) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let (status, body) = fdmd::client::request(
+        addr,
+        hyper::Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(token),
+        Some(order(request_id, &[("Water", 1, "2.00", "A")])),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
+    (
+        status.as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_register_is_served_within_3_s_while_idle_and_stalled_connections_flood_fdmd() {
+    let d = Daemon::start_dev();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let token = creds["http_token"].as_str().unwrap().to_owned();
+    let (mqtt, http) = (d.mqtt, d.http);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // 200 sockets that never send CONNECT: half from the register's own address, half
+        // spread over ten others.
+        let mut idle = hold(100, &[1], mqtt, b"").await;
+        idle.extend(hold(100, &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11], mqtt, b"").await);
+        // 300 requests stalled in their headers, from ten addresses.
+        let half_sent =
+            b"POST /v1/registers/dev-register/orders HTTP/1.1\r\nHost: fdmd\r\nContent-Len";
+        let stalled = hold(300, &[20, 21, 22, 23, 24, 25, 26, 27, 28, 29], http, half_sent).await;
+        // And an attacker that goes on opening idle sockets to both listeners.
+        let attacker = tokio::spawn(async move {
+            let mut recent = std::collections::VecDeque::new();
+            for i in 0..400u32 {
+                let to = if i % 2 == 0 { mqtt } else { http };
+                recent.push_back(connect_from(50, to).await);
+                if recent.len() > 64 {
+                    recent.pop_front();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let (receipt, took) = mqtt_order(mqtt, &creds, "flood-mqtt-1").await;
+        assert_eq!(receipt["status"], "signed", "{receipt}");
+        assert!(took <= WITHIN, "MQTT login and receipt took {took:?}");
+
+        let (status, receipt, took) = http_order(http, &token, "flood-http-1").await;
+        assert_eq!(status, 201, "{receipt}");
+        assert!(took <= WITHIN, "HTTP order took {took:?}");
+
+        attacker.abort();
+        drop((idle, stalled));
+    });
+}
