@@ -4,11 +4,14 @@
 //! `PREFIX/registers/{register}/receipts` (through [`Publisher`]), then, when it came from the
 //! bus, acknowledged to the broker.
 //!
-//! Orders are spread over a fixed pool of workers by register: one register's orders are
-//! answered one after the other, in arrival order, while different registers are served
-//! concurrently (the journal commits concurrent appends together, which is where throughput comes
-//! from). Queues are bounded; with orders acknowledged by hand, the broker's in-flight window is
-//! what bounds them in practice. Acknowledgements go out in arrival order ([`AckBook`]).
+//! Each register has its own bounded queue and its own worker ([`Registers`]): one register's
+//! orders are answered one after the other, in arrival order, while different registers are
+//! served concurrently (the journal commits concurrent appends together, which is where
+//! throughput comes from). A register thus never has more than one order waiting at the signer,
+//! so the signer serves busy registers in turn: a register's wait never depends on another's
+//! backlog beyond one signature per busy register. The dispatcher never waits for a register:
+//! an order that finds its register's queue full is answered at once with 208 (nothing written).
+//! Acknowledgements go out in arrival order ([`AckBook`]).
 
 use super::bus::{BusHandle, Incoming};
 use super::direct::{DirectAck, Publisher};
@@ -16,17 +19,21 @@ use super::topics::Topics;
 use crate::app::{App, unix_ms};
 use crate::fiscal::FdmCode;
 use crate::service::{Receipt, sniff_request_id};
-use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// Workers; a register always goes to the same one.
-const WORKERS: usize = 64;
-/// Orders queued per worker.
-const WORKER_QUEUE: usize = 128;
+/// Orders queued per register; while its queue is full, a register's further orders are
+/// answered at once with 208 (nothing is written; the register resends them later).
+const REGISTER_QUEUE: usize = 128;
+/// A register's worker ends after this long without orders; its next order starts a new one.
+const WORKER_IDLE: Duration = Duration::from_secs(60);
+/// Registers remembered before those whose worker has ended are forgotten.
+const REGISTERS_KEPT: usize = 1024;
 
 /// What arrived for a register.
 #[derive(Debug)]
@@ -138,14 +145,7 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut seq = 0u64;
-    let mut workers = JoinSet::new();
-    let queues: Vec<mpsc::Sender<IncomingOrder>> = (0..WORKERS)
-        .map(|_| {
-            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
-            workers.spawn(work(desk.clone(), rx));
-            tx
-        })
-        .collect();
+    let mut registers = Registers::new(desk.clone());
     loop {
         let order = tokio::select! {
             biased;
@@ -156,7 +156,7 @@ async fn run(
             else => break,
         };
         if let Some(order) = order {
-            hand_over(&queues, order).await;
+            registers.hand_over(order);
         }
     }
     // Stop taking orders; what already reached fdmd is still answered.
@@ -164,30 +164,84 @@ async fn run(
     from_gate.close();
     while let Ok(m) = inbound.try_recv() {
         if let Some(order) = desk.order_from(m, &mut seq).await {
-            hand_over(&queues, order).await;
+            registers.hand_over(order);
         }
     }
     while let Ok(order) = from_gate.try_recv() {
-        hand_over(&queues, order).await;
+        registers.hand_over(order);
     }
-    drop(queues);
-    while workers.join_next().await.is_some() {}
+    registers.finish().await;
 }
 
-async fn hand_over(queues: &[mpsc::Sender<IncomingOrder>], order: IncomingOrder) {
-    let mut h = DefaultHasher::new();
-    order.register.hash(&mut h);
-    let i = (h.finish() % queues.len() as u64) as usize;
-    if let Some(q) = queues.get(i)
-        && q.send(order).await.is_err()
-    {
-        tracing::error!("an order worker has stopped; order left unanswered");
+/// One queue and one worker per register.
+struct Registers {
+    desk: Arc<OrderDesk>,
+    queues: HashMap<String, mpsc::Sender<IncomingOrder>>,
+    workers: JoinSet<()>,
+}
+
+impl Registers {
+    fn new(desk: Arc<OrderDesk>) -> Self {
+        Registers {
+            desk,
+            queues: HashMap::new(),
+            workers: JoinSet::new(),
+        }
+    }
+
+    /// Queues `order` for its register without waiting: starts the register's worker when it
+    /// has none, and answers the order at once with 208 when the register's queue is full.
+    fn hand_over(&mut self, order: IncomingOrder) {
+        while self.workers.try_join_next().is_some() {}
+        if self.queues.len() >= REGISTERS_KEPT {
+            self.queues.retain(|_, q| !q.is_closed());
+        }
+        let mut order = order;
+        for _ in 0..2 {
+            let queue = match self.queues.get(&order.register) {
+                Some(q) if !q.is_closed() => q,
+                _ => {
+                    let (tx, rx) = mpsc::channel(REGISTER_QUEUE);
+                    self.workers.spawn(work(self.desk.clone(), rx));
+                    self.queues.entry(order.register.clone()).insert_entry(tx).into_mut()
+                }
+            };
+            match queue.try_send(order) {
+                Ok(()) => return,
+                Err(TrySendError::Full(refused)) => {
+                    let desk = self.desk.clone();
+                    self.workers.spawn(async move { desk.refuse_busy(refused).await });
+                    return;
+                }
+                // The worker ended (idle) just now: start another.
+                Err(TrySendError::Closed(back)) => order = back,
+            }
+        }
+        tracing::error!("a register's order worker could not be started; order left unanswered");
+    }
+
+    /// Lets every worker answer what it holds, and waits for them.
+    async fn finish(mut self) {
+        self.queues.clear();
+        while self.workers.join_next().await.is_some() {}
     }
 }
 
+/// A register's worker: answers its orders one after the other; ends when its queue is closed
+/// (shutdown), or after [`WORKER_IDLE`] without orders (answering what arrived meanwhile).
 async fn work(desk: Arc<OrderDesk>, mut rx: mpsc::Receiver<IncomingOrder>) {
-    while let Some(order) = rx.recv().await {
-        desk.answer(order).await;
+    loop {
+        match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
+            Ok(Some(order)) => desk.answer(order).await,
+            Ok(None) => return,
+            Err(_) => {
+                rx.close();
+                while let Some(order) = rx.recv().await {
+                    desk.answer(order).await;
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -225,17 +279,34 @@ impl OrderDesk {
 
     /// Answers one order: exactly one receipt, then the acknowledgement.
     pub async fn answer(&self, order: IncomingOrder) {
+        self.respond(order, None).await;
+    }
+
+    /// Answers an order whose register's queue is full with 208, without registering it.
+    async fn refuse_busy(&self, order: IncomingOrder) {
+        tracing::warn!(register = %order.register, queued = REGISTER_QUEUE, "register's order queue is full; order refused");
+        let message = format!(
+            "register {} already has {REGISTER_QUEUE} orders waiting; nothing was registered: resend this order once earlier ones are answered (register_queue_full)",
+            order.register
+        );
+        self.respond(order, Some(message)).await;
+    }
+
+    /// Answers `order`, or refuses it with 208 and `busy` as the message.
+    async fn respond(&self, order: IncomingOrder, busy: Option<String>) {
         let register = order.register.as_str();
         let payload = match order.payload {
             Payload::ReportRequest { incoming, seq } => {
                 let sent = self
-                    .answer_report(register, &incoming.publish.payload)
+                    .answer_report(register, &incoming.publish.payload, busy.as_deref())
                     .await;
                 self.acks.done(seq, sent.then_some(incoming)).await;
                 return;
             }
             Payload::DirectReportRequest(payload, ack) => {
-                if self.answer_report(register, &payload).await
+                if self
+                    .answer_report(register, &payload, busy.as_deref())
+                    .await
                     && let Some(ack) = ack
                 {
                     ack.answered();
@@ -247,6 +318,12 @@ impl OrderDesk {
         let receipt = match &payload {
             // Taken out above.
             Payload::ReportRequest { .. } | Payload::DirectReportRequest(..) => return,
+            Payload::Message { incoming, .. } if busy.is_some() => {
+                busy_receipt(sniff_request_id(&incoming.publish.payload), busy.unwrap_or_default())
+            }
+            Payload::Direct(payload, _) if busy.is_some() => {
+                busy_receipt(sniff_request_id(payload), busy.unwrap_or_default())
+            }
             Payload::Message { incoming, .. }
                 if incoming.publish.payload.len() > self.max_payload =>
             {
@@ -300,8 +377,11 @@ impl OrderDesk {
 
     /// Answers one report request on `…/reports` (the report, or the error with its code); true
     /// once the answer is on its way.
-    async fn answer_report(&self, register: &str, payload: &[u8]) -> bool {
-        let answer = if !self.app.config.daemon.dev && !self.app.access.active_register(register) {
+    async fn answer_report(&self, register: &str, payload: &[u8], busy: Option<&str>) -> bool {
+        let answer = if let Some(message) = busy {
+            serde_json::json!({"status": "error", "code": FdmCode::NotOperational.number(),
+                "message": message})
+        } else if !self.app.config.daemon.dev && !self.app.access.active_register(register) {
             serde_json::json!({"status": "error", "code": FdmCode::InvalidData.number(),
                 "message": format!("register {register} is not enrolled or was revoked")})
         } else {
@@ -352,5 +432,16 @@ impl OrderDesk {
             field: None,
             problems: Vec::new(),
         }
+    }
+}
+
+/// The 208 receipt of an order refused because its register's queue is full.
+fn busy_receipt(request_id: Option<String>, message: String) -> Receipt {
+    Receipt::Error {
+        request_id,
+        code: FdmCode::NotOperational,
+        message,
+        field: None,
+        problems: Vec::new(),
     }
 }
