@@ -238,7 +238,10 @@ mod tests {
         let quiet = pool.admit(ip(9));
         let heavy: Vec<PreAuth> = (0..3).map(|_| pool.admit(ip(1))).collect();
         let register = pool.admit(ip(5));
-        assert!(!quiet.close.is_cancelled(), "the oldest overall is not the heaviest source's");
+        assert!(
+            !quiet.close.is_cancelled(),
+            "the oldest overall is not the heaviest source's"
+        );
         assert!(heavy[0].close.is_cancelled());
         assert!(!register.close.is_cancelled());
         assert_eq!(pool.len(), 4);

@@ -22,11 +22,14 @@ const WITHIN: Duration = Duration::from_secs(3);
 async fn connect_from(from: u8, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket
-        .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)), 0))
+        .bind(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)),
+            0,
+        ))
         .unwrap();
     tokio::time::timeout(Duration::from_secs(5), socket.connect(to))
         .await
-        .expect("connect timed out")
+        .expect("connect timed out: fdmd no longer accepts connections")
         .unwrap()
 }
 
@@ -56,10 +59,7 @@ async fn mqtt_order(addr: SocketAddr, creds: &Value, request_id: &str) -> (Value
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut events) = AsyncClient::new(options, 16);
     let receipts = format!("fdm/v1/registers/{id}/receipts");
-    client
-        .subscribe(&receipts, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    client.subscribe(&receipts, QoS::AtLeastOnce).await.unwrap();
     let deadline = started + Duration::from_secs(15);
     loop {
         let event = tokio::time::timeout_at(deadline.into(), events.poll())
@@ -134,7 +134,13 @@ fn a_register_is_served_within_3_s_while_idle_and_stalled_connections_flood_fdmd
         // 300 requests stalled in their headers, from ten addresses.
         let half_sent =
             b"POST /v1/registers/dev-register/orders HTTP/1.1\r\nHost: fdmd\r\nContent-Len";
-        let stalled = hold(300, &[20, 21, 22, 23, 24, 25, 26, 27, 28, 29], http, half_sent).await;
+        let stalled = hold(
+            300,
+            &[20, 21, 22, 23, 24, 25, 26, 27, 28, 29],
+            http,
+            half_sent,
+        )
+        .await;
         // And an attacker that goes on opening idle sockets to both listeners.
         let attacker = tokio::spawn(async move {
             let mut recent = std::collections::VecDeque::new();

@@ -51,8 +51,14 @@ async fn a_register_waits_about_one_signature_behind_another_registers_backlog()
     let service = MqttService::start(app.clone()).await.unwrap();
     let addr = service.local_addr().unwrap();
     let now = app.now();
-    let busy = app.access.enrol(ClientKind::Register, "busy", &now).unwrap();
-    let quiet = app.access.enrol(ClientKind::Register, "quiet", &now).unwrap();
+    let busy = app
+        .access
+        .enrol(ClientKind::Register, "busy", &now)
+        .unwrap();
+    let quiet = app
+        .access
+        .enrol(ClientKind::Register, "quiet", &now)
+        .unwrap();
 
     let mut o = options(
         addr,

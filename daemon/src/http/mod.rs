@@ -145,8 +145,10 @@ fn too_many_connections(max: usize) -> Response<response::Body> {
         StatusCode::SERVICE_UNAVAILABLE,
         format!("too many authenticated HTTP connections (http.max_connections = {max})"),
     );
-    r.headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     r

@@ -203,14 +203,18 @@ impl Registers {
                 _ => {
                     let (tx, rx) = mpsc::channel(REGISTER_QUEUE);
                     self.workers.spawn(work(self.desk.clone(), rx));
-                    self.queues.entry(order.register.clone()).insert_entry(tx).into_mut()
+                    self.queues
+                        .entry(order.register.clone())
+                        .insert_entry(tx)
+                        .into_mut()
                 }
             };
             match queue.try_send(order) {
                 Ok(()) => return,
                 Err(TrySendError::Full(refused)) => {
                     let desk = self.desk.clone();
-                    self.workers.spawn(async move { desk.refuse_busy(refused).await });
+                    self.workers
+                        .spawn(async move { desk.refuse_busy(refused).await });
                     return;
                 }
                 // The worker ended (idle) just now: start another.
@@ -318,9 +322,10 @@ impl OrderDesk {
         let receipt = match &payload {
             // Taken out above.
             Payload::ReportRequest { .. } | Payload::DirectReportRequest(..) => return,
-            Payload::Message { incoming, .. } if busy.is_some() => {
-                busy_receipt(sniff_request_id(&incoming.publish.payload), busy.unwrap_or_default())
-            }
+            Payload::Message { incoming, .. } if busy.is_some() => busy_receipt(
+                sniff_request_id(&incoming.publish.payload),
+                busy.unwrap_or_default(),
+            ),
             Payload::Direct(payload, _) if busy.is_some() => {
                 busy_receipt(sniff_request_id(payload), busy.unwrap_or_default())
             }
