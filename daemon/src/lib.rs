@@ -18,6 +18,7 @@ pub mod admission;
 pub mod app;
 pub mod assembly;
 pub mod client;
+pub mod clock_sync;
 pub mod config;
 pub mod daemon;
 pub mod datadir_lock;

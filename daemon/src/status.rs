@@ -242,6 +242,7 @@ impl Status {
                 "usage": self.journal.usage(),
                 "free_bytes": self.journal.free_bytes(),
             },
+            "clock": crate::clock_sync::read(),
             "orders": {"answered": self.orders.load(Ordering::Relaxed), "errors": self.errors.load(Ordering::Relaxed)},
             "registers_seen": seen,
             "plugins": self.plugins.lock().unwrap_or_else(|p| p.into_inner()).clone(),

@@ -107,5 +107,8 @@ fn the_status_tells_the_lan_only_whether_fdmd_is_ready() {
             full["signer"].is_object() && full["journal"].is_object(),
             "{full}"
         );
+        // Whether the kernel's clock is synchronised (adjtimex; issue 15 point 4).
+        assert!(full["clock"]["synchronised"].is_boolean(), "{full}");
     }
+    assert!(public.get("clock").is_none(), "{public}");
 }
