@@ -65,6 +65,32 @@ impl Document {
         self.row(text, Align::Left, Style::Normal);
     }
 
+    /// Left-aligned plain text over as many rows as it needs, broken between words (a word longer
+    /// than the width is broken where the width ends), so nothing is cut off.
+    pub fn wrapped(&mut self, text: &str) {
+        let width = self.width.max(1);
+        let mut row = String::new();
+        for word in text.split_whitespace() {
+            let mut word: Vec<char> = word.chars().collect();
+            let used = row.chars().count();
+            if used > 0 && used + 1 + word.len() > width {
+                self.line(std::mem::take(&mut row));
+            }
+            while word.len() > width {
+                let rest = word.split_off(width);
+                self.line(word.iter().collect::<String>());
+                word = rest;
+            }
+            if !row.is_empty() {
+                row.push(' ');
+            }
+            row.extend(word);
+        }
+        if !row.is_empty() {
+            self.line(row);
+        }
+    }
+
     /// `left` and `right` on one row, `right` flush right (wrapped when they do not fit).
     pub fn pair(&mut self, left: &str, right: &str) {
         let (l, r) = (left.chars().count(), right.chars().count());
@@ -72,7 +98,7 @@ impl Document {
             let gap = self.width - l - r;
             self.line(format!("{left}{}{right}", " ".repeat(gap)));
         } else {
-            self.line(left.to_owned());
+            self.wrapped(left);
             let pad = self.width.saturating_sub(r);
             self.line(format!("{}{right}", " ".repeat(pad)));
         }
@@ -154,6 +180,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wrapped_text_keeps_every_word() {
+        let mut d = Document::new(32);
+        d.wrapped("Remboursement du ticket NS 000004 (06/12/2026 17:35:12)");
+        assert_eq!(
+            d.text(),
+            "Remboursement du ticket NS\n000004 (06/12/2026 17:35:12)\n"
+        );
+        let mut d = Document::new(4);
+        d.wrapped("abcdefghij k");
+        assert_eq!(d.text(), "abcd\nefgh\nij k\n");
+    }
+
+    #[test]
     fn text_and_escpos_encodings() {
         let mut d = Document::new(20);
         d.row("CAFÉ €", Align::Center, Style::Big);
@@ -161,7 +200,7 @@ mod tests {
         d.pair("A very long description here", "12.00 B");
         assert_eq!(
             d.text(),
-            "       CAFÉ €\nCola          2.50 A\nA very long descript\n             12.00 B\n"
+            "       CAFÉ €\nCola          2.50 A\nA very long\ndescription here\n             12.00 B\n"
         );
         let b = d.escpos();
         assert_eq!(&b[..5], &[0x1b, b'@', 0x1b, b't', 16]);

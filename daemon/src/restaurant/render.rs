@@ -410,7 +410,7 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
     }
     for (key, title) in [("copy_of", w.copy_of), ("refund_of", w.refund_of)] {
         if let Some(o) = receipt.get(key).filter(|o| o.is_object()) {
-            d.line(format!(
+            d.wrapped(&format!(
                 "{title} {} {} ({})",
                 s(o, "label"),
                 number(ctx, o, "ticket_number"),
