@@ -93,6 +93,14 @@ pub struct FdmSection {
     pub data_dir: PathBuf,
 }
 
+/// The sample establishment `--dev` prints when none is configured (the one in
+/// `configs/dev.toml`).
+pub const DEV_ESTABLISHMENT: [(&str, &str); 3] = [
+    ("name", "fdmd development"),
+    ("address", "Rue de l'Exemple 1, 1000 Bruxelles"),
+    ("vat_number", "BE0000000000"),
+];
+
 /// `[establishment]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -519,9 +527,12 @@ pub fn load(sources: &Sources, overrides: &[(&str, String)]) -> Result<Config, C
             .map_err(|e| ConfigError::one(*key, e.to_string()))?;
     }
     let merged = builder.build().map_err(|e| from_config_error(&e))?;
-    let config: Config = merged
+    let mut config: Config = merged
         .try_deserialize()
         .map_err(|e| from_config_error(&e))?;
+    if config.daemon.dev {
+        config.establishment.fill_dev_sample();
+    }
     validate(&config)?;
     Ok(config)
 }
@@ -540,6 +551,72 @@ fn from_config_error(e: &config::ConfigError) -> ConfigError {
     }
 }
 
+impl EstablishmentSection {
+    /// Development mode: the sample establishment for whatever is not configured.
+    fn fill_dev_sample(&mut self) {
+        for (key, value) in DEV_ESTABLISHMENT {
+            let field = match key {
+                "name" => &mut self.name,
+                "address" => &mut self.address,
+                _ => &mut self.vat_number,
+            };
+            if field.trim().is_empty() {
+                *field = value.to_owned();
+            }
+        }
+    }
+
+    /// What is wrong with the establishment's identity, which every VAT ticket carries (FAQ:
+    /// name, address and VAT number); checked outside development mode.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, value) in [
+            ("establishment.name", &self.name),
+            ("establishment.address", &self.address),
+            ("establishment.vat_number", &self.vat_number),
+        ] {
+            if value.trim().is_empty() {
+                out.push((
+                    key,
+                    "is required outside --dev: every VAT ticket carries the establishment's name, address and VAT number".to_owned(),
+                ));
+            }
+        }
+        if !self.vat_number.trim().is_empty() && !is_belgian_vat_number(&self.vat_number) {
+            out.push((
+                "establishment.vat_number",
+                format!(
+                    "{:?} is not a Belgian VAT number (BE and 10 digits, the last two a check on the first eight: BE0123456749)",
+                    self.vat_number
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// `BE` and ten digits (spaces and dots allowed between them), starting with 0 or 1, whose last
+/// two are 97 minus the first eight modulo 97 (the enterprise number's check).
+pub fn is_belgian_vat_number(text: &str) -> bool {
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '.')
+        .collect();
+    let Some(digits) = compact.strip_prefix("BE") else {
+        return false;
+    };
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    if !digits.starts_with(['0', '1']) {
+        return false;
+    }
+    let (Ok(body), Ok(check)) = (digits[..8].parse::<u64>(), digits[8..].parse::<u64>()) else {
+        return false;
+    };
+    97 - body % 97 == check
+}
+
 /// Checks values the types alone do not.
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
@@ -549,6 +626,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             message,
         })
     };
+    if !c.daemon.dev {
+        for (key, message) in c.establishment.problems() {
+            bad(key, message);
+        }
+    }
     if c.version != 1 {
         bad(
             "version",
@@ -824,9 +906,28 @@ mod tests {
         }
     }
 
+    /// An establishment, which every configuration outside development mode needs.
+    const ESTABLISHMENT: &str = "[establishment]\nname = \"Chez Nous\"\naddress = \"Grote Markt 1, 1000 Brussel\"\nvat_number = \"BE0123456749\"\n";
+
     #[test]
-    fn defaults_are_valid() {
-        validate(&Config::default()).unwrap();
+    fn defaults_are_valid_with_an_establishment_or_in_dev_mode() {
+        let mut c = Config::default();
+        let e = validate(&c).unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .all(|p| p.key.starts_with("establishment.")),
+            "{e}"
+        );
+        c.establishment = EstablishmentSection {
+            name: "Chez Nous".into(),
+            address: "Grote Markt 1, 1000 Brussel".into(),
+            vat_number: "BE0123456749".into(),
+        };
+        validate(&c).unwrap();
+        let mut dev = Config::default();
+        dev.daemon.dev = true;
+        validate(&dev).unwrap();
     }
 
     #[test]
@@ -834,7 +935,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("fdmd.toml"),
-            "[http]\nlisten = \"127.0.0.1:9000\"\n[numbering]\ndigits = 8\n",
+            format!(
+                "[http]\nlisten = \"127.0.0.1:9000\"\n[numbering]\ndigits = 8\n{ESTABLISHMENT}"
+            ),
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("conf.d")).unwrap();
@@ -868,7 +971,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("fdmd.toml"),
-            "[numbering]\ndigits = 12\n[fdm]\nid = \"x\"\n",
+            format!("[numbering]\ndigits = 12\n[fdm]\nid = \"x\"\n{ESTABLISHMENT}"),
         )
         .unwrap();
         let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
@@ -899,16 +1002,62 @@ mod tests {
     }
 
     #[test]
-    fn shipped_configs_are_valid() {
-        for file in ["../configs/fdmd.toml", "../configs/dev.toml"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-            let s = Sources {
-                main_file: path,
-                main_required: true,
-                conf_dir: None,
-                env: vec![],
-            };
-            load(&s, &[]).unwrap_or_else(|e| panic!("{file}: {e}"));
+    fn shipped_configs_are_valid_once_the_establishment_is_filled_in() {
+        let shipped = |file: &str| Sources {
+            main_file: Path::new(env!("CARGO_MANIFEST_DIR")).join(file),
+            main_required: true,
+            conf_dir: None,
+            env: vec![],
+        };
+        load(&shipped("../configs/dev.toml"), &[]).unwrap();
+        // The package's file leaves the establishment to the installer: refused until given.
+        let e = load(&shipped("../configs/fdmd.toml"), &[]).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "establishment.name",
+                "establishment.address",
+                "establishment.vat_number"
+            ],
+            "{e}"
+        );
+        let filled = [
+            ("establishment.name", "Chez Nous".to_owned()),
+            (
+                "establishment.address",
+                "Grote Markt 1, 1000 Brussel".into(),
+            ),
+            ("establishment.vat_number", "BE0123456749".into()),
+        ];
+        load(&shipped("../configs/fdmd.toml"), &filled).unwrap();
+    }
+
+    #[test]
+    fn dev_mode_prints_the_sample_establishment_of_dev_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(&sources(dir.path(), &[]), &[("daemon.dev", "true".into())]).unwrap();
+        let dev_toml = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/dev.toml"),
+        )
+        .unwrap();
+        for (key, value) in DEV_ESTABLISHMENT {
+            assert!(
+                dev_toml.contains(&format!("\n{key} = {value:?}\n")),
+                "configs/dev.toml lacks {key} = {value:?}"
+            );
         }
+        assert_eq!(c.establishment.name, "fdmd development");
+        assert_eq!(c.establishment.vat_number, "BE0000000000");
+    }
+
+    #[test]
+    fn belgian_vat_numbers_carry_their_check() {
+        assert!(is_belgian_vat_number("BE0123456749"));
+        assert!(is_belgian_vat_number("BE 0123.456.749"));
+        assert!(!is_belgian_vat_number("BE0123456789"));
+        assert!(!is_belgian_vat_number("0123456749"));
+        assert!(!is_belgian_vat_number("BE2123456749"));
+        assert!(!is_belgian_vat_number("BE012345674"));
     }
 }

@@ -115,3 +115,33 @@ fn a_pin_file_readable_by_others_is_reported() {
     let (code, out) = check_config(&config);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn an_establishment_without_identity_is_refused_outside_dev_mode() {
+    // Every VAT ticket carries the establishment's name, address and VAT number (issue 17,
+    // point 10): without them, check-config and start refuse with 78, naming each key.
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        1,
+        2,
+        "[establishment]\nname = \"\"\naddress = \"\"\nvat_number = \"BE0123456789\"\n",
+    );
+    assert_refused(&config, "establishment.name", "required outside --dev");
+    assert_refused(&config, "establishment.address", "required outside --dev");
+    assert_refused(
+        &config,
+        "establishment.vat_number",
+        "not a Belgian VAT number",
+    );
+    let start = std::process::Command::new(FDMD)
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&start.stderr).contains("establishment.name"),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+}

@@ -259,7 +259,7 @@ pub fn write_config(dir: &Path, http: u16, mqtt: u16, extra: &str) -> PathBuf {
     std::fs::write(
         &file,
         format!(
-            "[fdm]\nid = \"DEVFDMD0001\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n",
+            "[fdm]\nid = \"DEVFDMD0001\"\ndata_dir = \"{}\"\n[establishment]\nname = \"Test Brasserie\"\naddress = \"Grote Markt 1, 1000 Brussel\"\nvat_number = \"BE0123456749\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n",
             dir.join("data").display()
         ),
     )
