@@ -109,7 +109,7 @@ pub struct EstablishmentSection {
     pub name: String,
     /// Address.
     pub address: String,
-    /// VAT number (BE0123456789).
+    /// VAT number (BE and ten digits with their check: BE0123456749).
     pub vat_number: String,
 }
 

@@ -115,7 +115,7 @@ fn table_service_over_mqtt_prints_on_network_printers() {
     // Nothing listens on the bar's address: its jobs fail and are reported.
     let dead = support::free_port();
     let extra = format!(
-        "[establishment]\nname = \"Chez Nous\"\naddress = \"Rue Haute 1, 1000 Bruxelles\"\nvat_number = \"BE0123456789\"\n\
+        "[establishment]\nname = \"Chez Nous\"\naddress = \"Rue Haute 1, 1000 Bruxelles\"\nvat_number = \"BE0123456749\"\n\
          [restaurant]\nrequire_work_in = true\nlanguage = \"fr\"\nprint_attempts = 2\nprint_timeout_ms = 500\n\
          [restaurant.operator_names]\n\"{ANNA}\" = \"Anna\"\n\
          [[restaurant.printers]]\nstation = \"kitchen\"\naddress = \"{kitchen}\"\n\
@@ -172,7 +172,7 @@ fn table_service_over_mqtt_prints_on_network_printers() {
             .await;
         assert_eq!((fin["label"].as_str(), fin["total"].as_str()), (Some("NS"), Some("29.60")), "{fin}");
         let text = fin["text"].as_str().unwrap();
-        for needle in ["TICKET DE CAISSE TVA", "Chez Nous", "TVA BE0123456789", "Anna", "-1 x Steak frites (correction)", "<- PS 000001", "<- PR 000002", "NS 000002", "NS 2/4"] {
+        for needle in ["TICKET DE CAISSE TVA", "Chez Nous", "TVA BE0123456749", "Anna", "-1 x Steak frites (correction)", "<- PS 000001", "<- PR 000002", "NS 000002", "NS 2/4"] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         let paper = job(&receipt_jobs);
