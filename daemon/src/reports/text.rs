@@ -157,6 +157,16 @@ pub fn render(report: &Value) -> String {
     row(&mut out, "FDM", s(report, "/fdm_id"));
     row(&mut out, "VSC", s(report, "/vsc_id"));
     row(&mut out, "Signature", s(report, "/short_signature"));
+    // This report's own record: an anchor for `fdmctl verify --anchor SEQ:HASH`.
+    if !s(report, "/signed_digest").is_empty() {
+        let seq = report
+            .pointer("/journal_seq")
+            .and_then(Value::as_u64)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "Anchor (journal record {seq}, SHA-256):");
+        let _ = writeln!(out, "  {seq}:{}", s(report, "/signed_digest"));
+    }
     out
 }
 
@@ -176,7 +186,8 @@ mod tests {
             "last_operation":{"seq":40,"short_signature":"ABCDEF01"},
             "checkpoint":{"chain_head":"00ff","merkle_root":"11ee"},
             "operators":{"85073003328":{"net":"10.00","payments":{"cash":"10.00"},"cash_rounding":"0.00"}},
-            "fdm_id":"DEVFDMD0001","vsc_id":"DEVSW-1","short_signature":"12345678"});
+            "fdm_id":"DEVFDMD0001","vsc_id":"DEVSW-1","short_signature":"12345678",
+            "journal_seq":41,"signed_digest":"ab12"});
         let text = render(&r);
         assert!(
             !text.contains("85073003328"),
@@ -195,6 +206,7 @@ mod tests {
             "00ff",
             "11ee",
             "12345678",
+            "Anchor (journal record 41, SHA-256):\n  41:ab12",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }

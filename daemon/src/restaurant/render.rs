@@ -494,6 +494,13 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
     d.pair("VSC ID", s(receipt, "vsc_id"));
     d.pair(w.signature, s(receipt, "short_signature"));
     d.pair("Journal", &shown(receipt, "journal_seq"));
+    // The record's hash, with its journal number an anchor an inspector gives to
+    // `fdmctl verify --anchor SEQ:HASH` (in groups of eight, so that it wraps between them).
+    let digest = s(receipt, "signed_digest");
+    if !digest.is_empty() {
+        d.line("SHA-256");
+        d.wrapped(&grouped(digest));
+    }
     d.line(concat!("fdmd ", env!("CARGO_PKG_VERSION")));
     d
 }
@@ -523,6 +530,16 @@ fn lines(d: &mut Document, receipt: &Value, w: &Words, ctx: &TicketContext) {
             ));
         }
     }
+}
+
+/// `hex` in groups of eight characters.
+fn grouped(hex: &str) -> String {
+    hex.chars()
+        .collect::<Vec<char>>()
+        .chunks(8)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<String>>()
+        .join(" ")
 }
 
 /// A kitchen or bar ticket for one station (the `StationTicket` payload).
@@ -598,7 +615,8 @@ mod tests {
             "vat": [{"rate": "A", "percent": "21", "total": "2.20", "vat": "0.38", "base": "1.82"}],
             "payments": [{"method": "cash", "amount": "2.20"}],
             "plu_hash": "c2b9aaaaaaaaaaaaaaaaaaaaaaaaaaaaff797bc46f", "event_counter": 141, "total_counter": 154,
-            "fdm_id": "DEVFDMD0001", "vsc_id": "DEVSW-1234", "short_signature": "1CD58A73", "journal_seq": 9})
+            "fdm_id": "DEVFDMD0001", "vsc_id": "DEVSW-1234", "short_signature": "1CD58A73", "journal_seq": 9,
+            "signed_digest": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"})
     }
 
     #[test]
@@ -626,6 +644,8 @@ mod tests {
             "DEVFDMD0001",
             "DEVSW-1234",
             "1CD58A73",
+            // The anchor for `fdmctl verify --anchor`: journal number and record hash, whole.
+            "SHA-256\n01234567 89abcdef 01234567 89abcdef\n01234567 89abcdef 01234567 89abcdef\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
