@@ -393,12 +393,12 @@ fn rows_read_before_the_source_fails_are_checked_before_its_error_is_reported() 
 /// declared nowhere in the chain: a forger's tail, chained properly.
 fn resign_tail(rows: &mut [StoredRecord], from: u64, seed: u8) {
     let mut prev: [u8; 32] = rows[from as usize - 2].hash.clone().try_into().unwrap();
-    for i in from as usize - 1..rows.len() {
-        let envelope: Value = serde_json::from_slice(&rows[i].canonical).unwrap();
+    for row in rows.iter_mut().skip(from as usize - 1) {
+        let envelope: Value = serde_json::from_slice(&row.canonical).unwrap();
         let body = envelope["body"].as_object().cloned().unwrap();
         let kind = RecordKind::parse(envelope["kind"].as_str().unwrap()).unwrap();
-        rows[i] = record(rows[i].seq, kind, &prev, body, seed);
-        prev = rows[i].hash.clone().try_into().unwrap();
+        *row = record(row.seq, kind, &prev, body, seed);
+        prev = row.hash.clone().try_into().unwrap();
     }
 }
 
