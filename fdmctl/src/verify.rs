@@ -142,6 +142,13 @@ pub(crate) fn report_verification(
                         anchor.seq, anchor.seq, anchor.hash
                     );
                 }
+                if let (Some(first), Some(to)) =
+                    (s.first_seq, s.anchors.iter().map(|a| a.seq).max())
+                {
+                    println!(
+                        "  records {first}..={to} are fixed by anchor {to} (each record's hash covers the one before), whoever signed them"
+                    );
+                }
                 if !s.keys_trusted && s.records > 0 {
                     println!(
                         "  note: keys were taken from the journal itself; compare them with the card (GET /v1/signer) or pass --key"
