@@ -244,9 +244,16 @@ pub enum Command {
         #[arg(long, default_value = paths::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
         /// A trusted signer public key (64 hex characters); repeat for several. Without one, the
-        /// keys the journal declares are used, and the report says so.
+        /// keys the journal's own journal_open and signer_change records declare are used, and
+        /// the report says so. The keys an export slice's header alone lists must be given here
+        /// (or its records anchored with --anchor), or the verification fails.
         #[arg(long = "key", value_name = "HEX")]
         keys: Vec<String>,
+        /// A record's hash known from outside the journal, as SEQ:HASH (a receipt's journal_seq
+        /// and signed_digest); repeat for several. Fails when the records do not reach SEQ, start
+        /// after it, or hold another hash there. An anchor also covers the records before it.
+        #[arg(long = "anchor", value_name = "SEQ:HASH")]
+        anchors: Vec<String>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,

@@ -43,9 +43,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify {
             data_dir,
             keys,
+            anchors,
             json,
             export_file,
-        } => verify::run(data_dir, keys, json, export_file),
+        } => verify::run(verify::VerifyRequest {
+            data_dir,
+            keys,
+            anchors,
+            json,
+            export_file,
+        }),
         Command::Backup {
             data_dir,
             keys,

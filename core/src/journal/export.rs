@@ -12,7 +12,9 @@ use super::record::RecordKind;
 use super::store::{self, StoredRecord};
 use super::verify::content::{Prepared, prepare};
 use super::verify::parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, par_map};
-use super::verify::{DeclaredSigner, Verifier, VerifyError, VerifySummary, verify_records};
+use super::verify::{
+    Anchor, AnchorError, DeclaredSigner, Verifier, VerifyError, VerifySummary, verify_records,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{BufRead, Write};
@@ -42,7 +44,10 @@ pub struct ExportHeader {
     pub last_seq: u64,
     /// When the export was made (RFC 3339).
     pub exported_at: String,
-    /// Every signer declared in the journal up to `last_seq`.
+    /// Every signer declared in the journal up to `last_seq`. The header is not signed: a
+    /// verifier uses this list only for a slice (`first_seq` > 1) whose records were signed
+    /// before the slice declares their signer, and reports those keys as unanchored
+    /// ([`VerifySummary::unanchored_keys`]) unless given keys or anchors cover them.
     pub signers: Vec<DeclaredSigner>,
 }
 
@@ -92,6 +97,9 @@ pub enum ExportError {
     /// A record failed verification.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The records verify, but an outside anchor does not match them or is not among them.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
 }
 
 /// Every signer declared in records up to `last_seq`.
@@ -192,14 +200,28 @@ fn write_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), Export
 }
 
 /// Verifies an export file on its own. `trusted_keys` are public keys given out of band; without
-/// them the keys declared in the journal and the header are used (and the summary says so).
+/// them the keys declared in the journal are used (and the summary says so, `keys_trusted`).
+/// A whole export (`first_seq` 1) must declare every signer in its own records; the header's
+/// list is used only for a slice, and the keys used from it are listed in the summary's
+/// `unanchored_keys` (the caller decides what to do with them: `fdmctl verify` fails).
+pub fn verify_export(
+    input: impl BufRead,
+    trusted_keys: Vec<Vec<u8>>,
+) -> Result<(ExportHeader, VerifySummary), ExportError> {
+    verify_export_anchored(input, trusted_keys, Vec::new())
+}
+
+/// [`verify_export`], and the records must match every `anchor` ([`ExportError::Anchor`]
+/// otherwise, after the records themselves verified): an anchor before the first record or
+/// after the last one is a failure too.
 ///
 /// Lines are read in chunks (bounded in lines and bytes); each chunk's lines are parsed and their
 /// records checked on every core, then followed in order (see `verify::parallel`). The first
 /// problem, by line, is the one a line-by-line reader reports.
-pub fn verify_export(
+pub fn verify_export_anchored(
     input: impl BufRead,
     trusted_keys: Vec<Vec<u8>>,
+    anchors: Vec<Anchor>,
 ) -> Result<(ExportHeader, VerifySummary), ExportError> {
     let mut lines = BoundedLines { input, line: 0 };
     let first = lines
@@ -217,7 +239,8 @@ pub fn verify_export(
         ));
     }
     let mut reader = ExportReader {
-        verifier: Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone()),
+        verifier: Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone())
+            .with_anchors(anchors),
         first_seq: header.first_seq,
         end: None,
         count: 0,
@@ -263,6 +286,7 @@ pub fn verify_export(
             "the end line is missing: the export was cut short".into(),
         ));
     };
+    let anchor_problem = verifier.anchor_problem();
     let summary = verifier.finish();
     if end.records != count
         || summary.last_seq.unwrap_or(0) != header.last_seq
@@ -281,6 +305,9 @@ pub fn verify_export(
             ),
         }
         .into());
+    }
+    if let Some(e) = anchor_problem {
+        return Err(e.into());
     }
     Ok((header, summary))
 }
@@ -449,7 +476,17 @@ pub fn verify_database(
     conn: &rusqlite::Connection,
     trusted_keys: Vec<Vec<u8>>,
 ) -> Result<VerifySummary, ExportError> {
-    let mut verifier = Verifier::new(true, trusted_keys, Vec::new());
+    verify_database_anchored(conn, trusted_keys, Vec::new())
+}
+
+/// [`verify_database`], and the records must match every `anchor` (see
+/// [`verify_export_anchored`]).
+pub fn verify_database_anchored(
+    conn: &rusqlite::Connection,
+    trusted_keys: Vec<Vec<u8>>,
+    anchors: Vec<Anchor>,
+) -> Result<VerifySummary, ExportError> {
+    let mut verifier = Verifier::new(true, trusted_keys, Vec::new()).with_anchors(anchors);
     let checked = verify_records::<ExportError>(&mut verifier, |f| {
         store::for_each_in_range(conn, 1, u64::MAX, f)
     });
@@ -468,6 +505,9 @@ pub fn verify_database(
             None => Err(ExportError::Sqlite(e)),
         },
         Err(e) => Err(e),
-        Ok(()) => Ok(verifier.finish()),
+        Ok(()) => match verifier.anchor_problem() {
+            Some(e) => Err(e.into()),
+            None => Ok(verifier.finish()),
+        },
     }
 }

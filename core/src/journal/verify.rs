@@ -6,9 +6,13 @@
 //! 2. SHA-256 of the canonical bytes equals the stored hash;
 //! 3. the bytes are canonical JSON and their `seq` is the record's;
 //! 4. `prev_hash` is the previous record's hash (64 zeros before the first);
-//! 5. the signer is declared (journal_open / signer_change, or the export header) and, when keys
+//! 5. the signer is declared by a journal_open / signer_change record of the chain (a slice may
+//!    also use the export header's list, whose keys it then reports as unanchored) and, when keys
 //!    are given, is one of them; the signature over the hash verifies;
 //! 6. fiscal counters, ticket numbers and report numbers continue without gap.
+//!
+//! Outside anchors ([`Anchor`], a receipt's `journal_seq` and `signed_digest`) are checked
+//! against the records' hashes after the chain.
 //!
 //! [`verify_records`] and the export reader run these checks a chunk of records at a time on
 //! every core ([`parallel`]): each record's own bytes ([`content`], checks 2, 3 and the syntax of
@@ -28,7 +32,8 @@ use super::store::StoredRecord;
 use content::{Counters, Prepared, prepare, prepare_stored};
 use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck, par_map};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ScopedJoinHandle;
 
@@ -71,6 +76,175 @@ pub struct VerifySummary {
     /// True when every signer key was among the keys given to the verifier; false when keys
     /// were taken from the journal itself (compare them with the card or `/v1/signer`).
     pub keys_trusted: bool,
+    /// The outside anchors given, each of which matched (a mismatch is an [`AnchorError`]).
+    pub anchors: Vec<Anchor>,
+    /// Keys that only the (unsigned) header of a slice declares, used for records that neither a
+    /// given key nor a matched anchor covers: nothing ties them to the journal. Empty for a whole
+    /// journal (its signers must be declared by its own records) and whenever keys are given.
+    pub unanchored_keys: Vec<UnanchoredKey>,
+}
+
+/// A record's hash known from outside the journal: a receipt's `journal_seq` and
+/// `signed_digest`, or a record of an earlier export. Written `SEQ:HASH`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// Its hash, 64 lower-case hex characters.
+    pub hash: String,
+}
+
+/// Why a `SEQ:HASH` anchor could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnchorParseError {
+    /// No colon.
+    #[error("anchor {0:?} is not SEQ:HASH")]
+    Shape(String),
+    /// The sequence number is not a number from 1.
+    #[error("anchor {0:?}: SEQ must be a record number (1 or more)")]
+    Seq(String),
+    /// The hash is not 64 hex characters.
+    #[error("anchor {0:?}: HASH must be 64 hex characters (the record's hash)")]
+    Hash(String),
+}
+
+impl FromStr for Anchor {
+    type Err = AnchorParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = text
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| AnchorParseError::Shape(text.into()))?;
+        let seq = seq
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| AnchorParseError::Seq(text.into()))?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if hash.len() != 64 || hex::decode(&hash).is_err() {
+            return Err(AnchorParseError::Hash(text.into()));
+        }
+        Ok(Anchor { seq, hash })
+    }
+}
+
+/// An outside anchor the records contradict, or cannot be checked against.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("anchor {seq}: {problem}")]
+pub struct AnchorError {
+    /// The anchor's sequence number.
+    pub seq: u64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A key that only a slice's header declares (see [`VerifySummary::unanchored_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnanchoredKey {
+    /// The signer as the header declares it.
+    pub signer: DeclaredSigner,
+    /// First record signed with it under the header's declaration.
+    pub first_seq: u64,
+    /// Last such record: an anchor at this record or a later one covers them all.
+    pub last_seq: u64,
+}
+
+/// The bookkeeping of trust both verifiers share: the hashes of anchored records, and which
+/// records were signed with keys only the export header declares.
+#[derive(Debug, Default)]
+pub(crate) struct TrustBook {
+    anchors: Vec<Anchor>,
+    anchored: HashSet<u64>,
+    found: HashMap<u64, [u8; 32]>,
+    header_use: Vec<UnanchoredKey>,
+}
+
+impl TrustBook {
+    pub(crate) fn new(anchors: Vec<Anchor>) -> Self {
+        TrustBook {
+            anchored: anchors.iter().map(|a| a.seq).collect(),
+            anchors,
+            ..TrustBook::default()
+        }
+    }
+
+    /// A record passed its checks with this hash.
+    pub(crate) fn record(&mut self, seq: u64, hash: &[u8; 32]) {
+        if self.anchored.contains(&seq) {
+            self.found.insert(seq, *hash);
+        }
+    }
+
+    /// A record was signed with a key only the export header declares.
+    pub(crate) fn header_signed(&mut self, signer: &DeclaredSigner, seq: u64) {
+        match self.header_use.iter_mut().find(|u| &u.signer == signer) {
+            Some(used) => used.last_seq = seq,
+            None => self.header_use.push(UnanchoredKey {
+                signer: signer.clone(),
+                first_seq: seq,
+                last_seq: seq,
+            }),
+        }
+    }
+
+    /// The first anchor (by sequence number) the records checked do not match.
+    pub(crate) fn problem(
+        &self,
+        first_seq: Option<u64>,
+        last_seq: Option<u64>,
+    ) -> Option<AnchorError> {
+        let mut anchors: Vec<&Anchor> = self.anchors.iter().collect();
+        anchors.sort_by_key(|a| a.seq);
+        anchors.into_iter().find_map(|a| {
+            let problem = match (first_seq, last_seq, self.found.get(&a.seq)) {
+                (Some(first), _, _) if a.seq < first => format!(
+                    "record {} comes before the first record checked ({first}): it cannot be checked",
+                    a.seq
+                ),
+                (_, last, None) => format!(
+                    "record {} is not there: the records checked end at {} (records were cut off at the end, or the anchor is wrong)",
+                    a.seq,
+                    last.map_or_else(|| "none".to_owned(), |l| format!("record {l}"))
+                ),
+                (_, _, Some(found)) if hex::encode(found) != a.hash => format!(
+                    "record {}'s hash is {}, the anchor says {}",
+                    a.seq,
+                    hex::encode(found),
+                    a.hash
+                ),
+                _ => return None,
+            };
+            Some(AnchorError {
+                seq: a.seq,
+                problem,
+            })
+        })
+    }
+
+    /// Puts the anchors and the unanchored keys into the summary (`trusted`: the keys given).
+    pub(crate) fn settle(self, summary: &mut VerifySummary, trusted: &[Vec<u8>]) {
+        let matched: Vec<Anchor> = self
+            .anchors
+            .into_iter()
+            .filter(|a| {
+                self.found
+                    .get(&a.seq)
+                    .is_some_and(|h| hex::encode(h) == a.hash)
+            })
+            .collect();
+        let covered_to = matched.iter().map(|a| a.seq).max();
+        summary.unanchored_keys = self
+            .header_use
+            .into_iter()
+            .filter(|u| {
+                let key = hex::decode(&u.signer.public_key).unwrap_or_default();
+                !trusted.contains(&key) && covered_to.is_none_or(|to| to < u.last_seq)
+            })
+            .collect();
+        summary.anchors = matched;
+    }
 }
 
 pub(crate) fn fail<T>(seq: u64, problem: impl Into<String>) -> Result<T, VerifyError> {
@@ -84,6 +258,8 @@ pub(crate) fn fail<T>(seq: u64, problem: impl Into<String>) -> Result<T, VerifyE
 #[derive(Debug)]
 pub(crate) struct KnownSigner {
     pub(crate) declared: DeclaredSigner,
+    /// Declared only by the export header, not by a record of the chain checked.
+    from_header: bool,
     /// The public key's bytes (empty when the hex is malformed).
     key: Vec<u8>,
     /// The key as a point, when it is one.
@@ -91,13 +267,14 @@ pub(crate) struct KnownSigner {
 }
 
 impl KnownSigner {
-    fn new(declared: DeclaredSigner) -> Self {
+    fn new(declared: DeclaredSigner, from_header: bool) -> Self {
         let key = hex::decode(&declared.public_key).unwrap_or_default();
         let verifying = <[u8; 32]>::try_from(key.as_slice())
             .ok()
             .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok());
         KnownSigner {
             declared,
+            from_header,
             key,
             verifying,
         }
@@ -125,6 +302,7 @@ pub struct Verifier {
     event_counters: HashMap<String, u64>,
     series: HashMap<String, u64>,
     used_signers: Vec<DeclaredSigner>,
+    trust: TrustBook,
     summary: VerifySummary,
 }
 
@@ -132,7 +310,9 @@ impl Verifier {
     /// A verifier for a whole journal (must start at record 1 with `journal_open`), or for a
     /// slice when `expect_genesis` is false. `trusted_keys` are public keys given out of band;
     /// `known_signers` are declarations from an export header (used when a slice starts after
-    /// the signer's own declaration).
+    /// the signer's own declaration; never for a whole journal, whose signers must be declared
+    /// by its own records): the records signed with them are listed as unanchored unless a
+    /// given key or an anchor covers them.
     pub fn new(
         expect_genesis: bool,
         trusted_keys: Vec<Vec<u8>>,
@@ -147,14 +327,29 @@ impl Verifier {
             trusted: trusted_keys,
             signers: known_signers
                 .into_iter()
-                .map(|s| (s.id.clone(), Arc::new(KnownSigner::new(s))))
+                .filter(|_| !expect_genesis)
+                .map(|s| (s.id.clone(), Arc::new(KnownSigner::new(s, true))))
                 .collect(),
             prev: None,
             total_counter: None,
             event_counters: HashMap::new(),
             series: HashMap::new(),
             used_signers: Vec::new(),
+            trust: TrustBook::default(),
         }
+    }
+
+    /// Checks the records against these outside anchors too (see [`Verifier::anchor_problem`]).
+    pub fn with_anchors(mut self, anchors: Vec<Anchor>) -> Self {
+        self.trust = TrustBook::new(anchors);
+        self
+    }
+
+    /// The first anchor the records checked so far do not match or do not reach (call it when
+    /// every record was checked).
+    pub fn anchor_problem(&self) -> Option<AnchorError> {
+        self.trust
+            .problem(self.summary.first_seq, self.summary.last_seq)
     }
 
     /// Checks the next record from an export or a database, on this thread: its claimed sequence
@@ -246,17 +441,12 @@ impl Verifier {
             };
             self.signers.insert(
                 declared.id.clone(),
-                Arc::new(KnownSigner::new(declared.clone())),
+                Arc::new(KnownSigner::new(declared.clone(), false)),
             );
         }
         let signer_id = c.signer_id.as_str();
         let Some(signer) = self.signers.get(signer_id).cloned() else {
-            return fail(
-                seq,
-                format!(
-                    "signed by {signer_id:?}, a signer never declared (give its key with --key)"
-                ),
-            );
+            return fail(seq, undeclared(signer_id, self.expect_genesis));
         };
         if signer.declared.algorithm != "ed25519" {
             return fail(
@@ -291,6 +481,9 @@ impl Verifier {
         if !self.used_signers.contains(&signer.declared) {
             self.used_signers.push(signer.declared.clone());
         }
+        if signer.from_header {
+            self.trust.header_signed(&signer.declared, seq);
+        }
         // 6. counters and numbers
         if let Some(counters) = &c.counters {
             self.check_counters(seq, counters)?;
@@ -301,6 +494,7 @@ impl Verifier {
             self.check_series(seq, c.series.as_ref())?;
         }
         self.prev = Some((seq, p.hash));
+        self.trust.record(seq, &p.hash);
         self.summary.records += 1;
         self.summary.first_seq.get_or_insert(seq);
         self.summary.last_seq = Some(seq);
@@ -399,10 +593,25 @@ impl Verifier {
         self.after_signature(p, &signer)
     }
 
-    /// Ends verification.
+    /// Ends verification: the summary, with the anchors that matched and the keys left
+    /// unanchored.
     pub fn finish(mut self) -> VerifySummary {
         self.summary.signers = self.used_signers;
+        self.trust.settle(&mut self.summary, &self.trusted);
         self.summary
+    }
+}
+
+/// The problem of a record whose signer no declaration names.
+pub(crate) fn undeclared(signer_id: &str, whole: bool) -> String {
+    if whole {
+        format!(
+            "signer {signer_id} is not declared in the chain (a signer never declared by a journal_open or signer_change record before this one; an export header's list does not count)"
+        )
+    } else {
+        format!(
+            "signer {signer_id} is not declared in the chain nor in the export header (a signer never declared)"
+        )
     }
 }
 

@@ -6,13 +6,16 @@
 //! 2. SHA-256 of the canonical bytes equals the stored hash;
 //! 3. the bytes are canonical JSON and their `seq` is the record's;
 //! 4. `prev_hash` is the previous record's hash (64 zeros before the first);
-//! 5. the signer is declared (journal_open / signer_change, or the export header) and, when keys
-//!    are given, is one of them; the signature over the hash verifies;
+//! 5. the signer is declared (journal_open / signer_change; for a slice also the export header,
+//!    whose keys are then reported as unanchored) and, when keys are given, is one of them; the
+//!    signature over the hash verifies;
 //! 6. fiscal counters, ticket numbers and report numbers continue without gap.
 
 #![allow(clippy::unwrap_used)]
 
-use super::{DeclaredSigner, VerifyError, VerifySummary};
+use super::{
+    Anchor, AnchorError, DeclaredSigner, TrustBook, VerifyError, VerifySummary, undeclared,
+};
 use crate::journal::canonical::to_canonical;
 use crate::journal::export::{EXPORT_FORMAT, EXPORT_VERSION, ExportError, ExportHeader};
 use crate::journal::record::{FORMAT_VERSION, GENESIS_PREV_HASH, RecordKind, record_hash};
@@ -27,12 +30,14 @@ use std::io::BufRead;
 pub struct Verifier {
     expect_genesis: bool,
     trusted: Vec<Vec<u8>>,
-    signers: HashMap<String, DeclaredSigner>,
+    /// Each signer, and whether only the export header declares it.
+    signers: HashMap<String, (DeclaredSigner, bool)>,
     prev: Option<(u64, [u8; 32])>,
     total_counter: Option<u64>,
     event_counters: HashMap<String, u64>,
     series: HashMap<String, u64>,
     used_signers: Vec<DeclaredSigner>,
+    trust: TrustBook,
     summary: VerifySummary,
 }
 
@@ -60,16 +65,31 @@ impl Verifier {
                 ..VerifySummary::default()
             },
             trusted: trusted_keys,
-            signers: known_signers
-                .into_iter()
-                .map(|s| (s.id.clone(), s))
-                .collect(),
+            signers: if expect_genesis {
+                HashMap::new()
+            } else {
+                known_signers
+                    .into_iter()
+                    .map(|s| (s.id.clone(), (s, true)))
+                    .collect()
+            },
             prev: None,
             total_counter: None,
             event_counters: HashMap::new(),
             series: HashMap::new(),
             used_signers: Vec::new(),
+            trust: TrustBook::default(),
         }
+    }
+
+    pub fn with_anchors(mut self, anchors: Vec<Anchor>) -> Self {
+        self.trust = TrustBook::new(anchors);
+        self
+    }
+
+    pub fn anchor_problem(&self) -> Option<AnchorError> {
+        self.trust
+            .problem(self.summary.first_seq, self.summary.last_seq)
     }
 
     /// Checks the next record from an export or a database: its claimed sequence number,
@@ -171,19 +191,14 @@ impl Verifier {
                 .cloned()
                 .and_then(|s| serde_json::from_value(s).ok())
                 .map_or_else(|| fail(seq, "signer declaration is malformed"), Ok)?;
-            self.signers.insert(declared.id.clone(), declared);
+            self.signers.insert(declared.id.clone(), (declared, false));
         }
         let signer_id = envelope
             .get("signer_id")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let Some(signer) = self.signers.get(signer_id).cloned() else {
-            return fail(
-                seq,
-                format!(
-                    "signed by {signer_id:?}, a signer never declared (give its key with --key)"
-                ),
-            );
+        let Some((signer, from_header)) = self.signers.get(signer_id).cloned() else {
+            return fail(seq, undeclared(signer_id, self.expect_genesis));
         };
         if signer.algorithm != "ed25519" {
             return fail(
@@ -207,6 +222,9 @@ impl Verifier {
         if !verify_ed25519(&key, hash, signature) {
             return fail(seq, format!("bad signature (signer {signer_id})"));
         }
+        if from_header {
+            self.trust.header_signed(&signer, seq);
+        }
         if !self.used_signers.contains(&signer) {
             self.used_signers.push(signer);
         }
@@ -219,6 +237,7 @@ impl Verifier {
             self.check_series(seq, &body)?;
         }
         self.prev = Some((seq, computed));
+        self.trust.record(seq, &computed);
         self.summary.records += 1;
         self.summary.first_seq.get_or_insert(seq);
         self.summary.last_seq = Some(seq);
@@ -364,6 +383,7 @@ impl Verifier {
     /// Ends verification.
     pub fn finish(mut self) -> VerifySummary {
         self.summary.signers = self.used_signers;
+        self.trust.settle(&mut self.summary, &self.trusted);
         self.summary
     }
 }
@@ -395,6 +415,7 @@ const MAX_LINE_BYTES: usize = crate::journal::export::MAX_LINE_BYTES;
 pub(super) fn verify_export(
     input: impl BufRead,
     trusted_keys: Vec<Vec<u8>>,
+    anchors: Vec<Anchor>,
 ) -> Result<(ExportHeader, VerifySummary), ExportError> {
     let mut lines = BoundedLines { input, line: 0 };
     let format = |line: u64, problem: String| ExportError::Format { line, problem };
@@ -412,7 +433,8 @@ pub(super) fn verify_export(
             format!("not a {EXPORT_FORMAT} version {EXPORT_VERSION} header"),
         ));
     }
-    let mut verifier = Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone());
+    let mut verifier = Verifier::new(header.first_seq == 1, trusted_keys, header.signers.clone())
+        .with_anchors(anchors);
     let mut end: Option<EndLine> = None;
     let mut count = 0u64;
     while let Some(text) = lines.next_line()? {
@@ -457,6 +479,7 @@ pub(super) fn verify_export(
             "the end line is missing: the export was cut short".into(),
         ));
     };
+    let anchor_problem = verifier.anchor_problem();
     let summary = verifier.finish();
     if end.records != count
         || summary.last_seq.unwrap_or(0) != header.last_seq
@@ -475,6 +498,9 @@ pub(super) fn verify_export(
             ),
         }
         .into());
+    }
+    if let Some(e) = anchor_problem {
+        return Err(e.into());
     }
     Ok((header, summary))
 }

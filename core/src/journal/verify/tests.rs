@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::parallel::CHUNK_RECORDS;
-use super::{Verifier, VerifyError, VerifySummary, reference, verify_records};
+use super::{Anchor, Verifier, VerifyError, VerifySummary, reference, verify_records};
 use crate::journal::export::{
     EXPORT_FORMAT, EXPORT_VERSION, ExportError, ExportHeader, verify_export,
 };
@@ -178,13 +178,22 @@ fn export_lines(rows: &[StoredRecord], from: usize) -> Vec<String> {
 
 /// Both verifiers' verdicts on an export, as text (`ExportError` is not comparable).
 fn both_on_export(text: &str) -> (String, String) {
+    both_on_export_with(text, vec![], vec![])
+}
+
+/// Both verifiers' verdicts on an export checked with keys and anchors; asserts they agree.
+fn both_on_export_with(text: &str, keys: Vec<Vec<u8>>, anchors: Vec<Anchor>) -> (String, String) {
     let show = |r: Result<(ExportHeader, VerifySummary), ExportError>| match r {
         Ok((_, s)) => format!("ok {s:?}"),
         Err(e) => format!("error {e:?}"),
     };
     (
-        show(verify_export(text.as_bytes(), vec![])),
-        show(reference::verify_export(text.as_bytes(), vec![])),
+        show(crate::journal::export::verify_export_anchored(
+            text.as_bytes(),
+            keys.clone(),
+            anchors.clone(),
+        )),
+        show(reference::verify_export(text.as_bytes(), keys, anchors)),
     )
 }
 
@@ -378,4 +387,177 @@ fn rows_read_before_the_source_fails_are_checked_before_its_error_is_reported() 
     assert_eq!(run(&rows), Err(read_error.clone()));
     bad_signature(&mut rows, CHUNK_RECORDS as u64 + 30);
     assert_eq!(run(&rows).unwrap_err().seq, CHUNK_RECORDS as u64 + 30);
+}
+
+/// Records `from..` of `rows` re-signed from record `from` on with key `seed` under its own id,
+/// declared nowhere in the chain: a forger's tail, chained properly.
+fn resign_tail(rows: &mut [StoredRecord], from: u64, seed: u8) {
+    let mut prev: [u8; 32] = rows[from as usize - 2].hash.clone().try_into().unwrap();
+    for row in rows.iter_mut().skip(from as usize - 1) {
+        let envelope: Value = serde_json::from_slice(&row.canonical).unwrap();
+        let body = envelope["body"].as_object().cloned().unwrap();
+        let kind = RecordKind::parse(envelope["kind"].as_str().unwrap()).unwrap();
+        *row = record(row.seq, kind, &prev, body, seed);
+        prev = row.hash.clone().try_into().unwrap();
+    }
+}
+
+/// An export whose header also lists `extra`'s signer (the header is not signed).
+fn export_with_header_signer(rows: &[StoredRecord], from: usize, extra: u8) -> Vec<String> {
+    let mut lines = export_lines(rows, from);
+    let mut header: Value = serde_json::from_str(&lines[0]).unwrap();
+    header["signers"].as_array_mut().unwrap().push(json!({
+        "id": signer_id(extra), "algorithm": "ed25519",
+        "public_key": hex::encode(key(extra).verifying_key().to_bytes()),
+    }));
+    lines[0] = header.to_string();
+    lines
+}
+
+fn anchor(rows: &[StoredRecord], seq: u64) -> Anchor {
+    Anchor {
+        seq,
+        hash: hex::encode(&rows[seq as usize - 1].hash),
+    }
+}
+
+#[test]
+fn a_whole_export_does_not_take_keys_from_its_header() {
+    let mut rows = journal(CHUNK_RECORDS as u64 + 30, None);
+    resign_tail(&mut rows, CHUNK_RECORDS as u64 + 20, 3);
+    let lines = export_with_header_signer(&rows, 0, 3);
+    let (new, old) = both_on_export(&lines.join("\n"));
+    assert_eq!(new, old);
+    let at = CHUNK_RECORDS as u64 + 20;
+    assert!(new.contains(&format!("seq: {at}")), "{new}");
+    assert!(
+        new.contains(&format!(
+            "signer {} is not declared in the chain",
+            signer_id(3)
+        )),
+        "{new}"
+    );
+    // Even with the forger's key given (and the real one): a whole journal declares its own
+    // signers.
+    let (new, old) = both_on_export_with(
+        &lines.join("\n"),
+        vec![
+            key(7).verifying_key().to_bytes().to_vec(),
+            key(3).verifying_key().to_bytes().to_vec(),
+        ],
+        vec![],
+    );
+    assert_eq!(new, old);
+    assert!(new.contains("is not declared in the chain"), "{new}");
+}
+
+#[test]
+fn a_slice_lists_the_header_keys_no_key_or_anchor_covers() {
+    let rows = journal(CHUNK_RECORDS as u64 + 100, Some(300));
+    let text = export_lines(&rows, 99).join("\n");
+    // Records 100..=299 are signed with key 7, which only the header declares; from 300 on key 9,
+    // declared by the slice's own signer_change.
+    let (new, old) = both_on_export(&text);
+    assert_eq!(new, old);
+    let (_, summary) = verify_export(text.as_bytes(), vec![]).unwrap();
+    assert_eq!(summary.unanchored_keys.len(), 1, "{summary:?}");
+    let unanchored = &summary.unanchored_keys[0];
+    assert_eq!(
+        (
+            unanchored.signer.id.as_str(),
+            unanchored.first_seq,
+            unanchored.last_seq
+        ),
+        (signer_id(7).as_str(), 100, 299)
+    );
+    let check = |keys: Vec<Vec<u8>>, anchors: Vec<Anchor>| {
+        let (new, old) = both_on_export_with(&text, keys.clone(), anchors.clone());
+        assert_eq!(new, old);
+        crate::journal::export::verify_export_anchored(text.as_bytes(), keys, anchors)
+            .map(|(_, s)| s)
+    };
+    // The keys given: nothing unanchored.
+    let both = vec![
+        key(7).verifying_key().to_bytes().to_vec(),
+        key(9).verifying_key().to_bytes().to_vec(),
+    ];
+    assert!(check(both, vec![]).unwrap().unanchored_keys.is_empty());
+    // An anchor at the last record signed with the header's key, or later, covers it.
+    for seq in [299, 300, rows.len() as u64] {
+        let s = check(vec![], vec![anchor(&rows, seq)]).unwrap();
+        assert!(s.unanchored_keys.is_empty(), "anchor {seq}: {s:?}");
+        assert_eq!(s.anchors, vec![anchor(&rows, seq)]);
+    }
+    // An earlier one does not.
+    let s = check(vec![], vec![anchor(&rows, 298)]).unwrap();
+    assert_eq!(s.unanchored_keys.len(), 1, "{s:?}");
+}
+
+#[test]
+fn anchors_must_match_and_lie_within_the_records() {
+    let rows = journal(CHUNK_RECORDS as u64 + 100, None);
+    let text = export_lines(&rows, 99).join("\n");
+    let last = rows.len() as u64;
+    let run = |anchors: Vec<Anchor>| {
+        let (new, old) = both_on_export_with(&text, vec![], anchors);
+        assert_eq!(new, old);
+        new
+    };
+    assert!(run(vec![anchor(&rows, 150), anchor(&rows, last)]).starts_with("ok"));
+    let mut wrong = anchor(&rows, 150);
+    wrong.hash = hex::encode(&rows[10].hash);
+    let verdict = run(vec![anchor(&rows, last), wrong]);
+    assert!(
+        verdict.contains("Anchor(AnchorError { seq: 150"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("the anchor says"), "{verdict}");
+    let beyond = Anchor {
+        seq: last + 1,
+        hash: hex::encode([7u8; 32]),
+    };
+    let verdict = run(vec![beyond]);
+    assert!(verdict.contains(&format!("seq: {}", last + 1)), "{verdict}");
+    assert!(verdict.contains("is not there"), "{verdict}");
+    let verdict = run(vec![anchor(&rows, 99)]);
+    assert!(verdict.contains("seq: 99"), "{verdict}");
+    assert!(verdict.contains("before the first record"), "{verdict}");
+    // The same for a database, whole.
+    let check = |anchors: Vec<Anchor>| {
+        let mut verifier = Verifier::new(true, vec![], Vec::new()).with_anchors(anchors);
+        verify_records::<VerifyError>(&mut verifier, |f| {
+            for r in &rows {
+                f(r.clone())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        verifier.anchor_problem()
+    };
+    assert_eq!(check(vec![anchor(&rows, 1), anchor(&rows, last)]), None);
+    assert_eq!(
+        check(vec![Anchor {
+            seq: last + 5,
+            hash: hex::encode([1u8; 32])
+        }])
+        .map(|e| e.seq),
+        Some(last + 5)
+    );
+}
+
+#[test]
+fn anchors_are_read_as_seq_colon_hash() {
+    let hash = "AB".repeat(32);
+    let a: Anchor = format!("12:{hash}").parse().unwrap();
+    assert_eq!((a.seq, a.hash), (12, "ab".repeat(32)));
+    for bad in [
+        "12",
+        "0:00",
+        &format!("x:{hash}"),
+        &format!("0:{hash}"),
+        "3:abc",
+        &format!("3:{}", "g".repeat(64)),
+    ] {
+        assert!(bad.parse::<Anchor>().is_err(), "{bad}");
+    }
 }
