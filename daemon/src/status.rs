@@ -526,6 +526,68 @@ mod tests {
     use crate::signer::SoftwareSigner;
 
     #[test]
+    fn every_problem_code_is_documented_and_in_the_openapi_schema() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+        let page = std::fs::read_to_string(format!("{docs}/status.md")).unwrap();
+        let openapi: Value =
+            serde_json::from_slice(&std::fs::read(format!("{docs}/openapi.json")).unwrap())
+                .unwrap();
+        let listed: Vec<&str> = openapi
+            .pointer("/components/schemas/Problem/properties/code/enum")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let codes: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, codes, "docs/openapi.json Problem.code");
+        for code in codes {
+            assert!(
+                page.contains(&format!("| `{code}` |")),
+                "{code} is not in the table of docs/status.md"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_have_a_gauge_for_every_code_and_problems_carry_their_code() {
+        let journal = Arc::new(JournalStats::default());
+        let status = Status::new(Arc::new(SoftwareSigner::from_seed([1; 32])), journal);
+        status.set_mqtt_up(true);
+        status.add_problem_source(|| {
+            vec![Problem {
+                code: ProblemCode::ZReportMissing,
+                headline: "Z report missing since 2026-12-04".into(),
+                detail: Some("no Z report for series establishment/Z since 2026-12-04".into()),
+            }]
+        });
+        let metrics = status.metrics();
+        for code in ProblemCode::ALL {
+            let active = matches!(
+                code,
+                ProblemCode::HttpNotServing | ProblemCode::ZReportMissing
+            );
+            assert!(
+                metrics.contains(&format!(
+                    "fdmd_problem{{code=\"{code}\"}} {}\n",
+                    u8::from(active)
+                )),
+                "{code}: {metrics}"
+            );
+        }
+        let doc = status.snapshot();
+        assert_eq!(doc["status"], "degraded", "HTTP is not serving: {doc}");
+        assert_eq!(
+            doc["problems"][1],
+            json!({"code": "z_report_missing", "message": "Z report missing since 2026-12-04: no Z report for series establishment/Z since 2026-12-04"})
+        );
+        status.set_http_up(true);
+        // A missing Z report alone does not make fdmd degraded.
+        assert_eq!(status.snapshot()["status"], "ready");
+        assert!(status.metrics().contains("fdmd_ready 1\n"));
+    }
+
+    #[test]
     fn plugin_changes_made_at_once_are_all_kept() {
         let status = Arc::new(Status::new(
             Arc::new(SoftwareSigner::from_seed([1; 32])),
