@@ -6,12 +6,13 @@ use crate::config::Config;
 use crate::fiscal::{FdmCode, Order};
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
+use crate::reports::closing::DailyClose;
 use crate::restaurant::Restaurant;
 use crate::restaurant::printer::Printers;
 use crate::restaurant::render::{TicketContext, customer_ticket, station_ticket};
 use crate::service::{Receipt, Registrar};
 use crate::signer::Signer;
-use crate::status::Status;
+use crate::status::{Problem, ProblemCode, Status};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,11 +90,37 @@ impl App {
         let (station_tx, _) = broadcast::channel(1024);
         let require = config.restaurant.require_work_in;
         let restaurant = Arc::new(Restaurant::pending(require));
+        let closing = Arc::new(DailyClose::new(
+            registrar.numbering().scope,
+            registrar.journal().clock(),
+        ));
+        let registers: Vec<String> = access
+            .list()
+            .into_iter()
+            .filter(|e| e.kind == ClientKind::Register)
+            .map(|e| e.id)
+            .collect();
+        {
+            let restaurant = restaurant.clone();
+            status.add_problem_source(move || {
+                if restaurant.is_ready() {
+                    Vec::new()
+                } else {
+                    vec![Problem::new(
+                        ProblemCode::RestaurantStateLoading,
+                        Some(STATE_LOADING.to_owned()),
+                    )]
+                }
+            });
+            let closing = closing.clone();
+            status.add_problem_source(move || closing.problems());
+        }
         load_restaurant(
             restaurant.clone(),
             registrar.journal().path().to_path_buf(),
             require,
             restaurant_wait,
+            (closing.clone(), registers),
         );
         let reports = crate::reports::Reports::new(
             registrar.clone(),
@@ -103,7 +130,8 @@ impl App {
                 vat_number: config.establishment.vat_number.clone(),
             },
         )
-        .with_restaurant(restaurant.clone());
+        .with_restaurant(restaurant.clone())
+        .with_closing(closing.clone());
         Arc::new(App {
             restaurant,
             printers: Printers::start(&config.restaurant),
@@ -217,6 +245,7 @@ impl App {
                 let (receipt, appended) = self.registrar.register_prepared(order, prepared).await;
                 if let Some(a) = &appended {
                     self.restaurant.apply(a);
+                    self.reports.saw(a);
                 }
                 if let (Receipt::Signed(r), Some(a)) = (&receipt, &appended)
                     && !a.duplicate
@@ -292,6 +321,7 @@ impl App {
         let (receipt, appended) = self.registrar.register_precomputed_appended(event).await;
         if let Some(a) = &appended {
             self.restaurant.apply(a);
+            self.reports.saw(a);
         }
         receipt
     }
@@ -404,16 +434,10 @@ impl App {
     pub fn status_document(&self) -> Value {
         let mut doc = self.status.snapshot();
         if let Value::Object(map) = &mut doc {
-            let ready = self.restaurant.is_ready();
-            map.insert("restaurant_state_ready".into(), json!(ready));
-            if !ready {
-                if let Some(Value::Array(problems)) = map.get_mut("problems") {
-                    problems.push(json!(format!(
-                        "restaurant state loading (restaurant_state_loading): {STATE_LOADING}"
-                    )));
-                }
-                map.insert("status".into(), json!("degraded"));
-            }
+            map.insert(
+                "restaurant_state_ready".into(),
+                json!(self.restaurant.is_ready()),
+            );
             map.insert(
                 "open_tables".into(),
                 self.restaurant.open_tables().to_json(),
@@ -483,11 +507,21 @@ pub const STATE_LOADING: &str = "the restaurant state is still being read from t
 /// to `pending`; waits at most `wait` for it, so a start with a snapshot is ready before the
 /// listeners open and only a long fold (a first start after an upgrade, a lost index) goes on
 /// while the daemon serves.
-fn load_restaurant(pending: Arc<Restaurant>, journal: PathBuf, require: bool, wait: Duration) {
+fn load_restaurant(
+    pending: Arc<Restaurant>,
+    journal: PathBuf,
+    require: bool,
+    wait: Duration,
+    (closing, registers): (Arc<DailyClose>, Vec<String>),
+) {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("fdmd-restaurant-load".into())
         .spawn(move || {
+            // Before the state is ready: no order or report is journaled meanwhile.
+            if let Err(e) = closing.load(&journal, &registers) {
+                tracing::error!(error = %e, "days without a Z report could not be read from the journal");
+            }
             pending.adopt(crate::restaurant::load(&journal, require));
             let _ = done_tx.send(());
         });

@@ -9,6 +9,167 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What a status problem is about: a stable code (snake_case in JSON, in `/metrics` and in
+/// `docs/status.md`), whatever its message says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProblemCode {
+    /// No signing card, or a card that does not sign (201).
+    NoSigningCard,
+    /// The signer waits for its PIN (202).
+    SignerPinRequired,
+    /// The signing card is blocked (203).
+    SigningCardBlocked,
+    /// The card is not one fdmd can sign with (210).
+    SigningCardIncompatible,
+    /// The clock is behind the journal's last record: nothing is signed (209).
+    ClockBehindJournal,
+    /// Another process changed the journal: nothing is signed (208).
+    JournalNotWritable,
+    /// The journal reached its size limit (205).
+    StorageFull,
+    /// The journal uses 90 % of its size limit (101).
+    StorageNearlyFull,
+    /// Little free space on the journal's file system (101).
+    StorageLow,
+    /// The MQTT side is not serving.
+    MqttNotServing,
+    /// The HTTP side is not serving.
+    HttpNotServing,
+    /// A loop (or the journal writer) made no progress for 30 s.
+    LoopStalled,
+    /// A plugin's transport failed.
+    PluginError,
+    /// The restaurant state is still being read from the journal (orders wait).
+    RestaurantStateLoading,
+    /// A numbering series has fiscal events on a past day and no Z report covering them.
+    ZReportMissing,
+}
+
+impl ProblemCode {
+    /// Every code, in the order `/metrics` lists them.
+    pub const ALL: [ProblemCode; 15] = [
+        ProblemCode::NoSigningCard,
+        ProblemCode::SignerPinRequired,
+        ProblemCode::SigningCardBlocked,
+        ProblemCode::SigningCardIncompatible,
+        ProblemCode::ClockBehindJournal,
+        ProblemCode::JournalNotWritable,
+        ProblemCode::StorageFull,
+        ProblemCode::StorageNearlyFull,
+        ProblemCode::StorageLow,
+        ProblemCode::MqttNotServing,
+        ProblemCode::HttpNotServing,
+        ProblemCode::LoopStalled,
+        ProblemCode::PluginError,
+        ProblemCode::RestaurantStateLoading,
+        ProblemCode::ZReportMissing,
+    ];
+
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemCode::NoSigningCard => "no_signing_card",
+            ProblemCode::SignerPinRequired => "signer_pin_required",
+            ProblemCode::SigningCardBlocked => "signing_card_blocked",
+            ProblemCode::SigningCardIncompatible => "signing_card_incompatible",
+            ProblemCode::ClockBehindJournal => "clock_behind_journal",
+            ProblemCode::JournalNotWritable => "journal_not_writable",
+            ProblemCode::StorageFull => "storage_full",
+            ProblemCode::StorageNearlyFull => "storage_nearly_full",
+            ProblemCode::StorageLow => "storage_low",
+            ProblemCode::MqttNotServing => "mqtt_not_serving",
+            ProblemCode::HttpNotServing => "http_not_serving",
+            ProblemCode::LoopStalled => "loop_stalled",
+            ProblemCode::PluginError => "plugin_error",
+            ProblemCode::RestaurantStateLoading => "restaurant_state_loading",
+            ProblemCode::ZReportMissing => "z_report_missing",
+        }
+    }
+
+    /// The short message anyone may see (the public status shows only this).
+    pub fn headline(self) -> &'static str {
+        match self {
+            ProblemCode::NoSigningCard => "no signing card (201)",
+            ProblemCode::SignerPinRequired => "signer needs its PIN (202)",
+            ProblemCode::SigningCardBlocked => "signing card blocked (203)",
+            ProblemCode::SigningCardIncompatible => "signing card not compatible (210)",
+            ProblemCode::ClockBehindJournal => "clock behind the journal (209)",
+            ProblemCode::JournalNotWritable => "journal not writable (208)",
+            ProblemCode::StorageFull => "journal storage full (205)",
+            ProblemCode::StorageNearlyFull => "journal storage 90% full (101)",
+            ProblemCode::StorageLow => "journal storage low (101)",
+            ProblemCode::MqttNotServing => "MQTT not serving",
+            ProblemCode::HttpNotServing => "HTTP not serving",
+            ProblemCode::LoopStalled => "a loop is stalled",
+            ProblemCode::PluginError => "a plugin failed",
+            ProblemCode::RestaurantStateLoading => "restaurant state loading",
+            ProblemCode::ZReportMissing => "Z report missing",
+        }
+    }
+
+    /// Whether the problem makes fdmd `degraded` (it cannot sign, or serve, as it should). A
+    /// missing Z report does not: fdmd signs on, and says so until the report is made.
+    pub fn degrades(self) -> bool {
+        !matches!(self, ProblemCode::ZReportMissing)
+    }
+}
+
+impl std::fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing wrong: its code, its short public message, and the details behind it (a path, a
+/// reader's name, a reason, a register) that only trusted clients see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The stable code.
+    pub code: ProblemCode,
+    /// The short message (no details).
+    pub headline: String,
+    /// The details, if any.
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    /// A problem with the code's own headline.
+    pub fn new(code: ProblemCode, detail: Option<String>) -> Self {
+        Problem {
+            code,
+            headline: code.headline().to_owned(),
+            detail,
+        }
+    }
+
+    /// The whole message: the headline, then the details after `: `.
+    pub fn message(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}: {d}", self.headline),
+            None => self.headline.clone(),
+        }
+    }
+
+    /// `{"code": …, "message": …}` with the whole message (trusted clients).
+    pub fn to_json(&self) -> Value {
+        json!({"code": self.code.as_str(), "message": self.message()})
+    }
+
+    /// `{"code": …, "message": …}` with the headline only (the public status).
+    pub fn public_json(&self) -> Value {
+        json!({"code": self.code.as_str(), "message": self.headline})
+    }
+}
+
+/// `ready`, or `degraded` when a problem [degrades](ProblemCode::degrades).
+pub fn overall(problems: &[Problem]) -> &'static str {
+    if problems.iter().any(|p| p.code.degrades()) {
+        "degraded"
+    } else {
+        "ready"
+    }
+}
+
 /// A loop that must keep making progress for the watchdog to be fed.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -45,7 +206,11 @@ pub struct Status {
     orders: AtomicU64,
     errors: AtomicU64,
     plugins: Mutex<BTreeMap<String, Value>>,
+    sources: Mutex<Vec<ProblemSource>>,
 }
+
+/// Problems known elsewhere ([`Status::add_problem_source`]).
+type ProblemSource = Box<dyn Fn() -> Vec<Problem> + Send + Sync>;
 
 impl Status {
     /// Status for a daemon using this signer and journal.
@@ -62,6 +227,7 @@ impl Status {
             orders: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             plugins: Mutex::new(BTreeMap::new()),
+            sources: Mutex::new(Vec::new()),
         }
     }
 
@@ -153,47 +319,68 @@ impl Status {
             .cloned()
     }
 
-    /// Why the daemon is degraded; empty when ready.
-    pub fn problems(&self) -> Vec<String> {
+    /// Adds a source of problems that live outside this struct (the restaurant state still
+    /// being read, a missing Z report): asked each time the problems are.
+    pub fn add_problem_source(&self, source: impl Fn() -> Vec<Problem> + Send + Sync + 'static) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(source));
+    }
+
+    /// What is wrong now; empty when all is well. Only problems that
+    /// [degrade](ProblemCode::degrades) make the daemon `degraded`.
+    pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         match self.signer.state() {
             SignerState::Ready => {}
-            SignerState::PinRequired { .. } => out.push("signer needs its PIN (202)".to_owned()),
-            SignerState::Absent => out.push(match self.signer.identity() {
-                Err(SignerError::NoCard(why)) => format!("no signing card (201): {why}"),
-                _ => "no signing card (201)".to_owned(),
-            }),
-            SignerState::Blocked => out.push("signing card blocked (203)".to_owned()),
-            SignerState::Incompatible { reason } => {
-                out.push(format!("signing card not compatible (210): {reason}"))
+            SignerState::PinRequired { .. } => {
+                out.push(Problem::new(ProblemCode::SignerPinRequired, None))
             }
+            SignerState::Absent => out.push(Problem::new(
+                ProblemCode::NoSigningCard,
+                match self.signer.identity() {
+                    Err(SignerError::NoCard(why)) => Some(why),
+                    _ => None,
+                },
+            )),
+            SignerState::Blocked => out.push(Problem::new(ProblemCode::SigningCardBlocked, None)),
+            SignerState::Incompatible { reason } => out.push(Problem::new(
+                ProblemCode::SigningCardIncompatible,
+                Some(reason),
+            )),
         }
         if let Some(why) = self.journal.clock_behind() {
-            out.push(format!(
-                "clock behind the journal (209, clock_behind_journal): {why}"
-            ));
+            out.push(Problem::new(ProblemCode::ClockBehindJournal, Some(why)));
         }
         if let Some(reason) = self.journal.diverged() {
-            out.push(format!("journal not writable (208): {reason}"));
+            out.push(Problem::new(
+                ProblemCode::JournalNotWritable,
+                Some(reason.to_owned()),
+            ));
         }
         if self.journal.usage().is_some_and(|u| u >= 1.0) {
-            out.push("journal storage full (205)".to_owned());
+            out.push(Problem::new(ProblemCode::StorageFull, None));
         } else if self.journal.usage().is_some_and(|u| u >= 0.9) {
-            out.push("journal storage 90% full (101)".to_owned());
+            out.push(Problem::new(ProblemCode::StorageNearlyFull, None));
         } else if self.journal.storage_low() {
             let free_mib = self.journal.free_bytes().unwrap_or(0) / (1024 * 1024);
-            out.push(format!(
-                "journal storage low (101, storage_low): {free_mib} MiB free on its file system"
+            out.push(Problem::new(
+                ProblemCode::StorageLow,
+                Some(format!("{free_mib} MiB free on its file system")),
             ));
         }
         if !self.mqtt_up.load(Ordering::Relaxed) {
-            out.push("MQTT not serving".to_owned());
+            out.push(Problem::new(ProblemCode::MqttNotServing, None));
         }
         if !self.http_up.load(Ordering::Relaxed) {
-            out.push("HTTP not serving".to_owned());
+            out.push(Problem::new(ProblemCode::HttpNotServing, None));
         }
         for name in self.stalled(Duration::from_secs(30)) {
-            out.push(format!("{name} loop stalled"));
+            out.push(Problem::new(
+                ProblemCode::LoopStalled,
+                Some(format!("{name} loop stalled")),
+            ));
         }
         for (name, state) in self
             .plugins
@@ -202,13 +389,24 @@ impl Status {
             .iter()
         {
             if let Some(error) = state.get("transport_error").and_then(Value::as_str) {
-                out.push(format!("plugin {name}: {error}"));
+                out.push(Problem::new(
+                    ProblemCode::PluginError,
+                    Some(format!("plugin {name}: {error}")),
+                ));
             }
+        }
+        for source in self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            out.extend(source());
         }
         out
     }
 
-    /// The status document.
+    /// The status document (`problems` as `{"code", "message"}` objects).
     pub fn snapshot(&self) -> Value {
         let problems = self.problems();
         let mut signer = match self.signer.identity() {
@@ -230,8 +428,8 @@ impl Status {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         json!({
-            "status": if problems.is_empty() { "ready" } else { "degraded" },
-            "problems": problems,
+            "status": overall(&problems),
+            "problems": problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
             "version": self.version,
             "uptime_s": self.started.elapsed().as_secs(),
             "signer": signer,
@@ -249,9 +447,16 @@ impl Status {
         })
     }
 
-    /// Prometheus text exposition of the main figures.
+    /// The version of fdmd.
+    pub fn version(&self) -> &'static str {
+        self.version
+    }
+
+    /// Prometheus text exposition of the main figures, and one `fdmd_problem{code="…"}` gauge
+    /// for every problem code (1 while a problem of that code is listed, else 0).
     pub fn metrics(&self) -> String {
-        let ready = u8::from(self.problems().is_empty());
+        let problems = self.problems();
+        let ready = u8::from(overall(&problems) == "ready");
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, kind: &str, value: String| {
             out.push_str(&format!(
@@ -302,6 +507,16 @@ impl Status {
                 format!("{u:.4}"),
             );
         }
+        out.push_str(
+            "# HELP fdmd_problem 1 while status lists a problem of this code (docs/status.md)\n# TYPE fdmd_problem gauge\n",
+        );
+        for code in ProblemCode::ALL {
+            let active = u8::from(problems.iter().any(|p| p.code == code));
+            out.push_str(&format!(
+                "fdmd_problem{{code=\"{}\"}} {active}\n",
+                code.as_str()
+            ));
+        }
         out
     }
 }
@@ -310,6 +525,68 @@ impl Status {
 mod tests {
     use super::*;
     use crate::signer::SoftwareSigner;
+
+    #[test]
+    fn every_problem_code_is_documented_and_in_the_openapi_schema() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+        let page = std::fs::read_to_string(format!("{docs}/status.md")).unwrap();
+        let openapi: Value =
+            serde_json::from_slice(&std::fs::read(format!("{docs}/openapi.json")).unwrap())
+                .unwrap();
+        let listed: Vec<&str> = openapi
+            .pointer("/components/schemas/Problem/properties/code/enum")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let codes: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, codes, "docs/openapi.json Problem.code");
+        for code in codes {
+            assert!(
+                page.contains(&format!("| `{code}` |")),
+                "{code} is not in the table of docs/status.md"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_have_a_gauge_for_every_code_and_problems_carry_their_code() {
+        let journal = Arc::new(JournalStats::default());
+        let status = Status::new(Arc::new(SoftwareSigner::from_seed([1; 32])), journal);
+        status.set_mqtt_up(true);
+        status.add_problem_source(|| {
+            vec![Problem {
+                code: ProblemCode::ZReportMissing,
+                headline: "Z report missing since 2026-12-04".into(),
+                detail: Some("no Z report for series establishment/Z since 2026-12-04".into()),
+            }]
+        });
+        let metrics = status.metrics();
+        for code in ProblemCode::ALL {
+            let active = matches!(
+                code,
+                ProblemCode::HttpNotServing | ProblemCode::ZReportMissing
+            );
+            assert!(
+                metrics.contains(&format!(
+                    "fdmd_problem{{code=\"{code}\"}} {}\n",
+                    u8::from(active)
+                )),
+                "{code}: {metrics}"
+            );
+        }
+        let doc = status.snapshot();
+        assert_eq!(doc["status"], "degraded", "HTTP is not serving: {doc}");
+        assert_eq!(
+            doc["problems"][1],
+            json!({"code": "z_report_missing", "message": "Z report missing since 2026-12-04: no Z report for series establishment/Z since 2026-12-04"})
+        );
+        status.set_http_up(true);
+        // A missing Z report alone does not make fdmd degraded.
+        assert_eq!(status.snapshot()["status"], "ready");
+        assert!(status.metrics().contains("fdmd_ready 1\n"));
+    }
 
     #[test]
     fn plugin_changes_made_at_once_are_all_kept() {

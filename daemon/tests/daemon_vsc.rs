@@ -409,7 +409,15 @@ fn three_wrong_pins_block_the_card() {
             "the third wrong PIN blocks the card: {body}"
         );
         let doc = till.status_until("blocked").await;
-        assert!(doc["problems"].to_string().contains("203"), "{doc}");
+        assert!(
+            doc["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["code"] == "signing_card_blocked"
+                    && p["message"].as_str().unwrap().contains("203")),
+            "{doc}"
+        );
         // Blocked stays blocked, even for the right PIN.
         let (status, body) = admin_pin(&d, PIN);
         assert_eq!(
@@ -447,7 +455,15 @@ fn reader_gone_and_back_without_a_restart() {
         // pcscd goes away, and the reader with it.
         lab.stop_pcscd();
         let doc = till.status_until("absent").await;
-        assert!(doc["problems"].to_string().contains("201"), "{doc}");
+        assert!(
+            doc["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["code"] == "no_signing_card"
+                    && p["message"].as_str().unwrap().contains("201")),
+            "{doc}"
+        );
         let r = till.order().await;
         assert_eq!(
             (r["status"].as_str(), r["code"].as_u64()),

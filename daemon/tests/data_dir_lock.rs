@@ -162,10 +162,16 @@ fn a_journal_changed_under_the_running_daemon_stops_its_signing_with_a_clear_sta
     }
     let status = status(&d);
     assert_eq!(status["status"], "degraded", "{status}");
-    let problems = status["problems"].to_string();
+    let problem = status["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "journal_not_writable")
+        .unwrap_or_else(|| panic!("no journal_not_writable problem: {status}"));
+    let message = problem["message"].as_str().unwrap();
     assert!(
-        problems.contains("journal not writable (208)")
-            && problems.contains("changed by another process"),
+        message.starts_with("journal not writable (208)")
+            && message.contains("changed by another process"),
         "{status}"
     );
 }

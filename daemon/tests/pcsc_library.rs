@@ -35,11 +35,17 @@ fn the_card_backend_without_libpcsclite_reports_why_and_the_daemon_runs_on() {
     assert_eq!(status["status"], "degraded", "{status}");
     assert_eq!(status["signer"]["state"]["state"], "absent", "{status}");
     assert_eq!(status["signer"]["code"], 201, "{status}");
-    let problems = status["problems"].to_string();
+    let problem = status["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "no_signing_card")
+        .unwrap_or_else(|| panic!("no no_signing_card problem: {status}"));
+    let message = problem["message"].as_str().unwrap();
     assert!(
-        problems.contains("no signing card (201)")
-            && problems.contains(expected)
-            && problems.contains("install libpcsclite1"),
+        message.starts_with("no signing card (201)")
+            && message.contains(expected)
+            && message.contains("install libpcsclite1"),
         "{status}"
     );
 }

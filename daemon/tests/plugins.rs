@@ -848,8 +848,14 @@ fn a_plugin_listener_whose_port_is_taken_is_reported_and_binds_once_it_is_free()
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let reported = loop {
         let s = status(&d);
-        let problems = s["problems"].to_string();
-        if problems.contains("plugin late: cannot listen") {
+        let failed = s["problems"].as_array().unwrap().iter().any(|p| {
+            p["code"] == "plugin_error"
+                && p["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("plugin late: cannot listen")
+        });
+        if failed {
             break s;
         }
         assert!(
@@ -884,7 +890,12 @@ fn a_plugin_listener_whose_port_is_taken_is_reported_and_binds_once_it_is_free()
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let s = status(&d);
-        if !s["problems"].to_string().contains("plugin late") {
+        if !s["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["code"] == "plugin_error")
+        {
             assert!(s["plugins"]["late"]["transport_error"].is_null(), "{s}");
             break;
         }

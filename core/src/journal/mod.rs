@@ -466,6 +466,7 @@ pub struct Journal {
     /// Asks the writer to stop for every handle ([`Journal::shutdown`]).
     stop: flume::Sender<()>,
     signer: Arc<dyn Signer>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why a clean stop did not leave the whole journal in its database file.
@@ -500,6 +501,7 @@ impl Journal {
         let (tx, rx) = flume::bounded(config.queue.max(1));
         let (stop, stop_rx) = flume::bounded(1);
         let path = config.path.clone();
+        let clock = config.clock.clone();
         let writer = writer::Writer::new(conn, heads, config, signer.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -512,6 +514,7 @@ impl Journal {
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
             stop,
             signer,
+            clock,
         })
     }
 
@@ -573,6 +576,11 @@ impl Journal {
     /// The signer the writer signs with.
     pub fn signer(&self) -> Arc<dyn Signer> {
         self.signer.clone()
+    }
+
+    /// The clock that times the records (the FDM time, so also the FDM date of "today").
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// The journal file.

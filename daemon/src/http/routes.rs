@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,29 +134,23 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 
 /// `GET /v1/status`: the whole document for the admin token or any enrolled register's token
 /// (open tables, who is clocked in, the signer, the journal, plugins…); for anyone else on the
-/// LAN only whether fdmd is ready, its version and the headline of each problem (its text up
-/// to the first `:`, so no path, reader name or reason behind it). `docs/openapi.json`.
+/// LAN only whether fdmd is ready, its version and each problem's code and short message (no
+/// path, reader name, register or reason behind it). `docs/openapi.json`, `docs/status.md`.
 fn status(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let doc = app.status_document();
     let trusted = bearer(req).is_some_and(|t| {
         app.access.check_admin(t) || app.access.check_any_http(ClientKind::Register, t)
     });
     if trusted {
-        return json_response(StatusCode::OK, &doc);
+        return json_response(StatusCode::OK, &app.status_document());
     }
-    let headlines: Vec<Value> = doc["problems"]
-        .as_array()
-        .map(|problems| {
-            problems
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|p| json!(p.split(": ").next().unwrap_or(p)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let problems = app.status.problems();
     json_response(
         StatusCode::OK,
-        &json!({"status": doc["status"], "version": doc["version"], "problems": headlines}),
+        &json!({
+            "status": crate::status::overall(&problems),
+            "version": app.status.version(),
+            "problems": problems.iter().map(crate::status::Problem::public_json).collect::<Vec<_>>(),
+        }),
     )
 }
 

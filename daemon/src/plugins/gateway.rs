@@ -138,7 +138,7 @@ impl Gateway {
             "vsc_id": self.app.signer.identity().map(|i| i.id).unwrap_or_default(),
             "ready": code == FdmCode::Ok,
             "code": code.number(),
-            "message": problems.join("; "),
+            "message": problems.iter().map(|p| p.message()).collect::<Vec<_>>().join("; "),
             "software_version": env!("CARGO_PKG_VERSION"),
             "mqtt_out": self.publisher.out_topic(),
         })

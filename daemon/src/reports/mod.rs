@@ -11,6 +11,7 @@
 //! Records journaled while a report is being computed belong to the next period (the period
 //! ends at the last record that existed when the computation started).
 
+pub mod closing;
 pub mod figures;
 pub mod merkle;
 pub mod period;
@@ -284,6 +285,7 @@ pub struct Reports {
     registrar: Registrar,
     establishment: Establishment,
     restaurant: Option<Arc<Restaurant>>,
+    closing: Option<Arc<closing::DailyClose>>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -302,6 +304,7 @@ impl Reports {
             registrar,
             establishment,
             restaurant: None,
+            closing: None,
             lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -312,6 +315,21 @@ impl Reports {
     pub fn with_restaurant(mut self, restaurant: Arc<Restaurant>) -> Self {
         self.restaurant = Some(restaurant);
         self
+    }
+
+    /// Tells `closing` of every Z report journaled (the daemon's: status names the series
+    /// with a past day and no Z report).
+    pub fn with_closing(mut self, closing: Arc<closing::DailyClose>) -> Self {
+        self.closing = Some(closing);
+        self
+    }
+
+    /// A record was journaled (an order's): a fiscal event opens its series' day (see
+    /// [`closing`]).
+    pub fn saw(&self, a: &Appended) {
+        if let Some(closing) = &self.closing {
+            closing.saw(a);
+        }
     }
 
     /// Open tables (and checks) and clocked-in operators now, from the restaurant state.
@@ -442,14 +460,27 @@ impl Reports {
                 Value::Array(clocked_now.iter().map(operator_json).collect()),
             );
         }
+        let series = report_series(scope, req.register.as_deref(), req.kind);
         let entry = Entry {
             kind: RecordKind::Report,
             key,
             counters: None,
-            series: Some(report_series(scope, req.register.as_deref(), req.kind)),
+            series: Some(series.clone()),
             body,
         };
         let appended = journal.append(entry).await?;
+        if req.kind == ReportKind::Z
+            && !appended.duplicate
+            && let Some(closing) = &self.closing
+        {
+            let last_seq = appended
+                .body
+                .get("period")
+                .and_then(|p| p.get("last_seq"))
+                .and_then(Value::as_u64)
+                .unwrap_or(appended.seq);
+            closing.closed(&series, last_seq);
+        }
         Ok(self.report_json(&appended))
     }
 

@@ -712,7 +712,12 @@ mod tests {
             s.clone(),
             Arc::new(crate::journal::JournalStats::default()),
         );
-        assert!(!status.problems().iter().any(|p| p.contains("signing card")));
+        assert!(
+            !status
+                .problems()
+                .iter()
+                .any(|p| p.code == crate::status::ProblemCode::NoSigningCard)
+        );
         assert!(matches!(
             s.sign(&id.id, &[1; 32]),
             Err(SignerError::NoCard(_))
@@ -731,7 +736,9 @@ mod tests {
             status
                 .problems()
                 .iter()
-                .any(|p| p.starts_with("no signing card (201)") && p.contains("is broken")),
+                .any(|p| p.code == crate::status::ProblemCode::NoSigningCard
+                    && p.message().starts_with("no signing card (201)")
+                    && p.message().contains("is broken")),
             "{:?}",
             status.problems()
         );
