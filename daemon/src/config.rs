@@ -617,6 +617,29 @@ pub fn is_belgian_vat_number(text: &str) -> bool {
     97 - body % 97 == check
 }
 
+/// What the daemon (and `check-config`) need beyond [`validate`]: outside development mode, the
+/// establishment's name, address and VAT number, which every VAT ticket carries. Tools that only
+/// read the configuration to reach the daemon (`fdmctl status`) do not need them.
+pub fn require_establishment(c: &Config) -> Result<(), ConfigError> {
+    if c.daemon.dev {
+        return Ok(());
+    }
+    let problems: Vec<ConfigProblem> = c
+        .establishment
+        .problems()
+        .into_iter()
+        .map(|(key, message)| ConfigProblem {
+            key: key.into(),
+            message,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
 /// Checks values the types alone do not.
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
@@ -626,11 +649,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             message,
         })
     };
-    if !c.daemon.dev {
-        for (key, message) in c.establishment.problems() {
-            bad(key, message);
-        }
-    }
+
     if c.version != 1 {
         bad(
             "version",
@@ -912,7 +931,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_with_an_establishment_or_in_dev_mode() {
         let mut c = Config::default();
-        let e = validate(&c).unwrap_err();
+        validate(&c).unwrap();
+        let e = require_establishment(&c).unwrap_err();
         assert!(
             e.problems
                 .iter()
@@ -924,10 +944,10 @@ mod tests {
             address: "Grote Markt 1, 1000 Brussel".into(),
             vat_number: "BE0123456749".into(),
         };
-        validate(&c).unwrap();
+        require_establishment(&c).unwrap();
         let mut dev = Config::default();
         dev.daemon.dev = true;
-        validate(&dev).unwrap();
+        require_establishment(&dev).unwrap();
     }
 
     #[test]
@@ -1011,7 +1031,9 @@ mod tests {
         };
         load(&shipped("../configs/dev.toml"), &[]).unwrap();
         // The package's file leaves the establishment to the installer: refused until given.
-        let e = load(&shipped("../configs/fdmd.toml"), &[]).unwrap_err();
+        let e = load(&shipped("../configs/fdmd.toml"), &[])
+            .and_then(|c| require_establishment(&c))
+            .unwrap_err();
         let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -1030,7 +1052,8 @@ mod tests {
             ),
             ("establishment.vat_number", "BE0123456749".into()),
         ];
-        load(&shipped("../configs/fdmd.toml"), &filled).unwrap();
+        let c = load(&shipped("../configs/fdmd.toml"), &filled).unwrap();
+        require_establishment(&c).unwrap();
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     if let Some(a) = cli.http_listen {
         overrides.push(("http.listen", a.to_string()));
     }
-    config::load(&sources, &overrides)
+    config::load(&sources, &overrides).and_then(|c| config::require_establishment(&c).map(|()| c))
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 /// Exit 0 with a one-line summary when the configuration is good; 78 with every problem when not.
 pub fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let sources = fdmd::config::Sources::system(config);
-    match fdmd::config::load(&sources, &[]).and_then(|c| fdmd::config::check_files(&c).map(|()| c))
+    match fdmd::config::load(&sources, &[])
+        .and_then(|c| fdmd::config::require_establishment(&c).map(|()| c))
+        .and_then(|c| fdmd::config::check_files(&c).map(|()| c))
     {
         Ok(c) => {
             println!(
