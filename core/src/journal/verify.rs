@@ -122,7 +122,12 @@ impl FromStr for Anchor {
             .ok()
             .filter(|s| *s > 0)
             .ok_or_else(|| AnchorParseError::Seq(text.into()))?;
-        let hash = hash.trim().to_ascii_lowercase();
+        // Tickets print the hash in groups of eight: spaces between them are allowed.
+        let hash: String = hash
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
         if hash.len() != 64 || hex::decode(&hash).is_err() {
             return Err(AnchorParseError::Hash(text.into()));
         }

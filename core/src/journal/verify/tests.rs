@@ -550,6 +550,10 @@ fn anchors_are_read_as_seq_colon_hash() {
     let hash = "AB".repeat(32);
     let a: Anchor = format!("12:{hash}").parse().unwrap();
     assert_eq!((a.seq, a.hash), (12, "ab".repeat(32)));
+    // As a ticket prints it: in groups of eight.
+    let grouped = "abababab ".repeat(8);
+    let a: Anchor = format!("12:{grouped}").parse().unwrap();
+    assert_eq!(a.hash, "ab".repeat(32));
     for bad in [
         "12",
         "0:00",
