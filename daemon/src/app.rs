@@ -3,7 +3,7 @@
 
 use crate::access::{AccessError, AccessStore, ClientKind, Credentials};
 use crate::config::Config;
-use crate::fiscal::{FdmCode, Order};
+use crate::fiscal::{FdmCode, MenuPartNames, Order};
 use crate::journal::record::RecordKind;
 use crate::journal::{AppendError, Appended, Entry, format_time};
 use crate::reports::closing::DailyClose;
@@ -181,7 +181,8 @@ impl App {
             };
             (refused, None)
         } else {
-            match Order::from_json(register, payload) {
+            let menu_parts = MenuPartNames::for_language(&self.config.restaurant.language);
+            match Order::from_json_localised(register, payload, menu_parts) {
                 Err(e) => (
                     Receipt::invalid(crate::service::sniff_request_id(payload), &e),
                     None,

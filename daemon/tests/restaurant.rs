@@ -412,15 +412,16 @@ fn faq_vouchers_menus_and_discounts() {
     t.refused(json!({"request_id": "v-2", "operator": ANNA, "event_type": "normal", "purpose": "voucher_sale",
         "vouchers": [{"code": "GIFT-0002", "amount": "50.00"}], "payments": [{"method": "card", "amount": "40.00"}]}), "payments");
     // All-in menu of 50.00 with the administration's coefficient: 17.50 drinks at A, 32.50 food
-    // at B (source 003's own example); redeemed with the voucher.
+    // at B (source 003's own example); redeemed with the voucher. The parts are named in the
+    // tickets' language (French by default).
     let menu = t.ok(json!({"request_id": "m-1", "operator": ANNA, "event_type": "normal",
         "lines": [{"description": "Menu 3 services", "quantity": 1, "unit_price": "50.00", "menu_split": "coefficient"}],
         "payments": [{"method": "voucher", "amount": "50.00"}]}));
     assert_eq!(
         descriptions(&menu),
         [
-            "1 Menu 3 services - drinks 17.50",
-            "1 Menu 3 services - food 32.50"
+            "1 Menu 3 services - boissons 17.50",
+            "1 Menu 3 services - nourriture 32.50"
         ]
     );
     assert_eq!(

@@ -13,7 +13,7 @@ pub mod vat;
 
 pub use error::{FdmCode, FieldError, ValidationError};
 pub use label::{Direction, EventType, Label};
-pub use order::Order;
+pub use order::{MenuPartNames, Order};
 pub use precomputed::PrecomputedEvent;
 pub use sale::Sale;
 pub use vat::VatLetter;

@@ -587,8 +587,19 @@ pub fn parse_serde<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
 
 impl Order {
     /// Parses and validates an order sent by `register` (the register the transport
-    /// authenticated). Returns every problem found, each with its field path.
+    /// authenticated). Returns every problem found, each with its field path. Menu parts split
+    /// by the coefficient are named in English; see [`Order::from_json_localised`].
     pub fn from_json(register: &str, bytes: &[u8]) -> Result<Order, ValidationError> {
+        Self::from_json_localised(register, bytes, MenuPartNames::ENGLISH)
+    }
+
+    /// [`Order::from_json`], naming the parts of a menu split by the coefficient in the
+    /// tickets' language.
+    pub fn from_json_localised(
+        register: &str,
+        bytes: &[u8],
+        names: MenuPartNames,
+    ) -> Result<Order, ValidationError> {
         if bytes.len() > MAX_ORDER_BYTES {
             return Err(ValidationError::single(
                 "",
@@ -619,10 +630,14 @@ impl Order {
                 format!("trailing data after the order: {e}"),
             ));
         }
-        Self::validate(register, wire)
+        Self::validate(register, wire, names)
     }
 
-    fn validate(register: &str, wire: WireOrder) -> Result<Order, ValidationError> {
+    fn validate(
+        register: &str,
+        wire: WireOrder,
+        names: MenuPartNames,
+    ) -> Result<Order, ValidationError> {
         let mut p = Problems::default();
         if !is_valid_id(&wire.request_id, 64) {
             p.push(
@@ -747,7 +762,7 @@ impl Order {
                 )
                 .map(Some),
             };
-            let split = menu_split(&mut p, i, l);
+            let split = menu_split(&mut p, i, l, names);
             if l.original_line.is_some() && menu {
                 p.push(
                     at("original_line"),
@@ -1065,10 +1080,51 @@ pub fn vouchers_json(vouchers: &[Voucher]) -> Value {
     )
 }
 
+/// Names of the two parts of a menu split by the coefficient (`"menu_split": "coefficient"`),
+/// in the language of the establishment's tickets. They become part of the signed line
+/// descriptions ("Menu - boissons"), which tickets print as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MenuPartNames {
+    pub drinks: &'static str,
+    pub food: &'static str,
+}
+
+impl MenuPartNames {
+    /// English, the default of [`Order::from_json`].
+    pub const ENGLISH: MenuPartNames = MenuPartNames {
+        drinks: "drinks",
+        food: "food",
+    };
+
+    /// The names for a ticket language (`fr`, `nl`, `de`, `en`); English for any other.
+    pub fn for_language(language: &str) -> MenuPartNames {
+        match language {
+            "fr" => MenuPartNames {
+                drinks: "boissons",
+                food: "nourriture",
+            },
+            "nl" => MenuPartNames {
+                drinks: "dranken",
+                food: "eten",
+            },
+            "de" => MenuPartNames {
+                drinks: "Getränke",
+                food: "Speisen",
+            },
+            _ => MenuPartNames::ENGLISH,
+        }
+    }
+}
+
 /// How a menu line is split: (description suffix, VAT letter, weight). Weights are relative.
 type MenuParts = Vec<(String, VatLetter, Decimal)>;
 
-fn menu_split(p: &mut Problems, i: usize, l: &WireLine) -> Option<MenuParts> {
+fn menu_split(
+    p: &mut Problems,
+    i: usize,
+    l: &WireLine,
+    names: MenuPartNames,
+) -> Option<MenuParts> {
     let at = |f: &str| format!("lines[{i}].{f}");
     match (&l.menu_split, &l.components) {
         (None, None) => None,
@@ -1080,9 +1136,9 @@ fn menu_split(p: &mut Problems, i: usize, l: &WireLine) -> Option<MenuParts> {
             None
         }
         (Some(s), None) if s == "coefficient" => Some(vec![
-            ("drinks".to_owned(), VatLetter::A, MENU_DRINKS_SHARE),
+            (names.drinks.to_owned(), VatLetter::A, MENU_DRINKS_SHARE),
             (
-                "food".to_owned(),
+                names.food.to_owned(),
                 VatLetter::B,
                 Decimal::ONE - MENU_DRINKS_SHARE,
             ),
@@ -1582,6 +1638,31 @@ mod tests {
         assert_eq!(parts.iter().copied().sum::<Decimal>(), d("0.10"));
         assert_eq!(parts, [d("0.04"), d("0.03"), d("0.03")]);
         assert_eq!(allocate(d("1.00"), &[Decimal::ZERO]), [Decimal::ZERO]);
+    }
+
+    #[test]
+    fn menu_parts_are_named_in_the_tickets_language() {
+        let body = format!(
+            r#"{{"request_id":"r","operator":"{OP}","event_type":"normal",
+            "lines":[{{"description":"Menu","quantity":1,"unit_price":"50.00","menu_split":"coefficient"}}]}}"#
+        );
+        let names = |language: &str| -> Vec<String> {
+            Order::from_json_localised(
+                "till-1",
+                body.as_bytes(),
+                MenuPartNames::for_language(language),
+            )
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| l.description.clone())
+            .collect()
+        };
+        assert_eq!(names("fr"), ["Menu - boissons", "Menu - nourriture"]);
+        assert_eq!(names("nl"), ["Menu - dranken", "Menu - eten"]);
+        assert_eq!(names("de"), ["Menu - Getränke", "Menu - Speisen"]);
+        assert_eq!(names("en"), ["Menu - drinks", "Menu - food"]);
+        assert_eq!(names("en"), names("xx"));
     }
 
     #[test]
