@@ -174,6 +174,13 @@ fn conversation(link: &mut Link, seq: u8, ticket: u32) -> u64 {
     assert_eq!(again.total_counter, first.total_counter);
     assert_eq!(again.event_counter, first.event_counter);
 
+    // Odoo 19's driver resends after 1.4 s with the NEXT sequence number and the retry counter
+    // set: the same event, answered with 102 and the first signature (not signed twice).
+    let odoo = h_request(seq + 1, 1, ticket, "85073003328", 1410);
+    let odoo_again = check_h(&link.request(&odoo), &odoo[..4], "102000");
+    assert_eq!(odoo_again.signature, first.signature);
+    assert_eq!(odoo_again.total_counter, first.total_counter);
+
     // A response the register could not read: NAK gets it again.
     link.send(&frame(format!("S{:02}0", seq + 1).as_bytes()));
     assert_eq!(link.byte(), ACK);

@@ -308,6 +308,8 @@ struct Sums {
     gross: i64,
     discounts: i64,
     refunds: i64,
+    deposits: i64,
+    line_corrections: i64,
     net: i64,
     vat: BTreeMap<String, (i64, i64)>,
     payments: BTreeMap<String, i64>,
@@ -332,10 +334,12 @@ impl Sums {
         self.net += total;
         for l in b["lines"].as_array().unwrap() {
             let t = cents(l["total"].as_str().unwrap());
-            match (t < 0, label.as_str()) {
-                (false, _) => self.gross += t,
-                (true, "NR") => self.refunds -= t,
-                (true, _) => self.discounts -= t,
+            match (t < 0, label.as_str(), l["role"].as_str()) {
+                (false, _, _) => self.gross += t,
+                (true, "NR", _) => self.refunds -= t,
+                (true, _, Some("discount")) => self.discounts -= t,
+                (true, _, Some("deposit_applied")) => self.deposits -= t,
+                (true, _, _) => self.line_corrections -= t,
             }
         }
         for v in b["vat"].as_array().unwrap() {
@@ -378,7 +382,16 @@ impl Sums {
         assert_eq!(c("refunds"), self.refunds, "{what}: refunds");
         assert_eq!(c("discounts_and_refunds"), self.discounts + self.refunds);
         assert_eq!(c("net"), self.net, "{what}: net");
-        assert_eq!(self.gross - self.discounts - self.refunds, self.net);
+        assert_eq!(c("deposits_deducted"), self.deposits, "{what}: deposits");
+        assert_eq!(
+            c("line_corrections"),
+            self.line_corrections,
+            "{what}: line corrections"
+        );
+        assert_eq!(
+            self.gross - self.discounts - self.refunds - self.deposits - self.line_corrections,
+            self.net
+        );
         assert_eq!(c("cash_rounding"), self.rounding, "{what}: cash rounding");
         let vat: BTreeMap<String, (i64, i64)> = f["vat"]
             .as_array()

@@ -5,11 +5,16 @@
 //!
 //! Definitions (Royal Decree of 13 Dec 2022, source 004, items e–h):
 //! - `gross`: the sum of every positive line total (VAT included) of NS and NR tickets (item e);
-//! - `discounts`: the negative lines of NS tickets, as a positive amount;
-//! - `refunds`: the negative lines of NR tickets, as a positive amount (item f is
-//!   `discounts + refunds`);
-//! - `net`: `gross - discounts - refunds`, which is also the sum of the NS and NR ticket totals
-//!   (item g);
+//! - `discounts`: the discount lines (`role` `discount`) of NS tickets, as a positive amount;
+//! - `refunds`: the negative lines of NR tickets, as a positive amount (item f, "réductions et
+//!   remboursements", is `discounts + refunds`);
+//! - `deposits_deducted`: deposits received earlier (on their own ticket) and deducted on an NS
+//!   ticket (`role` `deposit_applied`): not a reduction, the deposit's ticket was turnover;
+//! - `line_corrections`: the other negative lines of NS tickets (a line ordered earlier and
+//!   cancelled or corrected, e.g. on a table's final ticket; a discount the register sends as a
+//!   negative item also lands here);
+//! - `net`: `gross - discounts - refunds - deposits_deducted - line_corrections`, which is also
+//!   the sum of the NS and NR ticket totals (item g);
 //! - `vat`: per rate, the sum of the tickets' VAT-inclusive totals, of the VAT the tickets showed,
 //!   and the base (`total - vat`) (item h). Pre-computed events (FDM v1 `H`) carry no reliable
 //!   split, so their total is under `net_without_vat_split`.
@@ -57,8 +62,12 @@ pub struct Turnover {
     pub labels: BTreeMap<String, Tally>,
     /// Positive line totals of NS/NR.
     pub gross: Decimal,
-    /// Negative lines of NS tickets (positive amount).
+    /// Discount lines of NS tickets (positive amount).
     pub discounts: Decimal,
+    /// Deposits deducted on NS tickets (positive amount).
+    pub deposits_deducted: Decimal,
+    /// Other negative lines of NS tickets (positive amount).
+    pub line_corrections: Decimal,
     /// Negative lines of NR tickets (positive amount).
     pub refunds: Decimal,
     /// Sum of NS and NR totals.
@@ -131,10 +140,12 @@ impl Turnover {
                 for line in lines {
                     let t = amount(seq, line.get("total"), "line total")?;
                     if t.is_sign_negative() {
-                        if refund {
-                            self.refunds -= t;
-                        } else {
-                            self.discounts -= t;
+                        let role = line.get("role").and_then(Value::as_str);
+                        match (refund, role) {
+                            (true, _) => self.refunds -= t,
+                            (false, Some("discount")) => self.discounts -= t,
+                            (false, Some("deposit_applied")) => self.deposits_deducted -= t,
+                            (false, _) => self.line_corrections -= t,
                         }
                     } else {
                         self.gross += t;
@@ -214,6 +225,8 @@ impl Turnover {
             "discounts": format_amount(self.discounts),
             "refunds": format_amount(self.refunds),
             "discounts_and_refunds": format_amount(self.discounts + self.refunds),
+            "deposits_deducted": format_amount(self.deposits_deducted),
+            "line_corrections": format_amount(self.line_corrections),
             "net": format_amount(self.net),
             "vat": vat,
             "net_without_vat_split": format_amount(self.net_without_vat_split),
@@ -268,7 +281,7 @@ mod tests {
     #[test]
     fn sums_turnover_and_keeps_training_out() {
         let ns = body(json!({"label":"NS","total":"27.00",
-            "lines":[{"total":"30.00"},{"total":"-3.00"}],
+            "lines":[{"total":"30.00"},{"total":"-3.00","role":"discount"}],
             "vat":[{"rate":"B","total":"27.00","vat":"2.89"}],
             "payments":[{"method":"cash","amount":"27.00"}],"cash_rounding":"0.00"}));
         let nr = body(json!({"label":"NR","total":"-4.40",
@@ -303,6 +316,42 @@ mod tests {
         let j = t.to_json();
         assert_eq!(j["vat"][1]["base"], "24.11");
         assert_eq!(j["discounts_and_refunds"], "7.40");
+    }
+
+    #[test]
+    fn discounts_deposits_and_corrections_are_separate_figures() {
+        // One day of the issue: a 3.60 discount, a 100.00 deposit deducted on the final ticket,
+        // and a 3.00 line of the table cancelled on it; plus the deposit's own ticket.
+        let deposit = body(json!({"label":"NS","total":"100.00",
+            "lines":[{"total":"100.00"}],"vat":[{"rate":"B","total":"100.00","vat":"10.71"}]}));
+        let bill = body(json!({"label":"NS","total":"129.40",
+            "lines":[{"total":"236.00"},{"total":"-3.00"},{"total":"-3.60","role":"discount"},
+                     {"total":"-100.00","role":"deposit_applied"}],
+            "vat":[{"rate":"B","total":"129.40","vat":"13.86"}]}));
+        let mut t = Turnover::default();
+        for (seq, b) in [(1, &deposit), (2, &bill)] {
+            t.add(&Event {
+                seq,
+                register: "till-1",
+                operator: "op",
+                body: b,
+            })
+            .unwrap();
+        }
+        let d = |x: &str| x.parse::<Decimal>().unwrap();
+        assert_eq!(t.discounts, d("3.60"));
+        assert_eq!(t.deposits_deducted, d("100.00"));
+        assert_eq!(t.line_corrections, d("3.00"));
+        assert_eq!(t.gross, d("336.00"));
+        assert_eq!(t.net, d("229.40"));
+        assert_eq!(
+            t.gross - t.discounts - t.refunds - t.deposits_deducted - t.line_corrections,
+            t.net
+        );
+        let j = t.to_json();
+        assert_eq!(j["discounts_and_refunds"], "3.60");
+        assert_eq!(j["deposits_deducted"], "100.00");
+        assert_eq!(j["line_corrections"], "3.00");
     }
 
     #[test]

@@ -30,6 +30,11 @@ fn turnover(out: &mut String, t: &Value) {
     row(out, "Gross sales", s(t, "/gross"));
     row(out, "Discounts", s(t, "/discounts"));
     row(out, "Refunds", s(t, "/refunds"));
+    // Reports made before these figures existed have neither.
+    if t.get("deposits_deducted").is_some() {
+        row(out, "Deposits deducted", s(t, "/deposits_deducted"));
+        row(out, "Line corrections", s(t, "/line_corrections"));
+    }
     row(out, "NET TURNOVER (VAT incl.)", s(t, "/net"));
     for v in t.get("vat").and_then(Value::as_array).into_iter().flatten() {
         row(

@@ -9,7 +9,9 @@
 //!
 //! A retransmission (same identifier, sequence number and data; any retry counter) carries the
 //! same request key, so the journal answers it with the stored record: code 102 and the same
-//! signature, never a second signature. The layout follows the reference notes, which were
+//! signature, never a second signature. So does a resend that drew the next sequence number
+//! (Odoo 19's driver after 1.4 s without an answer): an `H` with its retry counter set and the
+//! same data as the previous `H` of the instance's register reuses that request's key. The layout follows the reference notes, which were
 //! reconstructed from public drivers; what they leave uncertain is listed in `docs/plugins.md`.
 //!
 //! Configuration (JSON, all optional): `{"firmware": "fdmd fdm-v1"}` — the 20-character
@@ -40,6 +42,17 @@ pub struct FdmV1 {
     host: Host,
     firmware: String,
     conns: HashMap<u64, Conn>,
+    /// The last `H` request of the instance's register (any connection: a register that
+    /// reconnects before it resends is the same register).
+    last_hash: Option<LastHash>,
+}
+
+/// What identifies the last `H` request, to recognise its resend under a new sequence number.
+struct LastHash {
+    /// Fingerprint of the data after the header.
+    fingerprint: String,
+    /// The request key it was registered under.
+    request_id: String,
 }
 
 /// What the host says about the module.
@@ -80,7 +93,7 @@ impl FdmV1 {
     }
 
     /// The response message to one request message.
-    fn respond(&self, msg: &[u8]) -> String {
+    fn respond(&mut self, msg: &[u8]) -> String {
         let status = self.status();
         let (header, request) = match message::parse(msg) {
             Ok(ok) => ok,
@@ -118,11 +131,20 @@ impl FdmV1 {
                 )
             }
             Request::HashAndSign(hs) => {
-                let request_id = format!(
-                    "fdmv1-H{:02}-{}",
-                    header.seq,
-                    message::fingerprint(&msg[4..])
-                );
+                let fingerprint = message::fingerprint(&msg[4..]);
+                let request_id = match &self.last_hash {
+                    // A resend with the next sequence number: the retry counter says it is a
+                    // resend, the data that it is the same event. Answered with the stored
+                    // record (102), never signed twice.
+                    Some(last) if header.retry > 0 && last.fingerprint == fingerprint => {
+                        last.request_id.clone()
+                    }
+                    _ => format!("fdmv1-H{:02}-{fingerprint}", header.seq),
+                };
+                self.last_hash = Some(LastHash {
+                    fingerprint,
+                    request_id: request_id.clone(),
+                });
                 let rates: Vec<Value> = hs.rates.iter().map(|(p, a)| json!([p, a])).collect();
                 let event = json!({
                     "request_id": request_id,
@@ -184,6 +206,7 @@ impl Plugin for FdmV1 {
             host,
             firmware,
             conns: HashMap::new(),
+            last_hash: None,
         })
     }
 
