@@ -175,7 +175,8 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
     assert_eq!(t["total_horeca_turnover"], "1504.46");
     assert_eq!(t["meal_share_percent"], "13.29");
     assert_eq!(t["ten_percent_rule_met"], true);
-    assert_eq!(t["meal_turnover_above_25000"], false);
+    assert_eq!(t["meal_turnover_at_least_25000"], false);
+    assert_eq!(t["cash_system_required"], true);
     let (s, t2) = d.request(
         Method::GET,
         &format!("/v1/admin/reports/threshold?year={year}"),

@@ -112,7 +112,7 @@ pub enum ReportCommand {
         override_reason: Option<String>,
     },
     /// Yearly threshold report: meals consumed on site against total horeca turnover,
-    /// excluding VAT (10 % rule), and the 25,000 EUR indication. Reads the journal file.
+    /// excluding VAT: the 10 % rule and the 25,000 EUR rule. Reads the journal file.
     Threshold {
         /// The year (the rule is computed each January on the previous year).
         #[arg(long)]

@@ -85,9 +85,10 @@ pub(crate) fn print_threshold(r: &serde_json::Value) {
     );
     println!("  10 % rule met:           {}", s("ten_percent_rule_met"));
     println!(
-        "  meals above 25,000 EUR:  {}",
-        s("meal_turnover_above_25000")
+        "  meals >= 25,000 EUR:     {}",
+        s("meal_turnover_at_least_25000")
     );
+    println!("  cash system required:    {}", s("cash_system_required"));
     if s("without_lines_vat_included") != "0.00" {
         println!(
             "  events without lines (VAT incl., not classified): {}",

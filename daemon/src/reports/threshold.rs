@@ -3,9 +3,10 @@
 //! Source 001 (employers' note, 2014): the system is mandatory when meals consumed on site
 //! (take-away meals and drinks excluded) are at least **10 %** of the establishment's total
 //! horeca turnover, both **excluding VAT**, computed per establishment on the previous year.
-//! The **€25,000** rule (yearly turnover of restaurant services, drinks excluded, above €25,000
-//! excluding VAT) is the later rule of the Royal Decree of 2016; it is **not** in the reference
-//! material here, so it is reported as an indication to check with an accountant.
+//! Source 003 (the tax administration's FAQ, current) gives the **€25,000** rule: the system is
+//! mandatory when at least €25,000 of the yearly turnover, excluding VAT, comes from restaurant
+//! or catering services (meals served, drinks excluded; here the `meal` category). fdmd reports
+//! both rules and says a registered cash system is required when either is met.
 //!
 //! Both are computed from the `category` of each line of the year's NS and NR tickets:
 //! `meal` (consumed on site), `takeaway_meal`, `drink`, `other` (room hire, delivery costs…).
@@ -62,22 +63,64 @@ impl YearSums {
             }
             return;
         };
+        self.add_lines(lines);
+    }
+
+    /// Adds a ticket's lines to the buckets. Two lines are not taken at their face:
+    /// - a part of an all-in menu at rate A is the menu's drinks (source 003: the coefficient's
+    ///   35 % of drinks at 21 %; components at 21 % are drinks too), whatever the menu's category;
+    /// - a discount line (one per VAT letter, `role` `discount`) is shared out over the ticket's
+    ///   other lines of its letter in proportion to their categories' totals, so a discount on
+    ///   meals lowers meals; only a discount with no such line stays `uncategorised`.
+    fn add_lines(&mut self, lines: &[Value]) {
+        let mut discounts: Vec<(String, Decimal)> = Vec::new();
+        let mut ticket: BTreeMap<(String, String), Decimal> = BTreeMap::new();
         for line in lines {
-            let category = line
-                .get("category")
-                .and_then(Value::as_str)
-                .unwrap_or("uncategorised");
             let letter = line.get("vat").and_then(Value::as_str).unwrap_or("?");
-            if let Some(t) = line
+            let Some(total) = line
                 .get("total")
                 .and_then(Value::as_str)
                 .and_then(|t| t.parse::<Decimal>().ok())
-            {
-                *self
-                    .buckets
-                    .entry((category.to_owned(), letter.to_owned()))
-                    .or_default() += t;
+            else {
+                continue;
+            };
+            let role = line.get("role").and_then(Value::as_str);
+            let category = match role {
+                Some("discount") => {
+                    discounts.push((letter.to_owned(), total));
+                    continue;
+                }
+                Some("menu_part") if letter == "A" => "drink",
+                _ => line
+                    .get("category")
+                    .and_then(Value::as_str)
+                    .unwrap_or("uncategorised"),
+            };
+            *ticket
+                .entry((category.to_owned(), letter.to_owned()))
+                .or_default() += total;
+        }
+        for (letter, amount) in discounts {
+            let shares: Vec<(String, Decimal)> = ticket
+                .iter()
+                .filter(|((_, l), t)| *l == letter && t.is_sign_positive() && !t.is_zero())
+                .map(|((c, _), t)| (c.clone(), *t))
+                .collect();
+            if shares.is_empty() {
+                *ticket
+                    .entry(("uncategorised".to_owned(), letter))
+                    .or_default() += amount;
+                continue;
             }
+            let weights: Vec<Decimal> = shares.iter().map(|(_, t)| *t).collect();
+            let parts = crate::fiscal::order::allocate(amount.abs(), &weights);
+            for ((category, _), part) in shares.into_iter().zip(parts) {
+                let signed = if amount.is_sign_negative() { -part } else { part };
+                *ticket.entry((category, letter.clone())).or_default() += signed;
+            }
+        }
+        for (key, total) in ticket {
+            *self.buckets.entry(key).or_default() += total;
         }
     }
 
@@ -117,9 +160,11 @@ impl YearSums {
             "total_horeca_turnover": format_amount(total),
             "meal_share_percent": percent.normalize().to_string(),
             "ten_percent_rule_met": total > Decimal::ZERO && meals * Decimal::from(10) >= total,
-            "meal_turnover_above_25000": meals > meal_turnover_limit(),
+            "meal_turnover_at_least_25000": meals >= meal_turnover_limit(),
+            "cash_system_required": (total > Decimal::ZERO && meals * Decimal::from(10) >= total)
+                || meals >= meal_turnover_limit(),
             "without_lines_vat_included": format_amount(self.without_lines),
-            "note": "meals consumed on site (take-away meals and drinks excluded) against total horeca turnover, excluding VAT, per establishment (source 001); the 25,000 EUR rule is not in the reference material: check it with an accountant",
+            "note": "meals consumed on site (take-away meals and drinks excluded), excluding VAT, per establishment: at least 10 % of the total horeca turnover (source 001), or at least 25,000 EUR (source 003); a registered cash system is required when either is met. All-in menus count their drinks share as drinks; discounts lower the categories they were given on",
         })
     }
 }
@@ -181,6 +226,49 @@ mod tests {
         let r = y.report(2026);
         // 120.00 / 1170.00 = 10.26 %
         assert_eq!(r["ten_percent_rule_met"], true);
-        assert_eq!(r["meal_turnover_above_25000"], false);
+        assert_eq!(r["meal_turnover_at_least_25000"], false);
+        assert_eq!(r["cash_system_required"], true);
+    }
+
+    #[test]
+    fn menus_count_their_drinks_as_drinks_and_discounts_lower_their_categories() {
+        // The all-in menu: 50.00 sent as a meal, split by the coefficient into 17.50
+        // at A and 32.50 at B: meals 29.02, drinks 14.46 excluding VAT (not meals 43.48).
+        let mut y = YearSums::default();
+        let menu = json!({"label": "NS", "lines": [
+            {"category":"meal","role":"menu_part","vat":"A","total":"17.50"},
+            {"category":"meal","role":"menu_part","vat":"B","total":"32.50"}]});
+        y.add(menu.as_object().unwrap());
+        let by = y.excluding_vat();
+        assert_eq!(by["meal"], "29.02".parse().unwrap());
+        assert_eq!(by["drink"], "14.46".parse().unwrap());
+        // A 10 % discount on a ticket of a meal (B 22.40) and a drink (A 12.10): each letter's
+        // discount line lowers the category of that letter, nothing is uncategorised.
+        let mut y = YearSums::default();
+        let ticket = json!({"label": "NS", "lines": [
+            {"category":"meal","vat":"B","total":"22.40"},
+            {"category":"drink","vat":"A","total":"12.10"},
+            {"role":"discount","vat":"B","total":"-2.24"},
+            {"role":"discount","vat":"A","total":"-1.21"}]});
+        y.add(ticket.as_object().unwrap());
+        let by = y.excluding_vat();
+        assert_eq!(by["meal"], "18.00".parse().unwrap());
+        assert_eq!(by["drink"], "9.00".parse().unwrap());
+        assert_eq!(by["uncategorised"], Decimal::ZERO);
+    }
+
+    #[test]
+    fn the_25000_rule_of_source_003() {
+        let mut y = YearSums::default();
+        // 28,000.00 of meals at 12 % = 25,000.00 excluding VAT, and 302,500.00 of drinks at 21 %
+        // = 250,000.00: below 10 %, at least 25,000: required.
+        let b = json!({"label": "NS", "lines": [
+            {"category":"meal","vat":"B","total":"28000.00"},
+            {"category":"drink","vat":"A","total":"302500.00"}]});
+        y.add(b.as_object().unwrap());
+        let r = y.report(2026);
+        assert_eq!(r["ten_percent_rule_met"], false);
+        assert_eq!(r["meal_turnover_at_least_25000"], true);
+        assert_eq!(r["cash_system_required"], true);
     }
 }
