@@ -91,7 +91,7 @@ impl App {
         let require = config.restaurant.require_work_in;
         let restaurant = Arc::new(Restaurant::pending(require));
         let closing = Arc::new(DailyClose::new(
-            registrar.numbering().scope,
+            registrar.numbering().clone(),
             registrar.journal().clock(),
         ));
         let registers: Vec<String> = access

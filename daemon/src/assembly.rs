@@ -90,6 +90,14 @@ impl AppBuilder {
         }
         config.numbering.scope = numbering.scope;
         config.numbering.digits = numbering.digits;
+        for (register, group) in numbering.groups {
+            config
+                .numbering
+                .groups
+                .entry(group)
+                .or_default()
+                .push(register);
+        }
         AppBuilder::new(config).journal(journal).build_blocking()
     }
 

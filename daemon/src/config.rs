@@ -5,6 +5,7 @@
 
 use crate::service::{Numbering, SeriesScope};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -117,10 +118,12 @@ pub struct EstablishmentSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NumberingSection {
-    /// `per_register` or `establishment`.
+    /// `per_register`, `group` or `establishment`.
     pub scope: SeriesScope,
     /// Positions of a ticket number, 4–8.
     pub digits: u8,
+    /// With `scope = "group"`: group name → its registers (`bar = ["till-1", "till-2"]`).
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 /// `[journal]`
@@ -286,6 +289,7 @@ impl Default for NumberingSection {
         NumberingSection {
             scope: n.scope,
             digits: n.digits,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -700,6 +704,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             format!("{} must be an absolute path", c.fdm.data_dir.display()),
         );
     }
+    check_groups(&c.numbering, &mut |key, message| bad(key, message));
     if !(4..=8).contains(&c.numbering.digits) {
         bad(
             "numbering.digits",
@@ -829,6 +834,51 @@ pub fn check_files(c: &Config) -> Result<(), ConfigError> {
     }
 }
 
+/// `[numbering.groups]`: only with `scope = "group"`, at least one group, names and registers
+/// valid ids, each register in one group at most.
+fn check_groups(n: &NumberingSection, bad: &mut dyn FnMut(&str, String)) {
+    match (n.scope, n.groups.is_empty()) {
+        (SeriesScope::Group, true) => bad(
+            "numbering.groups",
+            "scope = \"group\" needs at least one group (bar = [\"till-1\", \"till-2\"])".into(),
+        ),
+        (SeriesScope::Group, false) => {}
+        (_, true) => return,
+        (_, false) => bad(
+            "numbering.groups",
+            "groups are only used with scope = \"group\"".into(),
+        ),
+    }
+    let mut seen = BTreeSet::new();
+    for (group, registers) in &n.groups {
+        if !crate::fiscal::order::is_valid_id(group, 32) {
+            bad(
+                "numbering.groups",
+                format!("group name {group:?} must be 1-32 characters of A-Z a-z 0-9 . _ : -"),
+            );
+        }
+        if registers.is_empty() {
+            bad(
+                "numbering.groups",
+                format!("group {group:?} has no register"),
+            );
+        }
+        for r in registers {
+            if !crate::fiscal::order::is_valid_id(r, 32) {
+                bad(
+                    "numbering.groups",
+                    format!("register {r:?} of group {group:?} is not a valid register id"),
+                );
+            } else if !seen.insert(r.as_str()) {
+                bad(
+                    "numbering.groups",
+                    format!("register {r:?} is in more than one group"),
+                );
+            }
+        }
+    }
+}
+
 fn validate_plugins(p: &PluginsSection, problems: &mut Vec<ConfigProblem>) {
     let mut bad = |key: String, message: String| problems.push(ConfigProblem { key, message });
     if !(10..=600_000).contains(&p.call_timeout_ms) {
@@ -897,6 +947,14 @@ impl Config {
         Numbering {
             scope: self.numbering.scope,
             digits: self.numbering.digits,
+            groups: self
+                .numbering
+                .groups
+                .iter()
+                .flat_map(|(group, registers)| {
+                    registers.iter().map(|r| (r.clone(), group.clone()))
+                })
+                .collect(),
         }
     }
 

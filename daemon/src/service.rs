@@ -13,6 +13,7 @@ use crate::journal::{AppendError, Appended, Entry, Journal, RequestKey, Sealed};
 use crate::restaurant::Prepared;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which registers share a ticket-number series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,17 +24,33 @@ pub enum SeriesScope {
     PerRegister,
     /// All registers of the establishment share one series.
     Establishment,
+    /// Named groups of registers share a series each (`[numbering.groups]`); a register in no
+    /// group numbers its own tickets.
+    Group,
+}
+
+impl SeriesScope {
+    /// The name reports carry in `scope`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesScope::PerRegister => "register",
+            SeriesScope::Establishment => "establishment",
+            SeriesScope::Group => "group",
+        }
+    }
 }
 
 /// How ticket numbers are given (Royal Decree of 13 Dec 2022: 4 to 8 positions, uninterrupted).
 /// Each event type (N, P, T, C) has its own series within the scope; the reference leaves open
 /// whether pro formas share the VAT tickets' series (see docs/journal-format.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Numbering {
     /// Who shares a series.
     pub scope: SeriesScope,
     /// Positions printed (4–8).
     pub digits: u8,
+    /// With [`SeriesScope::Group`]: each grouped register's group name.
+    pub groups: BTreeMap<String, String>,
 }
 
 impl Default for Numbering {
@@ -41,16 +58,45 @@ impl Default for Numbering {
         Numbering {
             scope: SeriesScope::PerRegister,
             digits: 6,
+            groups: BTreeMap::new(),
         }
     }
 }
 
 impl Numbering {
+    /// The part of a series key before the event or report type: `register/ID`, `group/NAME`
+    /// or `establishment` (also for a report that names no register).
+    pub fn series_base(&self, register: Option<&str>) -> String {
+        match (self.scope, register) {
+            (SeriesScope::Establishment, _) | (_, None) => "establishment".to_owned(),
+            (SeriesScope::Group, Some(r)) => match self.groups.get(r) {
+                Some(group) => format!("group/{group}"),
+                None => format!("register/{r}"),
+            },
+            (SeriesScope::PerRegister, Some(r)) => format!("register/{r}"),
+        }
+    }
+
     /// The series key an event of `event_type` from `register` takes its number from.
     pub fn series_for(&self, register: &str, event_type: EventType) -> String {
-        match self.scope {
-            SeriesScope::PerRegister => format!("register/{register}/{}", event_type.letter()),
-            SeriesScope::Establishment => format!("establishment/{}", event_type.letter()),
+        format!("{}/{}", self.series_base(Some(register)), event_type.letter())
+    }
+
+    /// The registers that share `register`'s series; `None` when every register does.
+    pub fn members(&self, register: Option<&str>) -> Option<BTreeSet<String>> {
+        match (self.scope, register) {
+            (SeriesScope::Establishment, _) | (_, None) => None,
+            (SeriesScope::Group, Some(r)) => match self.groups.get(r) {
+                Some(group) => Some(
+                    self.groups
+                        .iter()
+                        .filter(|(_, g)| *g == group)
+                        .map(|(member, _)| member.clone())
+                        .collect(),
+                ),
+                None => Some(BTreeSet::from([r.to_owned()])),
+            },
+            (SeriesScope::PerRegister, Some(r)) => Some(BTreeSet::from([r.to_owned()])),
         }
     }
 
@@ -190,8 +236,8 @@ impl Registrar {
     }
 
     /// The numbering rules.
-    pub fn numbering(&self) -> Numbering {
-        self.numbering
+    pub fn numbering(&self) -> &Numbering {
+        &self.numbering
     }
 
     /// Validates and computes an order into a sealed journal entry (its body encoded), or the
@@ -453,6 +499,7 @@ mod tests {
         let n = Numbering {
             scope: SeriesScope::PerRegister,
             digits: 6,
+            groups: BTreeMap::new(),
         };
         assert_eq!(
             n.series_for("till-1", EventType::Normal),
@@ -463,12 +510,42 @@ mod tests {
         let shared = Numbering {
             scope: SeriesScope::Establishment,
             digits: 4,
+            groups: BTreeMap::new(),
         };
         assert_eq!(
             shared.series_for("till-1", EventType::ProForma),
             "establishment/P"
         );
         assert_eq!(shared.display(7), "0007");
+        let grouped = Numbering {
+            scope: SeriesScope::Group,
+            digits: 6,
+            groups: BTreeMap::from([
+                ("till-1".to_owned(), "bar".to_owned()),
+                ("till-2".to_owned(), "bar".to_owned()),
+                ("hh-1".to_owned(), "terrace".to_owned()),
+            ]),
+        };
+        assert_eq!(
+            grouped.series_for("till-2", EventType::Normal),
+            "group/bar/N"
+        );
+        assert_eq!(
+            grouped.series_for("hh-1", EventType::Normal),
+            "group/terrace/N"
+        );
+        assert_eq!(
+            grouped.series_for("kiosk", EventType::Normal),
+            "register/kiosk/N"
+        );
+        assert_eq!(
+            grouped.members(Some("till-1")),
+            Some(BTreeSet::from(["till-1".to_owned(), "till-2".to_owned()]))
+        );
+        assert_eq!(
+            grouped.members(Some("kiosk")),
+            Some(BTreeSet::from(["kiosk".to_owned()]))
+        );
     }
 
     #[test]

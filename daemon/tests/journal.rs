@@ -204,6 +204,7 @@ fn numbering_stays_uninterrupted_under_concurrent_registers() {
     let reg = f.registrar(Numbering {
         scope: SeriesScope::Establishment,
         digits: 8,
+        ..Default::default()
     });
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -264,6 +265,7 @@ fn per_register_series_and_label_counters() {
     let reg = f.registrar(Numbering {
         scope: SeriesScope::PerRegister,
         digits: 4,
+        ..Default::default()
     });
     let a1 =
         signed(reg.handle_order_enrolling("a", &order("1", "normal", &[("x", 1, "1.00", "A")])));
@@ -532,7 +534,11 @@ mod numbering_properties {
         ) {
             let f = Fixture::new();
             let scope = if shared { SeriesScope::Establishment } else { SeriesScope::PerRegister };
-            let reg = f.registrar(Numbering { scope, digits: 8 });
+            let reg = f.registrar(Numbering {
+                scope,
+                digits: 8,
+                ..Default::default()
+            });
             let threads: Vec<_> = plan.into_iter().enumerate().map(|(t, orders)| {
                 let reg = reg.clone();
                 std::thread::spawn(move || {

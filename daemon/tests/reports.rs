@@ -75,7 +75,14 @@ impl Sim {
             .build()
             .unwrap();
         let journal = rt.block_on(async { Journal::open(config, signer.clone()).unwrap() });
-        let registrar = AppBuilder::for_journal(journal, Numbering { scope, digits: 6 }).unwrap();
+        let registrar = AppBuilder::for_journal(
+            journal,
+            Numbering {
+                scope,
+                digits: 6,
+                ..Default::default()
+            },
+        ).unwrap();
         let reports = Reports::new(
             registrar.app().registrar.clone(),
             Establishment {

@@ -332,3 +332,94 @@ fn reports_registry_threshold_and_slices_through_the_daemon() {
     let (code, out) = fdmctl(&["verify", "--data-dir", data]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Series per group of registers (the decree: per register, per group of registers or per
+/// establishment): till-1 and till-2 share the bar's series, the kiosk has its own; a Z report
+/// asked by till-2 is the bar's, sums both tills and not the kiosk.
+#[test]
+fn ticket_and_report_series_per_group_of_registers() {
+    let d = Daemon::start_with_config(
+        "[numbering]\nscope = \"group\"\n[numbering.groups]\nbar = [\"till-1\", \"till-2\"]\n",
+        &[],
+    );
+    let cfg = d.config_file.as_ref().unwrap().to_str().unwrap().to_owned();
+    let tokens: Vec<(String, String)> = ["till-1", "till-2", "kiosk"]
+        .iter()
+        .map(|r| (r.to_string(), enrol(&d, &cfg, r)))
+        .collect();
+    let mut numbers = Vec::new();
+    for (i, (register, token)) in tokens.iter().chain(tokens.iter()).enumerate() {
+        let (s, r) = post(
+            &d,
+            &format!("/v1/registers/{register}/orders"),
+            token,
+            json!({"request_id": format!("g-{i}"), "operator": OP, "event_type": "normal",
+                   "lines": [line("Koffie", 1, "3.00", "A", "drink")],
+                   "payments": [{"method": "cash", "amount": "3.00"}]}),
+        );
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        numbers.push((register.clone(), r["ticket_number"].as_u64().unwrap()));
+    }
+    // till-1, till-2, kiosk, till-1, till-2, kiosk
+    let got: Vec<u64> = numbers.iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, [1, 2, 1, 3, 4, 2], "{numbers:?}");
+
+    let (s, z) = d.request(
+        Method::POST,
+        "/v1/registers/till-2/reports",
+        Some(&tokens[1].1),
+        Some(br#"{"kind":"z"}"#.to_vec()),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{z}");
+    assert_eq!(z["scope"], "group");
+    assert_eq!(z["ticket_series"], "group/bar/Z");
+    assert_eq!(z["registers"], json!(["till-1", "till-2"]));
+    assert_eq!(z["totals"]["net"], "12.00", "{z}");
+    assert_eq!(z["totals"]["labels"]["NS"]["count"], 4);
+    // The kiosk's own Z: its two tickets only.
+    let (s, k) = d.request(
+        Method::POST,
+        "/v1/registers/kiosk/reports",
+        Some(&tokens[2].1),
+        Some(br#"{"kind":"z"}"#.to_vec()),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    assert_eq!(k["ticket_series"], "register/kiosk/Z");
+    assert_eq!(k["totals"]["net"], "6.00", "{k}");
+    let (code, out) = fdmctl(&["verify", "--data-dir", d.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Groups are checked like every other key: a register in two groups, or groups without
+/// scope = "group", stop the daemon with the key named.
+#[test]
+fn group_configuration_mistakes_are_named() {
+    for (config, message) in [
+        (
+            "[numbering]\nscope = \"group\"\n[numbering.groups]\nbar = [\"till-1\"]\nterrace = [\"till-1\"]\n",
+            "in more than one group",
+        ),
+        (
+            "[numbering.groups]\nbar = [\"till-1\"]\n",
+            "only used with scope = \"group\"",
+        ),
+        ("[numbering]\nscope = \"group\"\n", "at least one group"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fdmd.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "{config}[fdm]\ndata_dir = \"{}\"\n[establishment]\nname = \"Testzaak\"\naddress = \"Markt 1\"\nvat_number = \"BE0123456749\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let (code, out) = fdmctl(&["check-config", "--config", file.to_str().unwrap()]);
+        assert_eq!(code, 78, "{config}: {out}");
+        assert!(
+            out.contains("numbering.groups") && out.contains(message),
+            "{config}: {out}"
+        );
+    }
+}

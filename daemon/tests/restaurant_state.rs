@@ -51,6 +51,7 @@ impl Shop {
             Numbering {
                 scope: SeriesScope::PerRegister,
                 digits: 6,
+                ..Default::default()
             },
         );
         let r = open(&data);

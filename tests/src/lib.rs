@@ -30,6 +30,7 @@ pub const OPERATOR: &str = "85073003328";
 pub const LOAD_NUMBERING: Numbering = Numbering {
     scope: SeriesScope::Establishment,
     digits: 8,
+    groups: std::collections::BTreeMap::new(),
 };
 
 /// An order as a register sends it.

@@ -1085,7 +1085,9 @@ pub fn vouchers_json(vouchers: &[Voucher]) -> Value {
 /// descriptions ("Menu - boissons"), which tickets print as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MenuPartNames {
+    /// The drinks part (35 % at A).
     pub drinks: &'static str,
+    /// The food part (the rest, at B).
     pub food: &'static str,
 }
 

@@ -140,6 +140,37 @@ mod tests {
         assert_eq!(plu_description("日本"), "                    ");
     }
 
+    /// The vectors of docs/journal-format.md §6: only the table's letters are transliterated,
+    /// every other letter outside A–Z is dropped (as the drivers the reference follows do).
+    #[test]
+    fn documented_transliteration_vectors() {
+        for (description, field) in [
+            ("Čevapčići", "EVAPII"),
+            ("Łódź", "OD"),
+            ("Crème brûlée", "CREMEBRULEE"),
+            ("Bœuf", "BOEUF"),
+            ("Smørrebrød", "SMRREBRD"),
+            ("São Tomé, Åland", "SAOTOMEALAND"),
+            ("Straße 1€", "STRASSE1E"),
+            ("Ñandú", "NANDU"),
+        ] {
+            assert_eq!(
+                plu_description(description),
+                format!("{field:<20}"),
+                "{description}"
+            );
+        }
+        let records = [
+            plu_record(d("2"), "Čevapčići", d("25.00"), VatLetter::B),
+            plu_record(d("1"), "Crème brûlée", d("7.50"), VatLetter::B),
+        ];
+        assert_eq!(records[0], "0002EVAPII              00002500B");
+        assert_eq!(
+            plu_hash(records.iter().map(String::as_str)),
+            "c97b242bfba67caf259c799237b9de75faddfcda"
+        );
+    }
+
     #[test]
     fn quantity_and_price_fields() {
         assert_eq!(

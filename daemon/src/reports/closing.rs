@@ -11,7 +11,7 @@
 use super::{ReportError, ReportKind, envelope_body, report_series};
 use crate::journal::record::RecordKind;
 use crate::journal::{Appended, Clock, format_time, query, read};
-use crate::service::SeriesScope;
+use crate::service::{Numbering, SeriesScope};
 use crate::status::{Problem, ProblemCode};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ type Open = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// The open periods of every Z series.
 pub struct DailyClose {
-    scope: SeriesScope,
+    numbering: Numbering,
     clock: Arc<dyn Clock>,
     /// None until read from the journal.
     open: Mutex<Option<Open>>,
@@ -32,9 +32,9 @@ pub struct DailyClose {
 
 impl DailyClose {
     /// Nothing known yet (nothing reported until [`DailyClose::load`] or [`DailyClose::start_empty`]).
-    pub fn new(scope: SeriesScope, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(numbering: Numbering, clock: Arc<dyn Clock>) -> Self {
         DailyClose {
-            scope,
+            numbering,
             clock,
             open: Mutex::new(None),
         }
@@ -51,7 +51,7 @@ impl DailyClose {
 
     /// The Z series a fiscal event from `register` belongs to.
     fn series_of(&self, register: Option<&str>) -> String {
-        report_series(self.scope, register, ReportKind::Z)
+        report_series(&self.numbering, register, ReportKind::Z)
     }
 
     fn add(&self, open: &mut Open, seq: u64, time: &str, body: &Map<String, Value>) {
@@ -84,9 +84,15 @@ impl DailyClose {
     fn read(&self, conn: &rusqlite::Connection, registers: &[String]) -> Result<Open, ReportError> {
         // The last record each series' last Z report covered.
         let mut closed_up_to: BTreeMap<String, u64> = BTreeMap::new();
-        let series: Vec<String> = match self.scope {
+        let series: Vec<String> = match self.numbering.scope {
             SeriesScope::Establishment => vec![self.series_of(None)],
-            SeriesScope::PerRegister => registers.iter().map(|r| self.series_of(Some(r))).collect(),
+            SeriesScope::PerRegister | SeriesScope::Group => {
+                let mut s: Vec<String> =
+                    registers.iter().map(|r| self.series_of(Some(r))).collect();
+                s.sort();
+                s.dedup();
+                s
+            }
         };
         let mut after = u64::MAX;
         for s in &series {
@@ -209,7 +215,7 @@ mod tests {
         let clock = Arc::new(At(Mutex::new(
             DateTime::parse_from_rfc3339("2026-12-05T09:00:00+01:00").unwrap(),
         )));
-        let d = DailyClose::new(SeriesScope::PerRegister, clock.clone());
+        let d = DailyClose::new(Numbering::default(), clock.clone());
         d.start_empty();
         d.saw(&event(1, "2026-12-04T20:00:00.000+01:00", "till-1"));
         d.saw(&event(2, "2026-12-04T21:00:00.000+01:00", "till-1"));

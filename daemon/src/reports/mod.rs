@@ -23,7 +23,7 @@ use crate::journal::canonical::to_canonical;
 use crate::journal::record::{RecordKind, sha256_hex, short_signature};
 use crate::journal::{AppendError, Appended, Entry, RequestKey, query};
 use crate::restaurant::Restaurant;
-use crate::service::{Registrar, SeriesScope};
+use crate::service::{Numbering, Registrar, SeriesScope};
 use figures::{Event, Figures};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -273,11 +273,8 @@ fn operator_json((operator, register): &(String, String)) -> Value {
 }
 
 /// The numbering series of a report: like the tickets', with `X` or `Z` as the type.
-pub fn report_series(scope: SeriesScope, register: Option<&str>, kind: ReportKind) -> String {
-    match (scope, register) {
-        (SeriesScope::PerRegister, Some(r)) => format!("register/{r}/{}", kind.as_str()),
-        _ => format!("establishment/{}", kind.as_str()),
-    }
+pub fn report_series(numbering: &Numbering, register: Option<&str>, kind: ReportKind) -> String {
+    format!("{}/{}", numbering.series_base(register), kind.as_str())
 }
 
 /// Makes reports: one at a time.
@@ -294,7 +291,8 @@ struct Draft {
     body: Map<String, Value>,
     /// The restaurant state folded from the same snapshot, when no running state is attached.
     floor: Option<Restaurant>,
-    registers_in_scope: Option<String>,
+    /// The registers the report is about; `None`: all of them.
+    registers_in_scope: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Reports {
@@ -367,11 +365,17 @@ impl Reports {
     /// Computes, checks (Z), journals and signs a report; returns its JSON (the record body
     /// with the signature and record data, see `docs/journal-format.md`).
     pub async fn make(&self, req: &ReportRequest) -> Result<Value, ReportError> {
-        let scope = self.registrar.numbering().scope;
-        if scope == SeriesScope::PerRegister && req.register.is_none() {
+        let numbering = self.registrar.numbering().clone();
+        if numbering.scope != SeriesScope::Establishment && req.register.is_none() {
             return Err(ReportError::Invalid {
                 field: "register".into(),
-                message: "each register has its own numbering series: name the register".into(),
+                message: match numbering.scope {
+                    SeriesScope::Group => {
+                        "registers share series by group: name a register (its group's report is made)"
+                    }
+                    _ => "each register has its own numbering series: name the register",
+                }
+                .into(),
             });
         }
         let _one_at_a_time = self.lock.lock().await;
@@ -405,8 +409,9 @@ impl Reports {
             // Open tables and presence come from the running state: wait until it is read.
             r.ready().await;
         }
+        let numbering_for_compute = numbering.clone();
         let draft = tokio::task::spawn_blocking(move || {
-            compute(&path, scope, &request, &establishment, fold_floor)
+            compute(&path, &numbering_for_compute, &request, &establishment, fold_floor)
         })
         .await
         .map_err(|e| ReportError::Read(e.to_string()))??;
@@ -425,8 +430,8 @@ impl Reports {
             let scoped = |register: &str| {
                 draft
                     .registers_in_scope
-                    .as_deref()
-                    .is_none_or(|r| r == register)
+                    .as_ref()
+                    .is_none_or(|members| members.contains(register))
             };
             let mut open: Vec<OpenTable> = open_now
                 .into_iter()
@@ -460,7 +465,7 @@ impl Reports {
                 Value::Array(clocked_now.iter().map(operator_json).collect()),
             );
         }
-        let series = report_series(scope, req.register.as_deref(), req.kind);
+        let series = report_series(&numbering, req.register.as_deref(), req.kind);
         let entry = Entry {
             kind: RecordKind::Report,
             key,
@@ -537,7 +542,7 @@ pub fn last_of_series(
 
 fn compute(
     path: &Path,
-    scope: SeriesScope,
+    numbering: &Numbering,
     req: &ReportRequest,
     establishment: &Establishment,
     fold_floor: bool,
@@ -545,22 +550,23 @@ fn compute(
     let conn = query::open_read_only(path).map_err(read_err)?;
     // Every reader sees one snapshot: the period cannot move while it is summed.
     query::in_snapshot(&conn, |conn| {
-        compute_in_snapshot(conn, scope, req, establishment, fold_floor)
+        compute_in_snapshot(conn, numbering, req, establishment, fold_floor)
     })
 }
 
 fn compute_in_snapshot(
     conn: &rusqlite::Connection,
-    scope: SeriesScope,
+    numbering: &Numbering,
     req: &ReportRequest,
     establishment: &Establishment,
     fold_floor: bool,
 ) -> Result<Draft, ReportError> {
-    let register = match scope {
-        SeriesScope::PerRegister => req.register.clone(),
+    let register = match numbering.scope {
+        SeriesScope::PerRegister | SeriesScope::Group => req.register.clone(),
         SeriesScope::Establishment => None,
     };
-    let z_series = report_series(scope, register.as_deref(), ReportKind::Z);
+    let members = numbering.members(register.as_deref());
+    let z_series = report_series(numbering, register.as_deref(), ReportKind::Z);
     let previous = last_of_series(conn, &z_series)?;
     let mut first_seq = 1;
     let mut from_time = None;
@@ -606,7 +612,7 @@ fn compute_in_snapshot(
                 }
             };
             let from = body.get("register").and_then(Value::as_str).unwrap_or("");
-            if register.as_deref().is_some_and(|reg| reg != from) {
+            if members.as_ref().is_some_and(|m| !m.contains(from)) {
                 return Ok(());
             }
             let operator = body.get("operator").and_then(Value::as_str).unwrap_or("");
@@ -640,8 +646,8 @@ fn compute_in_snapshot(
     } else {
         None
     };
-    let registers: Vec<String> = match &register {
-        Some(r) => vec![r.clone()],
+    let registers: Vec<String> = match &members {
+        Some(m) => m.iter().cloned().collect(),
         None => figures.registers.keys().cloned().collect(),
     };
     let per = |m: &std::collections::BTreeMap<String, figures::Turnover>| -> Map<String, Value> {
@@ -649,7 +655,7 @@ fn compute_in_snapshot(
     };
     let body = json!({
         "report": req.kind.as_str(),
-        "scope": match scope { SeriesScope::PerRegister => "register", SeriesScope::Establishment => "establishment" },
+        "scope": numbering.scope.as_str(),
         "registers": registers,
         "establishment": {
             "name": establishment.name,
@@ -682,6 +688,6 @@ fn compute_in_snapshot(
     Ok(Draft {
         body,
         floor,
-        registers_in_scope: register,
+        registers_in_scope: members,
     })
 }

@@ -291,8 +291,8 @@ fn number(ctx: &TicketContext, v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::Number(n)) => match n.as_u64() {
             Some(n) => crate::service::Numbering {
-                scope: crate::service::SeriesScope::PerRegister,
                 digits: ctx.digits,
+                ..Default::default()
             }
             .display(n),
             None => n.to_string(),
