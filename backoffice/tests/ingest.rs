@@ -543,3 +543,36 @@ async fn an_export_from_the_back_office_verifies_with_fdmctl() {
     assert_eq!(code, Some(1), "{out}");
     office.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_must_continue_the_stored_chain() {
+    let office = Office::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = FdmBox::new(&dir.path().join("a"), SEED_A);
+    a.orders(5);
+    let cred = office.enrol("a", vec![a.public_key()]).await;
+    let first = a.last_seq();
+    push_all(&office, "a", &cred, &[a.export(1, first)]).await;
+    a.orders(5);
+    let last = a.last_seq();
+    // The stored chain says one more fiscal event was registered than the box's next one
+    // follows: the segment chains by hash but its counters do not continue.
+    let client = office.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE chain_counters SET value = value + 1 WHERE establishment_id = 'a' AND counter = 'total'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let before = stored_state(&office, "a").await;
+    let (status, answer) = office.push("a", &cred, &a.export(first + 1, last)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"], "counter_discontinuity", "{answer}");
+    assert_eq!(stored_state(&office, "a").await, before);
+    assert_eq!(
+        flag(&office, "a").await,
+        (true, Some("counter_discontinuity".into()), 1)
+    );
+    office.stop().await;
+}
