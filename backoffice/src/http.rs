@@ -33,6 +33,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Every route, as `docs/openapi-backoffice.json` names it (a test keeps the two in step).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/establishments/{id}/segments"),
+    ("GET", "/v1/establishments"),
+    ("GET", "/v1/establishments/{id}/turnover"),
+    ("GET", "/v1/turnover"),
+    ("GET", "/v1/establishments/{id}/z-reports"),
+    ("GET", "/v1/establishments/{id}/export"),
+    ("GET", "/metrics"),
+];
+
 /// Time a request may take from its headers to its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 

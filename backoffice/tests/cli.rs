@@ -108,3 +108,27 @@ fn migrate_is_idempotent_and_enrol_prints_the_credential_once() {
     assert!(ok, "{out}");
     assert_eq!(pg.psql("office", "SELECT count(*) FROM enrolled_keys"), "2");
 }
+
+#[test]
+fn the_openapi_document_lists_every_route() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/openapi-backoffice.json"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (route, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), route.clone()));
+        }
+    }
+    let mut served: Vec<(String, String)> = fdmd_backoffice::http::ROUTES
+        .iter()
+        .map(|(m, r)| (m.to_string(), r.to_string()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}
