@@ -96,6 +96,25 @@ pub async fn add_key(client: &impl GenericClient, id: &str, key: &[u8]) -> Resul
     Ok(())
 }
 
+/// Clears an establishment's flag after an administrator looked at the refused segments (they
+/// stay kept as evidence). Returns whether it was flagged.
+pub async fn unflag(client: &impl GenericClient, id: &str) -> Result<bool, Error> {
+    let row = client
+        .query_opt(
+            "UPDATE establishments e SET flagged = false, flag_code = NULL, flag_problem = NULL,
+                    flagged_at = NULL
+               FROM establishments old
+              WHERE e.id = $1 AND old.id = e.id
+          RETURNING old.flagged",
+            &[&id],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(row.get(0)),
+        None => Err(Error::UnknownEstablishment(id.to_owned())),
+    }
+}
+
 /// The stored credential hash of an establishment, if it is enrolled.
 pub async fn credential_hash(
     client: &impl GenericClient,

@@ -41,7 +41,7 @@ pub enum Outcome {
 pub async fn ingest(pool: &Pool, establishment: &str, body: Vec<u8>) -> Result<Outcome, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(mut head) = load_head(&tx, establishment).await? else {
+    let Some(head) = load_head(&tx, establishment).await? else {
         return Err(Error::UnknownEstablishment(establishment.to_owned()));
     };
     let parsed = segment::parse(&body);
@@ -64,12 +64,8 @@ pub async fn ingest(pool: &Pool, establishment: &str, body: Vec<u8>) -> Result<O
                 Vec::new()
             };
             // Signatures and hashes are CPU work: off the async workers.
-            let keys = std::mem::take(&mut head.enrolled_keys);
-            let checked_head = Head {
-                enrolled_keys: keys,
-                ..head.clone()
-            };
-            tokio::task::spawn_blocking(move || chain::check(&checked_head, &stored, &segment))
+            let head = head.clone();
+            tokio::task::spawn_blocking(move || chain::check(&head, &stored, &segment))
                 .await
                 .map_err(|e| Error::Task(e.to_string()))?
         }

@@ -1,4 +1,4 @@
-//! `fdmd-backoffice`: `migrate`, `enrol`, `add-key` and `serve`.
+//! `fdmd-backoffice`: `migrate`, `enrol`, `add-key`, `unflag` and `serve`.
 
 use clap::{Parser, Subcommand};
 use fdmd_backoffice::{Error, db, enrol, http, migrate};
@@ -53,6 +53,12 @@ enum Command {
         /// The public key, 64 hex.
         #[arg(long)]
         key: String,
+    },
+    /// Clears an establishment's flag (its refused segments stay kept as evidence).
+    Unflag {
+        /// Id of the establishment.
+        #[arg(long)]
+        id: String,
     },
     /// Serves the HTTP API.
     Serve {
@@ -146,6 +152,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let client = pool.get().await?;
             enrol::add_key(&**client, &id, &key).await?;
             println!("key added to establishment {id}");
+        }
+        Command::Unflag { id } => {
+            let pool = db::pool(&cli.db, 1)?;
+            let client = pool.get().await?;
+            if enrol::unflag(&**client, &id).await? {
+                println!("establishment {id}: flag cleared (the refused segments stay kept)");
+            } else {
+                println!("establishment {id} was not flagged");
+            }
         }
         Command::Serve {
             listen,

@@ -107,6 +107,24 @@ fn migrate_is_idempotent_and_enrol_prints_the_credential_once() {
     );
     assert!(ok, "{out}");
     assert_eq!(pg.psql("office", "SELECT count(*) FROM enrolled_keys"), "2");
+    // A flag is cleared by an administrator only.
+    pg.psql(
+        "office",
+        "UPDATE establishments SET flagged = true, flag_code = 'fork' WHERE id = 'bxl-01'",
+    );
+    let (ok, out) = run(&db, &["unflag", "--id", "bxl-01"]);
+    assert!(ok && out.contains("flag cleared"), "{out}");
+    assert_eq!(
+        pg.psql(
+            "office",
+            "SELECT flagged, flag_code IS NULL FROM establishments"
+        ),
+        "f|t"
+    );
+    let (ok, out) = run(&db, &["unflag", "--id", "bxl-01"]);
+    assert!(ok && out.contains("was not flagged"), "{out}");
+    let (ok, out) = run(&db, &["unflag", "--id", "nobody"]);
+    assert!(!ok && out.contains("no establishment"), "{out}");
 }
 
 #[test]
