@@ -274,6 +274,8 @@ async fn a_box_restored_from_an_older_image_forks_and_is_refused() {
     // The restored box goes on from the image: its records after it differ from the copy's.
     a.close();
     let mut restored = FdmBox::new(&dir.path().join("image"), SEED_A);
+    // Its clock goes on from where the box's clock was.
+    restored.clock.advance(chrono::Duration::hours(1));
     restored.orders(20);
     let restored_last = restored.last_seq();
     assert!(restored_last > last);
@@ -573,6 +575,47 @@ async fn counters_must_continue_the_stored_chain() {
     assert_eq!(
         flag(&office, "a").await,
         (true, Some("counter_discontinuity".into()), 1)
+    );
+    office.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_with_sales_no_z_report_covers_are_listed() {
+    let office = Office::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = FdmBox::new(&dir.path().join("a"), SEED_A);
+    let cred = office.enrol("a", vec![a.public_key()]).await;
+    let day = chrono::Duration::days(1);
+    // 2 November: sales, closed by a Z. 3 and 4 November: sales, no Z. 5 November: sales.
+    a.orders(4);
+    a.z_report();
+    for _ in 0..3 {
+        a.clock.advance(day);
+        a.orders(3);
+    }
+    let mut sent = 0;
+    let mut push_new = |a: &FdmBox| {
+        let (from, to) = (sent + 1, a.last_seq());
+        sent = to;
+        a.export(from, to)
+    };
+    push_all(&office, "a", &cred, &[push_new(&a)]).await;
+    let list = office.get_json("/v1/establishments").await;
+    assert_eq!(
+        list["establishments"][0]["days_without_z"],
+        json!(["2026-11-03", "2026-11-04"]),
+        "{list}"
+    );
+    // A Z on the 5th covers them; the next day is not over yet.
+    a.z_report();
+    a.clock.advance(day);
+    a.orders(2);
+    push_all(&office, "a", &cred, &[push_new(&a)]).await;
+    let list = office.get_json("/v1/establishments").await;
+    assert_eq!(
+        list["establishments"][0]["days_without_z"],
+        json!([]),
+        "{list}"
     );
     office.stop().await;
 }

@@ -8,7 +8,29 @@ use fdmd::signer::{Signer, SoftwareSigner};
 use fdmd_core::journal::export;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// A clock the test moves by hand (FDM times of the box's records).
+pub struct TestClock(Mutex<chrono::DateTime<chrono::FixedOffset>>);
+
+impl fdmd::journal::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TestClock {
+    /// Moves the clock on.
+    pub fn advance(&self, d: chrono::Duration) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += d;
+    }
+}
 
 /// FDM production number of the test boxes.
 pub const FDM_ID: &str = "DEVFDMD0001";
@@ -22,6 +44,8 @@ pub struct FdmBox {
     app: Option<BlockingApp>,
     journal: Option<Journal>,
     n: u64,
+    /// The box's clock: starts at 2026-11-02 08:00 (Brussels), moves 1 s per order.
+    pub clock: Arc<TestClock>,
     /// Receipts of the signed orders.
     pub receipts: Vec<Value>,
 }
@@ -36,6 +60,10 @@ impl FdmBox {
             app: None,
             journal: None,
             n: 0,
+            clock: Arc::new(TestClock(Mutex::new(
+                chrono::DateTime::parse_from_rfc3339("2026-11-02T08:00:00.000+01:00")
+                    .expect("start time"),
+            ))),
             receipts: Vec::new(),
         };
         b.open();
@@ -47,11 +75,10 @@ impl FdmBox {
     }
 
     fn open_now(&mut self) {
-        let journal = Journal::open(
-            JournalConfig::new(self.dir.join("journal.sqlite"), FDM_ID),
-            Arc::new(SoftwareSigner::from_seed(self.seed)),
-        )
-        .expect("open journal");
+        let mut config = JournalConfig::new(self.dir.join("journal.sqlite"), FDM_ID);
+        config.clock = self.clock.clone();
+        let journal = Journal::open(config, Arc::new(SoftwareSigner::from_seed(self.seed)))
+            .expect("open journal");
         let app = AppBuilder::for_journal(
             journal.clone(),
             Numbering {
@@ -80,6 +107,7 @@ impl FdmBox {
     /// the receipt.
     pub fn order(&mut self, event_type: &str, lines: &[(&str, i64, &str, &str)]) -> Value {
         self.n += 1;
+        self.clock.advance(chrono::Duration::seconds(1));
         let lines: Vec<Value> = lines
             .iter()
             .map(|(d, q, p, v)| json!({"description": d, "quantity": q, "unit_price": p, "vat": v}))
