@@ -543,6 +543,36 @@ async fn an_export_from_the_back_office_verifies_with_fdmctl() {
     std::fs::write(&forged, text.replacen(r#"\"2.20\""#, r#"\"2.30\""#, 1)).unwrap();
     let (code, out) = run(&forged, &["--key", &key]);
     assert_eq!(code, Some(1), "{out}");
+    // The next day alone: a slice of the journal, checked with the establishment's key.
+    let day_one_last = a.last_seq();
+    a.clock.advance(chrono::Duration::days(1));
+    a.orders(6);
+    push_all(
+        &office,
+        "a",
+        &cred,
+        &[a.export(day_one_last + 1, a.last_seq())],
+    )
+    .await;
+    let next = a.receipts.last().unwrap()["fdm_time"].as_str().unwrap()[..10].to_owned();
+    assert_ne!(next, date);
+    let (status, slice) = office
+        .get(&format!(
+            "/v1/establishments/a/export?from={next}&to={next}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&slice));
+    let header: Value =
+        serde_json::from_str(String::from_utf8_lossy(&slice).lines().next().unwrap()).unwrap();
+    assert_eq!(header["first_seq"], day_one_last + 1, "{header}");
+    assert_eq!(header["last_seq"], a.last_seq(), "{header}");
+    let file = dir.path().join("slice.jsonl");
+    std::fs::write(&file, &slice).unwrap();
+    let (code, text) = run(&file, &["--key", &key]);
+    assert_eq!(code, Some(0), "{text}");
+    // Without the key, fdmctl says the header's keys are not anchored.
+    let (code, text) = run(&file, &[]);
+    assert_eq!(code, Some(1), "{text}");
     office.stop().await;
 }
 
