@@ -183,6 +183,10 @@ pub struct EstablishmentState {
     pub flag_problem: Option<String>,
     /// Refused segments kept as evidence.
     pub refused_segments: i64,
+    /// FDM dates (`YYYY-MM-DD`) before the date of the last record that have NS/NR events no
+    /// Z report covers: the events after the last Z report, as the box's own
+    /// `z_report_missing` counts them (with per-register Z series, any register's Z counts here).
+    pub days_without_z: Vec<String>,
 }
 
 /// Every establishment, with `silent` for those quiet longer than `silent_after`.
@@ -195,7 +199,16 @@ pub async fn establishments(
             "SELECT e.id, e.name, e.vat_number, e.fdm_id, e.last_seq, e.last_fdm_time,
                     e.last_received_at, e.flagged, e.flag_code, e.flag_problem,
                     (SELECT count(*) FROM refused_segments r WHERE r.establishment_id = e.id),
-                    now()
+                    now(),
+                    ARRAY(SELECT DISTINCT r.fdm_date::text FROM records r
+                           WHERE r.establishment_id = e.id AND r.label IN ('NS', 'NR')
+                             AND r.seq > coalesce((SELECT max(z.seq) FROM records z
+                                                    WHERE z.establishment_id = e.id
+                                                      AND z.report = 'Z'), 0)
+                             AND r.fdm_date < (SELECT l.fdm_date FROM records l
+                                                WHERE l.establishment_id = e.id
+                                                  AND l.seq = e.last_seq)
+                           ORDER BY 1)
                FROM establishments e ORDER BY e.id",
             &[],
         )
@@ -220,6 +233,7 @@ pub async fn establishments(
                 flag_code: r.get(8),
                 flag_problem: r.get(9),
                 refused_segments: r.get(10),
+                days_without_z: r.get(12),
             }
         })
         .collect())
