@@ -456,6 +456,9 @@ impl App {
             );
             map.insert("catering_due".into(), json!(self.restaurant.catering_due()));
             map.insert("printers".into(), self.printers.to_json());
+            for (name, value) in self.status.admin_sections() {
+                map.insert(name.into(), value);
+            }
         }
         doc
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub plugins: PluginsSection,
     /// Restaurant workflows: staff, tickets, printers.
     pub restaurant: RestaurantSection,
+    /// Copying the journal to a back office (`docs/backoffice.md`); off by default.
+    pub backoffice: crate::replication::config::BackofficeSection,
 }
 
 /// `[restaurant]`
@@ -270,6 +272,7 @@ impl Default for Config {
             daemon: DaemonSection::default(),
             restaurant: RestaurantSection::default(),
             plugins: PluginsSection::default(),
+            backoffice: Default::default(),
         }
     }
 }
@@ -662,6 +665,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
                 c.version
             ),
         );
+    }
+    for (key, message) in crate::replication::config::problems(&c.backoffice) {
+        bad(&key, message);
     }
     if !["fr", "nl", "de", "en"].contains(&c.restaurant.language.as_str()) {
         bad(

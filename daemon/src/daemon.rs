@@ -117,6 +117,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None
     };
     spawn_snapshots(&app);
+    // The back office copy ([backoffice], off by default): a task of its own, reading the
+    // journal read-only; orders never wait for it.
+    if let Some(copy) = crate::replication::spawn(&app) {
+        app.status
+            .add_admin_section("backoffice", move || copy.to_json());
+    }
     crate::systemd::status("starting listeners");
     // MQTT first: once HTTP answers, a status it gives has both transports serving.
     let mqtt = MqttService::start(app.clone()).await?;

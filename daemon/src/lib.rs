@@ -29,6 +29,7 @@ pub mod mqtt;
 pub mod paths;
 pub mod plugins;
 pub mod registry;
+pub mod replication;
 pub mod reports;
 pub mod restaurant;
 pub mod service;

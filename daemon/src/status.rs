@@ -207,7 +207,11 @@ pub struct Status {
     errors: AtomicU64,
     plugins: Mutex<BTreeMap<String, Value>>,
     sources: Mutex<Vec<ProblemSource>>,
+    admin_sections: Mutex<Vec<(&'static str, AdminSection)>>,
 }
+
+/// A member of the admin status document kept elsewhere ([`Status::add_admin_section`]).
+type AdminSection = Box<dyn Fn() -> Value + Send + Sync>;
 
 /// Problems known elsewhere ([`Status::add_problem_source`]).
 type ProblemSource = Box<dyn Fn() -> Vec<Problem> + Send + Sync>;
@@ -228,6 +232,7 @@ impl Status {
             errors: AtomicU64::new(0),
             plugins: Mutex::new(BTreeMap::new()),
             sources: Mutex::new(Vec::new()),
+            admin_sections: Mutex::new(Vec::new()),
         }
     }
 
@@ -317,6 +322,29 @@ impl Status {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Adds a member of the admin status document (`GET /v1/status` with the admin token only),
+    /// asked each time the document is made: the back office copy (`replication/`).
+    pub fn add_admin_section(
+        &self,
+        name: &'static str,
+        section: impl Fn() -> Value + Send + Sync + 'static,
+    ) {
+        self.admin_sections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, Box::new(section)));
+    }
+
+    /// The admin-only members of the status document.
+    pub fn admin_sections(&self) -> Vec<(&'static str, Value)> {
+        self.admin_sections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, f)| (*name, f()))
+            .collect()
     }
 
     /// Adds a source of problems that live outside this struct (the restaurant state still
