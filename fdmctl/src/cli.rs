@@ -96,6 +96,20 @@ pub enum VscAction {
 }
 
 #[derive(Subcommand)]
+pub enum BackofficeAction {
+    /// How far behind the back office's copy is: the last record it acknowledged, the
+    /// journal's last record, the records and time not copied yet, the last error. Exits 0
+    /// when the copy is on and working, 1 when the last attempt failed or sending stopped on a
+    /// refusal, 2 when [backoffice] is off, 3 when fdmd is not answering (then the cursor file
+    /// and the journal are read instead).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum ReportCommand {
     /// X report: the figures since the last Z report, without closing the period.
     X {
@@ -223,6 +237,13 @@ pub enum Command {
         daemon: DaemonArgs,
         #[command(subcommand)]
         action: Enrolment,
+    },
+    /// The copy of the journal in the back office (fdmd-backoffice, docs/backoffice.md).
+    Backoffice {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        action: BackofficeAction,
     },
     /// The VAT Signing Card: give its PIN, show its state.
     Vsc {

@@ -6,6 +6,7 @@
 //! threshold` and the offline fallbacks of `status`, `tables` and `presence` read the journal
 //! file read-only.
 
+pub mod backoffice;
 pub mod backup;
 pub mod check_config;
 pub mod cli;
@@ -22,7 +23,7 @@ pub mod verify;
 pub mod vsc;
 
 use anyhow::{Context, bail};
-use cli::{Cli, Command, DevicesCommand, VscAction};
+use cli::{BackofficeAction, Cli, Command, DevicesCommand, VscAction};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -35,6 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Presence { daemon, date, json } => presence::presence(&daemon, date, json),
         Command::Register { daemon, action } => enrolment::enrolment(&daemon, "registers", action),
         Command::Station { daemon, action } => enrolment::enrolment(&daemon, "stations", action),
+        Command::Backoffice { daemon, action } => match action {
+            BackofficeAction::Status { json } => backoffice::status(&daemon, json),
+        },
         Command::Vsc { daemon, action } => match action {
             VscAction::Pin => vsc::vsc_pin(&daemon),
             VscAction::Status => vsc::vsc_status(&daemon),
