@@ -27,7 +27,15 @@ pub struct Office {
 impl Office {
     /// Starts PostgreSQL, creates the database, migrates it and serves the API.
     pub async fn start() -> Office {
-        let pg = tokio::task::spawn_blocking(pg::Pg::start).await.unwrap();
+        Self::start_on(tokio::task::spawn_blocking(pg::Pg::start).await.unwrap()).await
+    }
+
+    /// The same on a cluster with PostgreSQL's durable defaults (the benchmark).
+    pub async fn start_durable() -> Office {
+        Self::start_on(tokio::task::spawn_blocking(pg::Pg::start_durable).await.unwrap()).await
+    }
+
+    async fn start_on(pg: pg::Pg) -> Office {
         pg.psql("postgres", "CREATE DATABASE backoffice");
         let pool = db::pool(&pg.conninfo("backoffice"), 4).unwrap();
         {

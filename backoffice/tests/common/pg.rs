@@ -70,8 +70,31 @@ fn free_port() -> u16 {
 }
 
 impl Pg {
-    /// Creates and starts a cluster; waits (bounded) until it accepts connections.
+    /// Creates and starts a cluster; waits (bounded) until it accepts connections. Not
+    /// durable (fsync off): a throwaway cluster for the tests.
     pub fn start() -> Pg {
+        Self::start_with(false)
+    }
+
+    /// A cluster with PostgreSQL's durable defaults (fsync, full page writes, synchronous
+    /// commit on), as a production back office runs: for the benchmark.
+    pub fn start_durable() -> Pg {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Pg {
+        let durability: &[&str] = if durable {
+            &[]
+        } else {
+            &[
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        };
         let bin = bin_dir();
         let mut dir = tempfile::Builder::new()
             .prefix("fdmd-backoffice-pg")
@@ -113,18 +136,9 @@ impl Pg {
                 .arg(&data)
                 .args(["-p", &port.to_string(), "-k"])
                 .arg(dir.path())
-                .args([
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=50",
-                ])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args(durability)
+                .args(["-c", "max_connections=50"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(
                     std::fs::File::create(dir.path().join("postgres.log")).expect("log file"),

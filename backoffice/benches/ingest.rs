@@ -1,0 +1,215 @@
+//! The back office's scale benchmark (issue 19): ingest and verify N establishments'
+//! segments into PostgreSQL on this machine, then a chain-wide turnover report over a year.
+//!
+//! `cargo bench -p fdmd-backoffice --bench ingest` (release profile). Settings (environment):
+//! `FDMD_BO_BENCH_ESTABLISHMENTS` (20), `FDMD_BO_BENCH_RECORDS` (50000, per establishment),
+//! `FDMD_BO_BENCH_FSYNC_OFF` (0: PostgreSQL with its durable defaults; 1: the tests' cluster
+//! with fsync off), `FDMD_BO_BENCH_SEGMENT` (4000 records), `FDMD_BO_BENCH_PARALLEL` (2 establishments sent at
+//! once), `FDMD_BO_BENCH_REPORT_ESTABLISHMENTS` (500: turnover rows of a year for the report).
+//!
+//! The journal is written once by the daemon's own registration path (orders spread over a
+//! year) and cached in `target/tmp/backoffice-bench/`. Every establishment sends that same
+//! journal, enrolled with its key: the back office verifies each establishment's chain on its
+//! own (hashes, signatures, counters), so the work per record is the work of distinct boxes.
+//! The back office is the library's server in this process (HTTP on loopback), PostgreSQL a
+//! throwaway cluster (`tests/common/pg.rs`) on the same machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::fdmbox::FdmBox;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Busy and total jiffies of the whole machine (`/proc/stat`).
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU seconds of this process (user + system, `/proc/self/stat`, 100 Hz ticks).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The cached journal of `records` records (at least), written once.
+fn journal(records: u64) -> FdmBox {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("backoffice-bench")
+        .join(format!("journal-{records}"));
+    let done = dir.join("complete");
+    if done.exists() {
+        let b = FdmBox::new(&dir, [9; 32]);
+        return b;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = Instant::now();
+    let mut b = FdmBox::new(&dir, [9; 32]);
+    // ~500 records a day: a year's orders are spread over the year, a Z report each day.
+    let per_day = 500u64;
+    let mut written = 0;
+    while written < records {
+        let n = per_day.min(records - written);
+        b.orders(n);
+        b.z_report();
+        b.clock.advance(chrono::Duration::seconds(86_400 - n as i64));
+        written = b.last_seq();
+        eprint!("\rwriting the journal: {written} records");
+    }
+    b.close();
+    std::fs::write(&done, b"").unwrap();
+    eprintln!(
+        "\rjournal of {written} records written in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    b.reopen();
+    b
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let establishments = setting("FDMD_BO_BENCH_ESTABLISHMENTS", 20);
+    let records = setting("FDMD_BO_BENCH_RECORDS", 50_000);
+    let segment = setting("FDMD_BO_BENCH_SEGMENT", 4_000);
+    let parallel = setting("FDMD_BO_BENCH_PARALLEL", 2).max(1);
+    let report_establishments = setting("FDMD_BO_BENCH_REPORT_ESTABLISHMENTS", 500);
+
+    let mut b = journal(records);
+    let last = b.last_seq();
+    let key = b.public_key();
+    let segments = Arc::new(common::segments(&b, 1, last, segment));
+    b.close();
+    let bytes: usize = segments.iter().map(Vec::len).sum();
+    println!(
+        "journal: {last} records, {} segments of {segment}, {:.0} MiB as exports",
+        segments.len(),
+        bytes as f64 / 1048576.0
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // PostgreSQL's durable defaults unless FDMD_BO_BENCH_FSYNC_OFF=1 (the tests' settings).
+        let office = if setting("FDMD_BO_BENCH_FSYNC_OFF", 0) == 1 {
+            common::Office::start().await
+        } else {
+            common::Office::start_durable().await
+        };
+        let office = Arc::new(office);
+        let mut credentials = Vec::new();
+        for e in 0..establishments {
+            let id = format!("e{e:04}");
+            let c = office.enrol(&id, vec![key.clone()]).await;
+            credentials.push((id, c));
+        }
+        let queue = Arc::new(std::sync::Mutex::new(credentials));
+        let (cpu0, (busy0, total0)) = (own_cpu(), machine_jiffies());
+        let load_before = load_average();
+        let start = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..parallel {
+            let (office, queue, segments) = (office.clone(), queue.clone(), segments.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((id, credential)) = next else { break };
+                    for s in segments.iter() {
+                        let (status, answer) = office.push(&id, &credential, s).await;
+                        assert_eq!(status, 200, "{id}: {answer}");
+                    }
+                }
+            }));
+        }
+        for w in workers {
+            w.await.unwrap();
+        }
+        let took = start.elapsed().as_secs_f64();
+        let (cpu1, (busy1, total1)) = (own_cpu(), machine_jiffies());
+        let total_records = last * establishments;
+        let stored = office.count("SELECT count(*) FROM records").await as u64;
+        assert_eq!(stored, total_records, "every record stored once");
+        let machine_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+        println!(
+            "ingested and verified {total_records} records ({establishments} establishments × {last}) in {took:.1} s: {:.0} records/s",
+            total_records as f64 / took
+        );
+        println!(
+            "CPU: this process (HTTP + verification) {:.1} s, machine busy {:.0} % of 2 cores (PostgreSQL and anything else running); load average before {load_before}, after {}",
+            cpu1 - cpu0,
+            machine_busy * 100.0,
+            load_average()
+        );
+
+        // The chain-wide report over a year: turnover rows of report_establishments
+        // establishments × 365 days × 4 rates (the rows ingest keeps per day and rate).
+        {
+            let client = office.pool.get().await.unwrap();
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO establishments (id, name, vat_number, credential_sha256)
+                       SELECT 'r' || lpad(g::text, 4, '0'), 'report ' || g, 'BE0123456749', sha256(g::text::bytea)
+                       FROM generate_series(1, {report_establishments}) g;
+                     INSERT INTO turnover_daily (establishment_id, fdm_date, rate, tickets, total_cents, vat_cents)
+                       SELECT 'r' || lpad(g::text, 4, '0'), d::date, r, 100, 150000 + g, 20000
+                       FROM generate_series(1, {report_establishments}) g,
+                            generate_series('2025-01-01'::date, '2025-12-31'::date, '1 day') d,
+                            unnest(ARRAY['A','B','C','D']) r;
+                     ANALYZE turnover_daily;"
+                ))
+                .await
+                .unwrap();
+        }
+        let rows = office.count("SELECT count(*) FROM turnover_daily").await;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (status, body) = office.get("/v1/turnover?from=2025-01-01&to=2025-12-31").await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "chain-wide turnover report over 2025 ({rows} turnover rows, {report_establishments} establishments): median {:.0} ms, slowest {:.0} ms of 5",
+            times[2].as_secs_f64() * 1000.0,
+            times[4].as_secs_f64() * 1000.0
+        );
+        if let Ok(o) = Arc::try_unwrap(office) {
+            tokio::time::timeout(Duration::from_secs(30), o.stop()).await.ok();
+        }
+    });
+}
