@@ -15,6 +15,10 @@
 //! throwaway cluster (`tests/common/pg.rs`) on the same machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The server's allocator (src/main.rs), since the server runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -84,7 +88,8 @@ fn journal(records: u64) -> FdmBox {
         let n = per_day.min(records - written);
         b.orders(n);
         b.z_report();
-        b.clock.advance(chrono::Duration::seconds(86_400 - n as i64));
+        b.clock
+            .advance(chrono::Duration::seconds(86_400 - n as i64));
         written = b.last_seq();
         eprint!("\rwriting the journal: {written} records");
     }

@@ -1,5 +1,8 @@
 //! `fdmd-backoffice`: `migrate`, `enrol`, `add-key`, `unflag` and `serve`.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use fdmd_backoffice::{Error, db, enrol, http, migrate};
 use std::net::SocketAddr;
