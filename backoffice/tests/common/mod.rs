@@ -32,7 +32,12 @@ impl Office {
 
     /// The same on a cluster with PostgreSQL's durable defaults (the benchmark).
     pub async fn start_durable() -> Office {
-        Self::start_on(tokio::task::spawn_blocking(pg::Pg::start_durable).await.unwrap()).await
+        Self::start_on(
+            tokio::task::spawn_blocking(pg::Pg::start_durable)
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     async fn start_on(pg: pg::Pg) -> Office {

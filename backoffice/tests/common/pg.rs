@@ -194,6 +194,11 @@ impl Pg {
         )
     }
 
+    /// The postmaster's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The directory of the cluster.
     pub fn dir(&self) -> &Path {
         self.dir.path()
