@@ -74,7 +74,10 @@ fn cluster_cpu(postmaster: Option<u32>) -> f64 {
     let Some(pm) = postmaster else { return 0.0 };
     let mut total = process_cpu(pm).map_or(0.0, |c| c.0);
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
             && let Some((cpu, ppid)) = process_cpu(pid)
             && ppid == pm
         {
