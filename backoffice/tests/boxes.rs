@@ -195,6 +195,27 @@ impl BoxProc {
         journal > 0 && doc["backoffice"]["last_sent_seq"].as_u64() == Some(journal)
     }
 
+    /// `fdmctl backoffice status` against this box: exit code and output.
+    fn fdmctl_status(&self) -> (i32, String) {
+        let fdmctl = Path::new(OFFICE_BIN).with_file_name("fdmctl");
+        assert!(fdmctl.exists(), "build fdmctl first: cargo build -p fdmctl");
+        let out = Command::new(fdmctl)
+            .arg("backoffice")
+            .arg("status")
+            .arg("--config")
+            .arg(self.dir.join("fdmd.toml"))
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(["--http", &self.http.to_string()])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     fn copy_status(&self) -> Value {
         let admin = fdmd::access::read_admin_token(&self.data()).unwrap();
         let (_, doc) = http(self.http, Method::GET, "/v1/status", Some(&admin), None);
@@ -401,5 +422,17 @@ fn boxes_signing_while_the_office_is_down_are_copied_once_and_a_restored_box_is_
     b.orders(5, "b-later");
     wait_for("box-b still copied", Duration::from_secs(60), || b.synced());
     assert_eq!(establishment(office, "box-b")["flagged"], false);
+    // fdmctl backoffice status: working (0) on b, stopped on the refusal (1) on a.
+    let (code, out) = b.fdmctl_status();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(0 behind)"), "{out}");
+    let (code, out) = a.fdmctl_status();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("STOPPED") && out.contains("fork"), "{out}");
+    // With fdmd down, it reads the cursor file and the journal (exit 3).
+    b.stop();
+    let (code, out) = b.fdmctl_status();
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("acknowledged records up to"), "{out}");
     drop(server);
 }
