@@ -268,3 +268,131 @@ mod tests {
         assert!(e.to_string().contains("nope.pem"), "{e}");
     }
 }
+
+/// HTTPS against a local server whose certificate a throwaway CA signed (made with the
+/// `openssl` command, as the MQTT TLS tests do).
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use rustls_pki_types::PrivateKeyDer;
+    use std::process::Command;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA and a certificate for 127.0.0.1 it signed.
+    fn material(dir: &Path) {
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        let args = |s: String| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let run = |s: String| {
+            let a = args(s);
+            openssl(dir, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        };
+        run(format!(
+            "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-CA"
+        ));
+        run(format!(
+            "req {ec} -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+        ));
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext".into());
+        // Another CA, which did not sign the server's certificate.
+        run(format!(
+            "req -x509 {ec} -keyout other.key -out other.pem -days 2 -subj /CN=other-CA"
+        ));
+    }
+
+    /// Serves one HTTPS connection: answers 200 with what it received (auth header, body).
+    async fn serve_once(dir: &Path) -> (u16, tokio::task::JoinHandle<()>) {
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let auth = req
+                            .headers()
+                            .get(hyper::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let path = req.uri().path().to_owned();
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let answer =
+                            serde_json::json!({"auth": auth, "path": path, "bytes": body.len()});
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(
+                            answer.to_string(),
+                        ))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            }
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn segments_go_over_https_to_a_server_the_ca_file_vouches_for_only() {
+        let dir = tempfile::tempdir().unwrap();
+        material(dir.path());
+        let (port, server) = serve_once(dir.path()).await;
+        let target = Target::parse(&format!("https://127.0.0.1:{port}"), "bxl-01").unwrap();
+        let good = tls_config(Some(&dir.path().join("ca.pem"))).unwrap();
+        let answer = post_segment(
+            &target,
+            Some(&good),
+            "s3cret",
+            b"segment bytes".to_vec(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body["auth"], "Bearer s3cret");
+        assert_eq!(answer.body["path"], "/v1/establishments/bxl-01/segments");
+        assert_eq!(answer.body["bytes"], 13);
+        // A CA that did not sign the server's certificate: refused, nothing sent.
+        let other = tls_config(Some(&dir.path().join("other.pem"))).unwrap();
+        let e = post_segment(
+            &target,
+            Some(&other),
+            "s3cret",
+            b"x".to_vec(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+        server.abort();
+    }
+}
