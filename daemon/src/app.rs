@@ -456,6 +456,15 @@ impl App {
             );
             map.insert("catering_due".into(), json!(self.restaurant.catering_due()));
             map.insert("printers".into(), self.printers.to_json());
+        }
+        doc
+    }
+
+    /// The status document as the admin token sees it: [`App::status_document`] and the
+    /// admin-only members (the back office copy, `replication/`).
+    pub fn admin_status_document(&self) -> Value {
+        let mut doc = self.status_document();
+        if let Value::Object(map) = &mut doc {
             for (name, value) in self.status.admin_sections() {
                 map.insert(name.into(), value);
             }

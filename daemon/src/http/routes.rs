@@ -137,9 +137,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 /// LAN only whether fdmd is ready, its version and each problem's code and short message (no
 /// path, reader name, register or reason behind it). `docs/openapi.json`, `docs/status.md`.
 fn status(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let trusted = bearer(req).is_some_and(|t| {
-        app.access.check_admin(t) || app.access.check_any_http(ClientKind::Register, t)
-    });
+    if bearer(req).is_some_and(|t| app.access.check_admin(t)) {
+        return json_response(StatusCode::OK, &app.admin_status_document());
+    }
+    let trusted = bearer(req).is_some_and(|t| app.access.check_any_http(ClientKind::Register, t));
     if trusted {
         return json_response(StatusCode::OK, &app.status_document());
     }
