@@ -108,3 +108,46 @@ pub fn problems(s: &BackofficeSection) -> Vec<(String, String)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_by_default_and_checked_when_on() {
+        assert!(problems(&BackofficeSection::default()).is_empty());
+        let on = BackofficeSection {
+            enabled: true,
+            url: "http://office.example".into(),
+            establishment: "Bxl 01".into(),
+            segment_records: 0,
+            ..Default::default()
+        };
+        let keys: Vec<String> = problems(&on).into_iter().map(|p| p.0).collect();
+        assert_eq!(
+            keys,
+            [
+                "backoffice.url",
+                "backoffice.establishment",
+                "backoffice.segment_records"
+            ]
+        );
+        let good = BackofficeSection {
+            enabled: true,
+            url: "https://office.example".into(),
+            establishment: "bxl-01".into(),
+            ..Default::default()
+        };
+        assert!(problems(&good).is_empty(), "{:?}", problems(&good));
+    }
+
+    #[test]
+    fn the_daemon_configuration_reports_them_with_their_keys() {
+        let mut c = crate::config::Config::default();
+        c.backoffice.enabled = true;
+        c.backoffice.url = "ftp://x".into();
+        c.backoffice.establishment = "bxl-01".into();
+        let e = crate::config::validate(&c).unwrap_err();
+        assert!(e.to_string().contains("backoffice.url"), "{e}");
+    }
+}
