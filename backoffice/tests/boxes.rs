@@ -357,7 +357,10 @@ fn boxes_signing_while_the_office_is_down_are_copied_once_and_a_restored_box_is_
     }
     // The copy's state is in the admin view only: a register's token does not see it.
     let (_, doc) = http(b.http, Method::GET, "/v1/status", Some(&b.token()), None);
-    assert!(doc["journal"].is_object() && doc["backoffice"].is_null(), "{doc}");
+    assert!(
+        doc["journal"].is_object() && doc["backoffice"].is_null(),
+        "{doc}"
+    );
     let refused = pg.psql("office", "SELECT count(*) FROM refused_segments");
     assert_eq!(refused, "0");
 
