@@ -37,6 +37,50 @@ pub struct Config {
     pub plugins: PluginsSection,
     /// Restaurant workflows: staff, tickets, printers.
     pub restaurant: RestaurantSection,
+    /// The GKS 2.0 FDM emulator (docs/gks2.md; off unless the section is present). Not
+    /// certified: for development and tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gks2_fdm: Option<Gks2FdmSection>,
+}
+
+/// `[gks2_fdm]`: fdmd serves the GKS 2.0 FDM API itself (ADR 0005).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gks2FdmSection {
+    /// Listen address of the emulator.
+    pub listen: SocketAddr,
+    /// Device id: the first segment of the path `/{device_id}/graphql`.
+    pub device_id: String,
+    /// The FDM id it answers in `fdmRef.fdmId`.
+    pub fdm_id: String,
+    /// File holding the shared secret of the request digest (never logged).
+    pub secret_file: PathBuf,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// A `Date` header further than this from the clock is refused, in seconds.
+    pub max_date_skew_s: i64,
+    /// A `posDateTime` further than this from the clock gets a warning, in seconds.
+    pub clock_tolerance_s: i64,
+    /// Events the emulated buffer holds (warning from 90 %, refusal at 100 %).
+    pub buffer_capacity: u64,
+}
+
+impl Default for Gks2FdmSection {
+    fn default() -> Self {
+        Gks2FdmSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_id: "fdmd-gks2-emulator".into(),
+            fdm_id: "FDMDEMU0001".into(),
+            secret_file: PathBuf::new(),
+            max_body_bytes: 256 * 1024,
+            max_connections: 32,
+            max_date_skew_s: 300,
+            clock_tolerance_s: 300,
+            buffer_capacity: 100_000,
+        }
+    }
 }
 
 /// `[restaurant]`
@@ -267,6 +311,7 @@ impl Default for Config {
             daemon: DaemonSection::default(),
             restaurant: RestaurantSection::default(),
             plugins: PluginsSection::default(),
+            gks2_fdm: None,
         }
     }
 }
@@ -794,6 +839,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         );
     }
     validate_plugins(&c.plugins, &mut problems);
+    if let Some(g) = &c.gks2_fdm {
+        validate_gks2_fdm(g, &mut problems);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -826,6 +874,48 @@ pub fn check_files(c: &Config) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError { problems })
+    }
+}
+
+fn validate_gks2_fdm(g: &Gks2FdmSection, problems: &mut Vec<ConfigProblem>) {
+    let mut bad = |key: &str, message: &str| {
+        problems.push(ConfigProblem {
+            key: format!("gks2_fdm.{key}"),
+            message: message.into(),
+        })
+    };
+    let id_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !id_ok(&g.device_id) {
+        bad("device_id", "must be 1–64 letters, digits, '-' or '_'");
+    }
+    if !id_ok(&g.fdm_id) {
+        bad("fdm_id", "must be 1–64 letters, digits, '-' or '_'");
+    }
+    if g.secret_file.as_os_str().is_empty() {
+        bad(
+            "secret_file",
+            "is required (a file holding the shared secret)",
+        );
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&g.max_body_bytes) {
+        bad("max_body_bytes", "must be between 1024 and 16777216");
+    }
+    if !(1..=1024).contains(&g.max_connections) {
+        bad("max_connections", "must be between 1 and 1024");
+    }
+    if !(1..=86_400).contains(&g.max_date_skew_s) {
+        bad("max_date_skew_s", "must be between 1 and 86400");
+    }
+    if !(1..=86_400).contains(&g.clock_tolerance_s) {
+        bad("clock_tolerance_s", "must be between 1 and 86400");
+    }
+    if g.buffer_capacity == 0 {
+        bad("buffer_capacity", "must be at least 1");
     }
 }
 
