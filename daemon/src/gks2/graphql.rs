@@ -405,10 +405,14 @@ pub fn parse(query: &str, variables: &Map<String, Value>) -> Result<Operation, G
     } else {
         None
     };
-    if !p.is('}') {
-        return Err(GraphQlError::Unsupported(
-            "one field per operation is supported".into(),
-        ));
+    match p.peek() {
+        Some(Tok::Punct('}')) => {}
+        None => return Err(GraphQlError::Parse("unexpected end of query".into())),
+        Some(_) => {
+            return Err(GraphQlError::Unsupported(
+                "one field per operation is supported".into(),
+            ));
+        }
     }
     p.expect('}')?;
     if p.peek().is_some() {
