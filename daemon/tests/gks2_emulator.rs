@@ -24,6 +24,7 @@ const MAX_BODY: usize = 8 * 1024;
 
 struct Emu {
     daemon: Daemon,
+    addr: std::net::SocketAddr,
     client: Client,
     rt: tokio::runtime::Runtime,
     _secret_dir: tempfile::TempDir,
@@ -33,20 +34,25 @@ fn start() -> Emu {
     let secret_dir = tempfile::tempdir().unwrap();
     let secret_file = secret_dir.path().join("gks2.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let port = free_port();
+    // Port 0: the emulator binds a free port itself and logs it (no race with other tests).
     let daemon = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00042\"\nsecret_file = \"{}\"\nmax_body_bytes = {MAX_BODY}\n",
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00042\"\nsecret_file = \"{}\"\nmax_body_bytes = {MAX_BODY}\n",
         secret_file.display()
     ));
+    let log = daemon.log();
     assert!(
-        daemon
-            .log()
-            .contains("not certified, for development and tests"),
-        "{}",
-        daemon.log()
+        log.contains("not certified, for development and tests"),
+        "{log}"
     );
+    let addr: std::net::SocketAddr = log
+        .split("/graphql on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
+        .parse()
+        .unwrap();
     let client = Client::new(ClientConfig {
-        addr: ([127, 0, 0, 1], port).into(),
+        addr,
         device_id: DEVICE.into(),
         secret: SECRET.into(),
         timeout: Duration::from_secs(10),
@@ -57,6 +63,7 @@ fn start() -> Emu {
         .unwrap();
     Emu {
         daemon,
+        addr,
         client,
         rt,
         _secret_dir: secret_dir,
@@ -506,14 +513,7 @@ fn a_resend_after_a_lost_answer_gets_the_same_result_and_one_event() {
 
 impl Emu {
     fn client_addr(&self) -> std::net::SocketAddr {
-        let text =
-            std::fs::read_to_string(self.daemon.dir.path().join("conf.d/50-test.toml")).unwrap();
-        let listen = text
-            .lines()
-            .find_map(|l| l.strip_prefix("listen = \""))
-            .unwrap()
-            .trim_end_matches('"');
-        listen.parse().unwrap()
+        self.addr
     }
 }
 
@@ -573,6 +573,26 @@ fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
         .block_on(emu.client.sign(Mutation::WorkIn, &big, false))
         .unwrap_err();
     assert!(matches!(e, Gks2Error::TooLarge), "{e}");
+
+    // Without a Content-Length (chunked), the body is cut off at the limit while it is read.
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let chunk = vec![b'x'; MAX_BODY + 1];
+        write!(
+            s,
+            "POST /{DEVICE}/graphql HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            chunk.len()
+        )
+        .unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n0\r\n\r\n").unwrap();
+        let mut answer = [0u8; 64];
+        let n = s.read(&mut answer).unwrap();
+        let status_line = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    }
 
     // GraphQL outside the subset: an error answer, nothing signed.
     for (query, code) in [
