@@ -311,7 +311,9 @@ fn parse_pos_time(text: &str) -> Option<PosTime> {
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(PosTime {
-            key: t.to_rfc3339(),
+            key: t
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             instant: Some(t),
         });
     }
@@ -555,4 +557,70 @@ pub fn signed_text(device_id: &str, r: &SignResult, training: bool, data: &Value
         canonical_json(&vat),
     ]
     .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn settings() -> FdmSettings {
+        FdmSettings {
+            fdm_id: "FDMTEST0001".into(),
+            device_id: "dev".into(),
+            buffer_capacity: 10,
+            clock_tolerance_s: 300,
+        }
+    }
+
+    fn work_in(ticket: u64) -> Value {
+        json!({
+            "language": "FR", "vatNo": "BE0123456749", "estNo": "2000000042", "posId": "CPOS1",
+            "posFiscalTicketNo": ticket, "posDateTime": "2026-12-06T21:00:00+01:00",
+            "posSwVersion": "1", "terminalId": "T1", "deviceId": "D1",
+            "bookingPeriodId": "b", "bookingDate": "2026-12-06", "ticketMedium": "PAPER",
+            "employeeId": "85073003328"
+        })
+    }
+
+    #[test]
+    fn counters_and_resends_survive_a_restart_and_the_buffer_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local::now();
+        let first = {
+            let mut fdm = Fdm::open(dir.path(), settings()).unwrap();
+            let r = fdm.sign(Mutation::WorkIn, &work_in(1), false, now).unwrap();
+            assert!(r.clock_difference(), "posDateTime is far from now");
+            r
+        };
+        let mut fdm = Fdm::open(dir.path(), settings()).unwrap();
+        // The same five keys after a restart: the stored answer, not a new event.
+        assert_eq!(
+            fdm.sign(Mutation::WorkIn, &work_in(1), false, now).unwrap(),
+            first
+        );
+        // The same keys with another time spelling of the same instant are the same event.
+        let mut utc = work_in(1);
+        utc["posDateTime"] = json!("2026-12-06T20:00:00Z");
+        assert_eq!(fdm.sign(Mutation::WorkIn, &utc, false, now).unwrap(), first);
+        let second = fdm
+            .sign(Mutation::WorkOut, &work_in(2), false, now)
+            .unwrap();
+        assert_eq!(
+            (second.fdm_ref.event_counter, second.fdm_ref.total_counter),
+            (2, 2)
+        );
+        for t in 3..=9 {
+            fdm.sign(Mutation::WorkIn, &work_in(t), false, now).unwrap();
+        }
+        let r = fdm
+            .sign(Mutation::WorkIn, &work_in(10), false, now)
+            .unwrap();
+        assert!(r.buffer_nearly_full(), "{:?}", r.warnings);
+        let e = fdm
+            .sign(Mutation::WorkIn, &work_in(11), false, now)
+            .unwrap_err();
+        assert_eq!(e[0].extensions.code, "BUFFER_FULL");
+    }
 }
