@@ -668,3 +668,51 @@ fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
         .unwrap_err();
     assert!(matches!(e, Gks2Error::FdmDown { .. }), "{e}");
 }
+
+#[test]
+fn the_request_corpus_in_both_client_styles_is_answered() {
+    let emu = start();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gks2");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for (i, file) in files.iter().enumerate() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let fixture: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let (request, expect) = (&fixture["request"], &fixture["expect"]);
+        let body = serde_json::to_vec(request).unwrap();
+        let date = auth::http_date(chrono::Utc::now());
+        let authorization = auth::authorization("POST", &date, SECRET, &body);
+        let (status, answer) = emu
+            .rt
+            .block_on(emu.client.post(&body, &date, Some(&authorization)))
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert!(answer.get("errors").is_none(), "{name}: {answer}");
+        let result = &answer["data"][expect["field"].as_str().unwrap()];
+        assert_eq!(
+            result["fdmRef"]["eventLabel"], expect["eventLabel"],
+            "{name}"
+        );
+        assert_eq!(result["eventOperation"], expect["eventOperation"], "{name}");
+        assert_eq!(result["fdmRef"]["totalCounter"], json!(i + 1), "{name}");
+        assert_eq!(
+            result.get("vatCalc"),
+            expect["vatCalc"].as_array().map(|_| &expect["vatCalc"]),
+            "{name}"
+        );
+        // Only what the query selected comes back.
+        let query = request["query"].as_str().unwrap();
+        for key in result.as_object().unwrap().keys() {
+            assert!(
+                query.contains(key.as_str()),
+                "{name}: {key} was not selected"
+            );
+        }
+    }
+}
