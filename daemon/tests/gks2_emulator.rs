@@ -716,3 +716,69 @@ fn the_request_corpus_in_both_client_styles_is_answered() {
         }
     }
 }
+
+/// The first pieces of `[signer] backend = "gks2"`: an fdmd order, checked and computed by
+/// fdmd's core, mapped to its mutation, signed by the emulator; the FDM's VAT must equal
+/// fdmd's, and a difference is caught.
+#[test]
+fn fdmd_orders_map_to_mutations_whose_vat_matches_fdmds() {
+    use fdmd::fiscal::{Order, Sale};
+    use fdmd::gks2::map::{PosContext, check_vat, map_order};
+    use fdmd::gks2::model::Language;
+    let emu = start();
+    let ctx = |ticket: u64| PosContext {
+        pos_id: "CFDMD0000001".into(),
+        pos_sw_version: "fdmd".into(),
+        vat_no: "BE0123456749".into(),
+        est_no: "2000000042".into(),
+        terminal_id: "dev-register".into(),
+        device_id: "dev-register".into(),
+        booking_period_id: "7f2c1a52-3c1e-4a55-9c59-2d0f6f0c0001".into(),
+        booking_date: "2026-12-06".into(),
+        language: Language::FR,
+        pos_fiscal_ticket_no: ticket,
+        pos_date_time: now_text(),
+    };
+    let orders = [
+        (
+            json!({"request_id": "m-1", "operator": "85073003328", "event_type": "normal",
+                   "lines": [{"description": "Cola", "quantity": 3, "unit_price": "2.20", "vat": "A"},
+                             {"description": "Cola", "quantity": -1, "unit_price": "2.20", "vat": "A"},
+                             {"description": "Kaas", "quantity": "0.333", "unit": "kg", "unit_price": "19.99", "vat": "C"},
+                             {"description": "Menu", "quantity": 1, "unit_price": "30.00", "vat": "B"}],
+                   "payments": [{"method": "card", "amount": "41.06"}]}),
+            Mutation::Sale,
+            EventLabel::N,
+        ),
+        (
+            json!({"request_id": "m-2", "operator": "85073003328", "event_type": "pro_forma", "table": "12",
+                   "lines": [{"description": "Spaghetti", "quantity": 2, "unit_price": "14.50", "vat": "B"}]}),
+            Mutation::Order,
+            EventLabel::P,
+        ),
+        (
+            json!({"request_id": "m-3", "operator": "85073003328", "event_type": "training",
+                   "lines": [{"description": "Water", "quantity": 1, "unit_price": "2.00", "vat": "A"}]}),
+            Mutation::Sale,
+            EventLabel::T,
+        ),
+    ];
+    for (i, (json_order, mutation, label)) in orders.into_iter().enumerate() {
+        let order =
+            Order::from_json("dev-register", &serde_json::to_vec(&json_order).unwrap()).unwrap();
+        let sale = Sale::compute(&order).unwrap();
+        let mapped = map_order(&order, &sale, &ctx(i as u64 + 1)).unwrap();
+        assert_eq!(mapped.mutation, mutation, "{json_order}");
+        let r = emu
+            .sign(mapped.mutation, &mapped.data, mapped.training)
+            .unwrap();
+        assert_eq!(r.fdm_ref.event_label, label);
+        let vat = r.vat_calc.clone().unwrap();
+        check_vat(&sale, &vat).unwrap();
+        // One cent of difference on one letter and the ticket is refused.
+        let mut off = vat.clone();
+        off[0].vat_amount += rust_decimal::Decimal::new(1, 2);
+        assert!(check_vat(&sale, &off).is_err());
+        assert!(check_vat(&sale, &vat[1..]).is_err() || vat.len() == 1);
+    }
+}

@@ -8,4 +8,5 @@ pub mod client;
 pub mod emulator;
 pub mod fdm;
 pub mod graphql;
+pub mod map;
 pub mod model;
