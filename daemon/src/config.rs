@@ -184,6 +184,9 @@ pub enum SignerBackend {
     Software,
     /// A VAT Signing Card in a PC/SC reader (`[signer.pcsc]`; docs/vsc.md).
     Pcsc,
+    /// A GKS 2.0 FDM on the LAN signs each fiscal event (`[signer.gks2]`, docs/gks2.md §8);
+    /// journal records are signed with the development key as with `software`.
+    Gks2,
 }
 
 /// `[signer]`
@@ -196,6 +199,46 @@ pub struct SignerSection {
     pub key_file: Option<PathBuf>,
     /// The VAT Signing Card in a PC/SC reader.
     pub pcsc: PcscSection,
+    /// The GKS 2.0 FDM (with `backend = "gks2"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gks2: Option<Gks2SignerSection>,
+}
+
+/// `[signer.gks2]`: the GKS 2.0 FDM fdmd is the POS system of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gks2SignerSection {
+    /// Address of the FDM (plain HTTP in this version).
+    pub address: SocketAddr,
+    /// Its device id (the path `/{device_id}/graphql`).
+    pub device_id: String,
+    /// File holding the shared secret (a systemd credential; never logged).
+    pub secret_file: PathBuf,
+    /// The POS system's id (`posId`).
+    pub pos_id: String,
+    /// Establishment number (`estNo`).
+    pub est_no: String,
+    /// Booking period (`bookingPeriodId`, a UUID).
+    pub booking_period_id: String,
+    /// Deadline of one request, in milliseconds (one resend follows a timeout).
+    pub timeout_ms: u64,
+    /// Terminal id per register (default: the register id).
+    pub terminal_ids: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Gks2SignerSection {
+    fn default() -> Self {
+        Gks2SignerSection {
+            address: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_id: String::new(),
+            secret_file: PathBuf::new(),
+            pos_id: String::new(),
+            est_no: String::new(),
+            booking_period_id: "00000000-0000-0000-0000-000000000000".into(),
+            timeout_ms: 30_000,
+            terminal_ids: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `[signer.pcsc]`
@@ -839,6 +882,29 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         );
     }
     validate_plugins(&c.plugins, &mut problems);
+    if c.signer.backend == SignerBackend::Gks2 {
+        match &c.signer.gks2 {
+            None => problems.push(ConfigProblem {
+                key: "signer.gks2".into(),
+                message: "backend = \"gks2\" needs a [signer.gks2] section".into(),
+            }),
+            Some(g) => {
+                for (key, empty) in [
+                    ("device_id", g.device_id.is_empty()),
+                    ("secret_file", g.secret_file.as_os_str().is_empty()),
+                    ("pos_id", g.pos_id.is_empty()),
+                    ("timeout_ms", !(100..=120_000).contains(&g.timeout_ms)),
+                ] {
+                    if empty {
+                        problems.push(ConfigProblem {
+                            key: format!("signer.gks2.{key}"),
+                            message: "is required (timeout_ms: 100–120000)".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
     if let Some(g) = &c.gks2_fdm {
         validate_gks2_fdm(g, &mut problems);
     }

@@ -4,6 +4,7 @@
 //! is **not certified**: its answers say so.
 
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod emulator;
 pub mod fdm;
