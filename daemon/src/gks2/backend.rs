@@ -197,3 +197,44 @@ pub fn journal_member(r: &SignResult) -> Value {
     }
     strings(serde_json::to_value(r).unwrap_or(Value::Null))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_its_reserved_keys_across_attempts_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        let section = Gks2SignerSection {
+            device_id: "d".into(),
+            secret_file: secret,
+            pos_id: "P".into(),
+            ..Gks2SignerSection::default()
+        };
+        let order = |id: &str| {
+            let json = format!(
+                r#"{{"request_id": "{id}", "operator": "85073003328", "event_type": "normal",
+                    "lines": [{{"description": "Cola", "quantity": 1, "unit_price": "2.20", "vat": "A"}}]}}"#
+            );
+            Order::from_json("till-1", json.as_bytes()).unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = {
+            let b = Backend::open(&section, "BE0123456749", dir.path()).unwrap();
+            let first = rt.block_on(b.reserve(&order("a"))).unwrap();
+            assert_eq!(first.0, 1);
+            assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
+            assert_eq!(rt.block_on(b.reserve(&order("b"))).unwrap().0, 2);
+            first
+        };
+        let b = Backend::open(&section, "BE0123456749", dir.path()).unwrap();
+        assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
+        assert_eq!(rt.block_on(b.reserve(&order("c"))).unwrap().0, 3);
+    }
+}
