@@ -124,6 +124,7 @@ impl AppBuilder {
             let backend = crate::gks2::backend::Backend::open(
                 section,
                 &config.establishment.vat_number,
+                &config.restaurant.language,
                 &config.fdm.data_dir,
             )
             .map_err(AssemblyError::Signer)?;

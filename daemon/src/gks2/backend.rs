@@ -21,6 +21,7 @@ pub struct Backend {
     client: Client,
     section: Gks2SignerSection,
     vat_no: String,
+    language: Language,
     keys: Arc<Mutex<rusqlite::Connection>>,
 }
 
@@ -34,10 +35,12 @@ pub struct Refusal {
 }
 
 impl Backend {
-    /// Opens the key reservations (`gks2-keys.sqlite` in `data_dir`) and reads the secret.
+    /// Opens the key reservations (`gks2-keys.sqlite` in `data_dir`) and reads the secret;
+    /// `language` is the tickets' (`[restaurant] language`: fr, nl, de, en).
     pub fn open(
         section: &Gks2SignerSection,
         vat_no: &str,
+        language: &str,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let secret = super::emulator::read_secret(&section.secret_file)?;
@@ -69,6 +72,12 @@ impl Backend {
             }),
             section: section.clone(),
             vat_no: vat_no.to_owned(),
+            language: match language {
+                "nl" => Language::NL,
+                "de" => Language::DE,
+                "en" => Language::EN,
+                _ => Language::FR,
+            },
             keys: Arc::new(Mutex::new(conn)),
         })
     }
@@ -145,7 +154,7 @@ impl Backend {
             device_id: order.register.clone(),
             booking_period_id: self.section.booking_period_id.clone(),
             booking_date: time.get(..10).unwrap_or_default().to_owned(),
-            language: Language::FR,
+            language: self.language,
             pos_fiscal_ticket_no: ticket,
             pos_date_time: time,
         };
@@ -226,14 +235,14 @@ mod tests {
             .build()
             .unwrap();
         let first = {
-            let b = Backend::open(&section, "BE0123456749", dir.path()).unwrap();
+            let b = Backend::open(&section, "BE0123456749", "nl", dir.path()).unwrap();
             let first = rt.block_on(b.reserve(&order("a"))).unwrap();
             assert_eq!(first.0, 1);
             assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
             assert_eq!(rt.block_on(b.reserve(&order("b"))).unwrap().0, 2);
             first
         };
-        let b = Backend::open(&section, "BE0123456749", dir.path()).unwrap();
+        let b = Backend::open(&section, "BE0123456749", "nl", dir.path()).unwrap();
         assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
         assert_eq!(rt.block_on(b.reserve(&order("c"))).unwrap().0, 3);
     }
