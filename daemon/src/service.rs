@@ -376,6 +376,20 @@ impl Registrar {
         if let Err(e) = event.validate() {
             return (Receipt::invalid(Some(event.request_id.clone()), &e), None);
         }
+        // Events a POS computed itself have no GKS 2.0 form yet: with a GKS 2.0 FDM they are
+        // refused rather than journaled without its signature (docs/gks2.md §8).
+        if self.gks2.is_some() {
+            return (
+                Receipt::Error {
+                    request_id: Some(event.request_id.clone()),
+                    code: FdmCode::InvalidData,
+                    message: "pre-computed events are not signed by a GKS 2.0 FDM yet; with [signer] backend = \"gks2\" they are refused".into(),
+                    field: None,
+                    problems: Vec::new(),
+                },
+                None,
+            );
+        }
         let body = event.journal_body();
         let digest = match digest_of(&Value::Object(body.clone())) {
             Ok(d) => d,
