@@ -90,6 +90,17 @@ fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
         })
         .collect();
     assert_eq!(ours, theirs);
+    // The printed ticket carries the FDM's reference, signature and verification URL.
+    let text = first["text"].as_str().unwrap();
+    for shown in [
+        "GKS 2.0 FDM",
+        "FDMEMU00009",
+        "N 1/1",
+        g["shortSignature"].as_str().unwrap(),
+        "not certified",
+    ] {
+        assert!(text.contains(shown), "{shown} not in\n{text}");
+    }
 
     // A resend: the stored receipt, the same FDM answer, no second FDM event.
     let (code, again) = post("g-1", &[("Cola", 2, "2.20", "A"), ("Soep", 1, "6.50", "C")]);
