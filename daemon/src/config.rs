@@ -1107,9 +1107,7 @@ impl Config {
                 .numbering
                 .groups
                 .iter()
-                .flat_map(|(group, registers)| {
-                    registers.iter().map(|r| (r.clone(), group.clone()))
-                })
+                .flat_map(|(group, registers)| registers.iter().map(|r| (r.clone(), group.clone())))
                 .collect(),
         }
     }

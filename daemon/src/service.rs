@@ -79,7 +79,11 @@ impl Numbering {
 
     /// The series key an event of `event_type` from `register` takes its number from.
     pub fn series_for(&self, register: &str, event_type: EventType) -> String {
-        format!("{}/{}", self.series_base(Some(register)), event_type.letter())
+        format!(
+            "{}/{}",
+            self.series_base(Some(register)),
+            event_type.letter()
+        )
     }
 
     /// The registers that share `register`'s series; `None` when every register does.

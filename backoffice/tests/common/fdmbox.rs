@@ -84,6 +84,7 @@ impl FdmBox {
             Numbering {
                 scope: SeriesScope::Establishment,
                 digits: 8,
+                ..Default::default()
             },
         )
         .expect("assemble");
