@@ -127,7 +127,17 @@ impl AppBuilder {
         };
         let access = Arc::new(AccessStore::open(&config.fdm.data_dir)?);
         let status = Arc::new(Status::new(signer.clone(), journal.stats_handle()));
-        let registrar = Registrar::new(journal, config.numbering());
+        let mut registrar = Registrar::new(journal, config.numbering());
+        if let (SignerBackend::Gks2, Some(section)) = (config.signer.backend, &config.signer.gks2) {
+            let backend = crate::gks2::backend::Backend::open(
+                section,
+                &config.establishment.vat_number,
+                &config.restaurant.language,
+                &config.fdm.data_dir,
+            )
+            .map_err(AssemblyError::Signer)?;
+            registrar = registrar.with_gks2(Arc::new(backend));
+        }
         Ok(App::new(
             config,
             registrar,
@@ -256,5 +266,17 @@ pub fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
         }
         #[cfg(not(feature = "pcsc"))]
         SignerBackend::Pcsc => anyhow::bail!("this fdmd was built without the pcsc feature"),
+        // The GKS 2.0 FDM signs each fiscal event before it is journaled (the registrar's
+        // backend); the journal's own records are signed with the development key.
+        SignerBackend::Gks2 => {
+            let path = config.key_file();
+            let signer = SoftwareSigner::open_or_create(&path)?;
+            tracing::warn!(
+                "journal records signed with the DEVELOPMENT software key {} ({}); fiscal events by the GKS 2.0 FDM",
+                path.display(),
+                signer.identity().map(|i| i.id).unwrap_or_default()
+            );
+            Ok(Arc::new(signer))
+        }
     }
 }

@@ -40,6 +40,50 @@ pub struct Config {
     pub restaurant: RestaurantSection,
     /// Copying the journal to a back office (`docs/backoffice.md`); off by default.
     pub backoffice: crate::replication::config::BackofficeSection,
+    /// The GKS 2.0 FDM emulator (docs/gks2.md; off unless the section is present). Not
+    /// certified: for development and tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gks2_fdm: Option<Gks2FdmSection>,
+}
+
+/// `[gks2_fdm]`: fdmd serves the GKS 2.0 FDM API itself (ADR 0005).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gks2FdmSection {
+    /// Listen address of the emulator.
+    pub listen: SocketAddr,
+    /// Device id: the first segment of the path `/{device_id}/graphql`.
+    pub device_id: String,
+    /// The FDM id it answers in `fdmRef.fdmId`.
+    pub fdm_id: String,
+    /// File holding the shared secret of the request digest (never logged).
+    pub secret_file: PathBuf,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// A `Date` header further than this from the clock is refused, in seconds.
+    pub max_date_skew_s: i64,
+    /// A `posDateTime` further than this from the clock gets a warning, in seconds.
+    pub clock_tolerance_s: i64,
+    /// Events the emulated buffer holds (warning from 90 %, refusal at 100 %).
+    pub buffer_capacity: u64,
+}
+
+impl Default for Gks2FdmSection {
+    fn default() -> Self {
+        Gks2FdmSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_id: "fdmd-gks2-emulator".into(),
+            fdm_id: "FDMDEMU0001".into(),
+            secret_file: PathBuf::new(),
+            max_body_bytes: 256 * 1024,
+            max_connections: 32,
+            max_date_skew_s: 300,
+            clock_tolerance_s: 300,
+            buffer_capacity: 100_000,
+        }
+    }
 }
 
 /// `[restaurant]`
@@ -145,6 +189,9 @@ pub enum SignerBackend {
     Software,
     /// A VAT Signing Card in a PC/SC reader (`[signer.pcsc]`; docs/vsc.md).
     Pcsc,
+    /// A GKS 2.0 FDM on the LAN signs each fiscal event (`[signer.gks2]`, docs/gks2.md §8);
+    /// journal records are signed with the development key as with `software`.
+    Gks2,
 }
 
 /// `[signer]`
@@ -157,6 +204,46 @@ pub struct SignerSection {
     pub key_file: Option<PathBuf>,
     /// The VAT Signing Card in a PC/SC reader.
     pub pcsc: PcscSection,
+    /// The GKS 2.0 FDM (with `backend = "gks2"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gks2: Option<Gks2SignerSection>,
+}
+
+/// `[signer.gks2]`: the GKS 2.0 FDM fdmd is the POS system of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gks2SignerSection {
+    /// Address of the FDM (plain HTTP in this version).
+    pub address: SocketAddr,
+    /// Its device id (the path `/{device_id}/graphql`).
+    pub device_id: String,
+    /// File holding the shared secret (a systemd credential; never logged).
+    pub secret_file: PathBuf,
+    /// The POS system's id (`posId`).
+    pub pos_id: String,
+    /// Establishment number (`estNo`).
+    pub est_no: String,
+    /// Booking period (`bookingPeriodId`, a UUID).
+    pub booking_period_id: String,
+    /// Deadline of one request, in milliseconds (one resend follows a timeout).
+    pub timeout_ms: u64,
+    /// Terminal id per register (default: the register id).
+    pub terminal_ids: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Gks2SignerSection {
+    fn default() -> Self {
+        Gks2SignerSection {
+            address: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            device_id: String::new(),
+            secret_file: PathBuf::new(),
+            pos_id: String::new(),
+            est_no: String::new(),
+            booking_period_id: "00000000-0000-0000-0000-000000000000".into(),
+            timeout_ms: 30_000,
+            terminal_ids: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `[signer.pcsc]`
@@ -273,6 +360,7 @@ impl Default for Config {
             restaurant: RestaurantSection::default(),
             plugins: PluginsSection::default(),
             backoffice: Default::default(),
+            gks2_fdm: None,
         }
     }
 }
@@ -805,6 +893,32 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         );
     }
     validate_plugins(&c.plugins, &mut problems);
+    if c.signer.backend == SignerBackend::Gks2 {
+        match &c.signer.gks2 {
+            None => problems.push(ConfigProblem {
+                key: "signer.gks2".into(),
+                message: "backend = \"gks2\" needs a [signer.gks2] section".into(),
+            }),
+            Some(g) => {
+                for (key, empty) in [
+                    ("device_id", g.device_id.is_empty()),
+                    ("secret_file", g.secret_file.as_os_str().is_empty()),
+                    ("pos_id", g.pos_id.is_empty()),
+                    ("timeout_ms", !(100..=120_000).contains(&g.timeout_ms)),
+                ] {
+                    if empty {
+                        problems.push(ConfigProblem {
+                            key: format!("signer.gks2.{key}"),
+                            message: "is required (timeout_ms: 100–120000)".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if let Some(g) = &c.gks2_fdm {
+        validate_gks2_fdm(g, &mut problems);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -885,6 +999,48 @@ fn check_groups(n: &NumberingSection, bad: &mut dyn FnMut(&str, String)) {
     }
 }
 
+fn validate_gks2_fdm(g: &Gks2FdmSection, problems: &mut Vec<ConfigProblem>) {
+    let mut bad = |key: &str, message: &str| {
+        problems.push(ConfigProblem {
+            key: format!("gks2_fdm.{key}"),
+            message: message.into(),
+        })
+    };
+    let id_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !id_ok(&g.device_id) {
+        bad("device_id", "must be 1–64 letters, digits, '-' or '_'");
+    }
+    if !id_ok(&g.fdm_id) {
+        bad("fdm_id", "must be 1–64 letters, digits, '-' or '_'");
+    }
+    if g.secret_file.as_os_str().is_empty() {
+        bad(
+            "secret_file",
+            "is required (a file holding the shared secret)",
+        );
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&g.max_body_bytes) {
+        bad("max_body_bytes", "must be between 1024 and 16777216");
+    }
+    if !(1..=1024).contains(&g.max_connections) {
+        bad("max_connections", "must be between 1 and 1024");
+    }
+    if !(1..=86_400).contains(&g.max_date_skew_s) {
+        bad("max_date_skew_s", "must be between 1 and 86400");
+    }
+    if !(1..=86_400).contains(&g.clock_tolerance_s) {
+        bad("clock_tolerance_s", "must be between 1 and 86400");
+    }
+    if g.buffer_capacity == 0 {
+        bad("buffer_capacity", "must be at least 1");
+    }
+}
+
 fn validate_plugins(p: &PluginsSection, problems: &mut Vec<ConfigProblem>) {
     let mut bad = |key: String, message: String| problems.push(ConfigProblem { key, message });
     if !(10..=600_000).contains(&p.call_timeout_ms) {
@@ -957,9 +1113,7 @@ impl Config {
                 .numbering
                 .groups
                 .iter()
-                .flat_map(|(group, registers)| {
-                    registers.iter().map(|r| (r.clone(), group.clone()))
-                })
+                .flat_map(|(group, registers)| registers.iter().map(|r| (r.clone(), group.clone())))
                 .collect(),
         }
     }

@@ -126,6 +126,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     crate::systemd::status("starting listeners");
     // MQTT first: once HTTP answers, a status it gives has both transports serving.
     let mqtt = MqttService::start(app.clone()).await?;
+    // The GKS 2.0 FDM emulator, only when `[gks2_fdm]` is configured (not certified); before
+    // HTTP, so that a daemon that answers its status serves the emulator too.
+    if let Some(section) = &config.gks2_fdm {
+        crate::gks2::emulator::start(section, &data_dir, app.shutdown.clone()).await?;
+    }
     let http = HttpService::start(app.clone()).await?;
     let plugins = crate::plugins::PluginService::start(
         app.clone(),

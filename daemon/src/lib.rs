@@ -23,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod datadir_lock;
 pub use fdmd_core::fiscal;
+pub mod gks2;
 pub mod http;
 pub use fdmd_core::journal;
 pub mod mqtt;

@@ -79,7 +79,11 @@ impl Numbering {
 
     /// The series key an event of `event_type` from `register` takes its number from.
     pub fn series_for(&self, register: &str, event_type: EventType) -> String {
-        format!("{}/{}", self.series_base(Some(register)), event_type.letter())
+        format!(
+            "{}/{}",
+            self.series_base(Some(register)),
+            event_type.letter()
+        )
     }
 
     /// The registers that share `register`'s series; `None` when every register does.
@@ -222,12 +226,24 @@ pub fn sniff_request_id(bytes: &[u8]) -> Option<String> {
 pub struct Registrar {
     journal: Journal,
     numbering: Numbering,
+    /// With `[signer] backend = "gks2"`: the FDM that signs each fiscal event first.
+    gks2: Option<std::sync::Arc<crate::gks2::backend::Backend>>,
 }
 
 impl Registrar {
     /// A registrar writing to `journal`.
     pub fn new(journal: Journal, numbering: Numbering) -> Self {
-        Registrar { journal, numbering }
+        Registrar {
+            journal,
+            numbering,
+            gks2: None,
+        }
+    }
+
+    /// Has a GKS 2.0 FDM sign every fiscal event before it is journaled (docs/gks2.md §8).
+    pub fn with_gks2(mut self, backend: std::sync::Arc<crate::gks2::backend::Backend>) -> Self {
+        self.gks2 = Some(backend);
+        self
     }
 
     /// The journal.
@@ -261,8 +277,40 @@ impl Registrar {
     pub async fn register_prepared(
         &self,
         received: &Order,
-        prepared: Prepared,
+        mut prepared: Prepared,
     ) -> (Receipt, Option<Appended>) {
+        // GKS 2.0: the FDM signs the event first; its answer goes into the record. A request
+        // already journaled is answered from the journal (the FDM is not asked again).
+        if let Some(fdm) = &self.gks2
+            && prepared.kind == RecordKind::FiscalEvent
+            && self
+                .stored(&received.register, &received.request_id)
+                .await
+                .is_none()
+        {
+            let id = Some(received.request_id.clone());
+            let sale = match Sale::compute(&prepared.order) {
+                Ok(s) => s,
+                Err(e) => return (Receipt::invalid(id, &e), None),
+            };
+            match fdm.sign(&prepared.order, &sale).await {
+                Ok(member) => {
+                    prepared.extra.insert("gks2".into(), member);
+                }
+                Err(refusal) => {
+                    return (
+                        Receipt::Error {
+                            request_id: id,
+                            code: refusal.code,
+                            message: refusal.message,
+                            field: None,
+                            problems: Vec::new(),
+                        },
+                        None,
+                    );
+                }
+            }
+        }
         let entry = match self.entry_for(received, prepared) {
             Ok(e) => e,
             Err(r) => return (r, None),
@@ -378,6 +426,20 @@ impl Registrar {
         if let Err(e) = event.validate() {
             return (Receipt::invalid(Some(event.request_id.clone()), &e), None);
         }
+        // Events a POS computed itself have no GKS 2.0 form yet: with a GKS 2.0 FDM they are
+        // refused rather than journaled without its signature (docs/gks2.md §8).
+        if self.gks2.is_some() {
+            return (
+                Receipt::Error {
+                    request_id: Some(event.request_id.clone()),
+                    code: FdmCode::InvalidData,
+                    message: "pre-computed events are not signed by a GKS 2.0 FDM yet; with [signer] backend = \"gks2\" they are refused".into(),
+                    field: None,
+                    problems: Vec::new(),
+                },
+                None,
+            );
+        }
         let body = event.journal_body();
         let digest = match digest_of(&Value::Object(body.clone())) {
             Ok(d) => d,
@@ -434,6 +496,10 @@ impl Registrar {
             ("journal_seq", json!(a.seq)),
         ] {
             receipt.insert(k.into(), v);
+        }
+        // The GKS 2.0 FDM's answer, when an FDM signed the event (docs/gks2.md §8).
+        if let Some(g) = body.get("gks2") {
+            receipt.insert("gks2".into(), g.clone());
         }
         if code != FdmCode::Ok {
             receipt.insert(

@@ -82,7 +82,8 @@ impl Sim {
                 digits: 6,
                 ..Default::default()
             },
-        ).unwrap();
+        )
+        .unwrap();
         let reports = Reports::new(
             registrar.app().registrar.clone(),
             Establishment {

@@ -358,7 +358,9 @@ fn ticket_and_report_series_per_group_of_registers() {
                    "payments": [{"method": "cash", "amount": "3.00"}]}),
         );
         assert_eq!(s, StatusCode::CREATED, "{r}");
-        numbers.push((register.clone(), r["ticket_number"].as_u64().unwrap()));
+        // Printed as the tickets print it: "000001".
+        let number: u64 = r["ticket_number"].as_str().unwrap().parse().unwrap();
+        numbers.push((register.clone(), number));
     }
     // till-1, till-2, kiosk, till-1, till-2, kiosk
     let got: Vec<u64> = numbers.iter().map(|(_, n)| *n).collect();

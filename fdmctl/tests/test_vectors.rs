@@ -46,7 +46,10 @@ fn every_vector_gets_its_expected_verdict() {
         if let Some(anchors) = case["anchors"].as_array() {
             let anchors: Vec<&str> = anchors.iter().map(|a| a.as_str().unwrap()).collect();
             let (code, out) = verify(&file, &anchors);
-            assert_eq!(code, 1, "{name} with anchors {anchors:?} should be refused: {out}");
+            assert_eq!(
+                code, 1,
+                "{name} with anchors {anchors:?} should be refused: {out}"
+            );
         }
     }
     // Every file in the directory is a stated case.

@@ -84,7 +84,7 @@ impl FdmBox {
             Numbering {
                 scope: SeriesScope::Establishment,
                 digits: 8,
-                groups: Default::default(),
+                ..Default::default()
             },
         )
         .expect("assemble");

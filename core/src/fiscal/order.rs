@@ -1121,12 +1121,7 @@ impl MenuPartNames {
 /// How a menu line is split: (description suffix, VAT letter, weight). Weights are relative.
 type MenuParts = Vec<(String, VatLetter, Decimal)>;
 
-fn menu_split(
-    p: &mut Problems,
-    i: usize,
-    l: &WireLine,
-    names: MenuPartNames,
-) -> Option<MenuParts> {
+fn menu_split(p: &mut Problems, i: usize, l: &WireLine, names: MenuPartNames) -> Option<MenuParts> {
     let at = |f: &str| format!("lines[{i}].{f}");
     match (&l.menu_split, &l.components) {
         (None, None) => None,

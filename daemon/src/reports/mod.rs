@@ -411,7 +411,13 @@ impl Reports {
         }
         let numbering_for_compute = numbering.clone();
         let draft = tokio::task::spawn_blocking(move || {
-            compute(&path, &numbering_for_compute, &request, &establishment, fold_floor)
+            compute(
+                &path,
+                &numbering_for_compute,
+                &request,
+                &establishment,
+                fold_floor,
+            )
         })
         .await
         .map_err(|e| ReportError::Read(e.to_string()))??;

@@ -115,7 +115,11 @@ impl YearSums {
             let weights: Vec<Decimal> = shares.iter().map(|(_, t)| *t).collect();
             let parts = crate::fiscal::order::allocate(amount.abs(), &weights);
             for ((category, _), part) in shares.into_iter().zip(parts) {
-                let signed = if amount.is_sign_negative() { -part } else { part };
+                let signed = if amount.is_sign_negative() {
+                    -part
+                } else {
+                    part
+                };
                 *ticket.entry((category, letter.clone())).or_default() += signed;
             }
         }

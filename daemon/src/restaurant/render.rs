@@ -494,6 +494,34 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
     d.pair("VSC ID", s(receipt, "vsc_id"));
     d.pair(w.signature, s(receipt, "short_signature"));
     d.pair("Journal", &shown(receipt, "journal_seq"));
+    // The GKS 2.0 FDM's own reference, when one signed the event (docs/gks2.md §8). The QR
+    // code of the verification URL is printed as text for now.
+    if let Some(g) = receipt.get("gks2").filter(|g| g.is_object()) {
+        let r = &g["fdmRef"];
+        d.rule();
+        d.line("GKS 2.0 FDM");
+        d.pair("FDM ID", &shown(r, "fdmId"));
+        d.pair("FDM", &shown(r, "fdmDateTime"));
+        d.pair(
+            w.counters,
+            &format!(
+                "{} {}/{}",
+                shown(r, "eventLabel"),
+                shown(r, "eventCounter"),
+                shown(r, "totalCounter")
+            ),
+        );
+        d.pair(w.signature, &shown(g, "shortSignature"));
+        let url = shown(g, "verificationUrl");
+        if !url.is_empty() {
+            d.wrapped(&url);
+        }
+        for line in g["footer"].as_array().into_iter().flatten() {
+            if let Some(text) = line.as_str() {
+                d.wrapped(text);
+            }
+        }
+    }
     // The record's hash, with its journal number an anchor an inspector gives to
     // `fdmctl verify --anchor SEQ:HASH` (in groups of eight, so that it wraps between them).
     let digest = s(receipt, "signed_digest");

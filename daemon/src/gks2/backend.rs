@@ -1,0 +1,249 @@
+//! `[signer] backend = "gks2"` (docs/gks2.md §8): before fdmd journals a fiscal event, a GKS 2.0
+//! FDM signs it. The five resend keys of each request are reserved (and made durable) before the
+//! first attempt, so a retry after a timeout, a lost answer or a crash sends the same keys and
+//! the FDM answers its first event: never two FDM events for one order. The FDM's `SignResult`
+//! becomes the `gks2` member of the record body; the journal stays hash-chained and signed by
+//! fdmd's own key. The ticket is refused when the FDM's VAT differs from fdmd's.
+
+use super::client::{Client, ClientConfig, Gks2Error};
+use super::map::{PosContext, check_vat, map_order};
+use super::model::{Language, SignResult};
+use crate::config::Gks2SignerSection;
+use crate::fiscal::{FdmCode, Order, Sale};
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The GKS 2.0 FDM fdmd signs with.
+pub struct Backend {
+    client: Client,
+    section: Gks2SignerSection,
+    vat_no: String,
+    language: Language,
+    keys: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// Why an event got no FDM signature: the code of the error receipt and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// FDM result code of the error receipt.
+    pub code: FdmCode,
+    /// What the restaurant is told.
+    pub message: String,
+}
+
+impl Backend {
+    /// Opens the key reservations (`gks2-keys.sqlite` in `data_dir`) and reads the secret;
+    /// `language` is the tickets' (`[restaurant] language`: fr, nl, de, en).
+    pub fn open(
+        section: &Gks2SignerSection,
+        vat_no: &str,
+        language: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let secret = super::emulator::read_secret(&section.secret_file)?;
+        let conn = rusqlite::Connection::open(data_dir.join("gks2-keys.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS reservations (
+                register TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                terminal_id TEXT NOT NULL,
+                ticket_no INTEGER NOT NULL,
+                pos_date_time TEXT NOT NULL,
+                PRIMARY KEY (register, request_id),
+                UNIQUE (terminal_id, ticket_no)
+            );",
+        )?;
+        tracing::info!(
+            "signing fiscal events with the GKS 2.0 FDM {} at {} (and journal records with fdmd's own key)",
+            section.device_id,
+            section.address
+        );
+        Ok(Backend {
+            client: Client::new(ClientConfig {
+                addr: section.address,
+                device_id: section.device_id.clone(),
+                secret,
+                timeout: Duration::from_millis(section.timeout_ms),
+            }),
+            section: section.clone(),
+            vat_no: vat_no.to_owned(),
+            language: match language {
+                "nl" => Language::NL,
+                "de" => Language::DE,
+                "en" => Language::EN,
+                _ => Language::FR,
+            },
+            keys: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn terminal(&self, register: &str) -> String {
+        self.section
+            .terminal_ids
+            .get(register)
+            .cloned()
+            .unwrap_or_else(|| register.to_owned())
+    }
+
+    /// The ticket number and POS time of a request: the ones reserved at its first attempt, or
+    /// new ones (the terminal's next number, now), committed before the FDM is asked.
+    async fn reserve(&self, order: &Order) -> Result<(u64, String), Refusal> {
+        let keys = self.keys.clone();
+        let (register, request_id) = (order.register.clone(), order.request_id.clone());
+        let terminal = self.terminal(&order.register);
+        let now = chrono::Local::now()
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string();
+        let work = tokio::task::spawn_blocking(
+            move || -> Result<(u64, String), rusqlite::Error> {
+                let mut conn = keys.lock().unwrap_or_else(PoisonError::into_inner);
+                let tx = conn.transaction()?;
+                let found: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT ticket_no, pos_date_time FROM reservations WHERE register = ?1 AND request_id = ?2",
+                    params![register, request_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+                let (n, time) = match found {
+                    Some(f) => f,
+                    None => {
+                        let next: i64 = tx.query_row(
+                        "SELECT COALESCE(MAX(ticket_no), 0) + 1 FROM reservations WHERE terminal_id = ?1",
+                        params![terminal],
+                        |r| r.get(0),
+                    )?;
+                        tx.execute(
+                        "INSERT INTO reservations (register, request_id, terminal_id, ticket_no, pos_date_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![register, request_id, terminal, next, now],
+                    )?;
+                        (next, now)
+                    }
+                };
+                tx.commit()?;
+                Ok((u64::try_from(n).unwrap_or(0), time))
+            },
+        );
+        match work.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Refusal {
+                code: FdmCode::NotOperational,
+                message: format!("GKS 2.0: reserving the ticket number failed: {e}"),
+            }),
+            Err(e) => Err(Refusal {
+                code: FdmCode::NotOperational,
+                message: format!("GKS 2.0: {e}"),
+            }),
+        }
+    }
+
+    /// Has the FDM sign `order` (checked and completed) and answers the body member to journal.
+    pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
+        let (ticket, time) = self.reserve(order).await?;
+        let ctx = PosContext {
+            pos_id: self.section.pos_id.clone(),
+            pos_sw_version: concat!("fdmd-", env!("CARGO_PKG_VERSION")).into(),
+            vat_no: self.vat_no.clone(),
+            est_no: self.section.est_no.clone(),
+            terminal_id: self.terminal(&order.register),
+            device_id: order.register.clone(),
+            booking_period_id: self.section.booking_period_id.clone(),
+            booking_date: time.get(..10).unwrap_or_default().to_owned(),
+            language: self.language,
+            pos_fiscal_ticket_no: ticket,
+            pos_date_time: time,
+        };
+        let mapped = map_order(order, sale, &ctx).map_err(|e| Refusal {
+            code: FdmCode::InvalidData,
+            message: e.to_string(),
+        })?;
+        let body = Client::request_body(mapped.mutation, &mapped.data, mapped.training)
+            .map_err(|e| refusal(&e))?;
+        // One resend of the very same body after a timeout (the GKS 2.0 resend rule).
+        let result = match self.client.send(mapped.mutation, &body).await {
+            Err(Gks2Error::Timeout { .. }) => self.client.send(mapped.mutation, &body).await,
+            other => other,
+        }
+        .map_err(|e| refusal(&e))?;
+        if let Some(vat) = &result.vat_calc {
+            check_vat(sale, vat).map_err(|e| Refusal {
+                code: FdmCode::InvalidData,
+                message: format!("the GKS 2.0 FDM's VAT differs from fdmd's, no ticket: {e}"),
+            })?;
+        }
+        Ok(journal_member(&result))
+    }
+}
+
+fn refusal(e: &Gks2Error) -> Refusal {
+    let code = match e {
+        Gks2Error::GraphQl(_) | Gks2Error::TooLarge => FdmCode::InvalidData,
+        _ => FdmCode::NotOperational,
+    };
+    Refusal {
+        code,
+        message: format!("GKS 2.0 FDM: {e}"),
+    }
+}
+
+/// The `SignResult` as the journal stores it: fractional numbers (amounts) as decimal strings,
+/// since canonical journal JSON has integers only.
+pub fn journal_member(r: &SignResult) -> Value {
+    fn strings(v: Value) -> Value {
+        match v {
+            Value::Number(n) if !(n.is_i64() || n.is_u64()) => Value::String(n.to_string()),
+            Value::Array(a) => Value::Array(a.into_iter().map(strings).collect()),
+            Value::Object(m) => {
+                Value::Object(m.into_iter().map(|(k, v)| (k, strings(v))).collect())
+            }
+            other => other,
+        }
+    }
+    strings(serde_json::to_value(r).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_its_reserved_keys_across_attempts_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        let section = Gks2SignerSection {
+            device_id: "d".into(),
+            secret_file: secret,
+            pos_id: "P".into(),
+            ..Gks2SignerSection::default()
+        };
+        let order = |id: &str| {
+            let json = format!(
+                r#"{{"request_id": "{id}", "operator": "85073003328", "event_type": "normal",
+                    "lines": [{{"description": "Cola", "quantity": 1, "unit_price": "2.20", "vat": "A"}}]}}"#
+            );
+            Order::from_json("till-1", json.as_bytes()).unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = {
+            let b = Backend::open(&section, "BE0123456749", "nl", dir.path()).unwrap();
+            let first = rt.block_on(b.reserve(&order("a"))).unwrap();
+            assert_eq!(first.0, 1);
+            assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
+            assert_eq!(rt.block_on(b.reserve(&order("b"))).unwrap().0, 2);
+            first
+        };
+        let b = Backend::open(&section, "BE0123456749", "nl", dir.path()).unwrap();
+        assert_eq!(rt.block_on(b.reserve(&order("a"))).unwrap(), first);
+        assert_eq!(rt.block_on(b.reserve(&order("c"))).unwrap().0, 3);
+    }
+}

@@ -1,0 +1,356 @@
+//! The GKS 2.0 FDM emulator's HTTP side (`[gks2_fdm]`, off by default; ADR 0005): one listener
+//! serving `POST /{device_id}/graphql` with the FDM digest, bounded bodies and GraphQL, answering
+//! from [`super::fdm::Fdm`]. **Not certified, for development and tests.**
+
+use super::auth;
+use super::fdm::{FDM_SW_VERSION, Fdm, FdmSettings, NOT_CERTIFIED};
+use super::graphql::{self, OperationKind};
+use super::model::{Message, Mutation};
+use crate::config::Gks2FdmSection;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Time a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Time to read a body and sign.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Shared {
+    fdm: Mutex<Fdm>,
+    section: Gks2FdmSection,
+    secret: String,
+}
+
+/// The running emulator.
+pub struct Emulator {
+    local_addr: SocketAddr,
+    public_key: Vec<u8>,
+}
+
+impl Emulator {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Its Ed25519 public key.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+}
+
+/// Reads the shared secret (file, trimmed; never logged).
+pub fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("gks2_fdm.secret_file {}: {e}", path.display()))?;
+    let secret = text.trim().to_owned();
+    if secret.is_empty() || secret.len() > 1024 {
+        anyhow::bail!(
+            "gks2_fdm.secret_file {}: the secret must be 1–1024 bytes",
+            path.display()
+        );
+    }
+    Ok(secret)
+}
+
+/// Opens the emulator's store and key in `data_dir`, binds the listener and serves until
+/// `shutdown` is cancelled.
+pub async fn start(
+    section: &Gks2FdmSection,
+    data_dir: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Emulator> {
+    let secret = read_secret(&section.secret_file)?;
+    let settings = FdmSettings {
+        fdm_id: section.fdm_id.clone(),
+        device_id: section.device_id.clone(),
+        buffer_capacity: section.buffer_capacity,
+        clock_tolerance_s: section.clock_tolerance_s,
+    };
+    let fdm = Fdm::open(data_dir, settings)?;
+    let public_key = fdm.public_key();
+    let listener = TcpListener::bind(section.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("gks2_fdm: cannot listen on {}: {e}", section.listen))?;
+    let local_addr = listener.local_addr()?;
+    tracing::warn!(
+        "{NOT_CERTIFIED}: serving POST /{}/graphql on {local_addr} (FDM id {}, public key {})",
+        section.device_id,
+        section.fdm_id,
+        hex::encode(&public_key)
+    );
+    let shared = Arc::new(Shared {
+        fdm: Mutex::new(fdm),
+        section: section.clone(),
+        secret,
+    });
+    tokio::spawn(accept_loop(shared, listener, shutdown));
+    Ok(Emulator {
+        local_addr,
+        public_key,
+    })
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(shared.section.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("gks2_fdm accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Over the limit the connection is closed at once.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Err(e)) => tracing::debug!("gks2_fdm connection from {peer}: {e}"),
+                Err(_) => tracing::debug!("gks2_fdm connection from {peer}: lifetime over"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn errors(status: StatusCode, messages: &[Message]) -> Response<Full<Bytes>> {
+    respond(status, &json!({"data": null, "errors": messages}))
+}
+
+fn error(status: StatusCode, category: &str, code: &str, text: &str) -> Response<Full<Bytes>> {
+    errors(status, &[Message::new(category, code, text, true)])
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, handle_inner(shared, req)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST",
+            "REQUEST_TIMEOUT",
+            "the request took too long",
+        ),
+    }
+}
+
+async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = format!("/{}/graphql", shared.section.device_id);
+    if req.uri().path() != path {
+        return error(
+            StatusCode::NOT_FOUND,
+            "REQUEST",
+            "NOT_FOUND",
+            "no such device on this FDM",
+        );
+    }
+    if req.method() != Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "REQUEST",
+            "METHOD_NOT_ALLOWED",
+            "only POST",
+        );
+    }
+    let max = shared.section.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max);
+    }
+    let header_text = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let date = header_text(header::DATE);
+    let authorization = header_text(header::AUTHORIZATION);
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large(max);
+        }
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "REQUEST",
+                "BAD_REQUEST",
+                "the body could not be read",
+            );
+        }
+    };
+    if let Err(e) = auth::check(
+        "POST",
+        date.as_deref(),
+        authorization.as_deref(),
+        &shared.secret,
+        &body,
+        chrono::Utc::now(),
+        shared.section.max_date_skew_s,
+    ) {
+        let code = match e {
+            auth::AuthError::Stale(_) | auth::AuthError::BadDate => "DATE_OUT_OF_RANGE",
+            _ => "AUTHENTICATION_FAILED",
+        };
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "AUTHENTICATION",
+            code,
+            &e.to_string(),
+        );
+    }
+    graphql_request(shared, &body).await
+}
+
+fn too_large(max: usize) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "REQUEST",
+        "PAYLOAD_TOO_LARGE",
+        &format!("the body is larger than {max} bytes"),
+    )
+}
+
+fn gql_error(code: &str, text: &str) -> Response<Full<Bytes>> {
+    error(StatusCode::OK, "GRAPHQL", code, text)
+}
+
+async fn graphql_request(shared: Arc<Shared>, body: &[u8]) -> Response<Full<Bytes>> {
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "GRAPHQL",
+                "GRAPHQL_PARSE_FAILED",
+                &format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let Some(query) = request.get("query").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "GRAPHQL",
+            "GRAPHQL_PARSE_FAILED",
+            "the body has no query",
+        );
+    };
+    let empty = Map::new();
+    let variables = match request.get("variables") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return gql_error("BAD_USER_INPUT", "variables must be an object"),
+    };
+    let op = match graphql::parse(query, variables) {
+        Ok(op) => op,
+        Err(e) => return gql_error(e.code(), &e.to_string()),
+    };
+    match (op.kind, op.field.as_str()) {
+        (OperationKind::Query, "device") => {
+            let public_key = {
+                let fdm = shared.fdm.lock().unwrap_or_else(PoisonError::into_inner);
+                auth::base64_encode(&fdm.public_key())
+            };
+            let device = json!({
+                "id": shared.section.device_id,
+                "fdmId": shared.section.fdm_id,
+                "fdmSwVersion": FDM_SW_VERSION,
+                "publicKey": public_key,
+                "certified": false,
+            });
+            let value = match &op.selection {
+                Some(s) => graphql::project(&device, s),
+                None => return gql_error("BAD_USER_INPUT", "device needs a selection"),
+            };
+            respond(StatusCode::OK, &json!({"data": {op.key: value}}))
+        }
+        (OperationKind::Mutation, field) => {
+            let Some(mutation) = Mutation::from_field(field) else {
+                return gql_error(
+                    "GRAPHQL_VALIDATION_FAILED",
+                    &format!("Cannot query field {field:?} on type \"Mutation\""),
+                );
+            };
+            let Some(data) = op.arguments.get("data").filter(|d| d.is_object()).cloned() else {
+                return gql_error("BAD_USER_INPUT", "argument data must be an input object");
+            };
+            let training = match op.arguments.get("isTraining") {
+                Some(Value::Bool(b)) => *b,
+                None | Some(Value::Null) => false,
+                Some(_) => return gql_error("BAD_USER_INPUT", "isTraining must be a Boolean"),
+            };
+            let Some(selection) = op.selection.clone() else {
+                return gql_error("BAD_USER_INPUT", "SignResult needs a selection");
+            };
+            // Signed on a task of its own: a client that goes away does not stop the event
+            // from being stored (a resend then finds it).
+            let work = tokio::task::spawn_blocking(move || {
+                let mut fdm = shared.fdm.lock().unwrap_or_else(PoisonError::into_inner);
+                fdm.sign(mutation, &data, training, chrono::Local::now())
+            });
+            match work.await {
+                Ok(Ok(result)) => match serde_json::to_value(&result) {
+                    Ok(v) => respond(
+                        StatusCode::OK,
+                        &json!({"data": {op.key: graphql::project(&v, &selection)}}),
+                    ),
+                    Err(e) => gql_error("INTERNAL", &e.to_string()),
+                },
+                Ok(Err(messages)) => errors(StatusCode::OK, &messages),
+                Err(e) => gql_error("INTERNAL", &format!("signing task failed: {e}")),
+            }
+        }
+        (_, field) => gql_error(
+            "GRAPHQL_VALIDATION_FAILED",
+            &format!("Cannot query field {field:?}"),
+        ),
+    }
+}

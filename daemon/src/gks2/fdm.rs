@@ -1,0 +1,626 @@
+//! The emulated FDM itself, without HTTP: validates an input, recognises a resend by its five
+//! keys, counts, computes `vatCalc`, signs and stores (docs/gks2.md §7, ADR 0005). Not certified:
+//! for development and tests.
+
+use super::model::{
+    BaseInput, CostCenterChangeInput, EventLabel, FdmRef, Message, Mutation, OtherInput,
+    ProFormaInput, Product, SaleInput, SignResult, Transaction, TransactionLineType, VatCalc,
+    VatLabel,
+};
+use crate::fiscal::money::round_cents;
+use crate::fiscal::vat::breakdown;
+use crate::signer::{Signer, SoftwareSigner};
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime};
+use rusqlite::{OptionalExtension, params};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What every answer and the start-up log say.
+pub const NOT_CERTIFIED: &str = "fdmd GKS 2.0 emulator: not certified, for development and tests";
+/// The software version the emulator reports.
+pub const FDM_SW_VERSION: &str = concat!("fdmd-gks2-emulator-", env!("CARGO_PKG_VERSION"));
+/// First line of the signed text (docs/gks2.md §7).
+pub const SIGNED_TEXT_TAG: &str = "fdmd-gks2-emulator-v1";
+/// Most transaction lines in one event.
+pub const MAX_LINES: usize = 2_000;
+/// Longest text field (the public clients' documented limit).
+pub const MAX_TEXT: usize = 600;
+
+/// The emulator's settings.
+#[derive(Debug, Clone)]
+pub struct FdmSettings {
+    /// The FDM's id (`fdmRef.fdmId`).
+    pub fdm_id: String,
+    /// The device id of the path.
+    pub device_id: String,
+    /// Events the buffer holds before it is full.
+    pub buffer_capacity: u64,
+    /// `posDateTime` further than this from the FDM's clock gets a warning.
+    pub clock_tolerance_s: i64,
+}
+
+/// Why the emulator could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum FdmOpenError {
+    /// The store.
+    #[error("GKS 2.0 emulator store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// The key.
+    #[error("GKS 2.0 emulator key: {0}")]
+    Key(String),
+}
+
+/// The emulated FDM.
+pub struct Fdm {
+    conn: rusqlite::Connection,
+    signer: SoftwareSigner,
+    settings: FdmSettings,
+    counters: HashMap<EventLabel, u64>,
+    total: u64,
+    stored: u64,
+}
+
+/// A GraphQL error (category, code, message).
+pub type Refusal = Message;
+
+fn refusal(code: &str, message: impl Into<String>) -> Refusal {
+    Message::new("VALIDATION", code, message, true)
+}
+
+impl Fdm {
+    /// Opens (or creates) `gks2-fdm.sqlite` and `gks2-fdm.key` in `dir`.
+    pub fn open(dir: &Path, settings: FdmSettings) -> Result<Fdm, FdmOpenError> {
+        let signer = SoftwareSigner::open_or_create(&dir.join("gks2-fdm.key"))
+            .map_err(|e| FdmOpenError::Key(e.to_string()))?;
+        let conn = rusqlite::Connection::open(dir.join("gks2-fdm.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS events (
+                total_counter INTEGER PRIMARY KEY,
+                label TEXT NOT NULL,
+                event_counter INTEGER NOT NULL,
+                pos_id TEXT NOT NULL,
+                pos_date_time TEXT NOT NULL,
+                terminal_id TEXT NOT NULL,
+                pos_fiscal_ticket_no INTEGER NOT NULL,
+                result TEXT NOT NULL,
+                UNIQUE (pos_id, pos_date_time, terminal_id, label, pos_fiscal_ticket_no)
+            );",
+        )?;
+        let mut counters = HashMap::new();
+        {
+            let mut stmt =
+                conn.prepare("SELECT label, MAX(event_counter) FROM events GROUP BY label")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (label, n) = row?;
+                if let Ok(label) = serde_json::from_value::<EventLabel>(Value::String(label)) {
+                    counters.insert(label, u64::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        let (total, stored): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(MAX(total_counter), 0), COUNT(*) FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Fdm {
+            conn,
+            signer,
+            settings,
+            counters,
+            total: u64::try_from(total).unwrap_or(0),
+            stored: u64::try_from(stored).unwrap_or(0),
+        })
+    }
+
+    /// The Ed25519 public key that verifies `digitalSignature`.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.signer
+            .identity()
+            .map(|i| i.public_key)
+            .unwrap_or_default()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &FdmSettings {
+        &self.settings
+    }
+
+    /// Signs one event (or answers the stored result of a resend).
+    pub fn sign(
+        &mut self,
+        mutation: Mutation,
+        data: &Value,
+        training: bool,
+        now: DateTime<Local>,
+    ) -> Result<SignResult, Vec<Refusal>> {
+        check_texts(data, 0).map_err(|e| vec![e])?;
+        let (base, vat_calc) = typed(mutation, data).map_err(|e| vec![e])?;
+        let pos_time = parse_pos_time(&base.pos_date_time).ok_or_else(|| {
+            vec![refusal(
+                "BAD_USER_INPUT",
+                "posDateTime is not an ISO 8601 date and time",
+            )]
+        })?;
+        let label = mutation.label(training);
+        let key_time = pos_time.key;
+        if let Some(stored) = self.lookup(&base, &key_time, label).map_err(store_error)? {
+            return Ok(stored);
+        }
+        let used = self.buffer_used();
+        if self.stored >= self.settings.buffer_capacity {
+            return Err(vec![Message::new(
+                "FDM",
+                "BUFFER_FULL",
+                "the FDM's buffer is full; events cannot be signed until it is sent",
+                true,
+            )]);
+        }
+        let mut warnings = Vec::new();
+        if used >= Decimal::from(90) {
+            warnings.push(Message::new(
+                "FDM",
+                "BUFFER_NEARLY_FULL",
+                format!("the FDM's buffer is {used} % full"),
+                true,
+            ));
+        }
+        if let Some(at) = pos_time.instant {
+            let diff = (at.with_timezone(&Local) - now).num_seconds();
+            if diff.abs() > self.settings.clock_tolerance_s {
+                warnings.push(Message::new(
+                    "FDM",
+                    "CLOCK_DIFFERENCE",
+                    format!("posDateTime is {diff} s away from the FDM's clock"),
+                    true,
+                ));
+            }
+        }
+        let event_counter = self.counters.get(&label).copied().unwrap_or(0) + 1;
+        let total_counter = self.total + 1;
+        let fdm_ref = FdmRef {
+            fdm_id: self.settings.fdm_id.clone(),
+            fdm_date_time: now.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            event_label: label,
+            event_counter,
+            total_counter,
+        };
+        let receipt = mutation.is_vat_receipt() && !training;
+        let mut result = SignResult {
+            pos_id: base.pos_id.clone(),
+            pos_fiscal_ticket_no: base.pos_fiscal_ticket_no,
+            pos_date_time: base.pos_date_time.clone(),
+            terminal_id: base.terminal_id.clone(),
+            device_id: base.device_id.clone(),
+            event_operation: mutation.operation(),
+            fdm_ref,
+            fdm_sw_version: FDM_SW_VERSION.into(),
+            digital_signature: String::new(),
+            short_signature: None,
+            verification_url: None,
+            vat_calc,
+            buffer_capacity_used: used,
+            warnings,
+            informations: vec![Message::new("INFO", "NOT_CERTIFIED", NOT_CERTIFIED, true)],
+            footer: vec![NOT_CERTIFIED.into()],
+        };
+        let text = signed_text(&self.settings.device_id, &result, training, data);
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let id = self.signer.identity().map_err(|e| vec![sign_error(e)])?.id;
+        let signature = self
+            .signer
+            .sign(&id, &digest)
+            .map_err(|e| vec![sign_error(e)])?;
+        result.digital_signature = super::auth::base64_encode(&signature);
+        if receipt {
+            let short = hex::encode_upper(&Sha256::digest(&signature)[..4]);
+            result.verification_url = Some(format!(
+                "https://gks2-emulator.fdmd.invalid/verify?fdm={}&tc={}&ss={}",
+                self.settings.fdm_id, total_counter, short
+            ));
+            result.short_signature = Some(short);
+        }
+        let json = serde_json::to_string(&result)
+            .map_err(|e| vec![Message::new("FDM", "INTERNAL", e.to_string(), false)])?;
+        self.conn
+            .execute(
+                "INSERT INTO events (total_counter, label, event_counter, pos_id, pos_date_time,
+                 terminal_id, pos_fiscal_ticket_no, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    i64::try_from(total_counter).unwrap_or(i64::MAX),
+                    label.as_str(),
+                    i64::try_from(event_counter).unwrap_or(i64::MAX),
+                    base.pos_id,
+                    key_time,
+                    base.terminal_id,
+                    i64::try_from(base.pos_fiscal_ticket_no).unwrap_or(i64::MAX),
+                    json
+                ],
+            )
+            .map_err(store_error)?;
+        // Counted only once the event is stored.
+        self.counters.insert(label, event_counter);
+        self.total = total_counter;
+        self.stored += 1;
+        Ok(result)
+    }
+
+    fn buffer_used(&self) -> Decimal {
+        if self.settings.buffer_capacity == 0 {
+            return Decimal::ONE_HUNDRED;
+        }
+        round_cents(
+            Decimal::from(self.stored) * Decimal::ONE_HUNDRED
+                / Decimal::from(self.settings.buffer_capacity),
+        )
+    }
+
+    fn lookup(
+        &self,
+        base: &BaseInput,
+        key_time: &str,
+        label: EventLabel,
+    ) -> Result<Option<SignResult>, rusqlite::Error> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT result FROM events WHERE pos_id = ?1 AND pos_date_time = ?2
+                 AND terminal_id = ?3 AND label = ?4 AND pos_fiscal_ticket_no = ?5",
+                params![
+                    base.pos_id,
+                    key_time,
+                    base.terminal_id,
+                    label.as_str(),
+                    i64::try_from(base.pos_fiscal_ticket_no).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
+
+fn store_error(e: rusqlite::Error) -> Vec<Refusal> {
+    vec![Message::new(
+        "FDM",
+        "STORAGE",
+        format!("the FDM could not store the event: {e}"),
+        true,
+    )]
+}
+
+fn sign_error(e: impl std::fmt::Display) -> Refusal {
+    Message::new("FDM", "SIGNATURE", format!("signing failed: {e}"), true)
+}
+
+struct PosTime {
+    /// The resend key: the instant normalised (or the local time as sent, without an offset).
+    key: String,
+    /// The instant, when the text has an offset.
+    instant: Option<DateTime<FixedOffset>>,
+}
+
+fn parse_pos_time(text: &str) -> Option<PosTime> {
+    if text.len() > 40 {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(PosTime {
+            key: t
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            instant: Some(t),
+        });
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(text, format) {
+            let instant = n
+                .and_local_timezone(Local)
+                .single()
+                .map(|t| t.fixed_offset());
+            return Some(PosTime {
+                key: n.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+                instant,
+            });
+        }
+    }
+    None
+}
+
+/// Refuses text fields over [`MAX_TEXT`] characters and nesting beyond 32 levels.
+fn check_texts(v: &Value, depth: usize) -> Result<(), Refusal> {
+    if depth > 32 {
+        return Err(refusal("BAD_USER_INPUT", "input nested too deeply"));
+    }
+    match v {
+        Value::String(s) if s.chars().count() > MAX_TEXT => Err(refusal(
+            "BAD_USER_INPUT",
+            format!("a text field is longer than {MAX_TEXT} characters"),
+        )),
+        Value::Array(items) => items.iter().try_for_each(|i| check_texts(i, depth + 1)),
+        Value::Object(map) => map.values().try_for_each(|i| check_texts(i, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(mutation: Mutation, data: &Value) -> Result<T, Refusal> {
+    serde_path_to_error::deserialize(data).map_err(|e| {
+        refusal(
+            "BAD_USER_INPUT",
+            format!(
+                "{} at data.{}: {}",
+                mutation.input_type(),
+                e.path(),
+                e.inner()
+            ),
+        )
+    })
+}
+
+/// The typed input's common fields and, for inputs with lines, the VAT the FDM computes.
+fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatCalc>>), Refusal> {
+    match mutation {
+        Mutation::Sale => {
+            let s: SaleInput = read(mutation, data)?;
+            let vat = match &s.transaction {
+                Some(t) => Some(vat_calc(&[t])?),
+                None => Some(Vec::new()),
+            };
+            Ok((s.base, vat))
+        }
+        Mutation::Order | Mutation::PreBill => {
+            let p: ProFormaInput = read(mutation, data)?;
+            if mutation == Mutation::Order && p.cost_center.is_none() {
+                return Err(refusal(
+                    "BAD_USER_INPUT",
+                    "OrderInput at data.costCenter: required",
+                ));
+            }
+            let vat = vat_calc(&[&p.transaction])?;
+            Ok((p.base, Some(vat)))
+        }
+        Mutation::CostCenterChange => {
+            let c: CostCenterChangeInput = read(mutation, data)?;
+            let from: Vec<&Transaction> = c.transfer.from.iter().map(|i| &i.transaction).collect();
+            let to: Vec<&Transaction> = c.transfer.to.iter().map(|i| &i.transaction).collect();
+            let (a, b) = (vat_calc(&from)?, vat_calc(&to)?);
+            if a != b {
+                return Err(refusal(
+                    "TRANSFER_MISMATCH",
+                    "a cost-centre change must move the same amounts per VAT label",
+                ));
+            }
+            Ok((c.base, None))
+        }
+        _ => {
+            let o: OtherInput = read(mutation, data)?;
+            Ok((o.base, None))
+        }
+    }
+}
+
+/// The amount of one product per VAT label: quantity × part price, rounded to the cent, plus the
+/// part's price changes.
+fn product_amounts(p: &Product, out: &mut Vec<(VatLabel, Decimal)>) -> Result<Decimal, Refusal> {
+    if p.quantity.is_sign_negative() && !p.quantity.is_zero() && p.neg_quantity_reason.is_none() {
+        return Err(refusal(
+            "NEG_QUANTITY_REASON_MISSING",
+            format!(
+                "product {:?} has a negative quantity without negQuantityReason",
+                p.product_id
+            ),
+        ));
+    }
+    let mut sum = Decimal::ZERO;
+    for v in &p.vats {
+        let mut amount = round_cents(p.quantity * v.price);
+        for c in &v.price_changes {
+            amount += c.amount;
+        }
+        out.push((v.label, amount));
+        sum += amount;
+    }
+    Ok(sum)
+}
+
+/// `vatCalc` of transactions: the lines checked against their totals, then fdmd's own VAT
+/// breakdown (once per label, half-up to the cent).
+pub fn vat_calc(transactions: &[&Transaction]) -> Result<Vec<VatCalc>, Refusal> {
+    let mut parts = Vec::new();
+    let mut lines = 0usize;
+    for t in transactions {
+        let mut total = Decimal::ZERO;
+        for (i, line) in t.transaction_lines.iter().enumerate() {
+            lines += 1;
+            if lines > MAX_LINES {
+                return Err(refusal("BAD_USER_INPUT", "too many transaction lines"));
+            }
+            let computed = match line.line_type {
+                TransactionLineType::SINGLE_PRODUCT => {
+                    product_amounts(&line.main_product, &mut parts)?
+                }
+                TransactionLineType::COMPOSITE_PRODUCT => {
+                    if !line.main_product.vats.is_empty() {
+                        return Err(refusal(
+                            "BAD_USER_INPUT",
+                            format!("line {i}: the main product of a composite line has no vats"),
+                        ));
+                    }
+                    product_amounts(&line.main_product, &mut parts)?;
+                    let mut sum = Decimal::ZERO;
+                    for sub in line.sub_products.iter().flatten() {
+                        sum += product_amounts(sub, &mut parts)?;
+                    }
+                    sum
+                }
+            };
+            if computed != line.line_total {
+                return Err(refusal(
+                    "LINE_TOTAL_MISMATCH",
+                    format!(
+                        "line {i}: lineTotal {} but the products amount to {computed}",
+                        line.line_total
+                    ),
+                ));
+            }
+            total += computed;
+        }
+        if total != t.transaction_total {
+            return Err(refusal(
+                "TRANSACTION_TOTAL_MISMATCH",
+                format!(
+                    "transactionTotal {} but the lines amount to {total}",
+                    t.transaction_total
+                ),
+            ));
+        }
+    }
+    let to_label = |l: crate::fiscal::vat::VatLetter| match l {
+        crate::fiscal::vat::VatLetter::A => VatLabel::A,
+        crate::fiscal::vat::VatLetter::B => VatLabel::B,
+        crate::fiscal::vat::VatLetter::C => VatLabel::C,
+        crate::fiscal::vat::VatLetter::D => VatLabel::D,
+        crate::fiscal::vat::VatLetter::X => VatLabel::X,
+    };
+    Ok(breakdown(
+        parts
+            .into_iter()
+            .map(|(label, amount)| (label.letter(), amount)),
+    )
+    .into_iter()
+    .map(|v| VatCalc {
+        label: to_label(v.letter),
+        rate: v.letter.percent(),
+        taxable_amount: v.base,
+        vat_amount: v.vat,
+        total_amount: v.total,
+        out_of_scope: v.letter == crate::fiscal::vat::VatLetter::X,
+    })
+    .collect())
+}
+
+/// JSON with object keys sorted at every level, no spaces: the form the signed text hashes.
+pub fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .into_iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Value::String(k.clone()),
+                        canonical_json(&map[k.as_str()])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The text whose SHA-256 the emulator signs (docs/gks2.md §7), from an answer and the `data`
+/// that was sent.
+pub fn signed_text(device_id: &str, r: &SignResult, training: bool, data: &Value) -> String {
+    let data_hash = hex::encode(Sha256::digest(canonical_json(data).as_bytes()));
+    let vat = serde_json::to_value(&r.vat_calc).unwrap_or(Value::Null);
+    [
+        SIGNED_TEXT_TAG.to_owned(),
+        device_id.to_owned(),
+        r.fdm_ref.fdm_id.clone(),
+        r.event_operation.as_str().to_owned(),
+        r.fdm_ref.event_label.as_str().to_owned(),
+        r.fdm_ref.event_counter.to_string(),
+        r.fdm_ref.total_counter.to_string(),
+        r.fdm_ref.fdm_date_time.clone(),
+        r.pos_id.clone(),
+        r.terminal_id.clone(),
+        r.pos_date_time.clone(),
+        r.pos_fiscal_ticket_no.to_string(),
+        training.to_string(),
+        data_hash,
+        canonical_json(&vat),
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn settings() -> FdmSettings {
+        FdmSettings {
+            fdm_id: "FDMTEST0001".into(),
+            device_id: "dev".into(),
+            buffer_capacity: 10,
+            clock_tolerance_s: 300,
+        }
+    }
+
+    fn work_in(ticket: u64) -> Value {
+        json!({
+            "language": "FR", "vatNo": "BE0123456749", "estNo": "2000000042", "posId": "CPOS1",
+            "posFiscalTicketNo": ticket, "posDateTime": "2026-12-06T21:00:00+01:00",
+            "posSwVersion": "1", "terminalId": "T1", "deviceId": "D1",
+            "bookingPeriodId": "b", "bookingDate": "2026-12-06", "ticketMedium": "PAPER",
+            "employeeId": "85073003328"
+        })
+    }
+
+    #[test]
+    fn counters_and_resends_survive_a_restart_and_the_buffer_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local::now();
+        let first = {
+            let mut fdm = Fdm::open(dir.path(), settings()).unwrap();
+            let r = fdm.sign(Mutation::WorkIn, &work_in(1), false, now).unwrap();
+            assert!(r.clock_difference(), "posDateTime is far from now");
+            r
+        };
+        let mut fdm = Fdm::open(dir.path(), settings()).unwrap();
+        // The same five keys after a restart: the stored answer, not a new event.
+        assert_eq!(
+            fdm.sign(Mutation::WorkIn, &work_in(1), false, now).unwrap(),
+            first
+        );
+        // The same keys with another time spelling of the same instant are the same event.
+        let mut utc = work_in(1);
+        utc["posDateTime"] = json!("2026-12-06T20:00:00Z");
+        assert_eq!(fdm.sign(Mutation::WorkIn, &utc, false, now).unwrap(), first);
+        let second = fdm
+            .sign(Mutation::WorkOut, &work_in(2), false, now)
+            .unwrap();
+        assert_eq!(
+            (second.fdm_ref.event_counter, second.fdm_ref.total_counter),
+            (2, 2)
+        );
+        for t in 3..=9 {
+            fdm.sign(Mutation::WorkIn, &work_in(t), false, now).unwrap();
+        }
+        let r = fdm
+            .sign(Mutation::WorkIn, &work_in(10), false, now)
+            .unwrap();
+        assert!(r.buffer_nearly_full(), "{:?}", r.warnings);
+        let e = fdm
+            .sign(Mutation::WorkIn, &work_in(11), false, now)
+            .unwrap_err();
+        assert_eq!(e[0].extensions.code, "BUFFER_FULL");
+    }
+}

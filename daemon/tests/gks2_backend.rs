@@ -1,0 +1,148 @@
+//! `[signer] backend = "gks2"` end to end (issue 18, first stage): a register's order over HTTP →
+//! fdmd (backend gks2) → a second fdmd serving the GKS 2.0 emulator → the receipt carries the
+//! FDM's answer. A resend is answered from the journal without a second FDM event; with the FDM
+//! down there is an error receipt and no record.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+use support::{Daemon, order};
+
+const DEVICE: &str = "emu-device-9";
+const SECRET: &str = "another-test-secret";
+
+fn emulator(secret_file: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
+    let d = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00009\"\nsecret_file = \"{}\"\n",
+        secret_file.display()
+    ));
+    let log = d.log();
+    let addr = log
+        .split("/graphql on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
+        .parse()
+        .unwrap();
+    (d, addr)
+}
+
+#[test]
+fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let (mut fdm, addr) = emulator(&secret_file);
+    let pos = Daemon::start_dev_with_config(&format!(
+        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n",
+        secret_file.display()
+    ));
+    let token = pos.dev_register_token();
+    let post = |id: &str, lines: &[(&str, i64, &str, &str)]| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(order(id, lines)),
+        )
+    };
+
+    let (code, first) = post("g-1", &[("Cola", 2, "2.20", "A"), ("Soep", 1, "6.50", "C")]);
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let g = &first["gks2"];
+    assert_eq!(g["fdmRef"]["fdmId"], "FDMEMU00009", "{first}");
+    assert_eq!(g["fdmRef"]["eventLabel"], "N");
+    assert_eq!(g["fdmRef"]["eventCounter"], 1);
+    assert_eq!(g["fdmRef"]["totalCounter"], 1);
+    assert_eq!(g["posFiscalTicketNo"], 1);
+    assert_eq!(g["terminalId"], "dev-register");
+    assert_eq!(g["shortSignature"].as_str().unwrap().len(), 8);
+    assert!(g["verificationUrl"].as_str().unwrap().contains(".invalid/"));
+    // The FDM's VAT (amounts as decimal strings in the record) is fdmd's VAT.
+    let ours: Vec<(String, String)> = first["vat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["rate"].as_str().unwrap().into(),
+                v["vat"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+                    .normalize()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let theirs: Vec<(String, String)> = g["vatCalc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["label"].as_str().unwrap().into(),
+                v["vatAmount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    // The printed ticket carries the FDM's reference, signature and verification URL.
+    let text = first["text"].as_str().unwrap();
+    for shown in [
+        "GKS 2.0 FDM",
+        "FDMEMU00009",
+        "N 1/1",
+        g["shortSignature"].as_str().unwrap(),
+        "not certified",
+    ] {
+        assert!(text.contains(shown), "{shown} not in\n{text}");
+    }
+
+    // A resend: the stored receipt, the same FDM answer, no second FDM event.
+    let (code, again) = post("g-1", &[("Cola", 2, "2.20", "A"), ("Soep", 1, "6.50", "C")]);
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], first["gks2"]);
+    let (code, second) = post("g-2", &[("Water", 1, "2.00", "A")]);
+    assert_eq!(code, StatusCode::CREATED, "{second}");
+    assert_eq!(second["gks2"]["fdmRef"]["totalCounter"], 2);
+    assert_eq!(second["gks2"]["posFiscalTicketNo"], 2);
+
+    // The FDM goes down: an error receipt, and no record for that request.
+    assert!(fdm.stop().success());
+    let (code, refused) = post("g-3", &[("Water", 1, "2.00", "A")]);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("down"),
+        "{refused}"
+    );
+    let (code, stored) = pos.request(
+        Method::GET,
+        "/v1/receipts/dev-register/g-3",
+        Some(&token),
+        None,
+    );
+    assert_ne!(code, StatusCode::OK, "{stored}");
+    let _: Value = stored;
+
+    // The journal, with the FDM's answers in its records, still verifies with fdmd's own key.
+    use fdmd::signer::Signer;
+    let key = fdmd::signer::SoftwareSigner::open_or_create(&pos.data_dir().join("dev-signer.key"))
+        .unwrap()
+        .identity()
+        .unwrap()
+        .public_key;
+    let conn =
+        fdmd::journal::query::open_read_only(&pos.data_dir().join("journal.sqlite")).unwrap();
+    let summary = fdmd::journal::export::verify_database(&conn, vec![key]).unwrap();
+    assert_eq!(
+        summary.fiscal_events, 2,
+        "g-1 and g-2, not g-3: {summary:?}"
+    );
+}

@@ -1,0 +1,784 @@
+//! The GKS 2.0 FDM emulator (`[gks2_fdm]`, issue 18) through its public interface: a real
+//! `fdmd --dev` serving it on a free loopback port, driven by fdmd's own GKS 2.0 client.
+//! The scenario uses the official scenario names the public clients use (docs/gks2.md); every
+//! answer is checked: counters, signature (with the emulator's public key), vatCalc against
+//! fdmd's own ticket computation. Resends, authentication and bounds are checked too.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use fdmd::gks2::auth;
+use fdmd::gks2::client::{Client, ClientConfig, Gks2Error};
+use fdmd::gks2::fdm::signed_text;
+use fdmd::gks2::model::{EventLabel, Mutation, SignResult};
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::time::Duration;
+use support::{Daemon, free_port};
+
+const DEVICE: &str = "emu-device-1";
+const SECRET: &str = "s3cret-of-the-test";
+const MAX_BODY: usize = 8 * 1024;
+
+struct Emu {
+    daemon: Daemon,
+    addr: std::net::SocketAddr,
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    _secret_dir: tempfile::TempDir,
+}
+
+fn start() -> Emu {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("gks2.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    // Port 0: the emulator binds a free port itself and logs it (no race with other tests).
+    let daemon = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00042\"\nsecret_file = \"{}\"\nmax_body_bytes = {MAX_BODY}\n",
+        secret_file.display()
+    ));
+    let log = daemon.log();
+    assert!(
+        log.contains("not certified, for development and tests"),
+        "{log}"
+    );
+    let addr: std::net::SocketAddr = log
+        .split("/graphql on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
+        .parse()
+        .unwrap();
+    let client = Client::new(ClientConfig {
+        addr,
+        device_id: DEVICE.into(),
+        secret: SECRET.into(),
+        timeout: Duration::from_secs(10),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    Emu {
+        daemon,
+        addr,
+        client,
+        rt,
+        _secret_dir: secret_dir,
+    }
+}
+
+fn base(ticket: u64, time: &str) -> Value {
+    json!({
+        "language": "NL", "vatNo": "BE0123456749", "estNo": "2000000042",
+        "posId": "CFDMD0000001", "posFiscalTicketNo": ticket, "posDateTime": time,
+        "posSwVersion": "fdmd-test", "terminalId": "TER-1-BAR", "deviceId": "till-1",
+        "bookingPeriodId": "7f2c1a52-3c1e-4a55-9c59-2d0f6f0c0001", "bookingDate": "2026-12-06",
+        "ticketMedium": "PAPER", "employeeId": "85073003328"
+    })
+}
+
+fn now_text() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// A single-product line: (name, quantity, unit price, VAT label, negative reason).
+fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> Value {
+    let p: rust_decimal::Decimal = price.parse().unwrap();
+    let total = p * rust_decimal::Decimal::from(qty);
+    let price_num: Value = serde_json::from_str(&p.to_string()).unwrap();
+    let total_num: Value = serde_json::from_str(&total.normalize().to_string()).unwrap();
+    let mut product = json!({
+        "productId": name, "productName": name, "departmentId": "1", "departmentName": "Drinks",
+        "quantity": qty, "quantityType": "PIECE", "unitPrice": price_num,
+        "vats": [{"label": vat, "price": price_num, "priceChanges": []}]
+    });
+    if let Some(r) = reason {
+        product["negQuantityReason"] = json!(r);
+    }
+    json!({"lineType": "SINGLE_PRODUCT", "mainProduct": product, "lineTotal": total_num})
+}
+
+fn transaction(lines: Vec<Value>) -> Value {
+    let total: rust_decimal::Decimal = lines
+        .iter()
+        .map(|l| {
+            l["lineTotal"]
+                .to_string()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    json!({"transactionLines": lines, "transactionTotal": serde_json::from_str::<Value>(&total.normalize().to_string()).unwrap()})
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+fn cash(amount: &str) -> Value {
+    json!([{"id": "cash", "name": "Cash", "type": "CASH", "inputMethod": "MANUAL",
+            "amount": serde_json::from_str::<Value>(amount).unwrap(), "amountType": "PAYMENT"}])
+}
+
+fn table(n: u32) -> Value {
+    json!({"id": format!("T{n}"), "type": "TABLE", "reference": format!("Table {n}")})
+}
+
+impl Emu {
+    fn sign(&self, m: Mutation, data: &Value, training: bool) -> Result<SignResult, Gks2Error> {
+        self.rt.block_on(self.client.sign(m, data, training))
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        let device = self.rt.block_on(self.client.device()).unwrap();
+        assert_eq!(device["id"], DEVICE);
+        assert_eq!(device["certified"], false);
+        auth::base64_decode(device["publicKey"].as_str().unwrap()).unwrap()
+    }
+}
+
+fn verifies(key: &[u8], r: &SignResult, training: bool, data: &Value) -> bool {
+    let digest = Sha256::digest(signed_text(DEVICE, r, training, data).as_bytes());
+    let signature = auth::base64_decode(&r.digital_signature).unwrap();
+    fdmd::signer::verify_ed25519(key, &digest, &signature)
+}
+
+/// fdmd's own VAT for the same lines, from a real order through its HTTP API.
+fn fdmd_vat(
+    d: &Daemon,
+    id: &str,
+    lines: &[(&str, i64, &str, &str)],
+) -> Vec<(String, String, String, String)> {
+    let token = d.dev_register_token();
+    let (code, receipt) = d.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(&token),
+        Some(support::order(id, lines)),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{receipt}");
+    receipt["vat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = |k: &str| {
+                v[k].as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+                    .normalize()
+                    .to_string()
+            };
+            (
+                v["rate"].as_str().unwrap().to_owned(),
+                s("base"),
+                s("vat"),
+                s("total"),
+            )
+        })
+        .collect()
+}
+
+fn emu_vat(r: &SignResult) -> Vec<(String, String, String, String)> {
+    r.vat_calc
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v.label.as_str().to_owned(),
+                v.taxable_amount.normalize().to_string(),
+                v.vat_amount.normalize().to_string(),
+                v.total_amount.normalize().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
+    let emu = start();
+    let key = emu.public_key();
+    let mut total = 0u64;
+    let mut ticket = 100u64;
+    let mut step = |name: &str,
+                    m: Mutation,
+                    data: Value,
+                    training: bool,
+                    label: EventLabel,
+                    counter: u64|
+     -> SignResult {
+        let r = emu
+            .sign(m, &data, training)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        total += 1;
+        assert_eq!(r.fdm_ref.event_label, label, "{name}");
+        assert_eq!(r.fdm_ref.event_counter, counter, "{name}");
+        assert_eq!(r.fdm_ref.total_counter, total, "{name}");
+        assert_eq!(r.fdm_ref.fdm_id, "FDMEMU00042", "{name}");
+        assert_eq!(r.event_operation, m.operation(), "{name}");
+        assert_eq!(
+            r.pos_fiscal_ticket_no,
+            data["posFiscalTicketNo"].as_u64().unwrap()
+        );
+        assert!(verifies(&key, &r, training, &data), "{name}: signature");
+        // One changed counter and the signature no longer verifies.
+        let mut forged = r.clone();
+        forged.fdm_ref.event_counter += 1;
+        assert!(!verifies(&key, &forged, training, &data), "{name}: forged");
+        assert!(
+            r.footer.iter().any(|l| l.contains("not certified")),
+            "{name}"
+        );
+        r
+    };
+    let mut next = || {
+        ticket += 1;
+        base(ticket, &now_text())
+    };
+
+    step(
+        "M140_signWorkIn",
+        Mutation::WorkIn,
+        next(),
+        false,
+        EventLabel::S,
+        1,
+    );
+    let order_lines = vec![
+        line("Cola", 2, "2.20", "A", None),
+        line("Spaghetti", 1, "14.50", "B", None),
+    ];
+    let r = step(
+        "M121_signOrder",
+        Mutation::Order,
+        with(
+            next(),
+            json!({"costCenter": table(5), "transaction": transaction(order_lines.clone())}),
+        ),
+        false,
+        EventLabel::P,
+        1,
+    );
+    assert!(r.short_signature.is_none() && r.verification_url.is_none());
+    step(
+        "M123_signPreBill",
+        Mutation::PreBill,
+        with(
+            next(),
+            json!({"costCenter": table(5), "transaction": transaction(order_lines.clone())}),
+        ),
+        false,
+        EventLabel::P,
+        2,
+    );
+    step(
+        "M122_signCostCenterChange",
+        Mutation::CostCenterChange,
+        with(
+            next(),
+            json!({"transfer": {
+            "from": [{"costCenter": table(5), "transaction": transaction(order_lines.clone())}],
+            "to": [{"costCenter": table(7), "transaction": transaction(order_lines.clone())}]}}),
+        ),
+        false,
+        EventLabel::P,
+        3,
+    );
+    let sale = step(
+        "M110_signSale",
+        Mutation::Sale,
+        with(
+            next(),
+            json!({"costCenter": table(7), "transaction": transaction(order_lines.clone()),
+                            "financials": cash("18.9")}),
+        ),
+        false,
+        EventLabel::N,
+        1,
+    );
+    assert_eq!(sale.short_signature.as_ref().unwrap().len(), 8);
+    assert!(
+        sale.verification_url
+            .as_ref()
+            .unwrap()
+            .contains(".invalid/")
+    );
+    assert_eq!(
+        emu_vat(&sale),
+        fdmd_vat(
+            &emu.daemon,
+            "sale-1",
+            &[("Cola", 2, "2.20", "A"), ("Spaghetti", 1, "14.50", "B")]
+        )
+    );
+    // UC230: a correction within the sale (a line and its negative), with its reason.
+    let correction = step(
+        "UC230_signSale_Correction",
+        Mutation::Sale,
+        with(
+            next(),
+            json!({"transaction": transaction(vec![
+            line("Cola", 3, "2.20", "A", None),
+            line("Cola", -1, "2.20", "A", Some("CORRECTION")),
+            line("Koffie", 1, "2.71", "C", None)]),
+            "financials": cash("7.11")}),
+        ),
+        false,
+        EventLabel::N,
+        2,
+    );
+    assert_eq!(
+        emu_vat(&correction),
+        fdmd_vat(
+            &emu.daemon,
+            "corr-1",
+            &[
+                ("Cola", 3, "2.20", "A"),
+                ("Cola", -1, "2.20", "A"),
+                ("Koffie", 1, "2.71", "C")
+            ]
+        )
+    );
+    let refund = step(
+        "M112_signSale_RefundPartial",
+        Mutation::Sale,
+        with(
+            next(),
+            json!({"transaction": transaction(vec![line("Cola", -1, "2.20", "A", Some("REFUND"))]),
+                            "financials": cash("-2.2")}),
+        ),
+        false,
+        EventLabel::N,
+        3,
+    );
+    assert_eq!(
+        emu_vat(&refund),
+        vec![("A".into(), "-1.82".into(), "-0.38".into(), "-2.2".into())]
+    );
+    // Training: the same mutation, label T; no VAT receipt; N does not advance.
+    let training = step(
+        "M110_signSale training",
+        Mutation::Sale,
+        with(
+            next(),
+            json!({"transaction": transaction(vec![line("Cola", 1, "2.20", "A", None)]),
+                            "financials": cash("2.2")}),
+        ),
+        true,
+        EventLabel::T,
+        1,
+    );
+    assert!(training.short_signature.is_none());
+    step(
+        "M110_signSale after training",
+        Mutation::Sale,
+        with(
+            next(),
+            json!({"transaction": transaction(vec![line("Water", 1, "2.00", "A", None)]),
+                            "financials": cash("2")}),
+        ),
+        false,
+        EventLabel::N,
+        4,
+    );
+    step(
+        "M141_signWorkOut",
+        Mutation::WorkOut,
+        next(),
+        false,
+        EventLabel::S,
+        2,
+    );
+    step(
+        "M180_signReportTurnoverX",
+        Mutation::ReportTurnoverX,
+        with(next(), json!({"reportNo": 1, "reportDate": "2026-12-06"})),
+        false,
+        EventLabel::R,
+        1,
+    );
+    step(
+        "M181_signReportTurnoverZ",
+        Mutation::ReportTurnoverZ,
+        with(next(), json!({"reportNo": 1, "reportDate": "2026-12-06"})),
+        false,
+        EventLabel::R,
+        2,
+    );
+
+    // Refused events are not counted: a negative quantity without its reason, a wrong total.
+    let e = emu
+        .sign(
+            Mutation::Sale,
+            &with(
+                next(),
+                json!({"transaction": transaction(vec![line("Cola", -1, "2.20", "A", None)]),
+                                 "financials": cash("-2.2")}),
+            ),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(e.codes(), vec!["NEG_QUANTITY_REASON_MISSING"], "{e}");
+    let mut wrong = transaction(vec![line("Cola", 1, "2.20", "A", None)]);
+    wrong["transactionLines"][0]["lineTotal"] = json!(2.3);
+    let e = emu
+        .sign(
+            Mutation::Sale,
+            &with(
+                next(),
+                json!({"transaction": wrong, "financials": cash("2.3")}),
+            ),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(e.codes(), vec!["LINE_TOTAL_MISMATCH"], "{e}");
+    let e = emu
+        .sign(
+            Mutation::Sale,
+            &with(next(), json!({"financials": "cash"})),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(e.codes(), vec!["BAD_USER_INPUT"], "{e}");
+    let r = emu.sign(Mutation::WorkIn, &next(), false).unwrap();
+    assert_eq!(
+        (r.fdm_ref.event_counter, r.fdm_ref.total_counter),
+        (3, total + 1)
+    );
+}
+
+#[test]
+fn a_resend_after_a_lost_answer_gets_the_same_result_and_one_event() {
+    let emu = start();
+    let data = with(
+        base(7, &now_text()),
+        json!({"transaction": transaction(vec![line("Cola", 1, "2.20", "A", None)]),
+               "financials": cash("2.2")}),
+    );
+    let body = Client::request_body(Mutation::Sale, &data, false).unwrap();
+    // The first request arrives, but its answer is lost: the POS closes the connection.
+    {
+        let date = auth::http_date(chrono::Utc::now());
+        let authorization = auth::authorization("POST", &date, SECRET, &body);
+        let addr: std::net::SocketAddr = emu.client_addr();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST /{DEVICE}/graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nDate: {date}\r\nAuthorization: {authorization}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        s.flush().unwrap();
+    }
+    // The resend (same body, new Date and digest) answers the event the FDM signed, every time.
+    let first = emu
+        .rt
+        .block_on(emu.client.send(Mutation::Sale, &body))
+        .unwrap();
+    let again = emu
+        .rt
+        .block_on(emu.client.send(Mutation::Sale, &body))
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(
+        first.fdm_ref.total_counter, 1,
+        "the lost answer's event is the first and only one"
+    );
+    assert_eq!(first.fdm_ref.event_counter, 1);
+    // A different posFiscalTicketNo is a new event: counted once, right after.
+    let other = with(data.clone(), json!({"posFiscalTicketNo": 8}));
+    let next = emu.sign(Mutation::Sale, &other, false).unwrap();
+    assert_eq!(
+        (next.fdm_ref.event_counter, next.fdm_ref.total_counter),
+        (2, 2)
+    );
+    // The same five keys in training are another label, so another event.
+    let t = emu.sign(Mutation::Sale, &data, true).unwrap();
+    assert_eq!(
+        (t.fdm_ref.event_label, t.fdm_ref.total_counter),
+        (EventLabel::T, 3)
+    );
+}
+
+impl Emu {
+    fn client_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+#[test]
+fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
+    let emu = start();
+    let addr = emu.client_addr();
+    let data = with(base(1, &now_text()), json!({}));
+    let wrong = Client::new(ClientConfig {
+        addr,
+        device_id: DEVICE.into(),
+        secret: "not-the-secret".into(),
+        timeout: Duration::from_secs(10),
+    });
+    let e = emu
+        .rt
+        .block_on(wrong.sign(Mutation::WorkIn, &data, false))
+        .unwrap_err();
+    assert!(matches!(e, Gks2Error::AuthenticationRefused(_)), "{e}");
+
+    let body = Client::request_body(Mutation::WorkIn, &data, false).unwrap();
+    // A correct digest over a stale Date.
+    let stale = auth::http_date(chrono::Utc::now() - chrono::Duration::seconds(600));
+    let authorization = auth::authorization("POST", &stale, SECRET, &body);
+    let (status, answer) = emu
+        .rt
+        .block_on(emu.client.post(&body, &stale, Some(&authorization)))
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"],
+        "DATE_OUT_OF_RANGE"
+    );
+    let r = emu.sign(Mutation::WorkIn, &data, false);
+    assert!(r.is_ok(), "the same body with a fresh Date passes: {r:?}");
+    // The digest covers the body: a changed body with the old digest is refused.
+    let date = auth::http_date(chrono::Utc::now());
+    let authorization = auth::authorization("POST", &date, SECRET, &body);
+    let mut changed = body.clone();
+    changed.push(b' ');
+    let (status, _) = emu
+        .rt
+        .block_on(emu.client.post(&changed, &date, Some(&authorization)))
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = emu
+        .rt
+        .block_on(emu.client.post(&body, &date, None))
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An oversized body is refused before it is read whole.
+    let big = with(data.clone(), json!({"padding": "x".repeat(MAX_BODY)}));
+    let e = emu
+        .rt
+        .block_on(emu.client.sign(Mutation::WorkIn, &big, false))
+        .unwrap_err();
+    assert!(matches!(e, Gks2Error::TooLarge), "{e}");
+
+    // Without a Content-Length (chunked), the body is cut off at the limit while it is read.
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let chunk = vec![b'x'; MAX_BODY + 1];
+        write!(
+            s,
+            "POST /{DEVICE}/graphql HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            chunk.len()
+        )
+        .unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n0\r\n\r\n").unwrap();
+        let mut answer = [0u8; 64];
+        let n = s.read(&mut answer).unwrap();
+        let status_line = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    }
+
+    // GraphQL outside the subset: an error answer, nothing signed.
+    for (query, code) in [
+        (
+            "mutation A { signWorkIn(data: {}) { posId } } mutation B { signWorkOut(data: {}) { posId } }",
+            "GRAPHQL_UNSUPPORTED",
+        ),
+        (
+            "mutation { signWorkIn(data: $data) { ...F } }",
+            "GRAPHQL_UNSUPPORTED",
+        ),
+        (
+            "mutation { signEverything(data: {}) { posId } }",
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        ("mutation { signWorkIn(data: ", "GRAPHQL_PARSE_FAILED"),
+    ] {
+        let body = serde_json::to_vec(&json!({"query": query})).unwrap();
+        let date = auth::http_date(chrono::Utc::now());
+        let authorization = auth::authorization("POST", &date, SECRET, &body);
+        let (status, answer) = emu
+            .rt
+            .block_on(emu.client.post(&body, &date, Some(&authorization)))
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, StatusCode::OK, "{query}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], code,
+            "{query}: {answer}"
+        );
+        assert_eq!(answer["data"], Value::Null);
+    }
+    // Only the one WORK_IN above was counted.
+    let r = emu
+        .sign(
+            Mutation::WorkOut,
+            &with(base(2, &now_text()), json!({})),
+            false,
+        )
+        .unwrap();
+    assert_eq!(r.fdm_ref.total_counter, 2);
+
+    // Another device id: not found; nothing listening: the FDM is down.
+    let other = Client::new(ClientConfig {
+        addr,
+        device_id: "another-device".into(),
+        secret: SECRET.into(),
+        timeout: Duration::from_secs(10),
+    });
+    let e = emu
+        .rt
+        .block_on(other.sign(Mutation::WorkIn, &data, false))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Gks2Error::Http {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let down = Client::new(ClientConfig {
+        addr: ([127, 0, 0, 1], free_port()).into(),
+        device_id: DEVICE.into(),
+        secret: SECRET.into(),
+        timeout: Duration::from_secs(10),
+    });
+    let e = emu
+        .rt
+        .block_on(down.sign(Mutation::WorkIn, &data, false))
+        .unwrap_err();
+    assert!(matches!(e, Gks2Error::FdmDown { .. }), "{e}");
+}
+
+#[test]
+fn the_request_corpus_in_both_client_styles_is_answered() {
+    let emu = start();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gks2");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for (i, file) in files.iter().enumerate() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let fixture: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let (request, expect) = (&fixture["request"], &fixture["expect"]);
+        let body = serde_json::to_vec(request).unwrap();
+        let date = auth::http_date(chrono::Utc::now());
+        let authorization = auth::authorization("POST", &date, SECRET, &body);
+        let (status, answer) = emu
+            .rt
+            .block_on(emu.client.post(&body, &date, Some(&authorization)))
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert!(answer.get("errors").is_none(), "{name}: {answer}");
+        let result = &answer["data"][expect["field"].as_str().unwrap()];
+        assert_eq!(
+            result["fdmRef"]["eventLabel"], expect["eventLabel"],
+            "{name}"
+        );
+        assert_eq!(result["eventOperation"], expect["eventOperation"], "{name}");
+        assert_eq!(result["fdmRef"]["totalCounter"], json!(i + 1), "{name}");
+        assert_eq!(
+            result.get("vatCalc"),
+            expect["vatCalc"].as_array().map(|_| &expect["vatCalc"]),
+            "{name}"
+        );
+        // Only what the query selected comes back.
+        let query = request["query"].as_str().unwrap();
+        for key in result.as_object().unwrap().keys() {
+            assert!(
+                query.contains(key.as_str()),
+                "{name}: {key} was not selected"
+            );
+        }
+    }
+}
+
+/// The first pieces of `[signer] backend = "gks2"`: an fdmd order, checked and computed by
+/// fdmd's core, mapped to its mutation, signed by the emulator; the FDM's VAT must equal
+/// fdmd's, and a difference is caught.
+#[test]
+fn fdmd_orders_map_to_mutations_whose_vat_matches_fdmds() {
+    use fdmd::fiscal::{Order, Sale};
+    use fdmd::gks2::map::{PosContext, check_vat, map_order};
+    use fdmd::gks2::model::Language;
+    let emu = start();
+    let ctx = |ticket: u64| PosContext {
+        pos_id: "CFDMD0000001".into(),
+        pos_sw_version: "fdmd".into(),
+        vat_no: "BE0123456749".into(),
+        est_no: "2000000042".into(),
+        terminal_id: "dev-register".into(),
+        device_id: "dev-register".into(),
+        booking_period_id: "7f2c1a52-3c1e-4a55-9c59-2d0f6f0c0001".into(),
+        booking_date: "2026-12-06".into(),
+        language: Language::FR,
+        pos_fiscal_ticket_no: ticket,
+        pos_date_time: now_text(),
+    };
+    let orders = [
+        (
+            json!({"request_id": "m-1", "operator": "85073003328", "event_type": "normal",
+                   "lines": [{"description": "Cola", "quantity": 3, "unit_price": "2.20", "vat": "A"},
+                             {"description": "Cola", "quantity": -1, "unit_price": "2.20", "vat": "A"},
+                             {"description": "Kaas", "quantity": "0.333", "unit": "kg", "unit_price": "19.99", "vat": "C"},
+                             {"description": "Menu", "quantity": 1, "unit_price": "30.00", "vat": "B"}],
+                   "payments": [{"method": "card", "amount": "41.06"}]}),
+            Mutation::Sale,
+            EventLabel::N,
+        ),
+        (
+            json!({"request_id": "m-2", "operator": "85073003328", "event_type": "pro_forma", "table": "12",
+                   "lines": [{"description": "Spaghetti", "quantity": 2, "unit_price": "14.50", "vat": "B"}]}),
+            Mutation::Order,
+            EventLabel::P,
+        ),
+        (
+            json!({"request_id": "m-3", "operator": "85073003328", "event_type": "training",
+                   "lines": [{"description": "Water", "quantity": 1, "unit_price": "2.00", "vat": "A"}]}),
+            Mutation::Sale,
+            EventLabel::T,
+        ),
+    ];
+    for (i, (json_order, mutation, label)) in orders.into_iter().enumerate() {
+        let order =
+            Order::from_json("dev-register", &serde_json::to_vec(&json_order).unwrap()).unwrap();
+        let sale = Sale::compute(&order).unwrap();
+        let mapped = map_order(&order, &sale, &ctx(i as u64 + 1)).unwrap();
+        assert_eq!(mapped.mutation, mutation, "{json_order}");
+        let r = emu
+            .sign(mapped.mutation, &mapped.data, mapped.training)
+            .unwrap();
+        assert_eq!(r.fdm_ref.event_label, label);
+        let vat = r.vat_calc.clone().unwrap();
+        check_vat(&sale, &vat).unwrap();
+        // One cent of difference on one letter and the ticket is refused.
+        let mut off = vat.clone();
+        off[0].vat_amount += rust_decimal::Decimal::new(1, 2);
+        assert!(check_vat(&sale, &off).is_err());
+        assert!(check_vat(&sale, &vat[1..]).is_err() || vat.len() == 1);
+    }
+}
