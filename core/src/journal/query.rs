@@ -7,8 +7,8 @@
 
 use super::record::RecordKind;
 pub use super::store::{
-    Heads, StoredRecord, find_request, for_each_in_range, load_heads, open_read_only, record,
-    records_of_kind,
+    FiscalEventsOf, Heads, StoredRecord, find_request, fiscal_days, for_each_in_range, load_heads,
+    open_read_only, record, records_of_kind,
 };
 use rusqlite::{Connection, OptionalExtension};
 
@@ -114,6 +114,52 @@ mod tests {
         }
         journal.close();
         (dir, path)
+    }
+
+    fn plan(conn: &Connection, of: FiscalEventsOf<'_>) -> String {
+        let layout = crate::journal::store::layout(conn).unwrap();
+        let q = format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::journal::store::fiscal_days_sql(layout, of)
+        );
+        let mut stmt = conn.prepare(&q).unwrap();
+        let rows: Vec<String> = match of {
+            FiscalEventsOf::AllRegisters => stmt
+                .query_map([5], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect(),
+            FiscalEventsOf::RegisterAfter(r) | FiscalEventsOf::RegisterByIndex(r) => stmt
+                .query_map(rusqlite::params![5, r], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect(),
+        };
+        rows.join("; ")
+    }
+
+    #[test]
+    fn fiscal_days_read_a_range_or_one_registers_index_never_the_whole_journal() {
+        let (_dir, path) = journal_with(3);
+        let conn = open_read_only(&path).unwrap();
+        // The plans the two ways rely on (the query text is the store's).
+        let after = plan(&conn, FiscalEventsOf::RegisterAfter("till-1"));
+        assert!(after.contains("INTEGER PRIMARY KEY (rowid>?)"), "{after}");
+        let by_index = plan(&conn, FiscalEventsOf::RegisterByIndex("till-1"));
+        assert!(
+            by_index.contains("records_request (register_id=?"),
+            "{by_index}"
+        );
+        let all = plan(&conn, FiscalEventsOf::AllRegisters);
+        assert!(all.contains("INTEGER PRIMARY KEY (rowid>?)"), "{all}");
+        // And they read what they should: no fiscal events here.
+        for of in [
+            FiscalEventsOf::AllRegisters,
+            FiscalEventsOf::RegisterAfter("till-1"),
+            FiscalEventsOf::RegisterByIndex("till-1"),
+        ] {
+            assert!(fiscal_days(&conn, of, 0).unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -664,6 +664,59 @@ pub fn records_of_kind(
     Ok(out)
 }
 
+/// Which fiscal events [`fiscal_days`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiscalEventsOf<'a> {
+    /// Every register's.
+    AllRegisters,
+    /// One register's, found through its sequence numbers (`seq > after`): the cheap way when
+    /// `after` is recent.
+    RegisterAfter(&'a str),
+    /// One register's, found through the request index: the cheap way when the register has
+    /// few records after `after` but the journal has many (a register that never made a Z).
+    RegisterByIndex(&'a str),
+}
+
+/// The query of [`fiscal_days`]: `?1` is `after`, `?2` the register.
+pub(crate) fn fiscal_days_sql(layout: Layout, of: FiscalEventsOf<'_>) -> String {
+    let fiscal = match layout {
+        Layout::V1 => format!("kind = '{}'", RecordKind::FiscalEvent.as_str()),
+        Layout::V2 => format!("kind_code = {}", kind_code(RecordKind::FiscalEvent)),
+    };
+    // `+register_id` keeps SQLite on the sequence-number range; `request_id IS NOT NULL` lets
+    // it use the partial request index (every record with a register has a request id).
+    let register = match of {
+        FiscalEventsOf::AllRegisters => "",
+        FiscalEventsOf::RegisterAfter(_) => " AND +register_id = ?2",
+        FiscalEventsOf::RegisterByIndex(_) => " AND register_id = ?2 AND request_id IS NOT NULL",
+    };
+    format!(
+        "SELECT substr(time, 1, 10), max(seq) FROM records \
+         WHERE seq > ?1 AND {fiscal}{register} GROUP BY 1 ORDER BY 1"
+    )
+}
+
+/// The FDM dates (`YYYY-MM-DD`) of the fiscal events after `after`, each with the last
+/// sequence number of that date, read from the index columns only (no record is decoded).
+pub fn fiscal_days(
+    conn: &Connection,
+    of: FiscalEventsOf<'_>,
+    after: u64,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let sql = fiscal_days_sql(layout(conn)?, of);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let after = after.min(i64::MAX as u64) as i64;
+    let row =
+        |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64));
+    let rows = match of {
+        FiscalEventsOf::AllRegisters => stmt.query_map(params![after], row)?,
+        FiscalEventsOf::RegisterAfter(r) | FiscalEventsOf::RegisterByIndex(r) => {
+            stmt.query_map(params![after, r], row)?
+        }
+    };
+    rows.collect()
+}
+
 /// Where the chain and every counter stand, read from the records themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heads {

@@ -3,14 +3,17 @@
 //!
 //! Kept incrementally, so that status costs nothing that grows with the journal: read once at
 //! start-up ([`DailyClose::load`]: each series' last Z report by the series index, then the
-//! fiscal events after the oldest period still open), then advanced by every fiscal event
+//! dates of each register's fiscal events after its series' last Z, from the index columns
+//! alone; a register that never made a Z through the request index, so a spare or revoked
+//! till does not make every start read the whole journal), then advanced by every fiscal event
 //! journaled ([`DailyClose::saw`]) and every Z report ([`DailyClose::closed`]). What it holds is
 //! bounded by the series and the days still open: per series, per FDM date, the last sequence
 //! number of that date.
 
 use super::{ReportError, ReportKind, envelope_body, report_series};
+use crate::journal::query::FiscalEventsOf;
 use crate::journal::record::RecordKind;
-use crate::journal::{Appended, Clock, format_time, query, read};
+use crate::journal::{Appended, Clock, format_time, query};
 use crate::service::{Numbering, SeriesScope};
 use crate::status::{Problem, ProblemCode};
 use serde_json::{Map, Value};
@@ -82,48 +85,61 @@ impl DailyClose {
     }
 
     fn read(&self, conn: &rusqlite::Connection, registers: &[String]) -> Result<Open, ReportError> {
-        // The last record each series' last Z report covered.
-        let mut closed_up_to: BTreeMap<String, u64> = BTreeMap::new();
-        let series: Vec<String> = match self.numbering.scope {
-            SeriesScope::Establishment => vec![self.series_of(None)],
-            SeriesScope::PerRegister | SeriesScope::Group => {
-                let mut s: Vec<String> =
-                    registers.iter().map(|r| self.series_of(Some(r))).collect();
-                s.sort();
-                s.dedup();
-                s
-            }
-        };
-        let mut after = u64::MAX;
-        for s in &series {
-            let up_to = match query::last_in_series(conn, s)? {
-                Some(z) => {
-                    let body = Value::Object(envelope_body(&z.canonical, z.seq)?);
-                    body.pointer("/period/last_seq")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(z.seq)
-                }
-                None => 0,
-            };
-            closed_up_to.insert(s.clone(), up_to);
-            after = after.min(up_to);
-        }
-        if series.is_empty() {
-            after = 0;
-        }
         let mut open = Open::new();
-        read::for_each_raw(conn, after, &[RecordKind::FiscalEvent], |r| {
-            if let Some(body) = r.body() {
-                self.add(&mut open, r.seq, r.time, &body);
-            }
-            Ok::<(), rusqlite::Error>(())
-        })?;
-        for (s, dates) in &mut open {
-            let up_to = closed_up_to.get(s).copied().unwrap_or(0);
-            dates.retain(|_, last| *last > up_to);
+        if self.numbering.scope == SeriesScope::Establishment {
+            let series = self.series_of(None);
+            let up_to = self.closed_up_to(conn, &series)?;
+            let days = query::fiscal_days(conn, FiscalEventsOf::AllRegisters, up_to)?;
+            Self::merge(&mut open, series, days);
+            return Ok(open);
         }
-        open.retain(|_, dates| !dates.is_empty());
+        // Each register from its own series' last Z: a register that never made one (a
+        // revoked till, a spare handheld) is read through the request index, so that it does
+        // not make every start read the whole journal.
+        let mut closed: BTreeMap<String, u64> = BTreeMap::new();
+        for register in registers {
+            let series = self.series_of(Some(register));
+            let up_to = match closed.get(&series) {
+                Some(n) => *n,
+                None => {
+                    let n = self.closed_up_to(conn, &series)?;
+                    closed.insert(series.clone(), n);
+                    n
+                }
+            };
+            let of = if up_to == 0 {
+                FiscalEventsOf::RegisterByIndex(register)
+            } else {
+                FiscalEventsOf::RegisterAfter(register)
+            };
+            let days = query::fiscal_days(conn, of, up_to)?;
+            Self::merge(&mut open, series, days);
+        }
         Ok(open)
+    }
+
+    /// The last record the last Z report of `series` covered (0 when it has none).
+    fn closed_up_to(&self, conn: &rusqlite::Connection, series: &str) -> Result<u64, ReportError> {
+        Ok(match query::last_in_series(conn, series)? {
+            Some(z) => {
+                let body = Value::Object(envelope_body(&z.canonical, z.seq)?);
+                body.pointer("/period/last_seq")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(z.seq)
+            }
+            None => 0,
+        })
+    }
+
+    fn merge(open: &mut Open, series: String, days: Vec<(String, u64)>) {
+        if days.is_empty() {
+            return;
+        }
+        let dates = open.entry(series).or_default();
+        for (date, last) in days {
+            let l = dates.entry(date).or_insert(last);
+            *l = (*l).max(last);
+        }
     }
 
     /// A record was journaled: a fiscal event opens (or extends) its series' day.
