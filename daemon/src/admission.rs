@@ -20,6 +20,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How many unauthenticated connections a listener keeps.
@@ -195,6 +197,73 @@ impl PreAuth {
 impl Drop for PreAuth {
     fn drop(&mut self) {
         self.pool.leave(self.number);
+    }
+}
+
+/// One connection's admission on a listener whose requests authenticate one by one (HTTP, the
+/// GKS 2.0 emulator): unauthenticated, in the listener's [`PreAuthPool`], until a request shows
+/// valid credentials, then holding one of the listener's authenticated slots for the rest of its
+/// life.
+#[derive(Debug)]
+pub struct Admission {
+    pre_auth: Mutex<Option<PreAuth>>,
+    eviction: CancellationToken,
+    slots: Arc<Semaphore>,
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Admission {
+    /// A new connection: `pre_auth` is its place in the pool, `slots` the listener's
+    /// authenticated slots.
+    pub fn new(pre_auth: PreAuth, slots: Arc<Semaphore>) -> Arc<Admission> {
+        Arc::new(Admission {
+            eviction: pre_auth.eviction(),
+            pre_auth: Mutex::new(Some(pre_auth)),
+            slots,
+            slot: Mutex::new(None),
+        })
+    }
+
+    /// Whether a request of this connection has authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// A request showed valid credentials: the connection leaves the pool for an
+    /// authenticated slot. `false` when none is free (the caller answers "busy" and closes).
+    pub fn authenticate(&self) -> bool {
+        if self.is_authenticated() {
+            return true;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
+        if let Some(pre_auth) = self
+            .pre_auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            pre_auth.authenticated();
+        }
+        true
+    }
+
+    /// Completes when the connection must close for not having authenticated: the pool closed
+    /// it to make room, or `lifetime` passed, and no request has authenticated by then. Never
+    /// completes for an authenticated connection.
+    pub async fn unauthenticated_end(&self, lifetime: Duration) {
+        tokio::select! {
+            () = self.eviction.cancelled() => {}
+            () = tokio::time::sleep(lifetime) => {}
+        }
+        if self.is_authenticated() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -31,12 +31,17 @@ struct Emu {
 }
 
 fn start() -> Emu {
+    start_with("")
+}
+
+/// The emulator with `extra` lines added to its `[gks2_fdm]` section.
+fn start_with(extra: &str) -> Emu {
     let secret_dir = tempfile::tempdir().unwrap();
     let secret_file = secret_dir.path().join("gks2.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     // Port 0: the emulator binds a free port itself and logs it (no race with other tests).
     let daemon = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00042\"\nsecret_file = \"{}\"\nmax_body_bytes = {MAX_BODY}\n",
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00042\"\nsecret_file = \"{}\"\nmax_body_bytes = {MAX_BODY}\n{extra}",
         secret_file.display()
     ));
     let log = daemon.log();
@@ -781,4 +786,41 @@ fn fdmd_orders_map_to_mutations_whose_vat_matches_fdmds() {
         assert!(check_vat(&sale, &off).is_err());
         assert!(check_vat(&sale, &vat[1..]).is_err() || vat.len() == 1);
     }
+}
+
+#[test]
+fn idle_and_unauthenticated_connections_never_take_the_pos_systems_slots() {
+    // Two slots; sixty idle sockets and three connections whose requests fail the digest.
+    let emu = start_with("max_connections = 2\n");
+    let addr = emu.client_addr();
+    let idle: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let data = with(base(1, &now_text()), json!({}));
+    let wrong = Client::new(ClientConfig {
+        addr,
+        device_id: DEVICE.into(),
+        secret: "not-the-secret".into(),
+        timeout: Duration::from_secs(10),
+    });
+    for _ in 0..3 {
+        let e = emu
+            .rt
+            .block_on(wrong.sign(Mutation::WorkIn, &data, false))
+            .unwrap_err();
+        assert!(matches!(e, Gks2Error::AuthenticationRefused(_)), "{e}");
+    }
+    // The POS system with the secret is served at once, twice over (its two slots).
+    let started = std::time::Instant::now();
+    for ticket in 1..=2 {
+        let data = with(base(ticket, &now_text()), json!({}));
+        let r = emu.sign(Mutation::WorkIn, &data, false);
+        assert!(r.is_ok(), "ticket {ticket}: {r:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
 }

@@ -6,6 +6,7 @@ use super::auth;
 use super::fdm::{FDM_SW_VERSION, Fdm, FdmSettings, NOT_CERTIFIED};
 use super::graphql::{self, OperationKind};
 use super::model::{Message, Mutation};
+use crate::admission::{Admission, PreAuthLimits, PreAuthPool};
 use crate::config::Gks2FdmSection;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,6 +29,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// Time to read a body and sign.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection none of whose requests has passed the digest stays open.
+const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(30);
 
 struct Shared {
     fdm: Mutex<Fdm>,
@@ -106,7 +109,11 @@ pub async fn start(
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: CancellationToken) {
+    // A connection is unauthenticated until one of its requests passes the digest: until then it
+    // is in a pool of its own and lives at most UNAUTHENTICATED_LIFETIME, so idle sockets from
+    // the LAN never take the slots of the POS systems (`max_connections`).
     let slots = Arc::new(Semaphore::new(shared.section.max_connections));
+    let pre_auth = PreAuthPool::new("gks2_fdm", PreAuthLimits::DEFAULT);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -120,27 +127,30 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: Cance
                 continue;
             }
         };
-        // Over the limit the connection is closed at once.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
         let _ = stream.set_nodelay(true);
+        let admission = Admission::new(pre_auth.admit(peer.ip()), slots.clone());
         let shared = shared.clone();
         tokio::spawn(async move {
+            let requests = admission.clone();
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
+                let admission = requests.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(shared, &admission, req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-                Ok(Err(e)) => tracing::debug!("gks2_fdm connection from {peer}: {e}"),
-                Err(_) => tracing::debug!("gks2_fdm connection from {peer}: lifetime over"),
-                Ok(Ok(())) => {}
+            tokio::select! {
+                r = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match r {
+                    Ok(Err(e)) => tracing::debug!("gks2_fdm connection from {peer}: {e}"),
+                    Err(_) => tracing::debug!("gks2_fdm connection from {peer}: lifetime over"),
+                    Ok(Ok(())) => {}
+                },
+                () = admission.unauthenticated_end(UNAUTHENTICATED_LIFETIME) => {
+                    tracing::debug!("gks2_fdm connection from {peer} closed before it authenticated");
+                }
             }
-            drop(permit);
         });
     }
 }
@@ -163,8 +173,12 @@ fn error(status: StatusCode, category: &str, code: &str, text: &str) -> Response
     errors(status, &[Message::new(category, code, text, true)])
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, handle_inner(shared, req)).await {
+async fn handle(
+    shared: Arc<Shared>,
+    admission: &Admission,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, handle_inner(shared, admission, req)).await {
         Ok(r) => r,
         Err(_) => error(
             StatusCode::REQUEST_TIMEOUT,
@@ -175,7 +189,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     }
 }
 
-async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle_inner(
+    shared: Arc<Shared>,
+    admission: &Admission,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = format!("/{}/graphql", shared.section.device_id);
     if req.uri().path() != path {
         return error(
@@ -246,6 +264,22 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Response<F
             code,
             &e.to_string(),
         );
+    }
+    if !admission.authenticate() {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "REQUEST",
+            "TOO_MANY_CONNECTIONS",
+            &format!(
+                "every connection slot is taken (gks2_fdm.max_connections = {})",
+                shared.section.max_connections
+            ),
+        );
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     graphql_request(shared, &body).await
 }
