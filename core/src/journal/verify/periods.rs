@@ -228,3 +228,58 @@ impl Periods {
             .retain(|start, _| (whole && *start == 1) || open.contains(start));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::reports::merkle::{leaf, merkle_root};
+
+    fn hash(seq: u64) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&seq.to_le_bytes());
+        h
+    }
+
+    fn z(first: u64, last: u64, root: Option<[u8; 32]>, head: [u8; 32]) -> ReportClaim {
+        serde_json::from_value(serde_json::json!({
+            "report": "Z", "ticket_series": "register/till-1/Z", "ticket_number": 1,
+            "period": {"first_seq": first, "last_seq": last},
+            "checkpoint": {"first_seq": first, "last_seq": last, "records": last + 1 - first,
+                "chain_head": hex::encode(head), "merkle_root": root.map(hex::encode)},
+        }))
+        .unwrap()
+    }
+
+    /// Z reports past the window, each ending a few records before itself: the streamed roots
+    /// are the whole-list roots, and a wrong one is named.
+    #[test]
+    fn periods_longer_than_the_window_get_the_whole_list_root() {
+        let mut periods = Periods::new(true);
+        let mut first = 1;
+        let ends = [3 * WINDOW as u64 + 7, 3 * WINDOW as u64 + 900, 5 * WINDOW as u64];
+        let mut reports = ends.iter().map(|e| (e + 5, *e)).peekable();
+        for seq in 1..=5 * WINDOW as u64 + 5 {
+            if let Some(&(at, last)) = reports.peek()
+                && at == seq
+            {
+                reports.next();
+                let hashes: Vec<[u8; 32]> = (first..=last).map(hash).collect();
+                let root = merkle_root(&hashes);
+                let mut wrong = root.unwrap();
+                wrong[0] ^= 1;
+                let problem = periods
+                    .check_report(seq, &z(first, last, Some(wrong), hash(last)))
+                    .unwrap_err();
+                assert!(problem.contains("merkle_root"), "{problem}");
+                periods
+                    .check_report(seq, &z(first, last, root, hash(last)))
+                    .unwrap();
+                first = last + 1;
+            }
+            periods.record(seq, hash(seq), leaf(&hash(seq)));
+        }
+        assert!(reports.peek().is_none());
+    }
+}
