@@ -233,7 +233,11 @@ fn a_wrong_chain_head_of_a_z_report_is_named() {
             }
         },
         5,
-        &["Z report 1 of series establishment/Z", "chain_head", "record 4's hash"],
+        &[
+            "Z report 1 of series establishment/Z",
+            "chain_head",
+            "record 4's hash",
+        ],
     );
 }
 
@@ -319,9 +323,7 @@ fn a_request_id_used_twice_by_one_register_is_named() {
             }
         },
         6,
-        &[
-            "request_id \"r-2\" of register \"till-1\" was already used by record 3",
-        ],
+        &["request_id \"r-2\" of register \"till-1\" was already used by record 3"],
     );
 }
 
@@ -343,7 +345,8 @@ fn a_dropped_append_only_trigger_is_named_by_verify_data_dir() {
     let (code, out) = run(&["verify", "--data-dir", data]);
     assert_eq!(code, 0, "the fixture's own triggers: {out}");
     let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
-    conn.execute_batch("DROP TRIGGER records_no_delete").unwrap();
+    conn.execute_batch("DROP TRIGGER records_no_delete")
+        .unwrap();
     drop(conn);
     let (code, out) = run(&["verify", "--data-dir", data]);
     assert_eq!(code, 1, "{out}");

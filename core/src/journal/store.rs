@@ -137,7 +137,8 @@ fn expected_triggers(layout: Layout) -> Vec<(String, String)> {
 /// creates (someone dropped or replaced it to change records in place), or `None`.
 pub fn trigger_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
     let layout = layout(conn)?;
-    let mut stmt = conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
+    let mut stmt =
+        conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
     for (name, sql) in expected_triggers(layout) {
         let found: Option<Option<String>> = stmt
             .query_row([&name], |row| row.get::<_, Option<String>>(0))

@@ -98,7 +98,12 @@ mod tests {
         assert_eq!(stream.root(), None);
         for (n, hash) in hashes.iter().enumerate() {
             stream.push_leaf(leaf(hash));
-            assert_eq!(stream.root(), merkle_root(&hashes[..=n]), "{} leaves", n + 1);
+            assert_eq!(
+                stream.root(),
+                merkle_root(&hashes[..=n]),
+                "{} leaves",
+                n + 1
+            );
         }
         // Any change of a hash or of the order changes the root.
         assert_ne!(merkle_root(&[h(2), h(1), h(3)]).unwrap(), three);

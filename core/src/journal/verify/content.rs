@@ -253,9 +253,8 @@ impl<'a> Envelope<'a> {
     /// The whole body read into `T`.
     fn body_whole<T: Deserialize<'a>>(&'a self) -> Result<T, String> {
         match self {
-            Envelope::Scanned(s) => {
-                serde_json::from_slice(s.top_raw("body").unwrap_or(b"null")).map_err(|e| e.to_string())
-            }
+            Envelope::Scanned(s) => serde_json::from_slice(s.top_raw("body").unwrap_or(b"null"))
+                .map_err(|e| e.to_string()),
             Envelope::Parsed(v) => match v.get("body") {
                 Some(body) => T::deserialize(body).map_err(|e| e.to_string()),
                 None => Err("no body".into()),

@@ -210,7 +210,11 @@ impl Periods {
             return Some(None);
         }
         let mut stream = self.streams.get(&first)?.clone();
-        for (_, _, leaf) in self.window.iter().filter(|(s, _, _)| (first..=last).contains(s)) {
+        for (_, _, leaf) in self
+            .window
+            .iter()
+            .filter(|(s, _, _)| (first..=last).contains(s))
+        {
             stream.push_leaf(*leaf);
         }
         Some(stream.root())
@@ -258,7 +262,11 @@ mod tests {
     fn periods_longer_than_the_window_get_the_whole_list_root() {
         let mut periods = Periods::new(true);
         let mut first = 1;
-        let ends = [3 * WINDOW as u64 + 7, 3 * WINDOW as u64 + 900, 5 * WINDOW as u64];
+        let ends = [
+            3 * WINDOW as u64 + 7,
+            3 * WINDOW as u64 + 900,
+            5 * WINDOW as u64,
+        ];
         let mut reports = ends.iter().map(|e| (e + 5, *e)).peekable();
         for seq in 1..=5 * WINDOW as u64 + 5 {
             if let Some(&(at, last)) = reports.peek()
