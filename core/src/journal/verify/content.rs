@@ -202,6 +202,11 @@ impl Envelope<'_> {
 impl<'a> Envelope<'a> {
     /// The envelope's member names that §2 does not specify, and those it lacks.
     fn member_problem(&self) -> Option<String> {
+        if let Envelope::Scanned(s) = self
+            && s.top_names().eq(ENVELOPE_MEMBERS.iter().map(|n| n.as_bytes()))
+        {
+            return None;
+        }
         let names: Vec<&str> = match self {
             Envelope::Scanned(s) => s
                 .top_names()
