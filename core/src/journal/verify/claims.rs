@@ -65,9 +65,26 @@ fn differs(what: &str, expected: &str, found: &str) -> String {
     format!("{what}: the lines give {expected}, the record says {found}")
 }
 
-fn decimal(what: &str, text: &str) -> Result<Decimal, String> {
+/// Line `i`'s member `name` as a decimal number (the message is made only when it is not one).
+fn decimal(i: usize, name: &str, text: &str) -> Result<Decimal, String> {
     text.parse::<Decimal>()
-        .map_err(|_| format!("{what} {text:?} is not a decimal number"))
+        .map_err(|_| format!("lines[{i}].{name} {text:?} is not a decimal number"))
+}
+
+/// `format_amount(value) == text`, without allocating: `text` must be the amount rounded to the
+/// cent with exactly two decimals (`"4.40"`, `"-0.50"`, `"0.00"`).
+fn amount_is(value: Decimal, text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    // No `+`, no leading zero: the form format_amount writes.
+    let plain = digits.first().is_some_and(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.get(1) == Some(&b'.'));
+    plain
+        && b.len() >= 4
+        && b[b.len() - 3] == b'.'
+        && text.parse::<Decimal>().is_ok_and(|claimed| {
+            claimed == round_cents(value) && !(claimed.is_zero() && b[0] == b'-')
+        })
 }
 
 /// The first claim of a fiscal event its lines contradict, as the problem to report. Pre-computed
@@ -91,8 +108,8 @@ fn order_problem(event: &ClaimedEvent<'_>) -> Result<(), String> {
     let mut computed: Vec<(VatLetter, Decimal)> = Vec::with_capacity(lines.len());
     let mut plu: Vec<String> = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
-        let quantity = decimal(&format!("lines[{i}].quantity"), &line.quantity)?;
-        let unit_price = decimal(&format!("lines[{i}].unit_price"), &line.unit_price)?;
+        let quantity = decimal(i, "quantity", &line.quantity)?;
+        let unit_price = decimal(i, "unit_price", &line.unit_price)?;
         let letter = VatLetter::parse(&line.vat)
             .ok_or_else(|| format!("lines[{i}].vat {:?} is not a VAT letter", line.vat))?;
         let unit = match line.unit.as_deref() {
@@ -102,11 +119,10 @@ fn order_problem(event: &ClaimedEvent<'_>) -> Result<(), String> {
             Some(other) => return Err(format!("lines[{i}].unit {other:?} is not a unit")),
         };
         let total = round_cents(quantity * unit_price);
-        let expected = format_amount(total);
-        if expected != line.total {
+        if !amount_is(total, &line.total) {
             return Err(differs(
                 &format!("lines[{i}].total ({} x {})", line.quantity, line.unit_price),
-                &expected,
+                &format_amount(total),
                 &line.total,
             ));
         }
@@ -119,10 +135,9 @@ fn order_problem(event: &ClaimedEvent<'_>) -> Result<(), String> {
         ));
     }
     let total: Decimal = computed.iter().map(|(_, t)| *t).sum();
-    let expected = format_amount(total);
     let found = event.total.ok_or("fiscal event without a total")?;
-    if expected != found {
-        return Err(differs("total", &expected, found));
+    if !amount_is(total, found) {
+        return Err(differs("total", &format_amount(total), found));
     }
     let vat = event
         .vat
@@ -142,17 +157,29 @@ fn order_problem(event: &ClaimedEvent<'_>) -> Result<(), String> {
                 got.rate
             ));
         }
+        let percent = match want.letter {
+            VatLetter::A => "21",
+            VatLetter::B => "12",
+            VatLetter::C => "6",
+            VatLetter::D | VatLetter::X => "0",
+        };
+        if got.percent != percent {
+            return Err(differs(
+                &format!("VAT of letter {letter}, percent"),
+                percent,
+                &got.percent,
+            ));
+        }
         let fields = [
-            ("percent", want.letter.percent().to_string(), &got.percent),
-            ("total", format_amount(want.total), &got.total),
-            ("vat", format_amount(want.vat), &got.vat),
-            ("base", format_amount(want.base), &got.base),
+            ("total", want.total, &got.total),
+            ("vat", want.vat, &got.vat),
+            ("base", want.base, &got.base),
         ];
         for (name, expected, found) in fields {
-            if expected != **found {
+            if !amount_is(expected, found) {
                 return Err(differs(
                     &format!("VAT of letter {letter}, {name}"),
-                    &expected,
+                    &format_amount(expected),
                     found,
                 ));
             }
@@ -202,6 +229,11 @@ mod tests {
         ]);
         assert!(plu.ends_with("797bc46f"));
         assert_eq!(event_problem(&event(LINES, VAT, "14.10", &plu)), None);
+        for not_canonical in ["14.1", "014.10", "+14.10", "14.100"] {
+            assert!(event_problem(&event(LINES, VAT, not_canonical, &plu)).is_some());
+        }
+        assert!(amount_is(Decimal::ZERO, "0.00") && !amount_is(Decimal::ZERO, "-0.00"));
+        assert!(amount_is("-6.5".parse().unwrap(), "-6.50"));
         let wrong_total = event_problem(&event(LINES, VAT, "14.20", &plu)).unwrap();
         assert_eq!(
             wrong_total,

@@ -203,7 +203,8 @@ impl<'a> Envelope<'a> {
     /// The envelope's member names that §2 does not specify, and those it lacks.
     fn member_problem(&self) -> Option<String> {
         if let Envelope::Scanned(s) = self
-            && s.top_names().eq(ENVELOPE_MEMBERS.iter().map(|n| n.as_bytes()))
+            && s.top_names()
+                .eq(ENVELOPE_MEMBERS.iter().map(|n| n.as_bytes()))
         {
             return None;
         }
