@@ -495,8 +495,9 @@ fn a_self_declared_forger_is_caught_only_against_a_trusted_key() {
             &declaration,
             IndexColumns::default(),
         );
+        // Self-consistent: a changed total would contradict the lines (verify recomputes it).
         let mut body = body_of(&last);
-        body.insert("total".into(), json!("0.01"));
+        body.insert("pos_time".into(), json!("forged"));
         append_forged(
             conn,
             RECORDS + 1,
