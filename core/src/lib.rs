@@ -12,4 +12,5 @@
 
 pub mod fiscal;
 pub mod journal;
+pub mod reports;
 pub mod signer;

@@ -183,6 +183,14 @@ pub(crate) fn report_verification(
             }
             Ok(ExitCode::from(1))
         }
+        Err(ExportError::Unprotected(problem)) => {
+            if json {
+                println!("{}", json!({"ok": false, "problem": problem}));
+            } else {
+                println!("FAILED: {}: {problem}", source.display());
+            }
+            Ok(ExitCode::from(1))
+        }
         Err(ExportError::Format { line, problem }) => {
             println!(
                 "FAILED: {} is not a valid export: line {line}: {problem}",

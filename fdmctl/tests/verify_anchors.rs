@@ -57,7 +57,7 @@ fn sign(seq: u64, kind: RecordKind, prev: &[u8; 32], body: &Value, seed: [u8; 32
 }
 
 fn sale(n: u64) -> Value {
-    json!({"label": "NS", "event_counter": n, "total_counter": n,
+    json!({"source": "precomputed", "label": "NS", "event_counter": n, "total_counter": n,
         "ticket_series": "N", "ticket_number": n, "total": "1.00"})
 }
 

@@ -97,13 +97,28 @@ impl Base {
         to
     }
 
-    /// A copy edited by `edit` through plain SQL, with the append-only triggers dropped.
+    /// A copy edited by `edit` through plain SQL, with the append-only triggers dropped, and put
+    /// back afterwards as they were (`fdmctl verify --data-dir` names a missing one).
     fn tamper(&self, name: &str, edit: impl FnOnce(&Connection)) -> PathBuf {
         let dir = self.copy(name);
         let conn = Connection::open(paths::journal_file(&dir)).unwrap();
+        let triggers: Vec<String> = conn
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' \
+                 AND name IN ('records_no_update', 'records_no_delete') ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(triggers.len(), 2);
         conn.execute_batch("DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete;")
             .unwrap();
         edit(&conn);
+        for sql in &triggers {
+            conn.execute_batch(sql).unwrap();
+        }
         drop(conn);
         dir
     }
@@ -480,8 +495,9 @@ fn a_self_declared_forger_is_caught_only_against_a_trusted_key() {
             &declaration,
             IndexColumns::default(),
         );
+        // Self-consistent: a changed total would contradict the lines (verify recomputes it).
         let mut body = body_of(&last);
-        body.insert("total".into(), json!("0.01"));
+        body.insert("pos_time".into(), json!("forged"));
         append_forged(
             conn,
             RECORDS + 1,

@@ -100,6 +100,9 @@ pub enum ExportError {
     /// The records verify, but an outside anchor does not match them or is not among them.
     #[error(transparent)]
     Anchor(#[from] AnchorError),
+    /// The records verify, but the journal file lacks an append-only trigger.
+    #[error("{0}")]
+    Unprotected(String),
 }
 
 /// Every signer declared in records up to `last_seq`.
@@ -507,7 +510,10 @@ pub fn verify_database_anchored(
         Err(e) => Err(e),
         Ok(()) => match verifier.anchor_problem() {
             Some(e) => Err(e.into()),
-            None => Ok(verifier.finish()),
+            None => match store::trigger_problem(conn)? {
+                Some(problem) => Err(ExportError::Unprotected(problem)),
+                None => Ok(verifier.finish()),
+            },
         },
     }
 }

@@ -115,6 +115,51 @@ CREATE TRIGGER IF NOT EXISTS dictionaries_no_replace BEFORE INSERT ON dictionari
     BEGIN SELECT RAISE(ABORT, 'journal dictionaries are append-only: INSERT over an existing dictionary refused'); END;
 ";
 
+/// The append-only triggers a journal file of this layout must have, as SQLite keeps their text
+/// (`sqlite_master.sql`: the statement without `IF NOT EXISTS` and the final `;`).
+fn expected_triggers(layout: Layout) -> Vec<(String, String)> {
+    let mut sources = vec![RECORD_TRIGGERS];
+    if layout == Layout::V2 {
+        sources.push(SCHEMA_V2);
+    }
+    sources
+        .into_iter()
+        .flat_map(|text| text.split("CREATE TRIGGER IF NOT EXISTS ").skip(1))
+        .map(|chunk| {
+            let chunk = chunk.trim_end().trim_end_matches(';');
+            let name = chunk.split_whitespace().next().unwrap_or("").to_owned();
+            (name, format!("CREATE TRIGGER {chunk}"))
+        })
+        .collect()
+}
+
+/// The first append-only trigger of the journal file that is missing or not the one fdmd
+/// creates (someone dropped or replaced it to change records in place), or `None`.
+pub fn trigger_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let layout = layout(conn)?;
+    let mut stmt =
+        conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
+    for (name, sql) in expected_triggers(layout) {
+        let found: Option<Option<String>> = stmt
+            .query_row([&name], |row| row.get::<_, Option<String>>(0))
+            .optional()?;
+        match found {
+            None => {
+                return Ok(Some(format!(
+                    "the append-only trigger {name} is missing: the records can be changed in place (the file was altered outside fdmd)"
+                )));
+            }
+            Some(found) if found.as_deref() != Some(sql.as_str()) => {
+                return Ok(Some(format!(
+                    "the append-only trigger {name} is not the one fdmd creates: the file was altered outside fdmd"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(None)
+}
+
 /// The append-only triggers on `records`, the same in both layouts.
 const RECORD_TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records

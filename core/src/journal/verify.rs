@@ -9,9 +9,14 @@
 //! 5. the signer is declared by a journal_open / signer_change record of the chain (a slice may
 //!    also use the export header's list, whose keys it then reports as unanchored) and, when keys
 //!    are given, is one of them; the signature over the hash verifies;
-//! 6. fiscal counters, ticket numbers and report numbers continue without gap.
+//! 6. fiscal counters, ticket numbers and report numbers continue without gap;
+//! 7. what the records claim: a fiscal event's line totals, total, VAT per letter and PLU hash
+//!    from its lines ([`claims`], with the checks of its own bytes); a report's period and its
+//!    checkpoint (records, chain head, Merkle root) from the records before it ([`periods`]); a
+//!    register's `request_id` used once.
 //!
-//! Outside anchors ([`Anchor`], a receipt's `journal_seq` and `signed_digest`) are checked
+//! Step 3 also requires exactly the envelope's members and its `time` in the documented RFC 3339
+//! form. Outside anchors ([`Anchor`], a receipt's `journal_seq` and `signed_digest`) are checked
 //! against the records' hashes after the chain.
 //!
 //! [`verify_records`] and the export reader run these checks a chunk of records at a time on
@@ -19,8 +24,10 @@
 //! 4) and the signatures in parallel, the chain, signers, counters and series in order
 //! ([`Verifier`]). The verdict, first bad record and problem, is the one-by-one verifier's.
 
+mod claims;
 pub(crate) mod content;
 pub(crate) mod parallel;
+mod periods;
 #[cfg(test)]
 mod reference;
 mod scan;
@@ -31,6 +38,7 @@ use super::record::{GENESIS_PREV_HASH, RecordKind};
 use super::store::StoredRecord;
 use content::{Counters, Prepared, prepare, prepare_stored};
 use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck, par_map};
+use periods::Periods;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -308,7 +316,41 @@ pub struct Verifier {
     series: HashMap<String, u64>,
     used_signers: Vec<DeclaredSigner>,
     trust: TrustBook,
+    /// Every register request seen (a 128-bit digest of register and request_id) and its record.
+    requests: HashMap<u128, u64, KeyIsHash>,
+    /// Report periods and checkpoints.
+    periods: Periods,
     summary: VerifySummary,
+}
+
+/// The keys of [`Verifier::requests`] are SHA-256 digests already: their low 64 bits are the
+/// hash.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyIsHash;
+
+impl std::hash::BuildHasher for KeyIsHash {
+    type Hasher = LowBits;
+    fn build_hasher(&self) -> LowBits {
+        LowBits(0)
+    }
+}
+
+#[derive(Debug)]
+struct LowBits(u64);
+
+impl std::hash::Hasher for LowBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        // Truncation intended: the low 64 bits of a digest.
+        self.0 = n as u64;
+    }
 }
 
 impl Verifier {
@@ -341,6 +383,8 @@ impl Verifier {
             series: HashMap::new(),
             used_signers: Vec::new(),
             trust: TrustBook::default(),
+            requests: HashMap::default(),
+            periods: Periods::new(expect_genesis),
         }
     }
 
@@ -498,6 +542,36 @@ impl Verifier {
         if c.kind == RecordKind::Report {
             self.check_series(seq, c.series.as_ref())?;
         }
+        // 7. what the record claims
+        if let Some(problem) = &c.claim_problem {
+            return fail(seq, format!("fiscal event: {problem}"));
+        }
+        match &c.report {
+            Some(Ok(claim)) => {
+                if let Err(problem) = self.periods.check_report(seq, claim) {
+                    return fail(seq, problem);
+                }
+            }
+            Some(Err(e)) => {
+                return fail(
+                    seq,
+                    format!("report without a readable period and checkpoint: {e}"),
+                );
+            }
+            None => {}
+        }
+        if let Some(r) = &c.request
+            && let Some(earlier) = self.requests.insert(r.key, seq)
+        {
+            return fail(
+                seq,
+                format!(
+                    "request_id {:?} of register {:?} was already used by record {earlier} (a register uses a request_id once)",
+                    r.request_id, r.register
+                ),
+            );
+        }
+        self.periods.record(seq, p.hash, p.leaf);
         self.prev = Some((seq, p.hash));
         self.trust.record(seq, &p.hash);
         self.summary.records += 1;

@@ -13,7 +13,7 @@
 
 pub mod closing;
 pub mod figures;
-pub mod merkle;
+pub use fdmd_core::reports::merkle;
 pub mod period;
 pub mod text;
 pub mod threshold;

@@ -3,12 +3,30 @@
 //! pure functions of the record, so they run on any thread, many records at once; what they find
 //! is kept in a [`Prepared`] for the checks that follow the chain ([`super::Verifier`]).
 
+use super::claims::{ClaimedEvent, event_problem};
+use super::periods::ReportClaim;
 use super::scan::{Read, Scanned, scan};
 use super::{DeclaredSigner, VerifyError, fail};
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{FORMAT_VERSION, RecordKind, record_hash};
 use crate::journal::store::StoredRecord;
+use crate::reports::merkle::leaf;
+use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The envelope's members (§2 of `docs/journal-format.md`), in canonical order: every record
+/// has exactly these, whatever build wrote it (the fixture of 15940aa included).
+pub(crate) const ENVELOPE_MEMBERS: [&str; 8] = [
+    "body",
+    "fdm_id",
+    "kind",
+    "prev_hash",
+    "seq",
+    "signer_id",
+    "time",
+    "v",
+];
 
 /// One record after the checks of its own bytes.
 #[derive(Debug, Clone)]
@@ -17,6 +35,8 @@ pub(crate) struct Prepared {
     pub(crate) seq: u64,
     /// SHA-256 of the canonical bytes (equal to the stored hash when `content` is `Ok`).
     pub(crate) hash: [u8; 32],
+    /// The hash's Merkle leaf (for the checkpoints of reports).
+    pub(crate) leaf: [u8; 32],
     /// The stored signature.
     pub(crate) signature: Vec<u8>,
     /// The envelope's fields, or the first problem of the record's own bytes (hash, JSON,
@@ -39,6 +59,38 @@ pub(crate) struct Content {
     pub(crate) series: Option<(String, u64)>,
     /// For a database row: the first index column that differs from the signed record.
     pub(crate) column_problem: Option<VerifyError>,
+    /// For a fiscal event: the first claim its lines contradict (checked after the signature).
+    pub(crate) claim_problem: Option<String>,
+    /// For a record with a `request_digest`: its register's request, for the duplicate check.
+    pub(crate) request: Option<Request>,
+    /// For a report: its period and checkpoint, or why they cannot be read.
+    pub(crate) report: Option<Result<ReportClaim, String>>,
+}
+
+/// A register's request (`register`, `request_id`) and a 128-bit digest of the pair: the
+/// verifier keeps the digests of every request seen (16 bytes each), not the strings.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) key: u128,
+    pub(crate) register: String,
+    pub(crate) request_id: String,
+}
+
+impl Request {
+    fn new(register: &str, request_id: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update((register.len() as u64).to_le_bytes());
+        h.update(register.as_bytes());
+        h.update(request_id.as_bytes());
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        Request {
+            key: u128::from_le_bytes(key),
+            register: register.to_owned(),
+            request_id: request_id.to_owned(),
+        }
+    }
 }
 
 /// The counters of a fiscal event.
@@ -56,6 +108,7 @@ pub(crate) fn prepare(seq: u64, canonical: &[u8], hash: &[u8], signature: Vec<u8
     Prepared {
         seq,
         hash: computed,
+        leaf: leaf(&computed),
         signature,
         content: content.map(|(content, _)| content),
     }
@@ -67,6 +120,7 @@ pub(crate) fn prepare_stored(r: &StoredRecord) -> Prepared {
     Prepared {
         seq: r.seq,
         hash: computed,
+        leaf: leaf(&computed),
         signature: r.signature.clone(),
         content: content.map(|(mut content, envelope)| {
             content.column_problem = column_problem(r, &envelope).map(|column| VerifyError {
@@ -145,6 +199,112 @@ impl Envelope<'_> {
     }
 }
 
+impl<'a> Envelope<'a> {
+    /// The envelope's member names that §2 does not specify, and those it lacks.
+    fn member_problem(&self) -> Option<String> {
+        if let Envelope::Scanned(s) = self
+            && s.top_names()
+                .eq(ENVELOPE_MEMBERS.iter().map(|n| n.as_bytes()))
+        {
+            return None;
+        }
+        let names: Vec<&str> = match self {
+            Envelope::Scanned(s) => s
+                .top_names()
+                .map(|k| std::str::from_utf8(k).unwrap_or("?"))
+                .collect(),
+            Envelope::Parsed(v) => v
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default(),
+        };
+        if names == ENVELOPE_MEMBERS {
+            return None;
+        }
+        let extra: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !ENVELOPE_MEMBERS.contains(n))
+            .collect();
+        let missing: Vec<&str> = ENVELOPE_MEMBERS
+            .iter()
+            .copied()
+            .filter(|n| !names.contains(n))
+            .collect();
+        Some(match (extra.is_empty(), missing.is_empty()) {
+            (false, _) => format!(
+                "the envelope has member(s) {} that the format does not specify (exactly {} are)",
+                extra.join(", "),
+                ENVELOPE_MEMBERS.join(", ")
+            ),
+            _ => format!("the envelope lacks member(s) {}", missing.join(", ")),
+        })
+    }
+
+    fn body_is_object(&self) -> bool {
+        match self {
+            Envelope::Scanned(s) => s.top_raw("body").is_some_and(|b| b.first() == Some(&b'{')),
+            Envelope::Parsed(v) => v.get("body").is_some_and(Value::is_object),
+        }
+    }
+
+    /// A body member read into `T` from its bytes or from the parsed tree.
+    fn body_typed<T: Deserialize<'a>>(&'a self, name: &str) -> Option<T> {
+        match self {
+            Envelope::Scanned(s) => serde_json::from_slice(s.body_raw(name)?).ok(),
+            Envelope::Parsed(v) => T::deserialize(v.get("body")?.get(name)?).ok(),
+        }
+    }
+
+    /// The whole body read into `T`.
+    fn body_whole<T: Deserialize<'a>>(&'a self) -> Result<T, String> {
+        match self {
+            Envelope::Scanned(s) => serde_json::from_slice(s.top_raw("body").unwrap_or(b"null"))
+                .map_err(|e| e.to_string()),
+            Envelope::Parsed(v) => match v.get("body") {
+                Some(body) => T::deserialize(body).map_err(|e| e.to_string()),
+                None => Err("no body".into()),
+            },
+        }
+    }
+
+    fn claimed_event(&'a self) -> ClaimedEvent<'a> {
+        ClaimedEvent {
+            source: self.body_str("source"),
+            lines: self.body_typed("lines"),
+            vat: self.body_typed("vat"),
+            total: self.body_str("total"),
+            plu_hash: self.body_str("plu_hash"),
+        }
+    }
+}
+
+/// `time` as every build writes it: RFC 3339 with milliseconds and a numeric offset
+/// (`2026-11-22T20:15:03.120+01:00`).
+pub(crate) fn is_fdm_time(time: &str) -> bool {
+    let b = time.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+    b.len() == 29
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && matches!(b[23], b'+' | b'-')
+        && digits(24..26)
+        && b[26] == b':'
+        && digits(27..29)
+        && chrono::DateTime::parse_from_rfc3339(time).is_ok()
+}
+
 fn as_str(read: Read<'_>) -> Option<&str> {
     match read {
         Read::Str(s) => Some(s),
@@ -205,10 +365,28 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
             "the sequence number inside the record differs from its position",
         );
     }
+    if let Some(problem) = envelope.member_problem() {
+        return fail(seq, problem);
+    }
+    if !envelope.body_is_object() {
+        return fail(seq, "the body is not an object");
+    }
     let kind = envelope
         .top_str("kind")
         .and_then(RecordKind::parse)
         .map_or_else(|| fail(seq, "unknown record kind"), Ok)?;
+    match envelope.top_str("time") {
+        Some(time) if is_fdm_time(time) => {}
+        Some(time) => {
+            return fail(
+                seq,
+                format!(
+                    "time {time:?} is not an RFC 3339 time with milliseconds and an offset (like 2026-11-22T20:15:03.120+01:00)"
+                ),
+            );
+        }
+        None => return fail(seq, "time is not a string"),
+    }
     // 4. the chain's link, as far as the record's own bytes go
     let prev_hash = envelope
         .top_str("prev_hash")
@@ -229,6 +407,20 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         (Some(series), Some(number)) => Some((series.to_owned(), number)),
         _ => None,
     };
+    let claim_problem = if kind == RecordKind::FiscalEvent {
+        event_problem(&envelope.claimed_event())
+    } else {
+        None
+    };
+    let request = match (
+        envelope.body_str("request_digest"),
+        envelope.body_str("register"),
+        envelope.body_str("request_id"),
+    ) {
+        (Some(_), Some(register), Some(request_id)) => Some(Request::new(register, request_id)),
+        _ => None,
+    };
+    let report = (kind == RecordKind::Report).then(|| envelope.body_whole::<ReportClaim>());
     Ok(Content {
         kind,
         prev_hash,
@@ -237,6 +429,9 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         counters,
         series,
         column_problem: None,
+        claim_problem,
+        request,
+        report,
     })
 }
 

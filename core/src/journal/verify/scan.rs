@@ -39,6 +39,28 @@ impl<'a> Scanned<'a> {
     pub(super) fn body(&self, name: &str) -> Read<'a> {
         read(&self.body, name)
     }
+
+    /// The envelope's member names, in their (canonical) order.
+    pub(super) fn top_names(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.top.iter().map(|(k, _)| *k)
+    }
+
+    /// The bytes of an envelope member's value.
+    pub(super) fn top_raw(&self, name: &str) -> Option<&'a [u8]> {
+        raw(&self.top, name)
+    }
+
+    /// The bytes of a body member's value.
+    pub(super) fn body_raw(&self, name: &str) -> Option<&'a [u8]> {
+        raw(&self.body, name)
+    }
+}
+
+fn raw<'a>(members: &[Member<'a>], name: &str) -> Option<&'a [u8]> {
+    members
+        .iter()
+        .find(|(k, _)| *k == name.as_bytes())
+        .map(|(_, v)| *v)
 }
 
 fn read<'a>(members: &[Member<'a>], name: &str) -> Read<'a> {
@@ -57,8 +79,11 @@ fn read<'a>(members: &[Member<'a>], name: &str) -> Read<'a> {
 
 /// Members whose string values the checks read: with an escape in one, the general path decodes.
 const READ_TOP: [&str; 5] = ["kind", "prev_hash", "signer_id", "time", "fdm_id"];
-const READ_BODY: [&str; 7] = [
+const READ_BODY: [&str; 10] = [
     "label",
+    "source",
+    "total",
+    "plu_hash",
     "ticket_series",
     "register",
     "request_id",

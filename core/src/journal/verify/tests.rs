@@ -81,7 +81,7 @@ fn declaration(seed: u8) -> Map<String, Value> {
 
 fn sale(n: u64) -> Map<String, Value> {
     let v = json!({
-        "label": "NS", "event_counter": n, "total_counter": n,
+        "source": "precomputed", "label": "NS", "event_counter": n, "total_counter": n,
         "ticket_series": "N", "ticket_number": n,
         "register": "till-1", "request_id": format!("r-{n}"), "request_digest": format!("d-{n}"),
     });

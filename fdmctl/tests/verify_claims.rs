@@ -1,0 +1,371 @@
+//! `fdmctl verify` checks what the records claim (issue 17, point 3), on exports built here and
+//! signed with the test's own key: each forged export is re-signed and re-chained from the
+//! changed record on, so its hashes, chain and signatures are valid and only a claim is wrong
+//! (a fiscal event's line total, total, VAT or PLU hash; a Z report's chain head or Merkle root;
+//! the envelope's members or time; a request_id used twice by one register). And `--data-dir`
+//! names an append-only trigger dropped from the journal file.
+//!
+//! Each forged-journal test fails when the check it guards is turned off (checked by hand on
+//! 7 Dec 2026: with every check of this point disabled, the twelve forged cases failed and the
+//! untouched journal still verified).
+#![allow(clippy::unwrap_used)]
+
+use fdmd::fiscal::{Order, Sale};
+use fdmd::journal::canonical::to_canonical;
+use fdmd::journal::record::{GENESIS_PREV_HASH, RecordKind, record_hash};
+use fdmd::reports::merkle::merkle_root;
+use fdmd::signer::{Signer, SoftwareSigner};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FDMCTL: &str = env!("CARGO_BIN_EXE_fdmctl");
+const TIME: &str = "2026-12-06T06:00:00.000+01:00";
+const SEED: [u8; 32] = [7; 32];
+
+/// The journal: 1 journal_open, 2–4 sales (till-1 r-1 and r-2, till-2 r-1: the same request_id
+/// in two registers), 5 a Z report over 1..=4, 6 a sale after it.
+const EFSTA: &str = r#"{"request_id":"r-1","operator":"85073003328","event_type":"normal",
+    "lines":[{"description":"Cola","quantity":1,"unit_price":"2.20","vat":"A"},
+             {"description":"Snack","quantity":1,"unit_price":"11.90","vat":"B"}],
+    "payments":[{"method":"cash","amount":"14.10"}]}"#;
+const SOUP: &str = r#"{"request_id":"r-2","operator":"85073003328","event_type":"normal",
+    "lines":[{"description":"Soep","quantity":2,"unit_price":"6.50","vat":"B"},
+             {"description":"Kaas","quantity":"0.333","unit":"kg","unit_price":"19.99","vat":"C"}]}"#;
+
+struct Record {
+    seq: u64,
+    canonical: String,
+    hash: [u8; 32],
+    signature: Vec<u8>,
+}
+
+fn signer() -> (SoftwareSigner, String) {
+    let s = SoftwareSigner::from_seed(SEED);
+    let id = s.identity().unwrap().id;
+    (s, id)
+}
+
+/// A sale's body as fdmd journals it: the order's computed ticket, numbered.
+fn sale(register: &str, order: &str, n: u64) -> Value {
+    let order = Order::from_json(register, order.as_bytes()).unwrap();
+    let ticket = Sale::compute(&order).unwrap();
+    let mut body = Value::Object(ticket.journal_body(&order));
+    body["register"] = json!(register);
+    body["request_id"] = json!(order.request_id);
+    body["request_digest"] = json!("ab".repeat(32));
+    body["event_counter"] = json!(n);
+    body["total_counter"] = json!(n);
+    body["ticket_series"] = json!("establishment/N");
+    body["ticket_number"] = json!(n);
+    body
+}
+
+/// The envelope of a record, before `edit_envelope` and signing.
+fn envelope(seq: u64, kind: RecordKind, prev: &[u8; 32], body: Value) -> Value {
+    json!({"v": 1, "seq": seq, "kind": kind.as_str(), "time": TIME, "fdm_id": "DEVFDMD0001",
+        "signer_id": signer().1, "prev_hash": hex::encode(prev), "body": body})
+}
+
+/// The journal above, each record's envelope passed to `edit(seq, envelope)` before it is signed:
+/// every record is signed by the test's key and chained to the one before, whatever the edit.
+fn journal(edit: impl Fn(u64, &mut Value)) -> Vec<Record> {
+    let (s, id) = signer();
+    let public_key = hex::encode(s.identity().unwrap().public_key);
+    let mut rows: Vec<Record> = Vec::new();
+    for seq in 1..=6u64 {
+        let (kind, body) = match seq {
+            1 => (
+                RecordKind::JournalOpen,
+                json!({"fdm_id": "DEVFDMD0001", "format": "fdmd-record/1", "software": "test",
+                    "signer": {"algorithm": "ed25519", "certified": false, "id": id,
+                        "public_key": public_key}}),
+            ),
+            2 => (RecordKind::FiscalEvent, sale("till-1", EFSTA, 1)),
+            3 => (RecordKind::FiscalEvent, sale("till-1", SOUP, 2)),
+            4 => (RecordKind::FiscalEvent, sale("till-2", EFSTA, 3)),
+            5 => {
+                let hashes: Vec<[u8; 32]> = rows.iter().map(|r| r.hash).collect();
+                (
+                    RecordKind::Report,
+                    json!({"report": "Z", "scope": "establishment", "registers": ["till-1", "till-2"],
+                        "requested_by": "admin", "ticket_series": "establishment/Z", "ticket_number": 1,
+                        "period": {"first_seq": 1, "last_seq": 4, "from": TIME, "to": TIME, "previous_z": null},
+                        "checkpoint": {"first_seq": 1, "last_seq": 4, "records": 4,
+                            "chain_head": hex::encode(hashes[3]),
+                            "merkle_root": hex::encode(merkle_root(&hashes).unwrap())}}),
+                )
+            }
+            _ => (RecordKind::FiscalEvent, {
+                let mut b = sale("till-1", SOUP, 4);
+                b["request_id"] = json!("r-3");
+                b
+            }),
+        };
+        let prev = rows.last().map_or(GENESIS_PREV_HASH, |r| r.hash);
+        let mut env = envelope(seq, kind, &prev, body);
+        edit(seq, &mut env);
+        let canonical = to_canonical(&env).unwrap();
+        let hash = record_hash(&canonical);
+        rows.push(Record {
+            seq,
+            canonical: String::from_utf8(canonical).unwrap(),
+            hash,
+            signature: s.sign(&id, &hash).unwrap(),
+        });
+    }
+    rows
+}
+
+fn export(rows: &[Record]) -> String {
+    let mut lines = vec![
+        json!({"type": "header", "format": "fdmd-journal-export", "version": 1,
+            "fdm_id": "DEVFDMD0001", "first_seq": 1, "last_seq": rows.len(),
+            "exported_at": TIME, "signers": []})
+        .to_string(),
+    ];
+    for r in rows {
+        lines.push(
+            json!({"type": "record", "seq": r.seq, "hash": hex::encode(r.hash),
+                "signature": hex::encode(&r.signature), "record": r.canonical})
+            .to_string(),
+        );
+    }
+    lines.push(
+        json!({"type": "end", "records": rows.len(),
+            "last_hash": rows.last().map(|r| hex::encode(r.hash))})
+        .to_string(),
+    );
+    lines.join("\n") + "\n"
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(FDMCTL).args(args).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `fdmctl verify` on the journal with `edit` applied, with the test's key given.
+fn verify(edit: impl Fn(u64, &mut Value)) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, export(&journal(edit))).unwrap();
+    let key = hex::encode(signer().0.identity().unwrap().public_key);
+    run(&["verify", file.to_str().unwrap(), "--key", &key])
+}
+
+/// The forged journal fails at record `seq` with a problem containing each of `words`.
+fn assert_named(edit: impl Fn(u64, &mut Value), seq: u64, words: &[&str]) {
+    let (code, out) = verify(edit);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("first bad record: record {seq}: ")),
+        "{out}"
+    );
+    for w in words {
+        assert!(out.contains(w), "{w:?} not in {out}");
+    }
+}
+
+#[test]
+fn the_untouched_journal_verifies_with_the_same_request_id_in_two_registers() {
+    let (code, out) = verify(|_, _| {});
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 records"), "{out}");
+}
+
+#[test]
+fn a_wrong_line_total_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 3 {
+                e["body"]["lines"][1]["total"] = json!("6.65");
+            }
+        },
+        3,
+        &["lines[1].total", "6.66", "6.65"],
+    );
+}
+
+#[test]
+fn a_wrong_ticket_total_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 2 {
+                e["body"]["total"] = json!("14.20");
+            }
+        },
+        2,
+        &["fiscal event: total", "14.10", "14.20"],
+    );
+}
+
+#[test]
+fn a_wrong_vat_of_a_letter_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 4 {
+                e["body"]["vat"][1]["vat"] = json!("1.18");
+                e["body"]["vat"][1]["base"] = json!("10.72");
+            }
+        },
+        4,
+        &["VAT of letter B, vat", "1.28", "1.18"],
+    );
+}
+
+#[test]
+fn a_wrong_plu_hash_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 2 {
+                e["body"]["plu_hash"] = json!("0".repeat(40));
+            }
+        },
+        2,
+        &["plu_hash", "797bc46f"],
+    );
+}
+
+#[test]
+fn a_wrong_chain_head_of_a_z_report_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 5 {
+                e["body"]["checkpoint"]["chain_head"] = json!("11".repeat(32));
+            }
+        },
+        5,
+        &[
+            "Z report 1 of series establishment/Z",
+            "chain_head",
+            "record 4's hash",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_merkle_root_of_a_z_report_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 5 {
+                e["body"]["checkpoint"]["merkle_root"] = json!("22".repeat(32));
+            }
+        },
+        5,
+        &["merkle_root", "records 1..=4 give"],
+    );
+}
+
+#[test]
+fn a_z_report_whose_period_skips_records_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 5 {
+                e["body"]["period"]["first_seq"] = json!(2);
+                e["body"]["checkpoint"]["first_seq"] = json!(2);
+                e["body"]["checkpoint"]["records"] = json!(3);
+            }
+        },
+        5,
+        &["starts at record 2", "record 1"],
+    );
+}
+
+#[test]
+fn an_envelope_with_a_member_the_format_does_not_specify_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 3 {
+                e["note"] = json!("hidden");
+            }
+        },
+        3,
+        &["envelope has member(s) note"],
+    );
+}
+
+#[test]
+fn an_envelope_without_a_member_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 3 {
+                e.as_object_mut().unwrap().remove("fdm_id");
+            }
+        },
+        3,
+        &["envelope lacks member(s) fdm_id"],
+    );
+}
+
+#[test]
+fn a_time_that_is_not_rfc3339_is_named() {
+    for bad in [
+        "2026-12-06 06:00:00",
+        "2026-12-06T06:00:00+01:00",
+        "2026-13-06T06:00:00.000+01:00",
+    ] {
+        assert_named(
+            |seq, e| {
+                if seq == 4 {
+                    e["time"] = json!(bad);
+                }
+            },
+            4,
+            &["is not an RFC 3339 time", bad],
+        );
+    }
+}
+
+#[test]
+fn a_request_id_used_twice_by_one_register_is_named() {
+    assert_named(
+        |seq, e| {
+            if seq == 6 {
+                e["body"]["request_id"] = json!("r-2");
+            }
+        },
+        6,
+        &["request_id \"r-2\" of register \"till-1\" was already used by record 3"],
+    );
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/journal-15940aa")
+}
+
+fn copy_fixture(to: &Path) {
+    for f in ["journal.sqlite", "dev-signer.key"] {
+        std::fs::copy(fixture().join(f), to.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn a_dropped_append_only_trigger_is_named_by_verify_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let (code, out) = run(&["verify", "--data-dir", data]);
+    assert_eq!(code, 0, "the fixture's own triggers: {out}");
+    let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    conn.execute_batch("DROP TRIGGER records_no_delete")
+        .unwrap();
+    drop(conn);
+    let (code, out) = run(&["verify", "--data-dir", data]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("append-only trigger records_no_delete is missing"),
+        "{out}"
+    );
+    // A trigger of the same name that refuses nothing is no better.
+    let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER records_no_delete BEFORE DELETE ON records BEGIN SELECT 1; END",
+    )
+    .unwrap();
+    drop(conn);
+    let (code, out) = run(&["verify", "--data-dir", data]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("records_no_delete is not the one"), "{out}");
+}
