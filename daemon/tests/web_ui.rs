@@ -40,6 +40,15 @@ fn setup_code(d: &Daemon) -> String {
     }
 }
 
+/// `GET path` with `token`, on a thread of its own (callable from async code).
+fn blocking_request(d: &Daemon, path: &str, token: Option<&str>) -> (hyper::StatusCode, Value) {
+    std::thread::scope(|s| {
+        s.spawn(|| d.request(Method::GET, path, token, None))
+            .join()
+            .unwrap()
+    })
+}
+
 /// Signs in through the page's form with `secret`.
 async fn sign_in(b: &Browser, secret: &str) {
     b.goto("/").await;
@@ -168,12 +177,7 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             "{}",
         );
         assert_eq!(status, 403, "{body}");
-        let (_, list) = d.request(
-            Method::GET,
-            "/v1/admin/registers",
-            Some(&d.admin_token()),
-            None,
-        );
+        let (_, list) = blocking_request(&d, "/v1/admin/registers", Some(&d.admin_token()));
         assert!(!list.to_string().contains("forged"), "{list}");
 
         // Enrol a register in the page; its shown credentials work with a real MQTT client.
@@ -200,19 +204,20 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         let receipt = order_over_mqtt(&d, &creds).await;
         assert_eq!(receipt["status"], "signed", "{receipt}");
         // The HTTP token shown works too.
-        let (status, _) = d.request(
-            Method::GET,
-            "/v1/status",
-            creds["http_token"].as_str(),
-            None,
-        );
+        let (status, _) = blocking_request(&d, "/v1/status", creds["http_token"].as_str());
         assert_eq!(status, hyper::StatusCode::OK);
 
         // X then Z report, printable text in the page.
         b.goto("/ui/#reports").await;
         b.wait_shown("reports").await;
+        // Without a register the refusal is shown and explained.
         b.click("#make-report").await;
-        let x = b.wait_text("report-out", |t| !t.is_empty()).await;
+        b.wait_text("report-out", |t| t.starts_with("Refused: register")).await;
+        b.type_into("report-register", "till-1").await;
+        b.click("#make-report").await;
+        let x = b
+            .wait_text("report-out", |t| !t.is_empty() && !t.starts_with("Refused: register"))
+            .await;
         assert!(!x.starts_with("Refused"), "{x}");
         b.click("#report-kind option[value=z]").await;
         b.click("#make-report").await;
