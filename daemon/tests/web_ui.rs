@@ -35,7 +35,10 @@ fn setup_code(d: &Daemon) -> String {
             let code: String = log[at + "set-up code ".len()..].chars().take(14).collect();
             return code;
         }
-        assert!(Instant::now() < deadline, "no set-up code in the log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no set-up code in the log:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -129,8 +132,14 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         let (status, headers, html) = raw_http(d.http, "GET", "/ui/", &[], "");
         assert_eq!(status, 200);
         let csp = header(&headers, "content-security-policy").unwrap();
-        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
-        assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{html}"
+        );
 
         // Set-up code, then the owner's password.
         sign_in(&b, "WRONG-CODE-0000").await;
@@ -141,7 +150,8 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         b.type_into("newpw", password).await;
         b.click("#setpw-form button[type=submit]").await;
         b.wait_shown("status").await;
-        b.wait_text("overall", |t| t == "ready" || t == "degraded").await;
+        b.wait_text("overall", |t| t == "ready" || t == "degraded")
+            .await;
         b.screenshot("02-status").await;
 
         // The session cookie is HttpOnly and SameSite=Strict; scripts cannot read it.
@@ -154,18 +164,27 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             .execute("return document.cookie;", vec![])
             .await
             .unwrap();
-        assert!(!seen.as_str().unwrap_or("").contains("fdmd_session"), "{seen}");
+        assert!(
+            !seen.as_str().unwrap_or("").contains("fdmd_session"),
+            "{seen}"
+        );
 
         // A change without the session's CSRF token, or with a forged one, is refused, in the
         // browser and from outside it.
         assert_eq!(page_post(&b, "/v1/admin/registers", None).await, 403);
-        assert_eq!(page_post(&b, "/v1/admin/registers", Some("00ff")).await, 403);
+        assert_eq!(
+            page_post(&b, "/v1/admin/registers", Some("00ff")).await,
+            403
+        );
         let cookie_header = format!("fdmd_session={session}");
         let (status, _, body) = raw_http(
             d.http,
             "POST",
             "/v1/admin/registers",
-            &[("Cookie", &cookie_header), ("Content-Type", "application/json")],
+            &[
+                ("Cookie", &cookie_header),
+                ("Content-Type", "application/json"),
+            ],
             r#"{"id":"forged"}"#,
         );
         assert_eq!(status, 403, "{body}");
@@ -212,11 +231,14 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         b.wait_shown("reports").await;
         // Without a register the refusal is shown and explained.
         b.click("#make-report").await;
-        b.wait_text("report-out", |t| t.starts_with("Refused: register")).await;
+        b.wait_text("report-out", |t| t.starts_with("Refused: register"))
+            .await;
         b.type_into("report-register", "till-1").await;
         b.click("#make-report").await;
         let x = b
-            .wait_text("report-out", |t| !t.is_empty() && !t.starts_with("Refused: register"))
+            .wait_text("report-out", |t| {
+                !t.is_empty() && !t.starts_with("Refused: register")
+            })
             .await;
         assert!(!x.starts_with("Refused"), "{x}");
         b.click("#report-kind option[value=z]").await;
@@ -255,8 +277,13 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             "",
         );
         assert_eq!(status, 401);
-        let (status, _, _) =
-            raw_http(d.http, "GET", "/ui/api/session", &[("Cookie", &cookie_header)], "");
+        let (status, _, _) = raw_http(
+            d.http,
+            "GET",
+            "/ui/api/session",
+            &[("Cookie", &cookie_header)],
+            "",
+        );
         assert_eq!(status, 401);
 
         // The set-up code was used once; the password and the admin token sign in.

@@ -1,8 +1,8 @@
 //! Request routing and the public routes.
 
 use super::admin;
-use super::web::{SessionAdmin, Web};
 use super::response::{Body, error, json_response, with_body};
+use super::web::{SessionAdmin, Web};
 use crate::access::ClientKind;
 use crate::app::App;
 use crate::fiscal::FdmCode;
@@ -69,7 +69,7 @@ pub async fn handle(
             },
         );
     }
-    if let Err(refused) = super::web::authenticate(&web, &mut req) {
+    if let Some(refused) = super::web::authenticate(&web, &mut req) {
         return Ok(refused);
     }
     Ok(match tokio::time::timeout(limit, route(app, req)).await {

@@ -86,7 +86,10 @@ async fn login(
         Err(r) => return r,
     };
     let Ok(Login { secret }) = serde_json::from_slice::<Login>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body must be {\"secret\": \"…\"}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body must be {\"secret\": \"…\"}",
+        );
     };
     drop(body);
     let secret = secret.trim().to_owned();
@@ -105,7 +108,10 @@ async fn login(
     let Some(must_set_password) = must_set_password else {
         web.sessions.failed(peer.ip());
         tracing::info!("web: failed sign-in from {}", peer.ip());
-        return error(StatusCode::UNAUTHORIZED, "wrong token, password or set-up code");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong token, password or set-up code",
+        );
     };
     match web.sessions.create(must_set_password) {
         Ok((id, csrf)) => {
@@ -143,7 +149,10 @@ async fn password(web: &Arc<Web>, req: Request<Incoming>, id: &str) -> Response<
         Err(r) => return r,
     };
     let Ok(NewPassword { password }) = serde_json::from_slice::<NewPassword>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body must be {\"password\": \"…\"}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body must be {\"password\": \"…\"}",
+        );
     };
     drop(body);
     let web2 = web.clone();
@@ -154,7 +163,9 @@ async fn password(web: &Arc<Web>, req: Request<Incoming>, id: &str) -> Response<
             tracing::info!("web: the owner password was set");
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }
-        Ok(Err(e @ OwnerError::BadPassword)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Ok(Err(e @ OwnerError::BadPassword)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -171,7 +182,10 @@ async fn qr(req: Request<Incoming>) -> Response<Body> {
         Err(r) => return r,
     };
     let Ok(QrText { text }) = serde_json::from_slice::<QrText>(&body) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body must be {\"text\": \"…\"}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body must be {\"text\": \"…\"}",
+        );
     };
     match qrcode::QrCode::new(text.as_bytes()) {
         Ok(code) => {

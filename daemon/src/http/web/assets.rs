@@ -10,23 +10,49 @@ use hyper::{Response, StatusCode, header};
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("/ui/", "text/html; charset=utf-8", include_bytes!("assets/index.html")),
-    ("/ui/app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
-    ("/ui/app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
-    ("/ui/i18n.js", "text/javascript; charset=utf-8", include_bytes!("assets/i18n.js")),
+    (
+        "/ui/",
+        "text/html; charset=utf-8",
+        include_bytes!("assets/index.html"),
+    ),
+    (
+        "/ui/app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/app.css"),
+    ),
+    (
+        "/ui/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/app.js"),
+    ),
+    (
+        "/ui/i18n.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/i18n.js"),
+    ),
 ];
 
 /// Serves an embedded file; `/` and `/ui` redirect to `/ui/`.
 pub fn serve(path: &str) -> Response<Body> {
     if path == "/" || path == "/ui" {
-        let mut r = with_body(StatusCode::SEE_OTHER, "text/plain", Bytes::from_static(b"/ui/"));
+        let mut r = with_body(
+            StatusCode::SEE_OTHER,
+            "text/plain",
+            Bytes::from_static(b"/ui/"),
+        );
         r.headers_mut()
             .insert(header::LOCATION, header::HeaderValue::from_static("/ui/"));
         return r;
     }
     match FILES.iter().find(|(p, _, _)| *p == path) {
-        Some((_, content_type, bytes)) => with_body(StatusCode::OK, content_type, Bytes::from_static(bytes)),
-        None => with_body(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found")),
+        Some((_, content_type, bytes)) => {
+            with_body(StatusCode::OK, content_type, Bytes::from_static(bytes))
+        }
+        None => with_body(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found"),
+        ),
     }
 }
 
@@ -41,7 +67,10 @@ pub fn secure(mut r: Response<Body>) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
     h.insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),

@@ -69,30 +69,26 @@ pub fn is_web_path(path: &str) -> bool {
 /// Checks a `/v1/...` request that bears a session cookie and no bearer token: with a live
 /// session, GET and HEAD pass; any other method needs the session's CSRF token in
 /// `X-CSRF-Token` and must not come from another site. On success the request is marked
-/// [`SessionAdmin`]. `Err` is the refusal to send.
-pub fn authenticate(web: &Web, req: &mut Request<Incoming>) -> Result<(), Response<Body>> {
+/// [`SessionAdmin`]. `Some` is the refusal to send instead of routing the request.
+pub fn authenticate(web: &Web, req: &mut Request<Incoming>) -> Option<Response<Body>> {
     if req.headers().contains_key(hyper::header::AUTHORIZATION) {
-        return Ok(());
+        return None;
     }
-    let Some((_, session)) = web.session_of(req.headers()) else {
-        return Ok(());
-    };
+    // No live session: nothing to refuse here; the route answers 401 if it needs a token.
+    let (_, session) = web.session_of(req.headers())?;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         if !same_site(req) || !session::csrf_ok(req.headers(), &session) {
-            return Err(error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 "CSRF token missing or wrong: changes made with a web session need the X-CSRF-Token header of that session",
             ));
         }
         if session.must_set_password {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "set the owner password first",
-            ));
+            return Some(error(StatusCode::FORBIDDEN, "set the owner password first"));
         }
     }
     req.extensions_mut().insert(SessionAdmin);
-    Ok(())
+    None
 }
 
 /// Refuses requests the browser says come from another site (`Sec-Fetch-Site`), and requests
@@ -104,7 +100,10 @@ fn same_site(req: &Request<Incoming>) -> bool {
             return false;
         }
     }
-    if let Some(origin) = headers.get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    if let Some(origin) = headers
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         let host = headers
             .get(hyper::header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -136,7 +135,10 @@ pub async fn route(
         None if *req.method() == Method::GET || *req.method() == Method::HEAD => {
             assets::serve(&path)
         }
-        None => error(StatusCode::METHOD_NOT_ALLOWED, "the page's files are read only"),
+        None => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the page's files are read only",
+        ),
     };
     assets::secure(response)
 }

@@ -184,7 +184,8 @@ impl Owner {
             salt: hex::encode(salt),
             hash: hex::encode(hash),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_error(&self.password_path, e))?;
+        let bytes =
+            serde_json::to_vec_pretty(&file).map_err(|e| io_error(&self.password_path, e))?;
         write_private_atomically(&self.password_path, &bytes)
             .map_err(|e| io_error(&self.password_path, e))?;
         *self.password.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);

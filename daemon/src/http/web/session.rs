@@ -134,7 +134,9 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_none_or(|f| now.duration_since(f.since) > FAILURE_WINDOW || f.count < MAX_FAILURES_ALL);
+            .is_none_or(|f| {
+                now.duration_since(f.since) > FAILURE_WINDOW || f.count < MAX_FAILURES_ALL
+            });
         let peer_ok = self
             .failures
             .lock()
@@ -149,7 +151,10 @@ impl Sessions {
         let now = Instant::now();
         let bump = |f: &mut Failures| {
             if now.duration_since(f.since) > FAILURE_WINDOW {
-                *f = Failures { since: now, count: 0 };
+                *f = Failures {
+                    since: now,
+                    count: 0,
+                };
             }
             f.count += 1;
         };
@@ -157,15 +162,19 @@ impl Sessions {
         if failures.len() > 4096 {
             failures.retain(|_, f| now.duration_since(f.since) <= FAILURE_WINDOW);
         }
-        bump(failures
-            .entry(peer)
-            .or_insert(Failures { since: now, count: 0 }));
+        bump(failures.entry(peer).or_insert(Failures {
+            since: now,
+            count: 0,
+        }));
         drop(failures);
         let mut all = self
             .all_failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        bump(all.get_or_insert(Failures { since: now, count: 0 }));
+        bump(all.get_or_insert(Failures {
+            since: now,
+            count: 0,
+        }));
     }
 }
 
