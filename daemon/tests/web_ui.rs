@@ -223,7 +223,11 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         let receipt = order_over_mqtt(&d, &creds).await;
         assert_eq!(receipt["status"], "signed", "{receipt}");
         // The HTTP token shown works too.
-        let (status, _) = blocking_request(&d, "/v1/status", creds["http_token"].as_str());
+        let (status, _) = blocking_request(
+            &d,
+            "/v1/registers/till-1/tables",
+            creds["http_token"].as_str(),
+        );
         assert_eq!(status, hyper::StatusCode::OK);
 
         // X then Z report, printable text in the page.
@@ -265,10 +269,37 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         let (rc, out) = fdmctl(&["verify", file.to_str().unwrap()]);
         assert_eq!(rc, 0, "{out}");
 
+        // The device registry: link the register to its production number, see its history,
+        // deactivate it with a reason (its credentials stop working).
+        b.goto("/ui/#registers").await;
+        b.wait_shown("registers").await;
+        b.type_into("dev-id", "till-1").await;
+        b.type_into("dev-production", "BODO0010000001").await;
+        b.click("#dev-link").await;
+        b.wait_text("device-out", |t| t.contains("BODO0010000001"))
+            .await;
+        b.click("#dev-history").await;
+        b.wait_text("device-out", |t| t.starts_with('[') || t.starts_with('{'))
+            .await;
+        b.click("#dev-reason option[value=sold]").await;
+        b.click("#dev-deactivate").await;
+        b.wait_text("device-out", |t| t.contains("sold")).await;
+        let (status, _) = blocking_request(
+            &d,
+            "/v1/registers/till-1/tables",
+            creds["http_token"].as_str(),
+        );
+        assert_eq!(
+            status,
+            hyper::StatusCode::UNAUTHORIZED,
+            "a deactivated register's token still works"
+        );
+        b.screenshot("05-registry").await;
+
         // Sign out: the old session is refused afterwards, in the page and outside it.
         b.click("#logout").await;
         b.wait_shown("login").await;
-        b.screenshot("05-signed-out").await;
+        b.screenshot("08-signed-out").await;
         let (status, _, _) = raw_http(
             d.http,
             "GET",

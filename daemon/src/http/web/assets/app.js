@@ -162,6 +162,23 @@
     loadRegisters();
   }
 
+  async function deviceAction(action) {
+    const id = encodeURIComponent($("dev-id").value.trim());
+    let res;
+    if (action === "history") {
+      res = await api("GET", "/v1/admin/devices/register/" + id + "/history");
+    } else if (action === "link") {
+      res = await api("POST", "/v1/admin/devices/registers/" + id + "/link", { production_number: $("dev-production").value.trim() });
+    } else {
+      const body = { reason: $("dev-reason").value };
+      const note = $("dev-note").value.trim();
+      if (note) { body.note = note; }
+      res = await api("POST", "/v1/admin/devices/registers/" + id + "/deactivate", body);
+    }
+    $("device-out").textContent = res.ok ? JSON.stringify(res.data, null, 2) : t("refused") + ": " + message(res);
+    if (action !== "history" && res.ok) { loadRegisters(); }
+  }
+
   async function report(ev) {
     ev.preventDefault();
     const body = { kind: $("report-kind").value };
@@ -237,6 +254,9 @@
       loadCard();
     });
     $("enrol-form").addEventListener("submit", enrol);
+    $("device-form").addEventListener("submit", (ev) => { ev.preventDefault(); deviceAction("link"); });
+    $("dev-deactivate").addEventListener("click", () => deviceAction("deactivate"));
+    $("dev-history").addEventListener("click", () => deviceAction("history"));
     $("report-form").addEventListener("submit", report);
     $("print").addEventListener("click", () => window.print());
     $("threshold-form").addEventListener("submit", threshold);

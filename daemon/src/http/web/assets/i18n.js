@@ -3,6 +3,7 @@
 "use strict";
 window.FDMD_STRINGS = {
   en: {
+    device_register: "Register id", production_number: "Production number (to link)", link: "Link", reason: "Reason (to deactivate)", note: "Note (needed for other)", deactivate: "Deactivate", history: "History",
     skip: "Skip to content", language: "Language", sign_out: "Sign out", sign_in: "Sign in",
     nav_status: "Status", nav_card: "Card", nav_registers: "Registers and stations", nav_reports: "Reports and exports",
     secret_label: "Admin token, owner password or set-up code",
@@ -37,6 +38,7 @@ window.FDMD_STRINGS = {
     todo_restaurant_state_loading: "Wait: the restaurant state is read from the journal."
   },
   fr: {
+    device_register: "Identifiant de la caisse", production_number: "Numéro de production (pour lier)", link: "Lier", reason: "Motif (pour désactiver)", note: "Note (requise pour other)", deactivate: "Désactiver", history: "Historique",
     skip: "Aller au contenu", language: "Langue", sign_out: "Se déconnecter", sign_in: "Se connecter",
     nav_status: "État", nav_card: "Carte", nav_registers: "Caisses et postes", nav_reports: "Rapports et exports",
     secret_label: "Jeton d'administration, mot de passe ou code d'installation",
@@ -61,6 +63,7 @@ window.FDMD_STRINGS = {
     todo_clock_behind_journal: "Remettez l'horloge à l'heure (NTP)."
   },
   nl: {
+    device_register: "Id van de kassa", production_number: "Productienummer (om te koppelen)", link: "Koppelen", reason: "Reden (om te deactiveren)", note: "Opmerking (nodig bij other)", deactivate: "Deactiveren", history: "Geschiedenis",
     skip: "Naar de inhoud", language: "Taal", sign_out: "Afmelden", sign_in: "Aanmelden",
     nav_status: "Status", nav_card: "Kaart", nav_registers: "Kassa's en posten", nav_reports: "Rapporten en exports",
     secret_label: "Beheertoken, wachtwoord of installatiecode",
@@ -83,6 +86,7 @@ window.FDMD_STRINGS = {
     todo_z_report_missing: "Maak het Z-rapport op de pagina Rapporten."
   },
   de: {
+    device_register: "Kennung der Kasse", production_number: "Produktionsnummer (zum Verknüpfen)", link: "Verknüpfen", reason: "Grund (zum Deaktivieren)", note: "Notiz (nötig bei other)", deactivate: "Deaktivieren", history: "Verlauf",
     skip: "Zum Inhalt", language: "Sprache", sign_out: "Abmelden", sign_in: "Anmelden",
     nav_status: "Status", nav_card: "Karte", nav_registers: "Kassen und Stationen", nav_reports: "Berichte und Exporte",
     secret_label: "Admin-Token, Passwort oder Einrichtungscode",
