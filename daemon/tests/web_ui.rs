@@ -140,6 +140,9 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             !html.contains("http://") && !html.contains("https://"),
             "{html}"
         );
+        let (status, headers, _) = raw_http(d.http, "GET", "/ui/api/session", &[], "");
+        assert_eq!(status, 401);
+        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
 
         // Set-up code, then the owner's password.
         sign_in(&b, "WRONG-CODE-0000").await;

@@ -130,7 +130,13 @@ pub async fn route(
     let response = match path.strip_prefix("/ui/api/") {
         Some(rest) => {
             let rest = rest.to_owned();
-            api::route(&app, &web, req, &rest, peer).await
+            let mut r = api::route(&app, &web, req, &rest, peer).await;
+            // Session answers (CSRF tokens, QR codes of credentials) are never cached.
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            r
         }
         None if *req.method() == Method::GET || *req.method() == Method::HEAD => {
             assets::serve(&path)
