@@ -10,6 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,7 +58,8 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// A headless Chromium session.
+/// A headless Chromium session. chromedriver runs in a process group of its own, with the
+/// Chromium it starts; the whole group is killed when the session ends or the test panics.
 pub struct Browser {
     pub client: Client,
     driver: Child,
@@ -76,6 +78,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + SOON;
@@ -94,6 +97,7 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
+                    "--disable-breakpad", "--disable-crash-reporter",
                     "--disable-dev-shm-usage", "--window-size=1100,1000",
                     format!("--user-data-dir={}", profile.path().join("profile").display()),
                 ],
@@ -202,18 +206,53 @@ impl Browser {
         path
     }
 
-    /// Ends the session and chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the WebDriver session (chromedriver closes Chromium); dropping `self` then kills
+    /// whatever is left of the group.
+    pub async fn close(self) {
         let _ = tokio::time::timeout(SOON, self.client.clone().close()).await;
+    }
+
+    /// Kills chromedriver's process group, then every process still running with this
+    /// session's own `--user-data-dir` (Chromium may have a process group of its own): only
+    /// processes this test started.
+    fn kill_group(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let marker = format!(
+            "--user-data-dir={}",
+            self.profile.path().join("profile").display()
+        );
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let pids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()))
+            })
+            .collect();
+        if !pids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.kill_group();
     }
 }
 
