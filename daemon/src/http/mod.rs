@@ -1,5 +1,5 @@
 //! The HTTP API (hyper): orders, receipts, status, signer, journal export, metrics, and the admin
-//! routes `fdmctl` uses. The routes are specified in `docs/openapi.yaml`.
+//! routes `fdmctl` uses, and the installer's and owner's web page under `/ui/` ([`web`]). The routes are specified in `docs/openapi.yaml`.
 //!
 //! Limits: request bodies over `http.max_body_bytes` get 413, every request is bounded by
 //! `http.request_timeout_ms`, headers must arrive within 5 seconds. A connection is
@@ -13,6 +13,7 @@ mod response;
 mod restaurant;
 mod routes;
 mod signer_admin;
+pub mod web;
 
 pub use routes::ROUTES;
 
@@ -51,7 +52,9 @@ impl HttpService {
                 anyhow::anyhow!("HTTP: cannot listen on {}: {e}", app.config.http.listen)
             })?;
         let local_addr = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(app, listener));
+        let web = web::Web::open(&app.config.fdm.data_dir)
+            .map_err(|e| anyhow::anyhow!("web page: {e}"))?;
+        let task = tokio::spawn(accept_loop(app, web, listener));
         Ok(HttpService { local_addr, task })
     }
 
@@ -69,7 +72,7 @@ impl HttpService {
     }
 }
 
-async fn accept_loop(app: Arc<App>, listener: TcpListener) {
+async fn accept_loop(app: Arc<App>, web: Arc<web::Web>, listener: TcpListener) {
     let authenticated = Arc::new(Semaphore::new(app.config.http.max_connections));
     let pre_auth = PreAuthPool::new("http", PreAuthLimits::DEFAULT);
     let mut connections = JoinSet::new();
@@ -92,7 +95,7 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection::new(pre_auth.admit(peer.ip()), authenticated.clone());
-        connections.spawn(serve(app.clone(), stream, peer, connection));
+        connections.spawn(serve(app.clone(), web.clone(), stream, peer, connection));
         while connections.try_join_next().is_some() {}
     }
     app.status.set_http_up(false);
@@ -102,19 +105,26 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener) {
 
 /// Serves one connection until the client closes it, or, while it is unauthenticated, until
 /// the pool closes it or [`UNAUTHENTICATED_LIFETIME`] has passed.
-async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr, connection: Arc<Connection>) {
+async fn serve(
+    app: Arc<App>,
+    web: Arc<web::Web>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: Arc<Connection>,
+) {
     let eviction = connection.eviction();
     let requests = connection.clone();
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
+        let web = web.clone();
         let connection = requests.clone();
         async move {
-            if !connection.admit_request(&app, &req) {
+            if !connection.admit_request(&app, &web, &req) {
                 return Ok::<_, std::convert::Infallible>(too_many_connections(
                     app.config.http.max_connections,
                 ));
             }
-            routes::handle(app, req).await
+            routes::handle(app, web, req, peer).await
         }
     });
     let conn = http1::Builder::new()
@@ -187,14 +197,15 @@ impl Connection {
     /// Whether `req` may be served: always while the connection is unauthenticated and the
     /// request bears no valid token; a valid token moves the connection to an authenticated
     /// slot, and `false` means none is free.
-    fn admit_request(&self, app: &App, req: &Request<Incoming>) -> bool {
+    fn admit_request(&self, app: &App, web: &web::Web, req: &Request<Incoming>) -> bool {
         if self.is_authenticated() {
             return true;
         }
-        let Some(token) = routes::bearer(req) else {
-            return true;
+        let valid = match routes::bearer(req) {
+            Some(token) => app.access.check_any_token(token),
+            None => web.session_of(req.headers()).is_some(),
         };
-        if !app.access.check_any_token(token) {
+        if !valid {
             return true;
         }
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {

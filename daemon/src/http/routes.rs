@@ -2,6 +2,7 @@
 
 use super::admin;
 use super::response::{Body, error, json_response, with_body};
+use super::web::{SessionAdmin, Web};
 use crate::access::ClientKind;
 use crate::app::App;
 use crate::fiscal::FdmCode;
@@ -12,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +46,32 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/devices/registers/{id}/link"),
     ("POST", "/v1/admin/devices/registers/{id}/deactivate"),
     ("POST", "/v1/admin/devices/card/replace"),
+    ("POST", "/ui/api/login"),
+    ("GET", "/ui/api/session"),
+    ("POST", "/ui/api/logout"),
+    ("POST", "/ui/api/password"),
+    ("POST", "/ui/api/qr"),
 ];
 
 /// Handles one request within the configured time limit.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    web: Arc<Web>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let limit = Duration::from_millis(app.config.http.request_timeout_ms);
+    if super::web::is_web_path(req.uri().path()) {
+        return Ok(
+            match tokio::time::timeout(limit, super::web::route(app, web, req, peer)).await {
+                Ok(r) => r,
+                Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request took too long"),
+            },
+        );
+    }
+    if let Some(refused) = super::web::authenticate(&web, &mut req) {
+        return Ok(refused);
+    }
     Ok(match tokio::time::timeout(limit, route(app, req)).await {
         Ok(r) => r,
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request took too long"),
@@ -68,7 +91,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let ok = bearer(&req).is_some_and(|t| {
                 app.access.check_http(ClientKind::Register, register, t)
                     || app.access.check_admin(t)
-            });
+            }) || is_admin(&app, &req);
             if !ok {
                 return unauthorized();
             }
@@ -103,7 +126,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let allowed = bearer(&req).is_some_and(|t| {
                 app.access.check_http(ClientKind::Register, &register, t)
                     || app.access.check_admin(t)
-            });
+            }) || is_admin(&app, &req);
             if !allowed {
                 return unauthorized();
             }
@@ -137,7 +160,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 /// LAN only whether fdmd is ready, its version and each problem's code and short message (no
 /// path, reader name, register or reason behind it). `docs/openapi.json`, `docs/status.md`.
 fn status(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    if bearer(req).is_some_and(|t| app.access.check_admin(t)) {
+    if is_admin(app, req) {
         return json_response(StatusCode::OK, &app.admin_status_document());
     }
     let trusted = bearer(req).is_some_and(|t| app.access.check_any_http(ClientKind::Register, t));
@@ -165,8 +188,10 @@ pub fn bearer(req: &Request<Incoming>) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The admin token, or a web session ([`SessionAdmin`], CSRF already checked for changes).
 fn is_admin(app: &App, req: &Request<Incoming>) -> bool {
-    bearer(req).is_some_and(|t| app.access.check_admin(t))
+    req.extensions().get::<SessionAdmin>().is_some()
+        || bearer(req).is_some_and(|t| app.access.check_admin(t))
 }
 
 fn unauthorized() -> Response<Body> {
@@ -267,7 +292,7 @@ async fn get_receipt(
 ) -> Response<Body> {
     let allowed = bearer(req).is_some_and(|t| {
         app.access.check_http(ClientKind::Register, register, t) || app.access.check_admin(t)
-    });
+    }) || is_admin(app, req);
     if !allowed {
         return unauthorized();
     }

@@ -87,11 +87,12 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (http, mqtt) = (free_port(), free_port());
         let config_file = write_config(dir.path(), http, mqtt, extra);
+        let log = std::fs::File::create(dir.path().join("fdmd.log")).unwrap();
         let mut cmd = Command::new(FDMD);
         cmd.arg("--config")
             .arg(&config_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -131,7 +132,8 @@ impl Daemon {
         })
     }
 
-    /// What the daemon logged so far (only for [`Daemon::start_dev_with_config`]).
+    /// What the daemon logged so far (only for [`Daemon::start_with_config`] and
+    /// [`Daemon::start_dev_with_config`]).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("fdmd.log")).unwrap_or_default()
     }
