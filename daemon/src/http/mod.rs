@@ -17,19 +17,18 @@ pub mod web;
 
 pub use routes::ROUTES;
 
-use crate::admission::{PreAuth, PreAuthLimits, PreAuthPool};
+use crate::admission::{Admission, PreAuthLimits, PreAuthPool};
 use crate::app::App;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 /// Time a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,7 +93,7 @@ async fn accept_loop(app: Arc<App>, web: Arc<web::Web>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection::new(pre_auth.admit(peer.ip()), authenticated.clone());
+        let connection = Admission::new(pre_auth.admit(peer.ip()), authenticated.clone());
         connections.spawn(serve(app.clone(), web.clone(), stream, peer, connection));
         while connections.try_join_next().is_some() {}
     }
@@ -110,16 +109,15 @@ async fn serve(
     web: Arc<web::Web>,
     stream: TcpStream,
     peer: SocketAddr,
-    connection: Arc<Connection>,
+    connection: Arc<Admission>,
 ) {
-    let eviction = connection.eviction();
     let requests = connection.clone();
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         let web = web.clone();
         let connection = requests.clone();
         async move {
-            if !connection.admit_request(&app, &web, &req) {
+            if !admit_request(&connection, &app, &web, &req) {
                 return Ok::<_, std::convert::Infallible>(too_many_connections(
                     app.config.http.max_connections,
                 ));
@@ -131,15 +129,7 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
-    let unauthenticated_end = async {
-        tokio::select! {
-            () = eviction.cancelled() => {}
-            () = tokio::time::sleep(UNAUTHENTICATED_LIFETIME) => {}
-        }
-        if connection.is_authenticated() {
-            std::future::pending::<()>().await;
-        }
-    };
+    let unauthenticated_end = connection.unauthenticated_end(UNAUTHENTICATED_LIFETIME);
     tokio::select! {
         r = conn => if let Err(e) = r {
             tracing::debug!("HTTP connection from {peer}: {e}");
@@ -164,62 +154,22 @@ fn too_many_connections(max: usize) -> Response<response::Body> {
     r
 }
 
-/// One HTTP connection's admission: unauthenticated (in the pool, see [`crate::admission`])
-/// until a request bears a valid token, then holding one of the `http.max_connections` slots.
-struct Connection {
-    pre_auth: Mutex<Option<PreAuth>>,
-    eviction: CancellationToken,
-    slots: Arc<Semaphore>,
-    slot: Mutex<Option<OwnedSemaphorePermit>>,
-}
-
-impl Connection {
-    fn new(pre_auth: PreAuth, slots: Arc<Semaphore>) -> Arc<Connection> {
-        Arc::new(Connection {
-            eviction: pre_auth.eviction(),
-            pre_auth: Mutex::new(Some(pre_auth)),
-            slots,
-            slot: Mutex::new(None),
-        })
+/// Whether `req` may be served on a connection admitted as `admission`: always while the
+/// connection is unauthenticated and the request bears no valid token or session; a valid one
+/// moves the connection to an authenticated slot (`http.max_connections`), and `false` means
+/// none is free.
+fn admit_request(
+    admission: &Admission,
+    app: &App,
+    web: &web::Web,
+    req: &Request<Incoming>,
+) -> bool {
+    if admission.is_authenticated() {
+        return true;
     }
-
-    fn eviction(&self) -> CancellationToken {
-        self.eviction.clone()
-    }
-
-    fn is_authenticated(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-    }
-
-    /// Whether `req` may be served: always while the connection is unauthenticated and the
-    /// request bears no valid token; a valid token moves the connection to an authenticated
-    /// slot, and `false` means none is free.
-    fn admit_request(&self, app: &App, web: &web::Web, req: &Request<Incoming>) -> bool {
-        if self.is_authenticated() {
-            return true;
-        }
-        let valid = match routes::bearer(req) {
-            Some(token) => app.access.check_any_token(token),
-            None => web.session_of(req.headers()).is_some(),
-        };
-        if !valid {
-            return true;
-        }
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            return false;
-        };
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
-        if let Some(pre_auth) = self
-            .pre_auth
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            pre_auth.authenticated();
-        }
-        true
-    }
+    let valid = match routes::bearer(req) {
+        Some(token) => app.access.check_any_token(token),
+        None => web.session_of(req.headers()).is_some(),
+    };
+    !valid || admission.authenticate()
 }
