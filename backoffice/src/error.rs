@@ -35,6 +35,9 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("internal task: {0}")]
     Task(String),
+    /// A stored record could not be written as an export (its canonical bytes are not UTF-8).
+    #[error("export: {0}")]
+    Export(#[from] fdmd_core::journal::export::ExportError),
 }
 
 impl Error {

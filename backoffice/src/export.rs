@@ -79,6 +79,6 @@ pub async fn export(
         signers,
     };
     let mut out = Vec::new();
-    segment::write(&header, &records, &mut out);
+    segment::write(&header, &records, &mut out)?;
     Ok(Some(out))
 }

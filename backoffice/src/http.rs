@@ -169,6 +169,14 @@ fn error_answer(e: &Error) -> Answer {
         Error::UnknownEstablishment(_) => {
             problem(StatusCode::NOT_FOUND, "not_found", &e.to_string())
         }
+        Error::Export(_) => {
+            tracing::error!("{e}");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stored_record_unreadable",
+                &e.to_string(),
+            )
+        }
         _ => {
             tracing::error!("{e}");
             problem(

@@ -2,7 +2,7 @@
 //! journal, read into typed records. Only the shape is checked here (lines, order, the end
 //! line); the records themselves are verified by [`crate::chain`].
 
-use fdmd_core::journal::export::{EXPORT_FORMAT, EXPORT_VERSION, ExportHeader};
+use fdmd_core::journal::export::{EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ExportWriter};
 use serde::{Deserialize, Serialize};
 
 /// Most records one segment may hold.
@@ -166,36 +166,18 @@ pub fn parse(body: &[u8]) -> Result<Segment, SegmentError> {
     Ok(Segment { header, records })
 }
 
-/// Writes the header line, the record lines and the end line of an export.
-pub fn write(header: &ExportHeader, records: &[SegmentRecord], out: &mut Vec<u8>) {
-    write_line(out, header);
+/// Writes the header line, the record lines and the end line of an export (core's writer).
+pub fn write(
+    header: &ExportHeader,
+    records: &[SegmentRecord],
+    out: &mut Vec<u8>,
+) -> Result<(), fdmd_core::journal::export::ExportError> {
+    let mut writer = ExportWriter::start(out, header)?;
     for r in records {
-        write_line(
-            out,
-            &RecordLine {
-                line_type: "record".into(),
-                seq: r.seq,
-                hash: hex::encode(&r.hash),
-                signature: hex::encode(&r.signature),
-                record: String::from_utf8_lossy(&r.canonical).into_owned(),
-            },
-        );
+        writer.record(r.seq, &r.hash, &r.signature, &r.canonical)?;
     }
-    write_line(
-        out,
-        &EndLine {
-            line_type: "end".into(),
-            records: records.len() as u64,
-            last_hash: records.last().map(|r| hex::encode(&r.hash)),
-        },
-    );
-}
-
-fn write_line(out: &mut Vec<u8>, value: &impl Serialize) {
-    // Serialising these plain structs into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, value).is_ok() {
-        out.push(b'\n');
-    }
+    writer.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,7 +210,7 @@ mod tests {
     fn a_written_segment_reads_back() {
         let mut out = Vec::new();
         let records = vec![rec(3), rec(4)];
-        write(&header(3, 4), &records, &mut out);
+        write(&header(3, 4), &records, &mut out).expect("a segment of UTF-8 records");
         let s = parse(&out).map_err(|e| e.to_string());
         assert_eq!(s.map(|s| s.records), Ok(records));
     }
@@ -236,15 +218,15 @@ mod tests {
     #[test]
     fn cut_or_disordered_segments_are_refused() {
         let mut out = Vec::new();
-        write(&header(3, 4), &[rec(3), rec(4)], &mut out);
+        write(&header(3, 4), &[rec(3), rec(4)], &mut out).expect("a segment of UTF-8 records");
         let text = String::from_utf8_lossy(&out).into_owned();
         let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
         assert!(parse(cut.as_bytes()).is_err());
         let mut out = Vec::new();
-        write(&header(3, 4), &[rec(4), rec(3)], &mut out);
+        write(&header(3, 4), &[rec(4), rec(3)], &mut out).expect("a segment of UTF-8 records");
         assert!(parse(&out).is_err());
         let mut out = Vec::new();
-        write(&header(3, 5), &[rec(3), rec(4)], &mut out);
+        write(&header(3, 5), &[rec(3), rec(4)], &mut out).expect("a segment of UTF-8 records");
         assert!(parse(&out).is_err());
         assert!(parse(b"").is_err());
         assert!(parse(b"{}").is_err());

@@ -157,43 +157,80 @@ pub fn write_export(
         exported_at: exported_at.to_owned(),
         signers: declared_signers(conn, to)?,
     };
-    write_line(out, &header)?;
-    let mut count = 0u64;
-    let mut last_hash = None;
+    let mut writer = ExportWriter::start(&mut *out, &header)?;
     store::for_each_in_range(
         conn,
         from,
         to,
         |r: StoredRecord| -> Result<(), ExportError> {
-            let record = String::from_utf8(r.canonical).map_err(|_| ExportError::Format {
-                line: count + 2,
-                problem: format!("record {} is not UTF-8", r.seq),
-            })?;
-            write_line(
-                out,
-                &RecordLine {
-                    line_type: "record".into(),
-                    seq: r.seq,
-                    hash: hex::encode(&r.hash),
-                    signature: hex::encode(&r.signature),
-                    record,
-                },
-            )?;
-            count += 1;
-            last_hash = Some(hex::encode(&r.hash));
-            Ok(())
+            writer.record(r.seq, &r.hash, &r.signature, &r.canonical)
         },
     )?;
-    write_line(
-        out,
-        &EndLine {
-            line_type: "end".into(),
-            records: count,
-            last_hash,
-        },
-    )?;
-    out.flush()?;
+    writer.finish()?;
     Ok(header)
+}
+
+/// Writes the lines of an export: the header, each record, then the end line with the count and
+/// the last hash. The one writer of the format, for the daemon's exports and the back office's.
+pub struct ExportWriter<W: Write> {
+    out: W,
+    count: u64,
+    last_hash: Option<String>,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// Writes the header line.
+    pub fn start(mut out: W, header: &ExportHeader) -> Result<Self, ExportError> {
+        write_line(&mut out, header)?;
+        Ok(ExportWriter {
+            out,
+            count: 0,
+            last_hash: None,
+        })
+    }
+
+    /// Writes one record line. The canonical bytes must be UTF-8 (they always are when written
+    /// by fdmd); anything else is refused, never replaced.
+    pub fn record(
+        &mut self,
+        seq: u64,
+        hash: &[u8],
+        signature: &[u8],
+        canonical: &[u8],
+    ) -> Result<(), ExportError> {
+        let record = std::str::from_utf8(canonical).map_err(|_| ExportError::Format {
+            line: self.count + 2,
+            problem: format!("record {seq} is not UTF-8"),
+        })?;
+        let hash = hex::encode(hash);
+        write_line(
+            &mut self.out,
+            &RecordLine {
+                line_type: "record".into(),
+                seq,
+                hash: hash.clone(),
+                signature: hex::encode(signature),
+                record: record.to_owned(),
+            },
+        )?;
+        self.count += 1;
+        self.last_hash = Some(hash);
+        Ok(())
+    }
+
+    /// Writes the end line, flushes and gives the output back.
+    pub fn finish(mut self) -> Result<W, ExportError> {
+        write_line(
+            &mut self.out,
+            &EndLine {
+                line_type: "end".into(),
+                records: self.count,
+                last_hash: self.last_hash.take(),
+            },
+        )?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 fn write_line(out: &mut impl Write, value: &impl Serialize) -> Result<(), ExportError> {
