@@ -56,12 +56,7 @@ fn start_with(extra: &str) -> Emu {
         .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
         .parse()
         .unwrap();
-    let client = Client::new(ClientConfig {
-        addr,
-        device_id: DEVICE.into(),
-        secret: SECRET.into(),
-        timeout: Duration::from_secs(10),
-    });
+    let client = client(addr, DEVICE, SECRET);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -516,6 +511,16 @@ fn a_resend_after_a_lost_answer_gets_the_same_result_and_one_event() {
     );
 }
 
+/// A GKS 2.0 client of the emulator at `addr` (10 s timeout).
+fn client(addr: std::net::SocketAddr, device_id: &str, secret: &str) -> Client {
+    Client::new(ClientConfig {
+        addr,
+        device_id: device_id.into(),
+        secret: secret.into(),
+        timeout: Duration::from_secs(10),
+    })
+}
+
 impl Emu {
     fn client_addr(&self) -> std::net::SocketAddr {
         self.addr
@@ -527,12 +532,7 @@ fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
     let emu = start();
     let addr = emu.client_addr();
     let data = with(base(1, &now_text()), json!({}));
-    let wrong = Client::new(ClientConfig {
-        addr,
-        device_id: DEVICE.into(),
-        secret: "not-the-secret".into(),
-        timeout: Duration::from_secs(10),
-    });
+    let wrong = client(addr, DEVICE, "not-the-secret");
     let e = emu
         .rt
         .block_on(wrong.sign(Mutation::WorkIn, &data, false))
@@ -641,12 +641,7 @@ fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
     assert_eq!(r.fdm_ref.total_counter, 2);
 
     // Another device id: not found; nothing listening: the FDM is down.
-    let other = Client::new(ClientConfig {
-        addr,
-        device_id: "another-device".into(),
-        secret: SECRET.into(),
-        timeout: Duration::from_secs(10),
-    });
+    let other = client(addr, "another-device", SECRET);
     let e = emu
         .rt
         .block_on(other.sign(Mutation::WorkIn, &data, false))
@@ -661,12 +656,7 @@ fn wrong_secrets_stale_dates_big_bodies_and_other_graphql_are_refused() {
         ),
         "{e}"
     );
-    let down = Client::new(ClientConfig {
-        addr: ([127, 0, 0, 1], free_port()).into(),
-        device_id: DEVICE.into(),
-        secret: SECRET.into(),
-        timeout: Duration::from_secs(10),
-    });
+    let down = client(([127, 0, 0, 1], free_port()).into(), DEVICE, SECRET);
     let e = emu
         .rt
         .block_on(down.sign(Mutation::WorkIn, &data, false))
@@ -797,12 +787,7 @@ fn idle_and_unauthenticated_connections_never_take_the_pos_systems_slots() {
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
     let data = with(base(1, &now_text()), json!({}));
-    let wrong = Client::new(ClientConfig {
-        addr,
-        device_id: DEVICE.into(),
-        secret: "not-the-secret".into(),
-        timeout: Duration::from_secs(10),
-    });
+    let wrong = client(addr, DEVICE, "not-the-secret");
     for _ in 0..3 {
         let e = emu
             .rt
