@@ -1,6 +1,6 @@
 //! A printed document and its two encodings: plain text (UTF-8, for screens and the receipt
 //! JSON) and ESC/POS bytes for thermal printers (a small encoder for the few commands used:
-//! initialise, code page WPC1252, alignment, bold, double size, feed and cut).
+//! initialise, code page WPC1252, alignment, bold, double size, QR code, feed and cut).
 
 /// Alignment of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,16 @@ pub enum Style {
     Bold,
     /// Bold, double width and height (in plain text: as bold).
     Big,
+    /// The text printed as a QR code (model 2, error correction M, centred), e.g. a GKS 2.0
+    /// FDM's verification URL. Plain text leaves the row out: the document shows the text
+    /// itself in another row.
+    QrCode,
 }
+
+/// Longest text a QR code row carries (bytes); a longer one is left out of the ESC/POS bytes
+/// too (a printer's QR buffer holds about 7,000 bytes, and a code that large is unreadable on a
+/// 58 mm roll).
+pub const MAX_QR_BYTES: usize = 512;
 
 /// One printed row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +113,14 @@ impl Document {
         }
     }
 
+    /// A QR code of `text` (see [`Style::QrCode`]); nothing when `text` is empty or longer than
+    /// [`MAX_QR_BYTES`].
+    pub fn qr(&mut self, text: &str) {
+        if !text.is_empty() && text.len() <= MAX_QR_BYTES {
+            self.row(text, Align::Center, Style::QrCode);
+        }
+    }
+
     /// A rule across the width.
     pub fn rule(&mut self) {
         self.line("-".repeat(self.width));
@@ -112,7 +129,7 @@ impl Document {
     /// Plain text: one line per row, centred rows padded, rows cut at the width.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for r in &self.rows {
+        for r in self.rows.iter().filter(|r| r.style != Style::QrCode) {
             let width = match r.style {
                 Style::Big => self.width / 2,
                 _ => self.width,
@@ -140,6 +157,10 @@ impl Document {
                 Style::Normal => (0, 0x00),
                 Style::Bold => (1, 0x00),
                 Style::Big => (1, 0x11),
+                Style::QrCode => {
+                    qr_code(&mut out, r.text.as_bytes());
+                    continue;
+                }
             };
             out.extend_from_slice(&[ESC, b'E', bold]);
             out.extend_from_slice(&[GS, b'!', size]);
@@ -160,6 +181,25 @@ impl Document {
 
 const ESC: u8 = 0x1b;
 const GS: u8 = 0x1d;
+
+/// `GS ( k`: select QR model 2, module size 5 dots, error correction M, store the data, print.
+/// `data` is at most [`MAX_QR_BYTES`] (checked by [`Document::qr`]).
+fn qr_code(out: &mut Vec<u8>, data: &[u8]) {
+    let function = |out: &mut Vec<u8>, params: &[u8]| {
+        let len = params.len() + 1; // pL pH count cn (49), fn and its parameters
+        out.extend_from_slice(&[GS, b'(', b'k', (len & 0xff) as u8, (len >> 8) as u8, 49]);
+        out.extend_from_slice(params);
+    };
+    function(out, &[65, 50, 0]); // 165: model 2
+    function(out, &[67, 5]); // 167: module size
+    function(out, &[69, 49]); // 169: error correction M
+    let mut store = Vec::with_capacity(data.len() + 2);
+    store.extend_from_slice(&[80, 48]); // 180: store in the symbol area
+    store.extend_from_slice(data);
+    function(out, &store);
+    function(out, &[81, 48]); // 181: print the symbol
+    out.push(b'\n');
+}
 
 /// A character in code page 1252: Latin-1 as is, the euro sign at 0x80, control characters and
 /// anything else as `?`.
@@ -214,5 +254,40 @@ mod tests {
         assert_eq!(&b[17..21], &[0xc9, b' ', 0x80, b'\n']);
         assert_eq!(&b[b.len() - 4..], &[0x1d, b'V', 66, 0]);
         assert!(!b.contains(&0xc3), "no UTF-8 bytes reach the printer");
+    }
+
+    #[test]
+    fn a_qr_code_row_is_escpos_gs_k_and_absent_from_plain_text() {
+        let url = "https://fdm.example/verify?s=AbC123";
+        let mut d = Document::new(32);
+        d.line("before");
+        d.qr(url);
+        d.line("after");
+        assert_eq!(d.text(), "before\nafter\n");
+        let b = d.escpos();
+        let store: Vec<u8> = [
+            &[0x1d, b'(', b'k', (url.len() + 3) as u8, 0, 49, 80, 48][..],
+            url.as_bytes(),
+        ]
+        .concat();
+        let at = b
+            .windows(store.len())
+            .position(|w| w == store.as_slice())
+            .expect("the URL is stored as the QR code's data");
+        let model = [0x1d, b'(', b'k', 4, 0, 49, 65, 50, 0];
+        let print = [0x1d, b'(', b'k', 3, 0, 49, 81, 48];
+        let model_at = b.windows(model.len()).position(|w| w == model).unwrap();
+        let print_at = b.windows(print.len()).position(|w| w == print).unwrap();
+        assert!(
+            model_at < at && at < print_at,
+            "model, store, print in order"
+        );
+        // Centred, like the rest of the footer.
+        assert_eq!(&b[model_at - 3..model_at], &[0x1b, b'a', 1]);
+        // Nothing for an empty or an oversized text.
+        let mut d = Document::new(32);
+        d.qr("");
+        d.qr(&"x".repeat(MAX_QR_BYTES + 1));
+        assert!(d.rows.is_empty());
     }
 }

@@ -494,8 +494,8 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
     d.pair("VSC ID", s(receipt, "vsc_id"));
     d.pair(w.signature, s(receipt, "short_signature"));
     d.pair("Journal", &shown(receipt, "journal_seq"));
-    // The GKS 2.0 FDM's own reference, when one signed the event (docs/gks2.md §8). The QR
-    // code of the verification URL is printed as text for now.
+    // The GKS 2.0 FDM's own reference, when one signed the event (docs/gks2.md §8), with its
+    // verification URL as text and, on ESC/POS printers, as a QR code.
     if let Some(g) = receipt.get("gks2").filter(|g| g.is_object()) {
         let r = &g["fdmRef"];
         d.rule();
@@ -515,6 +515,7 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
         let url = shown(g, "verificationUrl");
         if !url.is_empty() {
             d.wrapped(&url);
+            d.qr(&url);
         }
         for line in g["footer"].as_array().into_iter().flatten() {
             if let Some(text) = line.as_str() {
