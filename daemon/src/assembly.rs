@@ -136,7 +136,10 @@ impl AppBuilder {
                 &config.fdm.data_dir,
             )
             .map_err(AssemblyError::Signer)?;
-            registrar = registrar.with_gks2(Arc::new(backend));
+            let backend = Arc::new(backend);
+            let health = backend.clone();
+            status.add_problem_source(Box::new(move || health.problems()));
+            registrar = registrar.with_gks2(backend);
         }
         Ok(App::new(
             config,

@@ -43,11 +43,21 @@ pub enum ProblemCode {
     RestaurantStateLoading,
     /// A numbering series has fiscal events on a past day and no Z report covering them.
     ZReportMissing,
+    /// The GKS 2.0 FDM fdmd signs with does not answer (down, or no answer in time) (208).
+    Gks2FdmDown,
+    /// The GKS 2.0 FDM refuses fdmd's requests: wrong shared secret or device id (208).
+    Gks2AuthRefused,
+    /// The GKS 2.0 FDM's clock and fdmd's differ (a refusal, or a warning on signed events).
+    Gks2ClockDifference,
+    /// The GKS 2.0 FDM's buffer is full: it signs nothing until it has sent it (208).
+    Gks2BufferFull,
+    /// The GKS 2.0 FDM's buffer is nearly full (it still signs).
+    Gks2BufferNearlyFull,
 }
 
 impl ProblemCode {
     /// Every code, in the order `/metrics` lists them.
-    pub const ALL: [ProblemCode; 15] = [
+    pub const ALL: [ProblemCode; 20] = [
         ProblemCode::NoSigningCard,
         ProblemCode::SignerPinRequired,
         ProblemCode::SigningCardBlocked,
@@ -63,6 +73,11 @@ impl ProblemCode {
         ProblemCode::PluginError,
         ProblemCode::RestaurantStateLoading,
         ProblemCode::ZReportMissing,
+        ProblemCode::Gks2FdmDown,
+        ProblemCode::Gks2AuthRefused,
+        ProblemCode::Gks2ClockDifference,
+        ProblemCode::Gks2BufferFull,
+        ProblemCode::Gks2BufferNearlyFull,
     ];
 
     /// The stable code.
@@ -83,6 +98,11 @@ impl ProblemCode {
             ProblemCode::PluginError => "plugin_error",
             ProblemCode::RestaurantStateLoading => "restaurant_state_loading",
             ProblemCode::ZReportMissing => "z_report_missing",
+            ProblemCode::Gks2FdmDown => "gks2_fdm_down",
+            ProblemCode::Gks2AuthRefused => "gks2_auth_refused",
+            ProblemCode::Gks2ClockDifference => "gks2_clock_difference",
+            ProblemCode::Gks2BufferFull => "gks2_buffer_full",
+            ProblemCode::Gks2BufferNearlyFull => "gks2_buffer_nearly_full",
         }
     }
 
@@ -104,6 +124,11 @@ impl ProblemCode {
             ProblemCode::PluginError => "a plugin failed",
             ProblemCode::RestaurantStateLoading => "restaurant state loading",
             ProblemCode::ZReportMissing => "Z report missing",
+            ProblemCode::Gks2FdmDown => "GKS 2.0 FDM not answering (208)",
+            ProblemCode::Gks2AuthRefused => "GKS 2.0 FDM refuses fdmd's authentication (208)",
+            ProblemCode::Gks2ClockDifference => "clock differs from the GKS 2.0 FDM's",
+            ProblemCode::Gks2BufferFull => "GKS 2.0 FDM buffer full (208)",
+            ProblemCode::Gks2BufferNearlyFull => "GKS 2.0 FDM buffer nearly full",
         }
     }
 

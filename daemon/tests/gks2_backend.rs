@@ -29,6 +29,110 @@ fn emulator(secret_file: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
     (d, addr)
 }
 
+/// The codes of the problems in fdmd's status (admin view); `degraded` whenever there are any.
+fn problems(d: &Daemon) -> Vec<String> {
+    let (code, status) = d.request(Method::GET, "/v1/status", Some(&d.admin_token()), None);
+    assert_eq!(code, StatusCode::OK, "{status}");
+    let codes: Vec<String> = status["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect();
+    let expected = if codes.is_empty() {
+        "ready"
+    } else {
+        "degraded"
+    };
+    assert_eq!(status["status"], expected, "{status}");
+    codes
+}
+
+/// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`.
+fn pos_of(addr: std::net::SocketAddr, secret_file: &std::path::Path) -> Daemon {
+    Daemon::start_dev_with_config(&format!(
+        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n",
+        secret_file.display()
+    ))
+}
+
+#[test]
+fn the_fdms_buffer_and_a_wrong_secret_show_as_status_problems_and_error_codes() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let wrong_file = secrets.path().join("wrong");
+    std::fs::write(&wrong_file, "not-the-secret").unwrap();
+    // An FDM whose buffer holds ten events: a warning from the tenth (90 %), full at the 11th.
+    let fdm = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00010\"\nsecret_file = \"{}\"\nbuffer_capacity = 10\n",
+        secret_file.display()
+    ));
+    let log = fdm.log();
+    let addr: std::net::SocketAddr = log
+        .split("/graphql on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The wrong shared secret: 208 naming the cause, and the status says what to fix.
+    let stranger = pos_of(addr, &wrong_file);
+    let (code, refused) = stranger.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(&stranger.dev_register_token()),
+        Some(order("w-1", &[("Water", 1, "2.00", "A")])),
+    );
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["code"], 208, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(gks2_auth_refused)"),
+        "{refused}"
+    );
+    assert_eq!(problems(&stranger), ["gks2_auth_refused"]);
+
+    let pos = pos_of(addr, &secret_file);
+    let token = pos.dev_register_token();
+    let post = |i: u32| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(order(&format!("b-{i}"), &[("Water", 1, "2.00", "A")])),
+        )
+    };
+    for i in 1..=9 {
+        let (code, r) = post(i);
+        assert_eq!(code, StatusCode::CREATED, "{r}");
+    }
+    assert!(problems(&pos).is_empty());
+    let (code, r) = post(10);
+    assert_eq!(
+        code,
+        StatusCode::CREATED,
+        "signed, with the FDM's warning: {r}"
+    );
+    assert_eq!(problems(&pos), ["gks2_buffer_nearly_full"]);
+    let (code, r) = post(11);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(gks2_buffer_full)"),
+        "{r}"
+    );
+    assert_eq!(
+        problems(&pos),
+        ["gks2_buffer_full", "gks2_buffer_nearly_full"]
+    );
+}
+
 #[test]
 fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
     let secrets = tempfile::tempdir().unwrap();
@@ -119,9 +223,10 @@ fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
         refused["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("down"),
+            .ends_with("(gks2_fdm_down)"),
         "{refused}"
     );
+    assert_eq!(problems(&pos), ["gks2_fdm_down"]);
     let (code, stored) = pos.request(
         Method::GET,
         "/v1/receipts/dev-register/g-3",

@@ -10,6 +10,7 @@ use super::map::{PosContext, check_vat, map_order};
 use super::model::{Language, SignResult};
 use crate::config::Gks2SignerSection;
 use crate::fiscal::{FdmCode, Order, Sale};
+use crate::status::{Problem, ProblemCode};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use std::path::Path;
@@ -23,6 +24,17 @@ pub struct Backend {
     vat_no: String,
     language: Language,
     keys: Arc<Mutex<rusqlite::Connection>>,
+    health: Mutex<Health>,
+}
+
+/// What the last exchange with the FDM showed, for the status problems (`docs/status.md`).
+#[derive(Debug, Default)]
+struct Health {
+    /// Why the last request got no signature, when the cause is the FDM's or the link's (not
+    /// the event's); cleared when the FDM signs again.
+    failure: Option<Problem>,
+    /// The last signed event's warnings: buffer nearly full, clock difference.
+    warnings: Vec<Problem>,
 }
 
 /// Why an event got no FDM signature: the code of the error receipt and its message.
@@ -79,6 +91,7 @@ impl Backend {
                 _ => Language::FR,
             },
             keys: Arc::new(Mutex::new(conn)),
+            health: Mutex::new(Health::default()),
         })
     }
 
@@ -165,11 +178,12 @@ impl Backend {
         let body = Client::request_body(mapped.mutation, &mapped.data, mapped.training)
             .map_err(|e| refusal(&e))?;
         // One resend of the very same body after a timeout (the GKS 2.0 resend rule).
-        let result = match self.client.send(mapped.mutation, &body).await {
+        let sent = match self.client.send(mapped.mutation, &body).await {
             Err(Gks2Error::Timeout { .. }) => self.client.send(mapped.mutation, &body).await,
             other => other,
-        }
-        .map_err(|e| refusal(&e))?;
+        };
+        self.note(&sent);
+        let result = sent.map_err(|e| refusal(&e))?;
         if let Some(vat) = &result.vat_calc {
             check_vat(sale, vat).map_err(|e| Refusal {
                 code: FdmCode::InvalidData,
@@ -180,14 +194,80 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Keeps what this exchange says of the FDM's health.
+    fn note(&self, sent: &Result<SignResult, Gks2Error>) {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        match sent {
+            Ok(result) => {
+                health.failure = None;
+                health.warnings.clear();
+                if result.buffer_nearly_full() {
+                    health.warnings.push(Problem::new(
+                        ProblemCode::Gks2BufferNearlyFull,
+                        Some(format!(
+                            "{} % of the FDM's buffer in use (the FDM must send its events)",
+                            result.buffer_capacity_used
+                        )),
+                    ));
+                }
+                if result.clock_difference() {
+                    health.warnings.push(Problem::new(
+                        ProblemCode::Gks2ClockDifference,
+                        Some("the FDM warns that this box's time differs from its own".into()),
+                    ));
+                }
+            }
+            Err(e) => {
+                if let Some(code) = problem_code(e) {
+                    health.failure = Some(Problem::new(code, Some(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// The status problems the FDM's last answers show (none while it signs without warnings).
+    pub fn problems(&self) -> Vec<Problem> {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health
+            .failure
+            .iter()
+            .chain(&health.warnings)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The status problem of a failure that is the FDM's or the link's, not the event's.
+fn problem_code(e: &Gks2Error) -> Option<ProblemCode> {
+    match e {
+        Gks2Error::FdmDown { .. } | Gks2Error::Timeout { .. } | Gks2Error::Malformed(_) => {
+            Some(ProblemCode::Gks2FdmDown)
+        }
+        Gks2Error::AuthenticationRefused(_) => Some(ProblemCode::Gks2AuthRefused),
+        Gks2Error::Http { status, .. } if matches!(status.as_u16(), 401 | 403 | 404) => {
+            // 404: no device with this id at that address.
+            Some(ProblemCode::Gks2AuthRefused)
+        }
+        Gks2Error::ClockDifference(_) => Some(ProblemCode::Gks2ClockDifference),
+        Gks2Error::BufferFull => Some(ProblemCode::Gks2BufferFull),
+        Gks2Error::Http { .. } => Some(ProblemCode::Gks2FdmDown),
+        Gks2Error::TooLarge | Gks2Error::GraphQl(_) => None,
+    }
+}
+
+/// The error receipt of a failure: 207 for the event's own faults, 208 for the FDM's or the
+/// link's, whose message ends with the status problem's code, e.g. `(gks2_fdm_down)`.
 fn refusal(e: &Gks2Error) -> Refusal {
-    let code = match e {
-        Gks2Error::GraphQl(_) | Gks2Error::TooLarge => FdmCode::InvalidData,
-        _ => FdmCode::NotOperational,
-    };
-    Refusal {
-        code,
-        message: format!("GKS 2.0 FDM: {e}"),
+    match problem_code(e) {
+        Some(problem) => Refusal {
+            code: FdmCode::NotOperational,
+            message: format!("GKS 2.0 FDM: {e} ({problem})"),
+        },
+        None => Refusal {
+            code: FdmCode::InvalidData,
+            message: format!("GKS 2.0 FDM: {e}"),
+        },
     }
 }
 
