@@ -283,7 +283,7 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         b.goto("/ui/#status").await;
         b.wait_shown("status").await;
         let total = b.wait_text("turnover-total", |t| t.starts_with("6.50 €")).await;
-        assert!(total.contains("1 tickets"), "{total}");
+        assert!(total.ends_with("· 1 ticket"), "{total}");
         let bars = b
             .client
             .find_all(Locator::Css("#chart svg rect.rate-0"))
@@ -347,6 +347,14 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             .await;
         assert!(verdict.starts_with("The export verifies."), "{verdict}");
         assert!(verdict.contains(&format!("Records\n{records}")), "{verdict}");
+        b.client
+            .execute(
+                "document.getElementById('export-date-h').scrollIntoView();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        b.screenshot("09-export-verified").await;
         // A date with no record: the refusal is shown.
         b.client
             .execute(
@@ -367,7 +375,6 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         b.click("#check-seq").await;
         b.wait_text("export-verdict", |t| t.starts_with("The export verifies."))
             .await;
-        b.screenshot("09-export-verified").await;
 
         // The card page: state, and the card replacement recorded in the journal; a forged
         // replacement (no CSRF token) is refused.
@@ -392,6 +399,7 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             history.to_string().contains("0000000196-999") || devices.to_string().contains("0000000196-999"),
             "the replacement is not in the registry: {history} {devices}"
         );
+        b.screenshot("10-card").await;
 
         // The device registry: link the register to its production number, see its history,
         // deactivate it with a reason (its credentials stop working).

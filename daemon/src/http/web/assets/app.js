@@ -100,7 +100,9 @@
       pairs.push(["j_size", bytes(st.journal_bytes)]);
       pairs.push(["j_per_day", st.bytes_per_day === null ? t("unknown") : bytes(st.bytes_per_day) + " (" + t("j_window").replace("{n}", st.window_days) + ")"]);
       let lasts = t("unknown");
-      if (st.days_left !== null) {
+      if (st.days_left !== null && st.days_left > 3650) {
+        lasts = t("j_years") + " (" + t(st.room_bound === "max_size" ? "j_bound_limit" : "j_bound_disk") + ")";
+      } else if (st.days_left !== null) {
         lasts = t("j_days").replace("{n}", count(st.days_left)) + " (" + t(st.room_bound === "max_size" ? "j_bound_limit" : "j_bound_disk") + ")";
       } else if (st.bytes_per_day === 0) {
         lasts = t("j_nothing_written");
@@ -122,7 +124,7 @@
   }
   function rateName(r) { return r === "unsplit" ? t("rate_unsplit") : t("rate") + " " + r; }
   function drawChart(d) {
-    $("turnover-total").textContent = money(d.total) + " · " + t("tickets").replace("{n}", count(d.events));
+    $("turnover-total").textContent = money(d.total) + " · " + t(d.events === 1 ? "tickets_one" : "tickets").replace("{n}", count(d.events));
     const rates = d.rates || [];
     const byHour = new Map((d.hours || []).map((h) => [h.hour, h]));
     let top = 0, bottom = 0;
