@@ -143,7 +143,15 @@ pub fn seq_range_of_dates_bisected(
     // Every time of the date `to` sorts before `to` followed by `U` ("YYYY-MM-DDT…" < "…U").
     let after_to = format!("{to}U");
     let last = match first_seq_at_or_after_time(conn, &after_to)? {
-        Some(next) => next.saturating_sub(1),
+        // The record before it (there may be holes in the numbering).
+        Some(next) => conn
+            .query_row(
+                "SELECT seq FROM records WHERE seq < ?1 ORDER BY seq DESC LIMIT 1",
+                [next.min(i64::MAX as u64) as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map_or(0, |s| s.max(0) as u64),
         None => last_seq(conn)?,
     };
     let Some((first, time)) = time_at_or_after(conn, first)? else {
@@ -242,6 +250,54 @@ mod tests {
             FiscalEventsOf::RegisterByIndex("till-1"),
         ] {
             assert!(fiscal_days(&conn, of, 0).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn bisection_finds_every_date_across_gaps_as_a_scan_does() {
+        // Only the two columns bisection reads: three days, uneven, with holes in the numbers.
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE records (seq INTEGER PRIMARY KEY, time TEXT NOT NULL)")
+            .unwrap();
+        let mut rows = Vec::new();
+        for (i, seq) in (1..=200u64).filter(|s| s % 7 != 3).enumerate() {
+            let day = match i {
+                0..=9 => "2026-03-28",
+                10..=139 => "2026-03-29",
+                _ => "2026-03-31",
+            };
+            let time = format!("{day}T{:02}:{:02}:00+01:00", i % 24, i % 60);
+            conn.execute(
+                "INSERT INTO records VALUES (?1, ?2)",
+                rusqlite::params![seq as i64, time],
+            )
+            .unwrap();
+            rows.push((seq, day));
+        }
+        let scan = |from: &str, to: &str| {
+            let inside: Vec<u64> = rows
+                .iter()
+                .filter(|(_, d)| *d >= from && *d <= to)
+                .map(|(s, _)| *s)
+                .collect();
+            inside.first().map(|f| (*f, *inside.last().unwrap()))
+        };
+        let days = [
+            "2026-03-27",
+            "2026-03-28",
+            "2026-03-29",
+            "2026-03-30",
+            "2026-03-31",
+            "2026-04-01",
+        ];
+        for from in days {
+            for to in days.iter().filter(|t| **t >= from) {
+                assert_eq!(
+                    seq_range_of_dates_bisected(&conn, from, to).unwrap(),
+                    scan(from, to),
+                    "{from}..={to}"
+                );
+            }
         }
     }
 

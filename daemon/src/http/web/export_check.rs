@@ -1,7 +1,8 @@
 //! `GET /ui/api/export/check?from_date=…&to_date=…` (or `from_seq`/`to_seq`): fdmd makes the
 //! same export `GET /v1/journal/export` gives for that query and verifies it with the core's
 //! verifier (`journal::export::verify_export`, what `fdmctl verify FILE` runs), streaming it
-//! from the writer to the verifier through a pipe (memory does not grow with the export). The
+//! from the writer to the verifier through a bounded pipe (memory does not grow with the
+//! export). The
 //! page shows the verdict next to the download link.
 //!
 //! The keys the signatures are checked with are those the box's own journal declares up to the
@@ -17,7 +18,7 @@ use crate::http::admin::ExportRange;
 use crate::journal::export::{ExportError, declared_signers, verify_export, write_export};
 use crate::journal::query;
 use serde_json::{Value, json};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -145,27 +146,98 @@ pub fn check(path: &Path, range: ExportRange, now: &str) -> Result<Verdict, Chec
         .filter_map(|s| hex::decode(s.public_key).ok())
         .collect::<Vec<_>>();
     drop(conn);
-    let (reader, writer) = std::io::pipe()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_CHUNKS);
     let writer_path: PathBuf = path.to_path_buf();
     let now = now.to_owned();
     let producer = std::thread::Builder::new()
         .name("web-export-check".into())
         .spawn(move || -> Result<(), ExportError> {
             let conn = query::open_read_only(&writer_path)?;
-            let mut out = BufWriter::new(writer);
+            let mut out = ChunkWriter {
+                tx,
+                buf: Vec::new(),
+            };
             write_export(&conn, from, to, &now, &mut out)?;
             out.flush()?;
             Ok(())
         })?;
-    let verdict = verdict_of(BufReader::new(reader), keys);
+    let verdict = verdict_of(
+        BufReader::new(ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }),
+        keys,
+    );
     let produced = producer
         .join()
         .map_err(|_| CheckError::Export("the export writer panicked".into()))?;
-    match (produced, &verdict) {
-        // The verifier stopped reading at the first problem; the writer then failed on the
-        // closed pipe: the verdict is the verifier's.
-        (Err(_), Verdict::Failed(_)) | (Ok(()), _) => Ok(verdict),
-        (Err(e), Verdict::Ok { .. }) => Err(CheckError::Export(e.to_string())),
+    match produced {
+        Ok(()) => Ok(verdict),
+        // The verifier stopped reading at the first problem and the writer then found the pipe
+        // closed: the verdict is the verifier's.
+        Err(ExportError::Io(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe
+                && matches!(verdict, Verdict::Failed(_)) =>
+        {
+            Ok(verdict)
+        }
+        Err(e) => Err(CheckError::Export(e.to_string())),
+    }
+}
+
+/// Chunks in flight between the export's writer and the verifier (of [`CHUNK_BYTES`] each).
+const PIPE_CHUNKS: usize = 4;
+/// Bytes the writer gathers before handing them over.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The writing end of the pipe: chunks over a bounded channel.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(std::mem::take(&mut self.buf))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+/// The reading end: the end of the export when the writer is gone.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.chunk = next;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
