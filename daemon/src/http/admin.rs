@@ -243,3 +243,40 @@ fn tokio_stream_from(
 ) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ExportRange;
+    use chrono::NaiveDate;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
+    }
+
+    #[test]
+    fn export_ranges_by_record_or_by_date_and_never_both() {
+        assert_eq!(ExportRange::parse(None), Ok(ExportRange::Seq(1, u64::MAX)));
+        assert_eq!(
+            ExportRange::parse(Some("from_seq=3&to_seq=9")),
+            Ok(ExportRange::Seq(3, 9))
+        );
+        assert_eq!(
+            ExportRange::parse(Some("from_date=2026-03-01&to_date=2026-03-31")),
+            Ok(ExportRange::Dates(date("2026-03-01"), date("2026-03-31")))
+        );
+        assert_eq!(
+            ExportRange::parse(Some("from_date=2026-03-01")),
+            Ok(ExportRange::Dates(date("2026-03-01"), date("2026-03-01")))
+        );
+        for bad in [
+            "from_date=2026-03-31&to_date=2026-03-01",
+            "from_date=2026-02-30",
+            "from_date=yesterday",
+            "to_date=2026-03-01",
+            "from_seq=1&from_date=2026-03-01",
+            "from_seq=x",
+        ] {
+            assert!(ExportRange::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
