@@ -167,3 +167,125 @@ fn a_register_is_served_within_3_s_while_idle_and_stalled_connections_flood_fdmd
         drop((idle, stalled));
     });
 }
+
+/// One HTTP/1.1 exchange from 127.0.0.`from` (the connection closes after it): the status and
+/// the response head, within 15 s.
+async fn exchange(from: u8, to: SocketAddr, request: String) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut s = connect_from(from, to).await;
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out))
+        .await
+        .expect("no answer in 15 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+/// `POST /ui/api/login` with `secret` from 127.0.0.`from`.
+async fn sign_in(from: u8, to: SocketAddr, secret: &str) -> (u16, String) {
+    let body = serde_json::json!({ "secret": secret }).to_string();
+    exchange(
+        from,
+        to,
+        format!(
+            "POST /ui/api/login HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+/// The web page's sign-in route under a flood (issue 20): wrong sign-ins from twenty loopback
+/// addresses, as fast as fdmd answers them, and 200 idle connections that never send a byte,
+/// do not stop a session signed in before, nor a register's order over HTTP. The flood is
+/// bounded (600 attempts or 10 s); the bound on sign-ins turns the attempts away with 429.
+#[test]
+fn wrong_sign_ins_and_idle_connections_do_not_stop_a_session_or_an_order() {
+    let d = Daemon::start_dev();
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(d.data_dir().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let token = creds["http_token"].as_str().unwrap().to_owned();
+    let admin = d.admin_token();
+    let http = d.http;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // A session signed in before the flood.
+        let (status, head) = sign_in(1, http, &admin).await;
+        assert_eq!(status, 200, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("set-cookie:")
+                    .then(|| l["set-cookie:".len()..].trim().to_owned())
+            })
+            .and_then(|c| c.split(';').next().map(str::to_owned))
+            .expect("no session cookie");
+        let with_session = |from: u8| {
+            let cookie = cookie.clone();
+            async move {
+                let started = Instant::now();
+                let (status, head) = exchange(
+                    from,
+                    http,
+                    format!(
+                        "GET /v1/admin/registers HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+                    ),
+                )
+                .await;
+                (status, head, started.elapsed())
+            }
+        };
+
+        // 200 idle connections to the HTTP listener, from ten addresses.
+        let idle = hold(200, &[60, 61, 62, 63, 64, 65, 66, 67, 68, 69], http, b"").await;
+        // Wrong sign-ins from twenty addresses, one after the other as fast as answered.
+        let attacker = tokio::spawn(async move {
+            let started = Instant::now();
+            let (mut refused, mut limited, mut other) = (0u32, 0u32, Vec::new());
+            for i in 0..600u32 {
+                if started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                let from = 80 + u8::try_from(i % 20).unwrap();
+                match sign_in(from, http, &format!("wrong-{i}")).await {
+                    (401, _) => refused += 1,
+                    (429, _) => limited += 1,
+                    (_, head) => other.push(head),
+                }
+            }
+            (refused, limited, other)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // During the flood: the session is served, and so is a register's order.
+        let (status, head, took) = with_session(1).await;
+        assert_eq!(status, 200, "the session was refused during the flood: {head}");
+        assert!(took <= WITHIN, "the session's request took {took:?}");
+        let (status, receipt, took) = http_order(http, &token, "signin-flood-1").await;
+        assert_eq!(status, 201, "{receipt}");
+        assert!(took <= WITHIN, "HTTP order took {took:?}");
+
+        let (refused, limited, other) = attacker.await.unwrap();
+        assert!(other.is_empty(), "a wrong sign-in got another answer: {other:?}");
+        assert!(refused >= 5, "{refused} refused");
+        assert!(limited > 0, "the bound on sign-ins never applied ({refused} refused)");
+        // After it, the session still works: failed sign-ins end no session.
+        let (status, head, _) = with_session(2).await;
+        assert_eq!(status, 200, "{head}");
+        drop(idle);
+    });
+}

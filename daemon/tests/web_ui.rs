@@ -16,7 +16,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::{Daemon, fdmctl, order};
-use web_common::{Browser, SOON, browser_binaries, header, raw_http};
+use web_common::{Browser, SOON, axe_script, browser_binaries, header, raw_http};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -73,6 +73,33 @@ async fn page_post(b: &Browser, path: &str, csrf: Option<&str>) -> u64 {
     b.run_async(&script).await.as_u64().unwrap()
 }
 
+/// Runs axe-core on the page as shown (unless FDMD_SKIP_AXE=1) and fails on any violation of
+/// impact serious or critical, listing them.
+async fn accessible(b: &Browser, axe: Option<&str>, page: &str) {
+    let Some(axe) = axe else {
+        return;
+    };
+    let violations = b.axe(axe).await;
+    assert!(
+        violations.is_empty(),
+        "axe-core: {} serious or critical violation(s) on the {page} page:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
+}
+
+/// Clicks the download link `css` and waits for the file named `name` in the downloads.
+async fn download(b: &Browser, css: &str, name: &str) -> std::path::PathBuf {
+    b.click(css).await;
+    let file = b.downloads.join(name);
+    let deadline = Instant::now() + SOON;
+    while !file.is_file() {
+        assert!(Instant::now() < deadline, "{name} was not downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    file
+}
+
 /// Sends one order over MQTT with the credentials the page showed; returns the receipt.
 async fn order_over_mqtt(d: &Daemon, creds: &Value) -> Value {
     let id = creds["id"].as_str().unwrap();
@@ -125,6 +152,8 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
     let base = format!("http://{}", d.http);
     let code = setup_code(&d);
     let password = "een lang wachtwoord 42";
+    let axe = axe_script();
+    let axe = axe.as_deref();
     runtime().block_on(async {
         let b = Browser::start(&chromium, &chromedriver, &base).await;
 
@@ -148,14 +177,29 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         sign_in(&b, "WRONG-CODE-0000").await;
         b.wait_text("notice", |t| !t.is_empty()).await;
         b.screenshot("01-sign-in").await;
+        accessible(&b, axe, "sign-in").await;
         sign_in(&b, &code).await;
         b.wait_shown("setpw").await;
+        accessible(&b, axe, "set-password").await;
         b.type_into("newpw", password).await;
         b.click("#setpw-form button[type=submit]").await;
         b.wait_shown("status").await;
         b.wait_text("overall", |t| t == "ready" || t == "degraded")
             .await;
-        b.screenshot("02-status").await;
+        // The journal section in words and units, never raw keys or null; the storage
+        // forecast beside it.
+        let journal = b.wait_text("journal", |t| t.contains("Journal size")).await;
+        for raw in ["null", "free_bytes", "last_seq", "usage", "undefined", "NaN"] {
+            assert!(!journal.contains(raw), "{raw} in the journal section: {journal}");
+        }
+        for label in ["Last record", "Free space on the disk", "Written per day", "The storage lasts"] {
+            assert!(journal.contains(label), "{label} missing: {journal}");
+        }
+        assert!(
+            journal.contains(" MB") || journal.contains(" GB") || journal.contains(" kB"),
+            "{journal}"
+        );
+        accessible(&b, axe, "status").await;
 
         // The session cookie is HttpOnly and SameSite=Strict; scripts cannot read it.
         let cookie = b.client.get_named_cookie("fdmd_session").await.unwrap();
@@ -223,6 +267,7 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         assert!(qr.starts_with("data:image/svg+xml,"), "{qr}");
         b.wait_text("enrolled", |t| t.contains("till-1")).await;
         b.screenshot("03-registers").await;
+        accessible(&b, axe, "registers").await;
         let receipt = order_over_mqtt(&d, &creds).await;
         assert_eq!(receipt["status"], "signed", "{receipt}");
         // The HTTP token shown works too.
@@ -232,6 +277,25 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
             creds["http_token"].as_str(),
         );
         assert_eq!(status, hyper::StatusCode::OK);
+
+        // Today's turnover on the status page: the order's 6.50 at rate B, as a chart (SVG
+        // drawn by the page) and as a table.
+        b.goto("/ui/#status").await;
+        b.wait_shown("status").await;
+        let total = b.wait_text("turnover-total", |t| t.starts_with("6.50 €")).await;
+        assert!(total.ends_with("· 1 ticket"), "{total}");
+        let bars = b
+            .client
+            .find_all(Locator::Css("#chart svg rect.rate-0"))
+            .await
+            .unwrap();
+        assert_eq!(bars.len(), 1, "one bar: one hour, one rate");
+        let legend = b.wait_text("chart-legend", |t| !t.is_empty()).await;
+        assert_eq!(legend, "VAT rate B");
+        let staff = b.wait_text("staff", |t| !t.is_empty()).await;
+        assert!(!staff.contains("undefined"), "{staff}");
+        b.screenshot("02-status").await;
+        accessible(&b, axe, "status with turnover").await;
 
         // X then Z report, printable text in the page.
         b.goto("/ui/#reports").await;
@@ -253,24 +317,89 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         let z = b.wait_text("report-out", |t| t != x && !t.is_empty()).await;
         assert!(!z.starts_with("Refused"), "{z}");
         b.screenshot("04-reports").await;
+        accessible(&b, axe, "reports").await;
 
-        // Download the export as a person does (the link), then verify it.
-        b.click("#export-link").await;
-        let deadline = Instant::now() + SOON;
-        let file = loop {
-            let done = std::fs::read_dir(&b.downloads)
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "jsonl"));
-            if let Some(f) = done {
-                break f;
-            }
-            assert!(Instant::now() < deadline, "the export was not downloaded");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        // Export by date (today, the default of the form), downloaded as a person does, then
+        // verified with `fdmctl verify`; and verified by fdmd, with the verdict in the page.
+        let today = b
+            .client
+            .find(Locator::Id("from-date"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap();
+        let file = download(
+            &b,
+            "#export-date-link",
+            &format!("fdmd-export-{today}-{today}.jsonl"),
+        )
+        .await;
         let (rc, out) = fdmctl(&["verify", file.to_str().unwrap()]);
         assert_eq!(rc, 0, "{out}");
+        let exported = std::fs::read_to_string(&file).unwrap();
+        let records = exported.lines().filter(|l| l.contains(r#""type":"record""#)).count();
+        assert!(records > 3, "{exported}");
+        b.click("#check-date").await;
+        let verdict = b
+            .wait_text("export-verdict", |t| t.contains("verifies") || t.contains("NOT"))
+            .await;
+        assert!(verdict.starts_with("The export verifies."), "{verdict}");
+        assert!(verdict.contains(&format!("Records\n{records}")), "{verdict}");
+        b.client
+            .execute(
+                "document.getElementById('export-date-h').scrollIntoView();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        b.screenshot("09-export-verified").await;
+        // A date with no record: the refusal is shown.
+        b.client
+            .execute(
+                "const f = document.getElementById('from-date'), t = document.getElementById('to-date');
+                 f.value = '2001-01-01'; t.value = '2001-01-02';
+                 f.dispatchEvent(new Event('input'));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        b.click("#check-date").await;
+        b.wait_text("export-verdict", |t| t.starts_with("Refused: no record"))
+            .await;
+        // And by record range, through the other link.
+        let file = download(&b, "#export-link", "fdmd-export.jsonl").await;
+        let (rc, out) = fdmctl(&["verify", file.to_str().unwrap()]);
+        assert_eq!(rc, 0, "{out}");
+        b.click("#check-seq").await;
+        b.wait_text("export-verdict", |t| t.starts_with("The export verifies."))
+            .await;
+
+        // The card page: state, and the card replacement recorded in the journal; a forged
+        // replacement (no CSRF token) is refused.
+        b.goto("/ui/#card").await;
+        b.wait_shown("card").await;
+        b.wait_text("card-info", |t| t.contains("Card id")).await;
+        accessible(&b, axe, "card").await;
+        assert_eq!(page_post(&b, "/v1/admin/devices/card/replace", None).await, 403);
+        b.type_into("new-vsc", "0000000196-999").await;
+        b.click("#replace-reason option[value=replaced]").await;
+        b.click("#replace-submit").await;
+        let replaced = b
+            .wait_text("replace-result", |t| !t.is_empty())
+            .await;
+        assert!(
+            replaced.starts_with("Recorded: card ") && replaced.ends_with(" replaced by 0000000196-999."),
+            "{replaced}"
+        );
+        let (_, history) = blocking_request(&d, "/v1/admin/devices/card/x/history", Some(&d.admin_token()));
+        let (_, devices) = blocking_request(&d, "/v1/admin/devices", Some(&d.admin_token()));
+        assert!(
+            history.to_string().contains("0000000196-999") || devices.to_string().contains("0000000196-999"),
+            "the replacement is not in the registry: {history} {devices}"
+        );
+        b.screenshot("10-card").await;
 
         // The device registry: link the register to its production number, see its history,
         // deactivate it with a reason (its credentials stop working).
@@ -340,6 +469,8 @@ fn sign_in_enrol_reports_export_csrf_and_sign_out_in_a_browser() {
         assert_eq!(lang, "nl");
         b.wait_text("status-h", |t| t == "Status").await;
         b.wait_text("logout", |t| t == "Afmelden").await;
+        // The figures are drawn again in the chosen language.
+        b.wait_text("journal", |t| t.contains("Laatste record")).await;
         b.close().await;
     });
     assert!(d.stop().success());

@@ -98,11 +98,75 @@ fn query_u64(query: Option<&str>, name: &str) -> Result<Option<u64>, String> {
     Ok(None)
 }
 
-/// `GET /v1/journal/export?from_seq=A&to_seq=B`: the documented JSON-lines export, streamed.
+fn query_date(query: Option<&str>, name: &str) -> Result<Option<chrono::NaiveDate>, String> {
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            return chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| format!("{name} must be a date YYYY-MM-DD"));
+        }
+    }
+    Ok(None)
+}
+
+/// The records an export covers, as its query names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportRange {
+    /// `from_seq=A&to_seq=B` (defaults: 1 and the last record).
+    Seq(u64, u64),
+    /// `from_date=D1&to_date=D2`: every record whose FDM date (docs/journal-format.md §9) lies
+    /// in `D1..=D2`; `to_date` defaults to `from_date`.
+    Dates(chrono::NaiveDate, chrono::NaiveDate),
+}
+
+impl ExportRange {
+    /// Reads the range from a query string; dates and sequence numbers do not mix.
+    pub fn parse(query: Option<&str>) -> Result<ExportRange, String> {
+        let (from_seq, to_seq) = (query_u64(query, "from_seq")?, query_u64(query, "to_seq")?);
+        let (from_date, to_date) = (
+            query_date(query, "from_date")?,
+            query_date(query, "to_date")?,
+        );
+        match (from_date, to_date) {
+            (None, None) => Ok(ExportRange::Seq(
+                from_seq.unwrap_or(1),
+                to_seq.unwrap_or(u64::MAX),
+            )),
+            _ if from_seq.is_some() || to_seq.is_some() => {
+                Err("give from_seq/to_seq or from_date/to_date, not both".into())
+            }
+            (None, Some(_)) => Err("to_date needs from_date".into()),
+            (Some(from), to) => {
+                let to = to.unwrap_or(from);
+                if to < from {
+                    return Err("to_date is before from_date".into());
+                }
+                Ok(ExportRange::Dates(from, to))
+            }
+        }
+    }
+
+    /// The sequence numbers `(from, to)` to export; `None` when no record has those dates.
+    /// Dates are found by bisection on the sequence numbers (records never go back in time), so
+    /// the cost does not grow with the journal.
+    pub fn resolve(self, conn: &rusqlite::Connection) -> rusqlite::Result<Option<(u64, u64)>> {
+        match self {
+            ExportRange::Seq(from, to) => Ok(Some((from, to))),
+            ExportRange::Dates(from, to) => query::seq_range_of_dates_bisected(
+                conn,
+                &from.format("%Y-%m-%d").to_string(),
+                &to.format("%Y-%m-%d").to_string(),
+            ),
+        }
+    }
+}
+
+/// `GET /v1/journal/export?from_seq=A&to_seq=B` or `?from_date=D1&to_date=D2`: the documented
+/// JSON-lines export, streamed.
 pub async fn export(app: Arc<App>, query: Option<&str>) -> Response<Body> {
-    let (from, to) = match (query_u64(query, "from_seq"), query_u64(query, "to_seq")) {
-        (Ok(f), Ok(t)) => (f.unwrap_or(1), t.unwrap_or(u64::MAX)),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let range = match ExportRange::parse(query) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let path = app.registrar.journal().path().to_path_buf();
     let now = app.now();
@@ -113,6 +177,10 @@ pub async fn export(app: Arc<App>, query: Option<&str>) -> Response<Body> {
         let result = query::open_read_only(&path)
             .map_err(|e| e.to_string())
             .and_then(|conn| {
+                let (from, to) = range
+                    .resolve(&conn)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| "no record has those dates".to_owned())?;
                 let mut out = ChannelWriter {
                     tx: &tx,
                     buf: Vec::new(),
@@ -174,4 +242,41 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
 ) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExportRange;
+    use chrono::NaiveDate;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
+    }
+
+    #[test]
+    fn export_ranges_by_record_or_by_date_and_never_both() {
+        assert_eq!(ExportRange::parse(None), Ok(ExportRange::Seq(1, u64::MAX)));
+        assert_eq!(
+            ExportRange::parse(Some("from_seq=3&to_seq=9")),
+            Ok(ExportRange::Seq(3, 9))
+        );
+        assert_eq!(
+            ExportRange::parse(Some("from_date=2026-03-01&to_date=2026-03-31")),
+            Ok(ExportRange::Dates(date("2026-03-01"), date("2026-03-31")))
+        );
+        assert_eq!(
+            ExportRange::parse(Some("from_date=2026-03-01")),
+            Ok(ExportRange::Dates(date("2026-03-01"), date("2026-03-01")))
+        );
+        for bad in [
+            "from_date=2026-03-31&to_date=2026-03-01",
+            "from_date=2026-02-30",
+            "from_date=yesterday",
+            "to_date=2026-03-01",
+            "from_seq=1&from_date=2026-03-01",
+            "from_seq=x",
+        ] {
+            assert!(ExportRange::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -51,6 +51,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/ui/api/logout"),
     ("POST", "/ui/api/password"),
     ("POST", "/ui/api/qr"),
+    ("GET", "/ui/api/today"),
+    ("GET", "/ui/api/storage"),
+    ("GET", "/ui/api/export/check"),
 ];
 
 /// Handles one request within the configured time limit.

@@ -48,6 +48,28 @@ pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// The axe-core accessibility checker: the file `FDMD_AXE_JS` names (tests/run installs
+/// axe-core with npm and sets it). `None` only when `FDMD_SKIP_AXE=1` says so explicitly;
+/// otherwise a missing or unreadable file fails the test: never a silent pass.
+pub fn axe_script() -> Option<String> {
+    if std::env::var("FDMD_SKIP_AXE").is_ok_and(|v| v == "1") {
+        eprintln!("*** FDMD_SKIP_AXE=1: the accessibility check (axe-core) is SKIPPED ***");
+        return None;
+    }
+    let Some(path) = std::env::var_os("FDMD_AXE_JS") else {
+        panic!(
+            "FDMD_AXE_JS is not set: run the tests through tests/run, which installs axe-core \
+             (npm) and sets it, or set FDMD_AXE_JS=/path/to/axe.min.js \
+             (FDMD_SKIP_AXE=1 skips the accessibility check explicitly)"
+        );
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.contains("axe") => Some(text),
+        Ok(_) => panic!("FDMD_AXE_JS={} is not axe-core", Path::new(&path).display()),
+        Err(e) => panic!("FDMD_AXE_JS={}: {e}", Path::new(&path).display()),
+    }
+}
+
 /// Where screenshots are kept: `$CARGO_TARGET_DIR/web-screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -196,6 +218,44 @@ impl Browser {
             .await
             .expect("script did not finish in time")
             .unwrap()
+    }
+
+    /// Runs axe-core (`script`, the text of axe.min.js) on the page as shown and returns its
+    /// violations of impact serious or critical, one line each. The script is injected through
+    /// WebDriver, which the page's Content-Security-Policy does not govern (the page itself
+    /// could not load it: `script-src 'self'`).
+    pub async fn axe(&self, script: &str) -> Vec<String> {
+        let loaded = self
+            .client
+            .execute(&format!("{script}\n;return typeof window.axe;"), vec![])
+            .await
+            .unwrap();
+        assert!(
+            loaded == "object" || loaded == "function",
+            "axe-core did not load in the page: {loaded}"
+        );
+        let found = self
+            .run_async(
+                "const done = arguments[arguments.length - 1];
+                 window.axe.run(document, {resultTypes: ['violations']}).then(
+                   (r) => done(r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.map((n) => n.target.join(' ') + ': ' + n.failureSummary)}))),
+                   (e) => done('axe failed: ' + e));",
+            )
+            .await;
+        let Value::Array(violations) = found else {
+            panic!("{found}");
+        };
+        violations
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                format!(
+                    "{} ({}): {} at {}",
+                    v["id"], v["impact"], v["help"], v["nodes"]
+                )
+            })
+            .collect()
     }
 
     /// Saves a screenshot as `$CARGO_TARGET_DIR/web-screenshots/NAME.png`.

@@ -5,6 +5,9 @@
 //! - `GET /ui/api/session`: the CSRF token of the live session (401 without one).
 //! - `POST /ui/api/logout`, `POST /ui/api/password` `{"password": …}` and `POST /ui/api/qr`
 //!   `{"text": …}` (an SVG QR code): session and CSRF token needed.
+//! - `GET /ui/api/today` ([`super::today`]), `GET /ui/api/storage` ([`super::storage`]) and
+//!   `GET /ui/api/export/check?…` ([`super::export_check`]): session needed; they change
+//!   nothing.
 
 use super::Web;
 use super::owner::OwnerError;
@@ -36,6 +39,17 @@ pub(super) async fn route(
             Some((_, s)) => session_json(&s),
             None => error(StatusCode::UNAUTHORIZED, "not signed in"),
         },
+        (Method::GET, "today" | "storage" | "export/check") => {
+            if web.session_of(req.headers()).is_none() {
+                return error(StatusCode::UNAUTHORIZED, "not signed in");
+            }
+            let query = req.uri().query().map(str::to_owned);
+            match rest {
+                "today" => today(app).await,
+                "storage" => storage(app).await,
+                _ => export_check(app, query.as_deref()).await,
+            }
+        }
         (Method::POST, "logout" | "password" | "qr") => {
             let Some((id, s)) = web.session_of(req.headers()) else {
                 return error(StatusCode::UNAUTHORIZED, "not signed in");
@@ -202,5 +216,70 @@ async fn qr(req: Request<Incoming>) -> Response<Body> {
             r
         }
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+/// Runs `f` off the async threads; a panic there is a 500.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+}
+
+async fn today(app: &App) -> Response<Body> {
+    let path = app.registrar.journal().path().to_path_buf();
+    let now = app.now();
+    let date = now.get(..10).unwrap_or_default().to_owned();
+    let read = blocking(move || {
+        let conn = crate::journal::query::open_read_only(&path).map_err(|e| e.to_string())?;
+        super::today::read(&conn, &date).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(t) => json_response(StatusCode::OK, &t.to_json()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn storage(app: &App) -> Response<Body> {
+    let journal = app.registrar.journal();
+    let path = journal.path().to_path_buf();
+    let free = journal.stats().free_bytes();
+    let max = (app.config.journal.max_size_mib > 0)
+        .then(|| app.config.journal.max_size_mib.saturating_mul(1024 * 1024));
+    let now = app.now();
+    let read = blocking(move || {
+        let conn = crate::journal::query::open_read_only(&path).map_err(|e| e.to_string())?;
+        let bytes = super::storage::journal_bytes(&path);
+        super::storage::forecast(&conn, bytes, &now, free, max).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(f) => json_response(StatusCode::OK, &f.to_json()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn export_check(app: &App, query: Option<&str>) -> Response<Body> {
+    use super::export_check::{CheckError, check};
+    let range = match crate::http::admin::ExportRange::parse(query) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let path = app.registrar.journal().path().to_path_buf();
+    let now = app.now();
+    let verdict = tokio::task::spawn_blocking(move || check(&path, range, &now)).await;
+    match verdict {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v.to_json()),
+        Ok(Err(e @ CheckError::Empty)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ CheckError::TooMany(_))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Ok(Err(e @ CheckError::Busy)) => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -79,3 +79,33 @@ pub fn secure(mut r: Response<Body>) -> Response<Body> {
         .or_insert(header::HeaderValue::from_static("no-cache"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::status::ProblemCode;
+
+    /// The strings of one language in `i18n.js` (from `  en: {` to the closing `  }`).
+    fn language(js: &str, lang: &str) -> String {
+        let start = js
+            .find(&format!("\n  {lang}: {{\n"))
+            .unwrap_or_else(|| panic!("no {lang} in i18n.js"));
+        let len = js[start + 1..].find("\n  }").unwrap_or(0);
+        js[start..start + 1 + len].to_owned()
+    }
+
+    #[test]
+    fn every_problem_has_what_to_do_in_every_language() {
+        let js = String::from_utf8_lossy(include_bytes!("assets/i18n.js"));
+        for lang in ["en", "fr", "nl", "de"] {
+            let strings = language(&js, lang);
+            for code in ProblemCode::ALL {
+                let key = format!("todo_{}: \"", code.as_str());
+                assert!(
+                    strings.contains(&key),
+                    "i18n.js: {lang} has no hint for {}",
+                    code.as_str()
+                );
+            }
+        }
+    }
+}

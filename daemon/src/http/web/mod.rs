@@ -4,7 +4,11 @@
 //! - [`session`]: session cookies, CSRF tokens, the bound on sign-in attempts.
 //! - [`assets`]: the page's HTML, CSS and JavaScript, embedded in the binary, with the
 //!   Content-Security-Policy and the other security headers.
-//! - [`api`]: the few JSON routes of the page itself (sign-in, sign-out, password, QR code).
+//! - [`api`]: the few JSON routes of the page itself (sign-in, sign-out, password, QR code,
+//!   and the read-only figures below).
+//! - [`today`]: today's turnover per hour and per VAT rate (the chart).
+//! - [`storage`]: the journal's size and how long the storage lasts at this pace.
+//! - [`export_check`]: an export made and verified by fdmd, for the verdict shown in the page.
 //!
 //! Everything else the page shows or changes goes through the documented `/v1/...` API: a
 //! valid session cookie counts there as the admin token ([`authenticate`]), and every change
@@ -12,8 +16,11 @@
 
 mod api;
 mod assets;
+pub mod export_check;
 pub mod owner;
 pub mod session;
+pub mod storage;
+pub mod today;
 
 use super::response::{Body, error};
 use crate::app::App;
