@@ -68,6 +68,13 @@ pub struct Gks2FdmSection {
     pub clock_tolerance_s: i64,
     /// Events the emulated buffer holds (warning from 90 %, refusal at 100 %).
     pub buffer_capacity: u64,
+    /// HTTPS: the emulator's certificate chain (PEM); with `tls_key_file`. Plain HTTP without.
+    pub tls_cert_file: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// mTLS: the CA whose client certificates the emulator requires (a POS without one is
+    /// refused in the TLS handshake). Needs `tls_cert_file`.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for Gks2FdmSection {
@@ -82,6 +89,9 @@ impl Default for Gks2FdmSection {
             max_date_skew_s: 300,
             clock_tolerance_s: 300,
             buffer_capacity: 100_000,
+            tls_cert_file: None,
+            tls_key_file: None,
+            client_ca_file: None,
         }
     }
 }
@@ -213,8 +223,16 @@ pub struct SignerSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Gks2SignerSection {
-    /// Address of the FDM (plain HTTP in this version).
+    /// Address of the FDM (HTTPS when `ca_file` is set, plain HTTP otherwise).
     pub address: SocketAddr,
+    /// HTTPS: the CA (PEM) that signed the FDM's certificate; only it is trusted.
+    pub ca_file: Option<PathBuf>,
+    /// HTTPS: the name the FDM's certificate is issued to (default: the address's IP).
+    pub server_name: Option<String>,
+    /// mTLS: fdmd's client certificate chain (PEM), with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// mTLS: the client certificate's private key (PEM; a systemd credential).
+    pub client_key_file: Option<PathBuf>,
     /// Its device id (the path `/{device_id}/graphql`).
     pub device_id: String,
     /// File holding the shared secret (a systemd credential; never logged).
@@ -235,6 +253,10 @@ impl Default for Gks2SignerSection {
     fn default() -> Self {
         Gks2SignerSection {
             address: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            ca_file: None,
+            server_name: None,
+            client_cert_file: None,
+            client_key_file: None,
             device_id: String::new(),
             secret_file: PathBuf::new(),
             pos_id: String::new(),
@@ -913,6 +935,19 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
                         });
                     }
                 }
+                if g.client_cert_file.is_some() != g.client_key_file.is_some() {
+                    problems.push(ConfigProblem {
+                        key: "signer.gks2.client_cert_file".into(),
+                        message: "client_cert_file and client_key_file go together".into(),
+                    });
+                }
+                if g.ca_file.is_none() && (g.client_cert_file.is_some() || g.server_name.is_some())
+                {
+                    problems.push(ConfigProblem {
+                        key: "signer.gks2.ca_file".into(),
+                        message: "a client certificate or server_name needs HTTPS: set ca_file (the CA of the FDM's certificate)".into(),
+                    });
+                }
             }
         }
     }
@@ -1038,6 +1073,18 @@ fn validate_gks2_fdm(g: &Gks2FdmSection, problems: &mut Vec<ConfigProblem>) {
     }
     if g.buffer_capacity == 0 {
         bad("buffer_capacity", "must be at least 1");
+    }
+    if g.tls_cert_file.is_some() != g.tls_key_file.is_some() {
+        bad(
+            "tls_cert_file",
+            "tls_cert_file and tls_key_file go together",
+        );
+    }
+    if g.client_ca_file.is_some() && g.tls_cert_file.is_none() {
+        bad(
+            "client_ca_file",
+            "client certificates need HTTPS: set tls_cert_file and tls_key_file",
+        );
     }
 }
 

@@ -38,3 +38,4 @@ pub mod signer;
 pub mod status;
 pub mod systemd;
 pub mod timezone;
+pub mod tls;

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod support;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use hyper::{Method, StatusCode};
 use serde_json::Value;
@@ -131,6 +133,87 @@ fn the_fdms_buffer_and_a_wrong_secret_show_as_status_problems_and_error_codes() 
         problems(&pos),
         ["gks2_buffer_full", "gks2_buffer_nearly_full"]
     );
+}
+
+#[test]
+fn over_https_with_client_certificates_only_a_pos_with_one_is_signed_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca::make(dir.path());
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let fdm = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00011\"\nsecret_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+        secret_file.display(),
+        ca.server_cert.display(),
+        ca.server_key.display(),
+        ca.ca.display()
+    ));
+    let log = fdm.log();
+    assert!(log.contains("HTTPS, client certificates required"), "{log}");
+    let addr: std::net::SocketAddr = log
+        .split("/graphql on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pos_with = |tls: &str| {
+        Daemon::start_dev_with_config(&format!(
+            "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n{tls}",
+            secret_file.display()
+        ))
+    };
+    let order_on = |pos: &Daemon, id: &str| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&pos.dev_register_token()),
+            Some(order(id, &[("Water", 1, "2.00", "A")])),
+        )
+    };
+
+    // The CA and a client certificate: signed by the FDM over mTLS.
+    let good = pos_with(&format!(
+        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+        ca.ca.display(),
+        ca.client_cert.display(),
+        ca.client_key.display()
+    ));
+    let (code, signed) = order_on(&good, "t-1");
+    assert_eq!(code, StatusCode::CREATED, "{signed}");
+    assert_eq!(signed["gks2"]["fdmRef"]["fdmId"], "FDMEMU00011", "{signed}");
+    assert!(problems(&good).is_empty());
+
+    // Without a client certificate the FDM refuses the handshake: no record, and the cause.
+    let anonymous = pos_with(&format!("ca_file = \"{}\"\n", ca.ca.display()));
+    let (code, refused) = order_on(&anonymous, "t-2");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("TLS"), "{refused}");
+    assert!(message.ends_with("(gks2_auth_refused)"), "{refused}");
+    assert_eq!(problems(&anonymous), ["gks2_auth_refused"]);
+
+    // Plain HTTP to an HTTPS FDM, or a CA that did not sign the FDM's certificate: refused too.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = test_ca::make(other.path());
+    let wrong_ca = pos_with(&format!(
+        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+        other_ca.ca.display(),
+        ca.client_cert.display(),
+        ca.client_key.display()
+    ));
+    let (code, refused) = order_on(&wrong_ca, "t-3");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TLS"),
+        "{refused}"
+    );
+    let plain = pos_with("");
+    let (code, refused) = order_on(&plain, "t-4");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
 }
 
 #[test]

@@ -518,6 +518,7 @@ fn client(addr: std::net::SocketAddr, device_id: &str, secret: &str) -> Client {
         device_id: device_id.into(),
         secret: secret.into(),
         timeout: Duration::from_secs(10),
+        tls: None,
     })
 }
 

@@ -9,6 +9,8 @@
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 mod mqtt_common;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use fdmd::access::ClientKind;
 use fdmd::config::MqttMode;
@@ -34,76 +36,8 @@ async fn setup(registers: &[&str], stations: &[&str]) -> Option<Setup> {
 
 /// Certificates for a TLS listener on 127.0.0.1: (CA, server certificate, server key).
 fn tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=fdmd test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat());
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+    let ca = test_ca::make(dir);
+    (ca.ca, ca.server_cert, ca.server_key)
 }
 
 /// `tls`: fdmd reaches mosquitto through a second, TLS listener on this port with these files.

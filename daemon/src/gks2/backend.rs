@@ -5,7 +5,7 @@
 //! becomes the `gks2` member of the record body; the journal stays hash-chained and signed by
 //! fdmd's own key. The ticket is refused when the FDM's VAT differs from fdmd's.
 
-use super::client::{Client, ClientConfig, Gks2Error};
+use super::client::{Client, ClientConfig, Gks2Error, Tls};
 use super::map::{PosContext, check_vat, map_order};
 use super::model::{Language, SignResult};
 use crate::config::Gks2SignerSection;
@@ -71,16 +71,37 @@ impl Backend {
             );",
         )?;
         tracing::info!(
-            "signing fiscal events with the GKS 2.0 FDM {} at {} (and journal records with fdmd's own key)",
+            "signing fiscal events with the GKS 2.0 FDM {} at {} over {} (and journal records with fdmd's own key)",
             section.device_id,
-            section.address
+            section.address,
+            match (&section.ca_file, &section.client_cert_file) {
+                (None, _) => "plain HTTP",
+                (Some(_), None) => "HTTPS",
+                (Some(_), Some(_)) => "HTTPS with a client certificate",
+            }
         );
+        let tls = match &section.ca_file {
+            None => None,
+            Some(ca) => Some(
+                Tls::new(
+                    ca,
+                    section
+                        .client_cert_file
+                        .as_deref()
+                        .zip(section.client_key_file.as_deref()),
+                    section.server_name.as_deref(),
+                    section.address,
+                )
+                .map_err(|e| anyhow::anyhow!("signer.gks2: {e}"))?,
+            ),
+        };
         Ok(Backend {
             client: Client::new(ClientConfig {
                 addr: section.address,
                 device_id: section.device_id.clone(),
                 secret,
                 timeout: Duration::from_millis(section.timeout_ms),
+                tls,
             }),
             section: section.clone(),
             vat_no: vat_no.to_owned(),
@@ -244,7 +265,9 @@ fn problem_code(e: &Gks2Error) -> Option<ProblemCode> {
         Gks2Error::FdmDown { .. } | Gks2Error::Timeout { .. } | Gks2Error::Malformed(_) => {
             Some(ProblemCode::Gks2FdmDown)
         }
-        Gks2Error::AuthenticationRefused(_) => Some(ProblemCode::Gks2AuthRefused),
+        Gks2Error::AuthenticationRefused(_) | Gks2Error::Tls(_) => {
+            Some(ProblemCode::Gks2AuthRefused)
+        }
         Gks2Error::Http { status, .. } if matches!(status.as_u16(), 401 | 403 | 404) => {
             // 404: no device with this id at that address.
             Some(ProblemCode::Gks2AuthRefused)

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read.
@@ -30,6 +32,41 @@ pub struct ClientConfig {
     pub secret: String,
     /// Deadline of one request.
     pub timeout: Duration,
+    /// HTTPS (and mTLS when the configuration holds a client certificate); plain HTTP when
+    /// `None`.
+    pub tls: Option<Tls>,
+}
+
+/// How to reach the FDM over TLS.
+#[derive(Clone)]
+pub struct Tls {
+    /// Trusted roots and, for mTLS, the client certificate.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the FDM's certificate must carry.
+    pub server_name: ServerName<'static>,
+}
+
+impl Tls {
+    /// From `[signer.gks2]`-style settings: the CA file, an optional client certificate and key,
+    /// and the certificate's name (default: the address's IP).
+    pub fn new(
+        ca_file: &std::path::Path,
+        client: Option<(&std::path::Path, &std::path::Path)>,
+        server_name: Option<&str>,
+        addr: SocketAddr,
+    ) -> Result<Self, Gks2Error> {
+        let config = crate::tls::client_config(crate::tls::Roots::File(ca_file), client)
+            .map_err(|e| Gks2Error::Tls(e.to_string()))?;
+        let server_name = match server_name {
+            Some(name) => ServerName::try_from(name.to_owned())
+                .map_err(|e| Gks2Error::Tls(format!("server_name {name:?}: {e}")))?,
+            None => ServerName::IpAddress(addr.ip().into()),
+        };
+        Ok(Tls {
+            config,
+            server_name,
+        })
+    }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -39,6 +76,10 @@ impl std::fmt::Debug for ClientConfig {
             .field("device_id", &self.device_id)
             .field("secret", &"<hidden>")
             .field("timeout", &self.timeout)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|t| format!("{:?}", t.server_name)),
+            )
             .finish()
     }
 }
@@ -88,6 +129,29 @@ pub enum Gks2Error {
     /// The exchange broke off, or the answer is not what GKS 2.0 answers.
     #[error("malformed exchange with the FDM: {0}")]
     Malformed(String),
+    /// TLS failed: the FDM's certificate is not trusted (CA, name) or the FDM refused fdmd's
+    /// client certificate (mTLS), or the TLS settings cannot be used.
+    #[error("TLS with the FDM failed: {0}")]
+    Tls(String),
+}
+
+/// A TLS failure somewhere in an error's chain (rustls reports it through `std::io::Error`).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 fn summary(messages: &[Message]) -> String {
@@ -212,15 +276,10 @@ impl Client {
         authorization: Option<&str>,
     ) -> Result<(StatusCode, Bytes), Gks2Error> {
         let addr = self.config.addr;
-        let broken = |e: &dyn std::fmt::Display| Gks2Error::Malformed(e.to_string());
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|source| Gks2Error::FdmDown { addr, source })?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| broken(&e))?;
-        let driver = tokio::spawn(conn);
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(format!("/{}/graphql", self.config.device_id))
@@ -232,17 +291,46 @@ impl Client {
         }
         let req = builder
             .body(Full::new(Bytes::copy_from_slice(body)))
-            .map_err(|e| broken(&e))?;
-        let response = sender.send_request(req).await.map_err(|e| broken(&e))?;
-        let status = response.status();
-        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| broken(&e))?
-            .to_bytes();
-        driver.abort();
-        Ok((status, bytes))
+            .map_err(|e| Gks2Error::Malformed(e.to_string()))?;
+        match &self.config.tls {
+            None => round_trip(TokioIo::new(stream), req).await,
+            Some(tls) => {
+                let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .map_err(|e| {
+                        Gks2Error::Tls(tls_failure(&e).unwrap_or_else(|| e.to_string()))
+                    })?;
+                round_trip(TokioIo::new(stream), req).await
+            }
+        }
     }
+}
+
+/// One request and its answer (bounded) on a connection.
+async fn round_trip<T>(io: T, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), Gks2Error>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    // A TLS alert (e.g. the FDM refusing fdmd's client certificate, which TLS 1.3 reports after
+    // the handshake) is a TLS failure, not a malformed exchange.
+    let broken = |e: &(dyn std::error::Error + 'static)| match tls_failure(e) {
+        Some(t) => Gks2Error::Tls(t),
+        None => Gks2Error::Malformed(e.to_string()),
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| broken(&e))?;
+    let driver = tokio::spawn(conn);
+    let response = sender.send_request(req).await.map_err(|e| broken(&e))?;
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| broken(e.as_ref()))?
+        .to_bytes();
+    driver.abort();
+    Ok((status, bytes))
 }
 
 /// The `data` of an answer, or the specific error.

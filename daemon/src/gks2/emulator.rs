@@ -36,7 +36,12 @@ struct Shared {
     fdm: Mutex<Fdm>,
     section: Gks2FdmSection,
     secret: String,
+    /// HTTPS (and mTLS) when configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
+
+/// Longest TLS handshake (inside the connection's unauthenticated lifetime).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running emulator.
 pub struct Emulator {
@@ -84,6 +89,13 @@ pub async fn start(
         buffer_capacity: section.buffer_capacity,
         clock_tolerance_s: section.clock_tolerance_s,
     };
+    let tls = match (&section.tls_cert_file, &section.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(cert, key, section.client_ca_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("gks2_fdm: {e}"))?,
+        )),
+        _ => None,
+    };
     let fdm = Fdm::open(data_dir, settings)?;
     let public_key = fdm.public_key();
     let listener = TcpListener::bind(section.listen)
@@ -91,8 +103,13 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("gks2_fdm: cannot listen on {}: {e}", section.listen))?;
     let local_addr = listener.local_addr()?;
     tracing::warn!(
-        "{NOT_CERTIFIED}: serving POST /{}/graphql on {local_addr} (FDM id {}, public key {})",
+        "{NOT_CERTIFIED}: serving POST /{}/graphql on {local_addr} over {} (FDM id {}, public key {})",
         section.device_id,
+        match (&tls, &section.client_ca_file) {
+            (None, _) => "plain HTTP",
+            (Some(_), None) => "HTTPS",
+            (Some(_), Some(_)) => "HTTPS, client certificates required",
+        },
         section.fdm_id,
         hex::encode(&public_key)
     );
@@ -100,6 +117,7 @@ pub async fn start(
         fdm: Mutex::new(fdm),
         section: section.clone(),
         secret,
+        tls,
     });
     tokio::spawn(accept_loop(shared, listener, shutdown));
     Ok(Emulator {
@@ -131,27 +149,50 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, shutdown: Cance
         let admission = Admission::new(pre_auth.admit(peer.ip()), slots.clone());
         let shared = shared.clone();
         tokio::spawn(async move {
-            let requests = admission.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                let admission = requests.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(shared, &admission, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                r = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match r {
-                    Ok(Err(e)) => tracing::debug!("gks2_fdm connection from {peer}: {e}"),
-                    Err(_) => tracing::debug!("gks2_fdm connection from {peer}: lifetime over"),
-                    Ok(Ok(())) => {}
-                },
-                () = admission.unauthenticated_end(UNAUTHENTICATED_LIFETIME) => {
-                    tracing::debug!("gks2_fdm connection from {peer} closed before it authenticated");
+            match shared.tls.clone() {
+                None => serve(shared, admission, peer, stream).await,
+                Some(acceptor) => {
+                    // The handshake runs under the connection's pre-authentication admission, so
+                    // stalled handshakes take no slot either.
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve(shared, admission, peer, tls).await,
+                        Ok(Err(e)) => {
+                            tracing::info!("gks2_fdm TLS handshake from {peer} failed: {e}");
+                        }
+                        Err(_) => tracing::debug!("gks2_fdm TLS handshake from {peer}: too slow"),
+                    }
                 }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends, its lifetime is over or it stays
+/// unauthenticated too long.
+async fn serve<S>(shared: Arc<Shared>, admission: Arc<Admission>, peer: SocketAddr, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let requests = admission.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        let admission = requests.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(shared, &admission, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        r = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match r {
+            Ok(Err(e)) => tracing::debug!("gks2_fdm connection from {peer}: {e}"),
+            Err(_) => tracing::debug!("gks2_fdm connection from {peer}: lifetime over"),
+            Ok(Ok(())) => {}
+        },
+        () = admission.unauthenticated_end(UNAUTHENTICATED_LIFETIME) => {
+            tracing::debug!("gks2_fdm connection from {peer} closed before it authenticated");
+        }
     }
 }
 

@@ -21,7 +21,6 @@ pub mod packet;
 pub mod secret;
 pub mod status_topic;
 pub mod tickets;
-pub mod tls;
 pub mod topics;
 
 use crate::app::App;
@@ -80,7 +79,7 @@ pub enum MqttError {
     Bus(#[from] bus::BusError),
     /// The TLS settings for the external broker cannot be used.
     #[error("MQTT TLS: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] crate::tls::TlsError),
     /// fdmd's client was not subscribed in time.
     #[error("fdmd's MQTT client was not subscribed to the embedded broker within {0:?}")]
     NotSubscribed(Duration),
@@ -178,8 +177,8 @@ impl MqttService {
                     will,
                     subscriptions,
                     tls: match (ext.tls, &ext.ca_file) {
-                        (true, Some(ca)) => Some(tls::client_config(
-                            ca,
+                        (true, Some(ca)) => Some(crate::tls::client_config(
+                            crate::tls::Roots::File(ca),
                             ext.cert_file.as_deref().zip(ext.key_file.as_deref()),
                         )?),
                         _ => None,

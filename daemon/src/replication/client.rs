@@ -7,8 +7,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -118,40 +117,11 @@ impl Target {
 
 /// The TLS client configuration: the CA file's certificates only, or the system's roots.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(file) => {
-            let certs = CertificateDer::pem_file_iter(file)
-                .map_err(|e| ClientError::Roots(format!("{}: {e}", file.display())))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| ClientError::Roots(format!("{}: {e}", file.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ClientError::Roots(format!("{}: {e}", file.display())))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                // A certificate the system store holds but rustls cannot use is skipped, as
-                // every rustls client does.
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    if roots.is_empty() {
-        return Err(ClientError::Roots(match ca_file {
-            Some(f) => format!("{} holds no certificate", f.display()),
-            None => "the system holds no CA certificate (install ca-certificates or set backoffice.ca_file)".into(),
-        }));
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(Arc::new(config))
+    let roots = match ca_file {
+        Some(file) => crate::tls::Roots::File(file),
+        None => crate::tls::Roots::System,
+    };
+    crate::tls::client_config(roots, None).map_err(|e| ClientError::Roots(e.to_string()))
 }
 
 /// The back office's answer: HTTP status and body (JSON, bounded).
@@ -275,7 +245,6 @@ mod tests {
 mod tls_tests {
     use super::*;
     use http_body_util::BodyExt;
-    use rustls_pki_types::PrivateKeyDer;
     use std::process::Command;
 
     fn openssl(dir: &Path, args: &[&str]) {
@@ -315,20 +284,10 @@ mod tls_tests {
 
     /// Serves one HTTPS connection: answers 200 with what it received (auth header, body).
     async fn serve_once(dir: &Path) -> (u16, tokio::task::JoinHandle<()>) {
-        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let config =
+            crate::tls::server_config(&dir.join("server.pem"), &dir.join("server.key"), None)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
