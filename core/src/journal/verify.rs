@@ -571,7 +571,8 @@ impl Verifier {
                 ),
             );
         }
-        self.periods.record(seq, p.hash, p.leaf);
+        self.periods
+            .record(seq, p.hash, p.leaf, c.figures.clone());
         self.prev = Some((seq, p.hash));
         self.trust.record(seq, &p.hash);
         self.summary.records += 1;
