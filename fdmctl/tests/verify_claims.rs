@@ -419,13 +419,18 @@ fn a_wrong_turnover_of_an_operator_in_a_z_report_is_named() {
 fn a_wrong_figure_of_a_register_or_a_register_left_out_is_named() {
     assert_z_named(
         |b| b["per_register"]["till-2"]["labels"]["NS"]["count"] = json!(2),
-        &[r#"figure per_register["till-2"].labels.NS.count: the records give 1, the report says 2"#],
+        &[
+            r#"figure per_register["till-2"].labels.NS.count: the records give 1, the report says 2"#,
+        ],
     );
     assert_z_named(
         |b| {
             b["per_register"].as_object_mut().unwrap().remove("till-2");
         },
-        &[r#"figure per_register["till-2"]: the records give {"#, "the report says nothing"],
+        &[
+            r#"figure per_register["till-2"]: the records give {"#,
+            "the report says nothing",
+        ],
     );
 }
 
@@ -498,7 +503,10 @@ fn a_dropped_or_weakened_request_index_is_named_by_verify_data_dir() {
     // `--data-dir` keeps nothing per request: the file's UNIQUE index guarantees that a register
     // uses a request_id once, so the index itself is checked.
     for (change, words) in [
-        ("DROP INDEX records_request", "unique index records_request is missing"),
+        (
+            "DROP INDEX records_request",
+            "unique index records_request is missing",
+        ),
         (
             "DROP INDEX records_request; CREATE INDEX records_request ON records(register_id, request_id) WHERE request_id IS NOT NULL",
             "unique index records_request is not the one fdmd creates",

@@ -585,8 +585,7 @@ impl Verifier {
                 ),
             );
         }
-        self.periods
-            .record(seq, p.hash, p.leaf, c.figures.clone());
+        self.periods.record(seq, p.hash, p.leaf, c.figures.clone());
         self.prev = Some((seq, p.hash));
         self.trust.record(seq, &p.hash);
         self.summary.records += 1;

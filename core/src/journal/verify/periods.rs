@@ -349,17 +349,15 @@ fn check_figures(claim: &ReportClaim, summed: &ByRegister) -> Result<(), String>
     let Some(totals) = &claim.totals else {
         return Err("the report has no totals".into());
     };
-    let everything =
-        claim.scope.as_deref() == Some("establishment") || claim.registers.is_none();
+    let everything = claim.scope.as_deref() == Some("establishment") || claim.registers.is_none();
     let registers = claim.registers.as_deref().unwrap_or_default();
     let figures: Figures = summed.figures(|r| everything || registers.iter().any(|x| x == r));
-    let shape = if totals.get("deposits_deducted").is_some()
-        || totals.get("line_corrections").is_some()
-    {
-        Shape::Current
-    } else {
-        Shape::Legacy
-    };
+    let shape =
+        if totals.get("deposits_deducted").is_some() || totals.get("line_corrections").is_some() {
+            Shape::Current
+        } else {
+            Shape::Legacy
+        };
     let per = |m: &BTreeMap<String, crate::reports::figures::Turnover>| {
         Value::Object(
             m.iter()
@@ -369,7 +367,11 @@ fn check_figures(claim: &ReportClaim, summed: &ByRegister) -> Result<(), String>
     };
     for (name, expected, found) in [
         ("totals", figures.all.to_json_in(shape), Some(totals)),
-        ("operators", per(&figures.operators), claim.operators.as_ref()),
+        (
+            "operators",
+            per(&figures.operators),
+            claim.operators.as_ref(),
+        ),
         (
             "per_register",
             per(&figures.registers),
