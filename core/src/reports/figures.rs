@@ -374,7 +374,8 @@ pub struct EventFigures {
     pub register: String,
     /// `operator` of the body (empty when missing).
     pub operator: String,
-    label: Label,
+    /// The label (`NS`).
+    label_text: String,
     total: Decimal,
     /// For NS/NR events: the turnover parts (`None` for the other labels).
     turnover: Option<EventTurnover>,
@@ -425,14 +426,14 @@ impl EventFigures {
             seq,
             register: b.register.as_str().unwrap_or("").to_owned(),
             operator: b.operator.as_str().unwrap_or("").to_owned(),
-            label,
+            label_text: label.to_string(),
             total,
             turnover: None,
         };
         if !label.is_vat_receipt() {
             return Ok(figures);
         }
-        let refund = label.to_string() == "NR";
+        let refund = figures.label_text == "NR";
         let mut t = EventTurnover {
             gross: Decimal::ZERO,
             discounts: Decimal::ZERO,
@@ -498,11 +499,11 @@ impl Turnover {
 
     /// Adds one fiscal event read beforehand.
     pub fn add_figures(&mut self, e: &EventFigures) {
-        let label = e.label.to_string();
+        let label = e.label_text.as_str();
         if label == "PR" {
             self.corrections.add(e.total);
         }
-        self.labels.entry(label).or_default().add(e.total);
+        slot(&mut self.labels, label).add(e.total);
         let Some(t) = &e.turnover else {
             return;
         };
@@ -516,12 +517,12 @@ impl Turnover {
             self.net_without_vat_split += e.total;
         }
         for (rate, total, vat) in &t.vat {
-            let sum = self.vat.entry(rate.clone()).or_default();
+            let sum = slot(&mut self.vat, rate);
             sum.total += *total;
             sum.vat += *vat;
         }
         for (method, amount) in &t.payments {
-            *self.payments.entry(method.clone()).or_default() += *amount;
+            *slot(&mut self.payments, method) += *amount;
         }
         if let Some(r) = t.cash_rounding {
             self.cash_rounding += r;
@@ -659,13 +660,10 @@ pub struct ByRegister {
 impl ByRegister {
     /// Adds one fiscal event.
     pub fn add_figures(&mut self, e: &EventFigures) {
-        let (whole, operators) = self.registers.entry(e.register.clone()).or_default();
+        let (whole, operators) = slot(&mut self.registers, &e.register);
         whole.add_figures(e);
-        operators
-            .entry(e.operator.clone())
-            .or_default()
-            .add_figures(e);
-        self.last_event.insert(e.register.clone(), e.seq);
+        slot(operators, &e.operator).add_figures(e);
+        *slot(&mut self.last_event, &e.register) = e.seq;
     }
 
     /// The figures of the events of the registers `keep` accepts, as [`Figures::add`] of those
@@ -686,6 +684,16 @@ impl ByRegister {
         }
         f
     }
+}
+
+/// The entry of `key` in `map`, inserted when absent; the key is copied only then (the
+/// verifier adds every fiscal event of a journal on one thread).
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if map.get(key).is_none() {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+        .unwrap_or_else(|| unreachable!("inserted just above"))
 }
 
 /// The first place where `found` (what a record says) differs from `expected` (what its events
