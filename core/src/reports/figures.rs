@@ -388,11 +388,12 @@ struct EventTurnover {
     deposits_deducted: Decimal,
     line_corrections: Decimal,
     refunds: Decimal,
-    /// Per `vat` entry: rate, total, VAT (in the body's order).
-    vat: Vec<(String, Decimal, Decimal)>,
+    /// Per `vat` entry: rate, total, VAT (in the body's order). Boxed slices, not vectors: the
+    /// verifier keeps the events of its last records (no spare capacity).
+    vat: Box<[(String, Decimal, Decimal)]>,
     /// Without lines: a pre-computed event (no VAT split).
     precomputed: bool,
-    payments: Vec<(String, Decimal)>,
+    payments: Box<[(String, Decimal)]>,
     cash_rounding: Option<Decimal>,
 }
 
@@ -440,9 +441,9 @@ impl EventFigures {
             deposits_deducted: Decimal::ZERO,
             line_corrections: Decimal::ZERO,
             refunds: Decimal::ZERO,
-            vat: Vec::new(),
+            vat: Box::default(),
             precomputed: false,
-            payments: Vec::new(),
+            payments: Box::default(),
             cash_rounding: None,
         };
         match &b.lines.0 {
@@ -460,12 +461,14 @@ impl EventFigures {
                         t.gross += lt;
                     }
                 }
+                let mut vat = Vec::new();
                 for v in b.vat.0.iter().flatten() {
                     let rate = v.rate.as_str().unwrap_or("?").to_owned();
                     let vt = amount(seq, &v.total, "vat total")?;
                     let vv = amount(seq, &v.vat, "vat amount")?;
-                    t.vat.push((rate, vt, vv));
+                    vat.push((rate, vt, vv));
                 }
+                t.vat = vat.into_boxed_slice();
             }
             None => {
                 // A pre-computed event: only its total is known.
@@ -477,11 +480,12 @@ impl EventFigures {
                 t.precomputed = true;
             }
         }
+        let mut payments = Vec::new();
         for p in b.payments.0.iter().flatten() {
             let method = p.method.as_str().unwrap_or("other").to_owned();
-            t.payments
-                .push((method, amount(seq, &p.amount, "payment amount")?));
+            payments.push((method, amount(seq, &p.amount, "payment amount")?));
         }
+        t.payments = payments.into_boxed_slice();
         if !matches!(b.cash_rounding, Text::Absent) {
             t.cash_rounding = Some(amount(seq, &b.cash_rounding, "cash_rounding")?);
         }
