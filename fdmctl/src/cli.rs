@@ -259,9 +259,7 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Verify a journal (the data directory's, or an export file): every hash, link, signature
-    /// and counter, and what the records claim (a ticket's totals, VAT and PLU hash; a report's
-    /// period, checkpoint and figures, recomputed from the records of its period). Exits 1 and
-    /// names the first bad record if anything is wrong.
+    /// and counter. Exits 1 and names the first bad record if anything is wrong.
     Verify {
         /// Data directory holding journal.sqlite.
         #[arg(long, default_value = paths::DEFAULT_DATA_DIR)]
