@@ -7,7 +7,10 @@
 //!
 //! Each forged-journal test fails when the check it guards is turned off (checked by hand on
 //! 7 Dec 2026: with every check of this point disabled, the twelve forged cases failed and the
-//! untouched journal still verified).
+//! untouched journal still verified). The report-figure cases (a wrong net, VAT letter total,
+//! operator's gross, register's count, a register left out, an older build's report with a wrong
+//! figure) were checked likewise on 7 Dec 2026 with the figures check turned off: those five tests
+//! failed, the other fourteen, the untouched journal included, passed.
 #![allow(clippy::unwrap_used)]
 
 use fdmd::fiscal::{Order, Sale};
