@@ -1,18 +1,22 @@
 //! `fdmctl verify` checks what the records claim (issue 17, point 3), on exports built here and
 //! signed with the test's own key: each forged export is re-signed and re-chained from the
 //! changed record on, so its hashes, chain and signatures are valid and only a claim is wrong
-//! (a fiscal event's line total, total, VAT or PLU hash; a Z report's chain head or Merkle root;
-//! the envelope's members or time; a request_id used twice by one register). And `--data-dir`
-//! names an append-only trigger dropped from the journal file.
+//! (a fiscal event's line total, total, VAT or PLU hash; a Z report's chain head, Merkle root or
+//! one of its figures; the envelope's members or time; a request_id used twice by one register).
+//! And `--data-dir` names an append-only trigger dropped from the journal file.
 //!
 //! Each forged-journal test fails when the check it guards is turned off (checked by hand on
 //! 7 Dec 2026: with every check of this point disabled, the twelve forged cases failed and the
-//! untouched journal still verified).
+//! untouched journal still verified). The report-figure cases (a wrong net, VAT letter total,
+//! operator's gross, register's count, a register left out, an older build's report with a wrong
+//! figure) were checked likewise on 7 Dec 2026 with the figures check turned off: those five tests
+//! failed, the other fourteen, the untouched journal included, passed.
 #![allow(clippy::unwrap_used)]
 
 use fdmd::fiscal::{Order, Sale};
 use fdmd::journal::canonical::to_canonical;
 use fdmd::journal::record::{GENESIS_PREV_HASH, RecordKind, record_hash};
+use fdmd::reports::figures::{Event, Figures};
 use fdmd::reports::merkle::merkle_root;
 use fdmd::signer::{Signer, SoftwareSigner};
 use serde_json::{Value, json};
@@ -67,6 +71,35 @@ fn envelope(seq: u64, kind: RecordKind, prev: &[u8; 32], body: Value) -> Value {
         "signer_id": signer().1, "prev_hash": hex::encode(prev), "body": body})
 }
 
+/// The figures of a report over `rows` as fdmd computes them (`fdmd::reports::figures`):
+/// `totals`, `operators`, `per_register`, `last_operation`.
+fn figures(rows: &[Record]) -> Value {
+    let mut f = Figures::default();
+    let mut last = Value::Null;
+    for r in rows {
+        let env: Value = serde_json::from_str(&r.canonical).unwrap();
+        if env["kind"] != RecordKind::FiscalEvent.as_str() {
+            continue;
+        }
+        let body = env["body"].as_object().unwrap();
+        f.add(&Event {
+            seq: r.seq,
+            register: body["register"].as_str().unwrap(),
+            operator: body["operator"].as_str().unwrap(),
+            body,
+        })
+        .unwrap();
+        last = json!({"seq": r.seq, "short_signature": "00000000"});
+    }
+    let per = |m: &std::collections::BTreeMap<String, _>| {
+        m.iter()
+            .map(|(k, t): (&String, &fdmd::reports::figures::Turnover)| (k.clone(), t.to_json()))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    json!({"totals": f.all.to_json(), "operators": per(&f.operators),
+        "per_register": per(&f.registers), "last_operation": last})
+}
+
 /// The journal above, each record's envelope passed to `edit(seq, envelope)` before it is signed:
 /// every record is signed by the test's key and chained to the one before, whatever the edit.
 fn journal(edit: impl Fn(u64, &mut Value)) -> Vec<Record> {
@@ -86,15 +119,18 @@ fn journal(edit: impl Fn(u64, &mut Value)) -> Vec<Record> {
             4 => (RecordKind::FiscalEvent, sale("till-2", EFSTA, 3)),
             5 => {
                 let hashes: Vec<[u8; 32]> = rows.iter().map(|r| r.hash).collect();
-                (
-                    RecordKind::Report,
-                    json!({"report": "Z", "scope": "establishment", "registers": ["till-1", "till-2"],
-                        "requested_by": "admin", "ticket_series": "establishment/Z", "ticket_number": 1,
-                        "period": {"first_seq": 1, "last_seq": 4, "from": TIME, "to": TIME, "previous_z": null},
-                        "checkpoint": {"first_seq": 1, "last_seq": 4, "records": 4,
-                            "chain_head": hex::encode(hashes[3]),
-                            "merkle_root": hex::encode(merkle_root(&hashes).unwrap())}}),
-                )
+                let mut body = json!({"report": "Z", "scope": "establishment",
+                    "registers": ["till-1", "till-2"],
+                    "requested_by": "admin", "ticket_series": "establishment/Z", "ticket_number": 1,
+                    "period": {"first_seq": 1, "last_seq": 4, "from": TIME, "to": TIME, "previous_z": null},
+                    "checkpoint": {"first_seq": 1, "last_seq": 4, "records": 4,
+                        "chain_head": hex::encode(hashes[3]),
+                        "merkle_root": hex::encode(merkle_root(&hashes).unwrap())}});
+                let figures = figures(&rows);
+                for (k, v) in figures.as_object().unwrap() {
+                    body[k] = v.clone();
+                }
+                (RecordKind::Report, body)
             }
             _ => (RecordKind::FiscalEvent, {
                 let mut b = sale("till-1", SOUP, 4);
@@ -331,6 +367,101 @@ fn a_request_id_used_twice_by_one_register_is_named() {
     );
 }
 
+/// The Z report (record 5) with `edit` applied to its body is refused, naming each of `words`.
+fn assert_z_named(edit: impl Fn(&mut Value), words: &[&str]) {
+    assert_named(
+        |seq, e| {
+            if seq == 5 {
+                edit(&mut e["body"]);
+            }
+        },
+        5,
+        words,
+    );
+}
+
+/// Every group of figures of the Z report (`totals`, each operator's, each register's).
+fn each_turnover(body: &mut Value, mut f: impl FnMut(&mut serde_json::Map<String, Value>)) {
+    f(body["totals"].as_object_mut().unwrap());
+    for group in ["operators", "per_register"] {
+        for t in body[group].as_object_mut().unwrap().values_mut() {
+            f(t.as_object_mut().unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_wrong_net_of_a_z_report_is_named() {
+    assert_z_named(
+        |b| b["totals"]["net"] = json!("40.00"),
+        &[
+            "Z report 1 of series establishment/Z",
+            "figure totals.net: the records give 47.86, the report says 40.00",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_vat_total_of_a_letter_in_a_z_report_is_named() {
+    // vat[1] is letter B: 11.90 twice and 13.00.
+    assert_z_named(
+        |b| b["totals"]["vat"][1]["total"] = json!("36.90"),
+        &["figure totals.vat[1].total: the records give 36.80, the report says 36.90"],
+    );
+}
+
+#[test]
+fn a_wrong_turnover_of_an_operator_in_a_z_report_is_named() {
+    assert_z_named(
+        |b| b["operators"]["85073003328"]["gross"] = json!("47.85"),
+        &["figure operators.85073003328.gross: the records give 47.86, the report says 47.85"],
+    );
+}
+
+#[test]
+fn a_wrong_figure_of_a_register_or_a_register_left_out_is_named() {
+    assert_z_named(
+        |b| b["per_register"]["till-2"]["labels"]["NS"]["count"] = json!(2),
+        &[
+            r#"figure per_register["till-2"].labels.NS.count: the records give 1, the report says 2"#,
+        ],
+    );
+    assert_z_named(
+        |b| {
+            b["per_register"].as_object_mut().unwrap().remove("till-2");
+        },
+        &[
+            r#"figure per_register["till-2"]: the records give {"#,
+            "the report says nothing",
+        ],
+    );
+}
+
+#[test]
+fn a_z_report_of_an_older_build_verifies_in_its_own_shape_and_is_checked_in_it() {
+    // Builds before 6e5b125 wrote no deposits_deducted nor line_corrections: every negative line
+    // of an NS ticket was under discounts. Such a report verifies, and its figures are checked.
+    let legacy = |b: &mut Value| {
+        each_turnover(b, |t| {
+            t.remove("deposits_deducted");
+            t.remove("line_corrections");
+        });
+    };
+    let (code, out) = verify(|seq, e| {
+        if seq == 5 {
+            legacy(&mut e["body"]);
+        }
+    });
+    assert_eq!(code, 0, "{out}");
+    assert_z_named(
+        |b| {
+            legacy(b);
+            b["totals"]["discounts"] = json!("1.00");
+        },
+        &["figure totals.discounts: the records give 0.00, the report says 1.00"],
+    );
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/journal-15940aa")
 }
@@ -368,4 +499,29 @@ fn a_dropped_append_only_trigger_is_named_by_verify_data_dir() {
     let (code, out) = run(&["verify", "--data-dir", data]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("records_no_delete is not the one"), "{out}");
+}
+
+#[test]
+fn a_dropped_or_weakened_request_index_is_named_by_verify_data_dir() {
+    // `--data-dir` keeps nothing per request: the file's UNIQUE index guarantees that a register
+    // uses a request_id once, so the index itself is checked.
+    for (change, words) in [
+        (
+            "DROP INDEX records_request",
+            "unique index records_request is missing",
+        ),
+        (
+            "DROP INDEX records_request; CREATE INDEX records_request ON records(register_id, request_id) WHERE request_id IS NOT NULL",
+            "unique index records_request is not the one fdmd creates",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_fixture(dir.path());
+        let conn = rusqlite::Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        conn.execute_batch(change).unwrap();
+        drop(conn);
+        let (code, out) = run(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(words), "{words:?} not in {out}");
+    }
 }

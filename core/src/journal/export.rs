@@ -526,7 +526,9 @@ pub fn verify_database_anchored(
     trusted_keys: Vec<Vec<u8>>,
     anchors: Vec<Anchor>,
 ) -> Result<VerifySummary, ExportError> {
-    let mut verifier = Verifier::new(true, trusted_keys, Vec::new()).with_anchors(anchors);
+    let mut verifier = Verifier::new(true, trusted_keys, Vec::new())
+        .with_anchors(anchors)
+        .requests_unique_by_index();
     let checked = verify_records::<ExportError>(&mut verifier, |f| {
         store::for_each_in_range(conn, 1, u64::MAX, f)
     });
@@ -547,7 +549,7 @@ pub fn verify_database_anchored(
         Err(e) => Err(e),
         Ok(()) => match verifier.anchor_problem() {
             Some(e) => Err(e.into()),
-            None => match store::trigger_problem(conn)? {
+            None => match store::trigger_problem(conn)?.or(store::request_index_problem(conn)?) {
                 Some(problem) => Err(ExportError::Unprotected(problem)),
                 None => Ok(verifier.finish()),
             },

@@ -160,6 +160,39 @@ pub fn trigger_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
     Ok(None)
 }
 
+/// The unique index on `(register_id, request_id)` as SQLite keeps its text (the same in both
+/// layouts).
+fn expected_request_index() -> String {
+    SCHEMA_V2
+        .split("CREATE UNIQUE INDEX IF NOT EXISTS records_request ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .map(|chunk| format!("CREATE UNIQUE INDEX records_request {}", chunk.trim_end()))
+        .unwrap_or_default()
+}
+
+/// A problem with the journal file's UNIQUE index `records_request` on `(register_id,
+/// request_id)` (missing, or not the one fdmd creates), or `None`. `fdmctl verify --data-dir`
+/// relies on it for "a register uses a request_id once" instead of keeping every request seen.
+pub fn request_index_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let found: Option<Option<String>> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'records_request'",
+            [],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?;
+    Ok(match found {
+        None => Some(
+            "the unique index records_request is missing: a register's request_id can be used twice (the file was altered outside fdmd)".to_owned(),
+        ),
+        Some(sql) if sql.as_deref() != Some(expected_request_index().as_str()) => Some(
+            "the unique index records_request is not the one fdmd creates (UNIQUE on register_id, request_id): the file was altered outside fdmd".to_owned(),
+        ),
+        Some(_) => None,
+    })
+}
+
 /// The append-only triggers on `records`, the same in both layouts.
 const RECORD_TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records

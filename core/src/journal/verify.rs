@@ -12,8 +12,9 @@
 //! 6. fiscal counters, ticket numbers and report numbers continue without gap;
 //! 7. what the records claim: a fiscal event's line totals, total, VAT per letter and PLU hash
 //!    from its lines ([`claims`], with the checks of its own bytes); a report's period and its
-//!    checkpoint (records, chain head, Merkle root) from the records before it ([`periods`]); a
-//!    register's `request_id` used once.
+//!    checkpoint (records, chain head, Merkle root) from the records before it, and its
+//!    figures from the fiscal events of its period ([`periods`], with the daemon's own
+//!    [`crate::reports::figures`]); a register's `request_id` used once.
 //!
 //! Step 3 also requires exactly the envelope's members and its `time` in the documented RFC 3339
 //! form. Outside anchors ([`Anchor`], a receipt's `journal_seq` and `signed_digest`) are checked
@@ -316,8 +317,10 @@ pub struct Verifier {
     series: HashMap<String, u64>,
     used_signers: Vec<DeclaredSigner>,
     trust: TrustBook,
-    /// Every register request seen (a 128-bit digest of register and request_id) and its record.
-    requests: HashMap<u128, u64, KeyIsHash>,
+    /// Every register request seen (a 128-bit digest of register and request_id) and its record;
+    /// `None` when the journal file's unique index `records_request` guarantees it (see
+    /// [`Verifier::requests_unique_by_index`]): then nothing is kept per record.
+    requests: Option<HashMap<u128, u64, KeyIsHash>>,
     /// Report periods and checkpoints.
     periods: Periods,
     summary: VerifySummary,
@@ -383,9 +386,19 @@ impl Verifier {
             series: HashMap::new(),
             used_signers: Vec::new(),
             trust: TrustBook::default(),
-            requests: HashMap::default(),
+            requests: Some(HashMap::default()),
             periods: Periods::new(expect_genesis),
         }
+    }
+
+    /// Leaves the duplicate `request_id` check to the journal file: rows come from a database
+    /// whose UNIQUE index `records_request` on `(register_id, request_id)` was checked
+    /// ([`crate::journal::store::request_index_problem`]), and each row's `register_id` and
+    /// `request_id` columns are checked against its signed body, so two records with the same
+    /// register and request_id cannot be there. Keeps nothing per record.
+    pub fn requests_unique_by_index(mut self) -> Self {
+        self.requests = None;
+        self
     }
 
     /// Checks the records against these outside anchors too (see [`Verifier::anchor_problem`]).
@@ -561,7 +574,8 @@ impl Verifier {
             None => {}
         }
         if let Some(r) = &c.request
-            && let Some(earlier) = self.requests.insert(r.key, seq)
+            && let Some(requests) = &mut self.requests
+            && let Some(earlier) = requests.insert(r.key, seq)
         {
             return fail(
                 seq,
@@ -571,7 +585,7 @@ impl Verifier {
                 ),
             );
         }
-        self.periods.record(seq, p.hash, p.leaf);
+        self.periods.record(seq, p.hash, p.leaf, c.figures.clone());
         self.prev = Some((seq, p.hash));
         self.trust.record(seq, &p.hash);
         self.summary.records += 1;

@@ -12,8 +12,7 @@
 //! ends at the last record that existed when the computation started).
 
 pub mod closing;
-pub mod figures;
-pub use fdmd_core::reports::merkle;
+pub use fdmd_core::reports::{figures, merkle};
 pub mod period;
 pub mod text;
 pub mod threshold;

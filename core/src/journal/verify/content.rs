@@ -4,12 +4,13 @@
 //! is kept in a [`Prepared`] for the checks that follow the chain ([`super::Verifier`]).
 
 use super::claims::{ClaimedEvent, event_problem};
-use super::periods::ReportClaim;
+use super::periods::{EventEntry, ReportClaim};
 use super::scan::{Read, Scanned, scan};
 use super::{DeclaredSigner, VerifyError, fail};
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{FORMAT_VERSION, RecordKind, record_hash};
 use crate::journal::store::StoredRecord;
+use crate::reports::figures::EventFigures;
 use crate::reports::merkle::leaf;
 use serde::Deserialize;
 use serde_json::Value;
@@ -65,6 +66,8 @@ pub(crate) struct Content {
     pub(crate) request: Option<Request>,
     /// For a report: its period and checkpoint, or why they cannot be read.
     pub(crate) report: Option<Result<ReportClaim, String>>,
+    /// For a fiscal event: what it adds to the figures of the reports whose period holds it.
+    pub(crate) figures: Option<EventEntry>,
 }
 
 /// A register's request (`register`, `request_id`) and a 128-bit digest of the pair: the
@@ -268,6 +271,20 @@ impl<'a> Envelope<'a> {
         }
     }
 
+    /// A fiscal event's figures, read from the body's bytes or from the parsed tree.
+    fn event_figures(&self, seq: u64) -> EventEntry {
+        match self {
+            Envelope::Scanned(s) => {
+                EventFigures::from_slice(seq, s.top_raw("body").unwrap_or(b"null"))
+            }
+            Envelope::Parsed(v) => match v.get("body") {
+                Some(Value::Object(body)) => EventFigures::from_body(seq, body),
+                _ => EventFigures::from_slice(seq, b"null"),
+            },
+        }
+        .map(std::sync::Arc::new)
+    }
+
     fn claimed_event(&'a self) -> ClaimedEvent<'a> {
         ClaimedEvent {
             source: self.body_str("source"),
@@ -421,6 +438,7 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         _ => None,
     };
     let report = (kind == RecordKind::Report).then(|| envelope.body_whole::<ReportClaim>());
+    let figures = (kind == RecordKind::FiscalEvent).then(|| envelope.event_figures(seq));
     Ok(Content {
         kind,
         prev_hash,
@@ -432,6 +450,7 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         claim_problem,
         request,
         report,
+        figures,
     })
 }
 

@@ -2,16 +2,25 @@
 //! §4.4), checked in journal order against the records themselves: a report's period starts
 //! right after the previous Z report of its series (or at record 1), ends before the report, and
 //! its checkpoint's `records`, `chain_head` (the hash of the period's last record) and
-//! `merkle_root` (RFC 6962 over the period's record hashes) are what those records give.
+//! `merkle_root` (RFC 6962 over the period's record hashes) are what those records give; its
+//! figures (`totals`, `operators`, `per_register`, `last_operation.seq`) are what the fiscal
+//! events of the period give ([`crate::reports::figures`], the daemon's own computation), for the
+//! registers of the report (all of them when its `scope` is `establishment`).
 //!
-//! Memory stays bounded: the hashes of the last [`WINDOW`] records are kept (a report's period
-//! ends at the last record that existed when it was computed, a few records before it at most),
-//! and one Merkle accumulator ([`MerkleStream`], O(log n)) per period start still open, which
-//! takes each record's leaf as it leaves the window.
+//! Memory stays bounded: the hashes and fiscal events' figures of the last [`WINDOW`] records are
+//! kept (a report's period ends at the last record that existed when it was computed, a few
+//! records before it at most), and per period start still open one Merkle accumulator
+//! ([`MerkleStream`], O(log n)) and one figures accumulator ([`ByRegister`]: per register and
+//! operator, not per record), which take each record as it leaves the window.
 
+use crate::reports::figures::{
+    ByRegister, EventError, EventFigures, Figures, Shape, first_difference,
+};
 use crate::reports::merkle::MerkleStream;
 use serde::Deserialize;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Records whose hashes are kept for the periods' ends.
 pub(crate) const WINDOW: usize = 16_384;
@@ -26,6 +35,56 @@ pub(crate) struct ReportClaim {
     ticket_number: Option<u64>,
     period: PeriodClaim,
     checkpoint: CheckpointClaim,
+    /// `register` or `establishment` (`group` for a group's series).
+    #[serde(default)]
+    scope: Option<String>,
+    /// The registers the report is about.
+    #[serde(default)]
+    registers: Option<Vec<String>>,
+    #[serde(default)]
+    totals: Option<Value>,
+    #[serde(default)]
+    operators: Option<Value>,
+    #[serde(default)]
+    per_register: Option<Value>,
+    /// `null` (no fiscal event) or `{"seq": …, "short_signature": …}`.
+    #[serde(default)]
+    last_operation: Value,
+}
+
+/// A fiscal event's figures as the window keeps them (`Err`: its body cannot be summed).
+pub(crate) type EventEntry = Result<Arc<EventFigures>, EventError>;
+
+/// What is summed from a period start on.
+#[derive(Debug, Clone)]
+struct Open {
+    merkle: MerkleStream,
+    /// The figures, or the first fiscal event that could not be summed.
+    figures: Result<ByRegister, EventError>,
+}
+
+impl Default for Open {
+    fn default() -> Self {
+        Open {
+            merkle: MerkleStream::default(),
+            figures: Ok(ByRegister::default()),
+        }
+    }
+}
+
+impl Open {
+    fn push(&mut self, leaf: [u8; 32], event: Option<&EventEntry>) {
+        self.merkle.push_leaf(leaf);
+        add_event(&mut self.figures, event);
+    }
+}
+
+fn add_event(figures: &mut Result<ByRegister, EventError>, event: Option<&EventEntry>) {
+    match (figures.as_mut(), event) {
+        (Ok(f), Some(Ok(e))) => f.add_figures(e),
+        (Ok(_), Some(Err(e))) => *figures = Err(e.clone()),
+        _ => {}
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,16 +124,18 @@ impl ReportClaim {
 }
 
 /// The state of the periods while records are checked in order.
+type Kept = (u64, [u8; 32], [u8; 32], Option<EventEntry>);
+
 #[derive(Debug)]
 pub(crate) struct Periods {
-    /// The last records: (seq, hash, Merkle leaf).
-    window: VecDeque<(u64, [u8; 32], [u8; 32])>,
+    /// The last records: (seq, hash, Merkle leaf, a fiscal event's figures).
+    window: VecDeque<Kept>,
     /// The last record that left the window (0: none yet).
     left_window: u64,
     /// The first record checked.
     first_seen: Option<u64>,
     /// One accumulator per period start still open, fed with the records that left the window.
-    streams: BTreeMap<u64, MerkleStream>,
+    streams: BTreeMap<u64, Open>,
     /// Per Z series, the first record of its next period.
     next_start: HashMap<String, u64>,
     /// A whole journal: a series without a Z report so far starts at record 1.
@@ -85,7 +146,7 @@ impl Periods {
     pub(crate) fn new(whole: bool) -> Self {
         let mut streams = BTreeMap::new();
         if whole {
-            streams.insert(1, MerkleStream::default());
+            streams.insert(1, Open::default());
         }
         Periods {
             window: VecDeque::with_capacity(WINDOW + 1),
@@ -97,15 +158,22 @@ impl Periods {
         }
     }
 
-    /// A record passed its checks (after [`Periods::check_report`] for a report).
-    pub(crate) fn record(&mut self, seq: u64, hash: [u8; 32], leaf: [u8; 32]) {
+    /// A record passed its checks (after [`Periods::check_report`] for a report); `event`: a
+    /// fiscal event's figures.
+    pub(crate) fn record(
+        &mut self,
+        seq: u64,
+        hash: [u8; 32],
+        leaf: [u8; 32],
+        event: Option<EventEntry>,
+    ) {
         self.first_seen.get_or_insert(seq);
-        self.window.push_back((seq, hash, leaf));
+        self.window.push_back((seq, hash, leaf, event));
         if self.window.len() > WINDOW
-            && let Some((old, _, leaf)) = self.window.pop_front()
+            && let Some((old, _, leaf, event)) = self.window.pop_front()
         {
             for stream in self.streams.range_mut(..=old).map(|(_, s)| s) {
-                stream.push_leaf(leaf);
+                stream.push(leaf, event.as_ref());
             }
             self.left_window = old;
         }
@@ -170,6 +238,13 @@ impl Periods {
                 ));
             }
         }
+        if let Some(summed) = self.summed(first, last) {
+            let summed = summed.map_err(|e| {
+                format!("its figures cannot be recomputed from records {first}..={last}: {e}")
+            })?;
+            check_figures(claim, &summed)
+                .map_err(|problem| format!("records {first}..={last}: {problem}"))?;
+        }
         if claim.report == "Z" {
             self.close(z_series, last + 1);
         }
@@ -182,7 +257,7 @@ impl Periods {
             // Before the first record checked (a slice): nothing to compare with.
             return Ok(());
         }
-        let Some(&(_, hash, _)) = self.in_window(last) else {
+        let Some(&(_, hash, _, _)) = self.in_window(last) else {
             return Err(format!(
                 "its period ends at record {last}, more than {WINDOW} records before the report: its checkpoint cannot be checked"
             ));
@@ -197,10 +272,10 @@ impl Periods {
         Ok(())
     }
 
-    fn in_window(&self, seq: u64) -> Option<&(u64, [u8; 32], [u8; 32])> {
+    fn in_window(&self, seq: u64) -> Option<&Kept> {
         let front = self.window.front()?.0;
         let at = usize::try_from(seq.checked_sub(front)?).ok()?;
-        self.window.get(at).filter(|(s, _, _)| *s == seq)
+        self.window.get(at).filter(|(s, _, _, _)| *s == seq)
     }
 
     /// The Merkle root over records `first..=last` (`Some(None)`: an empty period), or `None`
@@ -209,15 +284,32 @@ impl Periods {
         if first > last {
             return Some(None);
         }
-        let mut stream = self.streams.get(&first)?.clone();
-        for (_, _, leaf) in self
+        let mut stream = self.streams.get(&first)?.merkle.clone();
+        for (_, _, leaf, _) in self
             .window
             .iter()
-            .filter(|(s, _, _)| (first..=last).contains(s))
+            .filter(|(s, _, _, _)| (first..=last).contains(s))
         {
             stream.push_leaf(*leaf);
         }
         Some(stream.root())
+    }
+
+    /// The figures of the fiscal events of records `first..=last`, per register, or `None` when
+    /// the records checked do not hold the whole period (a slice).
+    fn summed(&self, first: u64, last: u64) -> Option<Result<ByRegister, EventError>> {
+        if first > last {
+            return Some(Ok(ByRegister::default()));
+        }
+        let mut figures = self.streams.get(&first)?.figures.clone();
+        for (_, _, _, event) in self
+            .window
+            .iter()
+            .filter(|(s, _, _, _)| (first..=last).contains(s))
+        {
+            add_event(&mut figures, event.as_ref());
+        }
+        Some(figures)
     }
 
     /// A Z report closed its series' period at `next - 1`: the next one starts at `next`.
@@ -231,6 +323,84 @@ impl Periods {
         self.streams
             .retain(|start, _| (whole && *start == 1) || open.contains(start));
     }
+}
+
+/// A figure's value for a message: a string as it is, anything else as compact JSON (cut
+/// after 200 characters), `nothing` when absent.
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "nothing".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            let text = other.to_string();
+            match text.char_indices().nth(200) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        }
+    }
+}
+
+/// The report's figures against those of its period's fiscal events: the first that differs,
+/// by its JSON path. The figures are compared in the shape the report was written in (a report
+/// without `deposits_deducted` and `line_corrections` in its `totals` is of a build before them,
+/// which counted every negative line of an NS ticket under `discounts`).
+fn check_figures(claim: &ReportClaim, summed: &ByRegister) -> Result<(), String> {
+    let Some(totals) = &claim.totals else {
+        return Err("the report has no totals".into());
+    };
+    let everything = claim.scope.as_deref() == Some("establishment") || claim.registers.is_none();
+    let registers = claim.registers.as_deref().unwrap_or_default();
+    let figures: Figures = summed.figures(|r| everything || registers.iter().any(|x| x == r));
+    let shape =
+        if totals.get("deposits_deducted").is_some() || totals.get("line_corrections").is_some() {
+            Shape::Current
+        } else {
+            Shape::Legacy
+        };
+    let per = |m: &BTreeMap<String, crate::reports::figures::Turnover>| {
+        Value::Object(
+            m.iter()
+                .map(|(k, t)| (k.clone(), t.to_json_in(shape)))
+                .collect(),
+        )
+    };
+    for (name, expected, found) in [
+        ("totals", figures.all.to_json_in(shape), Some(totals)),
+        (
+            "operators",
+            per(&figures.operators),
+            claim.operators.as_ref(),
+        ),
+        (
+            "per_register",
+            per(&figures.registers),
+            claim.per_register.as_ref(),
+        ),
+    ] {
+        let Some(found) = found else {
+            return Err(format!("the report has no {name}"));
+        };
+        if let Some((path, e, f)) = first_difference(name, &expected, found) {
+            return Err(format!(
+                "figure {path}: the records give {}, the report says {}",
+                show(e.as_ref()),
+                show(f.as_ref())
+            ));
+        }
+    }
+    {
+        let claimed = claim.last_operation.get("seq").and_then(Value::as_u64);
+        if claimed != figures.last_event {
+            let text = |n: Option<u64>| n.map_or("null".to_owned(), |n| n.to_string());
+            return Err(format!(
+                "figure last_operation.seq: the records give {}, the report says {}",
+                text(figures.last_event),
+                text(claimed)
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -252,6 +422,8 @@ mod tests {
             "period": {"first_seq": first, "last_seq": last},
             "checkpoint": {"first_seq": first, "last_seq": last, "records": last + 1 - first,
                 "chain_head": hex::encode(head), "merkle_root": root.map(hex::encode)},
+            "scope": "register", "registers": ["till-1"], "totals": Figures::default().all.to_json(),
+            "operators": {}, "per_register": {}, "last_operation": null,
         }))
         .unwrap()
     }
@@ -286,7 +458,7 @@ mod tests {
                     .unwrap();
                 first = last + 1;
             }
-            periods.record(seq, hash(seq), leaf(&hash(seq)));
+            periods.record(seq, hash(seq), leaf(&hash(seq)), None);
         }
         assert!(reports.peek().is_none());
     }
