@@ -16,8 +16,17 @@ const DEVICE: &str = "emu-device-9";
 const SECRET: &str = "another-test-secret";
 
 fn emulator(secret_file: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
+    emulator_with("FDMEMU00009", secret_file, "")
+}
+
+/// A second fdmd serving the GKS 2.0 emulator as `fdm_id`, with `extra` lines in `[gks2_fdm]`.
+fn emulator_with(
+    fdm_id: &str,
+    secret_file: &std::path::Path,
+    extra: &str,
+) -> (Daemon, std::net::SocketAddr) {
     let d = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00009\"\nsecret_file = \"{}\"\n",
+        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"{fdm_id}\"\nsecret_file = \"{}\"\n{extra}",
         secret_file.display()
     ));
     let log = d.log();
@@ -50,12 +59,23 @@ fn problems(d: &Daemon) -> Vec<String> {
     codes
 }
 
-/// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`.
-fn pos_of(addr: std::net::SocketAddr, secret_file: &std::path::Path) -> Daemon {
+/// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`,
+/// with `extra` lines in `[signer.gks2]`.
+fn pos_of(addr: std::net::SocketAddr, secret_file: &std::path::Path, extra: &str) -> Daemon {
     Daemon::start_dev_with_config(&format!(
-        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n",
+        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n{extra}",
         secret_file.display()
     ))
+}
+
+/// `[signer.gks2]` lines for HTTPS trusting `ca` with the client certificate of `client`.
+fn mtls(ca: &test_ca::TestCa, client: &test_ca::TestCa) -> String {
+    format!(
+        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+        ca.ca.display(),
+        client.client_cert.display(),
+        client.client_key.display()
+    )
 }
 
 #[test]
@@ -66,21 +86,10 @@ fn the_fdms_buffer_and_a_wrong_secret_show_as_status_problems_and_error_codes() 
     let wrong_file = secrets.path().join("wrong");
     std::fs::write(&wrong_file, "not-the-secret").unwrap();
     // An FDM whose buffer holds ten events: a warning from the tenth (90 %), full at the 11th.
-    let fdm = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00010\"\nsecret_file = \"{}\"\nbuffer_capacity = 10\n",
-        secret_file.display()
-    ));
-    let log = fdm.log();
-    let addr: std::net::SocketAddr = log
-        .split("/graphql on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_fdm, addr) = emulator_with("FDMEMU00010", &secret_file, "buffer_capacity = 10\n");
 
     // The wrong shared secret: 208 naming the cause, and the status says what to fix.
-    let stranger = pos_of(addr, &wrong_file);
+    let stranger = pos_of(addr, &wrong_file, "");
     let (code, refused) = stranger.request(
         Method::POST,
         "/v1/registers/dev-register/orders",
@@ -98,7 +107,7 @@ fn the_fdms_buffer_and_a_wrong_secret_show_as_status_problems_and_error_codes() 
     );
     assert_eq!(problems(&stranger), ["gks2_auth_refused"]);
 
-    let pos = pos_of(addr, &secret_file);
+    let pos = pos_of(addr, &secret_file, "");
     let token = pos.dev_register_token();
     let post = |i: u32| {
         pos.request(
@@ -141,28 +150,19 @@ fn over_https_with_client_certificates_only_a_pos_with_one_is_signed_for() {
     let ca = test_ca::make(dir.path());
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, SECRET).unwrap();
-    let fdm = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00011\"\nsecret_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
-        secret_file.display(),
-        ca.server_cert.display(),
-        ca.server_key.display(),
-        ca.ca.display()
-    ));
+    let (fdm, addr) = emulator_with(
+        "FDMEMU00011",
+        &secret_file,
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+            ca.server_cert.display(),
+            ca.server_key.display(),
+            ca.ca.display()
+        ),
+    );
     let log = fdm.log();
     assert!(log.contains("HTTPS, client certificates required"), "{log}");
-    let addr: std::net::SocketAddr = log
-        .split("/graphql on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let pos_with = |tls: &str| {
-        Daemon::start_dev_with_config(&format!(
-            "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n{tls}",
-            secret_file.display()
-        ))
-    };
+    let pos_with = |extra: &str| pos_of(addr, &secret_file, extra);
     let order_on = |pos: &Daemon, id: &str| {
         pos.request(
             Method::POST,
@@ -173,12 +173,7 @@ fn over_https_with_client_certificates_only_a_pos_with_one_is_signed_for() {
     };
 
     // The CA and a client certificate: signed by the FDM over mTLS.
-    let good = pos_with(&format!(
-        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
-        ca.ca.display(),
-        ca.client_cert.display(),
-        ca.client_key.display()
-    ));
+    let good = pos_with(&mtls(&ca, &ca));
     let (code, signed) = order_on(&good, "t-1");
     assert_eq!(code, StatusCode::CREATED, "{signed}");
     assert_eq!(signed["gks2"]["fdmRef"]["fdmId"], "FDMEMU00011", "{signed}");
@@ -196,12 +191,7 @@ fn over_https_with_client_certificates_only_a_pos_with_one_is_signed_for() {
     // Plain HTTP to an HTTPS FDM, or a CA that did not sign the FDM's certificate: refused too.
     let other = tempfile::tempdir().unwrap();
     let other_ca = test_ca::make(other.path());
-    let wrong_ca = pos_with(&format!(
-        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
-        other_ca.ca.display(),
-        ca.client_cert.display(),
-        ca.client_key.display()
-    ));
+    let wrong_ca = pos_with(&mtls(&other_ca, &ca));
     let (code, refused) = order_on(&wrong_ca, "t-3");
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
     assert!(
@@ -222,10 +212,7 @@ fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
     let secret_file = secrets.path().join("secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let (mut fdm, addr) = emulator(&secret_file);
-    let pos = Daemon::start_dev_with_config(&format!(
-        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n",
-        secret_file.display()
-    ));
+    let pos = pos_of(addr, &secret_file, "");
     let token = pos.dev_register_token();
     let post = |id: &str, lines: &[(&str, i64, &str, &str)]| {
         pos.request(
