@@ -48,7 +48,7 @@ pub fn run(data_dir: &Path, file: &Path, keys: Vec<String>) -> anyhow::Result<Ex
     );
     match (summary.first_seq, summary.last_seq) {
         (Some(first), Some(last)) => println!(
-            "  {} records ({first}..={last}), last hash {}",
+            "  {} records ({first} to {last}), last hash {}",
             summary.records,
             summary.last_hash.as_deref().unwrap_or("-")
         ),

@@ -62,7 +62,7 @@ pub fn run(request: ExportRequest) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!(
-        "exported records {}..={}",
+        "exported records {} to {}",
         header.first_seq, header.last_seq
     );
     Ok(ExitCode::SUCCESS)

@@ -94,7 +94,7 @@ pub(crate) fn report_verification(
                 println!("FAILED: {}: its keys are not anchored", source.display());
                 for u in &s.unanchored_keys {
                     println!(
-                        "  unanchored key: signer {} ({}) key {} signed records {}..={}, and only the export header, which is not signed, declares it",
+                        "  unanchored key: signer {} ({}) key {} signed records {} to {}, and only the export header, which is not signed, declares it",
                         u.signer.id,
                         u.signer.algorithm,
                         u.signer.public_key,
@@ -123,7 +123,7 @@ pub(crate) fn report_verification(
                 println!("OK: {} verifies", source.display());
                 match (s.first_seq, s.last_seq) {
                     (Some(first), Some(last)) => println!(
-                        "  {} records ({first}..={last}), {} fiscal events, last hash {}",
+                        "  {} records ({first} to {last}), {} fiscal events, last hash {}",
                         s.records,
                         s.fiscal_events,
                         s.last_hash.as_deref().unwrap_or("-")
@@ -146,7 +146,7 @@ pub(crate) fn report_verification(
                     (s.first_seq, s.anchors.iter().map(|a| a.seq).max())
                 {
                     println!(
-                        "  records {first}..={to} are fixed by anchor {to} (each record's hash covers the one before), whoever signed them"
+                        "  records {first} to {to} are fixed by anchor {to} (each record's hash covers the one before), whoever signed them"
                     );
                 }
                 if !s.keys_trusted && s.records > 0 {

@@ -290,7 +290,7 @@ fn a_wrong_merkle_root_of_a_z_report_is_named() {
             }
         },
         5,
-        &["merkle_root", "records 1..=4 give"],
+        &["merkle_root", "records 1 to 4 give"],
     );
 }
 

@@ -190,14 +190,14 @@ impl Periods {
         let (period, cp) = (&claim.period, &claim.checkpoint);
         if (period.first_seq, period.last_seq) != (cp.first_seq, cp.last_seq) {
             return Err(format!(
-                "its period (records {}..={}) and its checkpoint (records {}..={}) differ",
+                "its period (records {} to {}) and its checkpoint (records {} to {}) differ",
                 period.first_seq, period.last_seq, cp.first_seq, cp.last_seq
             ));
         }
         let (first, last) = (cp.first_seq, cp.last_seq);
         if first == 0 || last >= seq || first > last + 1 {
             return Err(format!(
-                "its period, records {first}..={last}, is not a range of records before the report"
+                "its period, records {first} to {last}, is not a range of records before the report"
             ));
         }
         let z_series = claim.z_series();
@@ -223,7 +223,7 @@ impl Periods {
         let records = last + 1 - first;
         if cp.records != records {
             return Err(format!(
-                "checkpoint records: records {first}..={last} are {records}, the report says {}",
+                "checkpoint records: records {first} to {last} are {records}, the report says {}",
                 cp.records
             ));
         }
@@ -232,7 +232,7 @@ impl Periods {
             let expected = root.map(hex::encode);
             if expected.as_deref() != cp.merkle_root.as_deref() {
                 return Err(format!(
-                    "checkpoint merkle_root: records {first}..={last} give {}, the report says {}",
+                    "checkpoint merkle_root: records {first} to {last} give {}, the report says {}",
                     expected.as_deref().unwrap_or("null"),
                     cp.merkle_root.as_deref().unwrap_or("null")
                 ));
@@ -240,10 +240,10 @@ impl Periods {
         }
         if let Some(summed) = self.summed(first, last) {
             let summed = summed.map_err(|e| {
-                format!("its figures cannot be recomputed from records {first}..={last}: {e}")
+                format!("its figures cannot be recomputed from records {first} to {last}: {e}")
             })?;
             check_figures(claim, &summed)
-                .map_err(|problem| format!("records {first}..={last}: {problem}"))?;
+                .map_err(|problem| format!("records {first} to {last}: {problem}"))?;
         }
         if claim.report == "Z" {
             self.close(z_series, last + 1);
