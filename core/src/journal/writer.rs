@@ -370,9 +370,10 @@ impl Writer {
     }
 
     /// Plans the batch for the signing thread: every entry is numbered, encoded and hashed on
-    /// a copy of `heads`, its hash handed over at once. Entries answered without a new record
-    /// (stored answers, errors) are planned as done. If the thread is gone the plan stops short
-    /// and [`Writer::store_planned`] writes the rest one at a time. On a storage failure nothing
+    /// a copy of `heads`; the hashes are handed over together at the end (one wake-up of the
+    /// thread per batch). Entries answered without a new record (stored answers, errors) are
+    /// planned as done. If the thread is gone, [`Writer::store_planned`] fails the entry whose
+    /// signature does not come and writes the rest one at a time. On a storage failure nothing
     /// stays planned: the signatures are dropped and the bodies given back.
     fn plan(
         &self,
@@ -386,7 +387,6 @@ impl Writer {
         let mut planned = Planned {
             slots: Vec::with_capacity(batch.len()),
             outstanding: 0,
-            complete: false,
             end: Heads::default(),
         };
         for index in 0..batch.len() {
@@ -407,11 +407,7 @@ impl Writer {
                     match staged {
                         Err(e) => Slot::Done(Err(e)),
                         Ok(staged) => {
-                            if signing.submit(&signer_id, staged.hash).is_err() {
-                                // The thread is gone: this entry and the rest are signed here.
-                                entry.body = staged.body;
-                                break;
-                            }
+                            signing.submit(&signer_id, staged.hash);
                             planned.outstanding += 1;
                             staged.advance(&mut plan);
                             Slot::Signing(Box::new((staged, canonical)))
@@ -421,14 +417,13 @@ impl Writer {
             };
             planned.slots.push(slot);
         }
-        planned.complete = planned.slots.len() == batch.len();
+        signing.hand_over();
         planned.end = plan;
         Ok(planned)
     }
 
     /// Extends a plan made ahead to the entries that joined the batch after it, numbered on
-    /// from where the plan ends. A plan that stopped short (the signing thread gone) is left as
-    /// it is: [`Writer::store_planned`] writes the rest one at a time.
+    /// from where the plan ends.
     fn plan_more(
         &self,
         signing: &SigningThread,
@@ -437,7 +432,7 @@ impl Writer {
         batch: &mut [WriteRequest],
     ) -> Result<Planned, BatchFailure> {
         let done = planned.slots.len();
-        if !planned.complete || done >= batch.len() {
+        if done >= batch.len() {
             return Ok(planned);
         }
         let (_, joined) = batch.split_at_mut(done);
@@ -445,7 +440,6 @@ impl Writer {
             Ok(more) => {
                 planned.slots.extend(more.slots);
                 planned.outstanding += more.outstanding;
-                planned.complete = more.complete;
                 planned.end = more.end;
                 Ok(planned)
             }
@@ -723,12 +717,10 @@ fn undo_plan(signing: &SigningThread, planned: Planned, batch: &mut [WriteReques
 
 /// A batch planned for the signing thread (see [`Writer::plan`]).
 struct Planned {
-    /// One per entry from the batch's start; fewer than the batch if the plan stopped short.
+    /// One per entry of the batch, in order.
     slots: Vec<Slot>,
     /// Signatures handed over and not yet collected.
     outstanding: usize,
-    /// Whether every entry of the batch is planned.
-    complete: bool,
     /// The heads after the last planned entry.
     end: Heads,
 }
