@@ -128,17 +128,21 @@ impl Document {
 
     /// Plain text: one line per row, centred rows padded, rows cut at the width.
     pub fn text(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.rows.len() * (self.width + 1));
         for r in self.rows.iter().filter(|r| r.style != Style::QrCode) {
             let width = match r.style {
                 Style::Big => self.width / 2,
                 _ => self.width,
+            }
+            .max(1);
+            // The row's first `width` characters, without copying them.
+            let (text, n) = match r.text.char_indices().nth(width) {
+                Some((end, _)) => (&r.text[..end], width),
+                None => (r.text.as_str(), r.text.chars().count()),
             };
-            let text: String = r.text.chars().take(width.max(1)).collect();
-            let n = text.chars().count();
             if r.align == Align::Center && n < self.width {
                 let pad = (self.width - n) / 2;
-                out.push_str(&" ".repeat(pad));
+                out.extend(std::iter::repeat_n(' ', pad));
             }
             out.push_str(text.trim_end());
             out.push('\n');
