@@ -141,6 +141,16 @@ impl AppBuilder {
             status.add_problem_source(Box::new(move || health.problems()));
             registrar = registrar.with_gks2(backend);
         }
+        if let (SignerBackend::FdmV1, Some(section)) =
+            (config.signer.backend, &config.signer.fdm_v1)
+        {
+            let backend = crate::fdm_v1::backend::Backend::open(section, &config.fdm.data_dir)
+                .map_err(AssemblyError::Signer)?;
+            let backend = Arc::new(backend);
+            let health = backend.clone();
+            status.add_problem_source(Box::new(move || health.problems()));
+            registrar = registrar.with_fdm_v1(backend);
+        }
         Ok(App::new(
             config,
             registrar,
@@ -271,13 +281,18 @@ pub fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
         SignerBackend::Pcsc => anyhow::bail!("this fdmd was built without the pcsc feature"),
         // The GKS 2.0 FDM signs each fiscal event before it is journaled (the registrar's
         // backend); the journal's own records are signed with the development key.
-        SignerBackend::Gks2 => {
+        SignerBackend::Gks2 | SignerBackend::FdmV1 => {
             let path = config.key_file();
             let signer = SoftwareSigner::open_or_create(&path)?;
             tracing::warn!(
-                "journal records signed with the DEVELOPMENT software key {} ({}); fiscal events by the GKS 2.0 FDM",
+                "journal records signed with the DEVELOPMENT software key {} ({}); fiscal events by the {} FDM",
                 path.display(),
-                signer.identity().map(|i| i.id).unwrap_or_default()
+                signer.identity().map(|i| i.id).unwrap_or_default(),
+                if config.signer.backend == SignerBackend::Gks2 {
+                    "GKS 2.0"
+                } else {
+                    "FDM v1"
+                }
             );
             Ok(Arc::new(signer))
         }
