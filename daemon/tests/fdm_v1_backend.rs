@@ -218,9 +218,10 @@ fn the_box_going_down_mid_load_refuses_orders_without_records_or_gaps() {
     );
 
     emu.shared.down.store(false, emulator::SeqCst);
-    // The register resends d-4, then goes on: the box's ticket numbers and fdmd's run on.
+    // The register resends d-5 (d-4 is given up), then goes on: the box's ticket numbers and
+    // fdmd's run on, the refused orders took none.
     let mut tickets = Vec::new();
-    for id in ["d-4", "d-5", "d-6"] {
+    for id in ["d-5", "d-6", "d-7"] {
         let (code, r) = post(&pos, id);
         assert_eq!(code, StatusCode::CREATED, "{r}");
         tickets.push(r["fdm_v1"]["ecr_ticket_number"].as_u64().unwrap());
