@@ -278,6 +278,46 @@ fn a_box_that_wants_its_pin_gets_it_through_the_admin_pin_route() {
     );
 }
 
+/// A pseudo-terminal pair: (master, the terminal side held open raw, its path).
+fn open_pty() -> (std::fs::File, std::fs::File, String) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
+    // Held open and raw from the start, so the line discipline echoes nothing back.
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(&name)
+        .unwrap();
+    let mut t = rustix::termios::tcgetattr(&slave).unwrap();
+    t.make_raw();
+    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &t).unwrap();
+    (std::fs::File::from(master), slave, name)
+}
+
+#[test]
+fn a_box_on_a_serial_line_signs_and_a_lost_answer_is_resent() {
+    let (master, _slave, device) = open_pty();
+    let emu = emulator::Emulator::on_serial(master);
+    let pos = Daemon::start_dev_with_config(&format!(
+        "[signer]\nbackend = \"fdm-v1\"\n[signer.fdm-v1]\ndevice = \"{device}\"\necr_id = \"{ECR}\"\ntimeout_ms = 500\nretry_delay_ms = 50\n"
+    ));
+    let (code, first) = post(&pos, "s-1");
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    assert_eq!(first["fdm_v1"]["fdm_id"], "EMUFDM00001", "{first}");
+    emu.shared.drop_next_response.store(1, emulator::SeqCst);
+    let (code, second) = post(&pos, "s-2");
+    assert_eq!(code, StatusCode::CREATED, "{second}");
+    assert_eq!(second["fdm_v1"]["code"], 102, "{second}");
+    assert_eq!(second["fdm_v1"]["total_counter"], 2, "{second}");
+    assert_eq!(emu.events(), 2);
+    verify(&pos);
+}
+
 /// An FDM v1 box written from the reference notes (§1.2–§1.7), with switches to misbehave.
 mod emulator {
     use std::collections::HashMap;
@@ -349,6 +389,17 @@ mod emulator {
             Emulator { addr, shared }
         }
 
+        /// The box on the master side of a pseudo-terminal (a serial line), in a thread.
+        pub fn on_serial(master: std::fs::File) -> Emulator {
+            let shared = Arc::new(Shared::default());
+            let s = shared.clone();
+            std::thread::spawn(move || serve_io(master, &s));
+            Emulator {
+                addr: ([127, 0, 0, 1], 9).into(),
+                shared,
+            }
+        }
+
         pub fn requests(&self) -> Vec<String> {
             self.shared.state.lock().unwrap().requests.clone()
         }
@@ -372,11 +423,16 @@ mod emulator {
         f
     }
 
-    fn serve(mut stream: TcpStream, s: &Shared) {
+    fn serve(stream: TcpStream, s: &Shared) {
         stream
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         stream.set_nonblocking(false).unwrap();
+        serve_io(stream, s);
+    }
+
+    /// The box on a byte stream of any kind (a TCP connection, a pseudo-terminal's master).
+    pub fn serve_io(mut stream: impl Read + Write, s: &Shared) {
         let mut message: Option<Vec<u8>> = None;
         let mut awaiting_lrc = false;
         let mut last: Option<Vec<u8>> = None;
