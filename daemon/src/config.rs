@@ -1319,6 +1319,47 @@ mod tests {
     }
 
     #[test]
+    fn the_fdm_v1_signer_reads_its_section_and_refuses_what_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |section: &str| {
+            std::fs::write(
+                dir.path().join("fdmd.toml"),
+                format!("{ESTABLISHMENT}[signer]\nbackend = \"fdm-v1\"\n{section}"),
+            )
+            .unwrap();
+        };
+        write(
+            "[signer.fdm-v1]\naddress = \"127.0.0.1:4001\"\necr_id = \"CFDM0010000001\"\nrate_amounts = \"base\"\n",
+        );
+        let c = load(&sources(dir.path(), &[]), &[]).unwrap();
+        assert_eq!(c.signer.backend, SignerBackend::FdmV1);
+        let f = c.signer.fdm_v1.unwrap();
+        assert_eq!(f.rate_amounts, RateAmounts::Base);
+        assert_eq!((f.timeout_ms, f.attempts), (3000, 3));
+        assert_eq!(
+            f.target(),
+            Some(crate::fdm_v1::link::Target::Tcp("127.0.0.1:4001".into()))
+        );
+        write("");
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        assert!(e.to_string().contains("signer.fdm-v1"), "{e}");
+        write(
+            "[signer.fdm-v1]\naddress = \"127.0.0.1:4001\"\ndevice = \"/dev/ttyUSB0\"\necr_id = \"short\"\nattempts = 10\n",
+        );
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "signer.fdm-v1.address",
+                "signer.fdm-v1.ecr_id",
+                "signer.fdm-v1.attempts"
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
