@@ -278,6 +278,63 @@ fn a_box_that_wants_its_pin_gets_it_through_the_admin_pin_route() {
     );
 }
 
+#[test]
+fn pre_computed_events_are_refused_under_the_fdm_v1_backend() {
+    use std::io::{Read, Write};
+    let emu = emulator::Emulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    plugins.add_signed(&built_plugin("libfdmd_plugin_fdm_v1.so"), "fdm-v1.so");
+    let tcp = free_port();
+    let pos = Daemon::start_dev_with_config(&format!(
+        "[signer]\nbackend = \"fdm-v1\"\n[signer.fdm-v1]\naddress = \"{}\"\necr_id = \"{ECR}\"\n{}",
+        emu.addr,
+        plugins.section(&format!(
+            "[[plugins.instance]]\nname = \"fdm-v1\"\nfile = \"fdm-v1.so\"\nregister = \"ecr-1\"\nisolate = true\ntcp_listen = \"127.0.0.1:{tcp}\"\n"
+        ))
+    ));
+    drop(LineClient::connect(([127, 0, 0, 1], tcp).into()));
+    // A register's own H request (the EFSTA ticket) to this fdmd's plugin.
+    let mut h = String::from("H0102026112220150085073003328BODO0010000001   123NS");
+    h += &format!("{:>11}", "1410");
+    for (rate, cents) in [
+        ("2100", "038"),
+        ("1200", "128"),
+        (" 600", "000"),
+        (" 000", "000"),
+    ] {
+        h += rate;
+        h += &format!("{cents:>11}");
+    }
+    h += &format!("{:>40}", "797bc46f");
+    assert_eq!(h.len(), 162);
+    let lrc = (h.bytes().fold(0u8, |a, b| a.wrapping_add(b)) ^ 0xFF).wrapping_add(1);
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(h.as_bytes());
+    frame.extend([0x03, lrc]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < 1 + 1 + 109 + 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8_lossy(&got[2..2 + 109]).into_owned();
+    assert_eq!(
+        &response[4..10],
+        "207000",
+        "refused, not signed: {response:?}"
+    );
+    assert_eq!(emu.events(), 0, "nothing sent to the box");
+    let log = pos.log();
+    assert!(log.contains("not sent to an FDM v1 box"), "{log}");
+}
+
 /// A pseudo-terminal pair: (master, the terminal side held open raw, its path).
 fn open_pty() -> (std::fs::File, std::fs::File, String) {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
