@@ -234,8 +234,13 @@ impl Link {
                     self.write(&[ACK])?;
                     return Ok(msg);
                 }
-                // Another request's response (sent late): acknowledge it and wait on.
+                // Another request's response (sent late): acknowledge it and wait on (a
+                // bounded number of times, like bad frames).
                 self.write(&[ACK])?;
+                bad += 1;
+                if bad > NAK_LIMIT {
+                    return Err(no_response());
+                }
                 continue;
             }
             bad += 1;
