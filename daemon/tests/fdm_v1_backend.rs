@@ -264,6 +264,12 @@ fn a_box_that_wants_its_pin_gets_it_through_the_admin_pin_route() {
             Some(format!("{{\"pin\": \"{pin}\"}}").into_bytes()),
         )
     };
+    let (code, r) = pin("123456");
+    assert_eq!(
+        code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a box's PIN has 5 digits: {r}"
+    );
     let (code, r) = pin("11111");
     assert_eq!(code, StatusCode::FORBIDDEN, "{r}");
     assert_eq!(r["code"], 204, "{r}");

@@ -53,7 +53,11 @@ async fn pin(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 &json!({"status": "error", "code": code.number(), "message": format!("the FDM v1 box answered {:03}", code.number())}),
             ),
             Err(r) => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
+                if r.code == crate::fiscal::FdmCode::InvalidData {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
                 &json!({"status": "error", "code": r.code.number(), "message": r.message}),
             ),
         };
