@@ -319,7 +319,10 @@ impl Registrar {
                     .map(|m| ("fdm_v1", m))
                     .map_err(|r| (r.code, r.message))
             } else {
-                unreachable!("one of the two backends is set")
+                Err((
+                    FdmCode::NotOperational,
+                    "no FDM backend is set up".to_owned(),
+                ))
             };
             match signed {
                 Ok((name, member)) => {
