@@ -149,6 +149,25 @@ impl AppBuilder {
             let backend = Arc::new(backend);
             let health = backend.clone();
             status.add_problem_source(Box::new(move || health.problems()));
+            // An `S` at start, then every 30 s while the box is listed down, so the status
+            // shows a box that is off before any order and clears once it answers.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let prober = Arc::downgrade(&backend);
+                runtime.spawn(async move {
+                    let mut first = true;
+                    loop {
+                        let Some(backend) = prober.upgrade() else {
+                            break;
+                        };
+                        if first || backend.is_down() {
+                            backend.probe().await;
+                        }
+                        first = false;
+                        drop(backend);
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                });
+            }
             registrar = registrar.with_fdm_v1(backend);
         }
         Ok(App::new(

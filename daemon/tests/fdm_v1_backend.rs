@@ -149,8 +149,9 @@ fn a_lost_answer_and_a_nak_are_resent_as_the_same_request_and_signed_once() {
     );
     let requests = emu.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!(&requests[0][..4], "H000");
-    assert_eq!(&requests[1][..4], "H001", "same sequence, retry 1");
+    assert_eq!(&requests[0][3..4], "0");
+    assert_eq!(requests[1][..3], requests[0][..3], "same sequence");
+    assert_eq!(&requests[1][3..4], "1", "retry 1");
     assert_eq!(requests[0][4..], requests[1][4..], "the very same data");
     assert_eq!(requests[0].len(), 162);
     assert_eq!(&requests[0][18..43], &format!("85073003328{ECR}"));
@@ -168,7 +169,12 @@ fn a_lost_answer_and_a_nak_are_resent_as_the_same_request_and_signed_once() {
     assert_eq!(second["fdm_v1"]["total_counter"], 2);
     let requests = emu.requests();
     assert_eq!(requests.len(), 3, "{requests:?}");
-    assert_eq!(&requests[2][..4], "H010");
+    assert_eq!(&requests[2][3..4], "0", "a NAK is no new attempt");
+    assert_ne!(
+        requests[2][..3],
+        requests[0][..3],
+        "a new request, a new sequence"
+    );
 
     // The register resends: answered from the journal, the box is not asked.
     let (code, again) = post(&pos, "o-2");
@@ -245,6 +251,23 @@ fn the_box_going_down_mid_load_refuses_orders_without_records_or_gaps() {
         );
     }
     verify(&pos);
+}
+
+#[test]
+fn a_box_that_is_off_at_start_shows_in_the_status_before_any_order() {
+    let emu = emulator::Emulator::start();
+    emu.shared.down.store(true, emulator::SeqCst);
+    let pos = pos_of(&emu.addr.to_string(), "timeout_ms = 300\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while problems(&pos).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no problem listed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(problems(&pos), ["fdm_v1_down"]);
+    emu.shared.down.store(false, emulator::SeqCst);
+    let (code, r) = post(&pos, "u-1");
+    assert_eq!(code, StatusCode::CREATED, "{r}");
+    assert!(problems(&pos).is_empty());
 }
 
 #[test]

@@ -161,6 +161,53 @@ impl Backend {
         })?
     }
 
+    /// Asks the box for its status (`S`): a box that does not answer, or answers with an error,
+    /// is listed as a status problem before any order; an answer clears `fdm_v1_down`.
+    pub async fn probe(&self) {
+        let (inner, health) = (self.inner.clone(), self.health.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let seq = inner.next_seq().map_err(|e| e.to_string())?;
+            let answer = inner
+                .link
+                .exchange(codec::header(b'S', seq, 0).as_bytes())
+                .map_err(|e| e.to_string())?;
+            codec::parse_common(&answer).map_err(|e| e.to_string())
+        });
+        let result = work.await.map_err(|e| e.to_string()).and_then(|r| r);
+        let mut h = health.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(c) if c.code < 200 => {
+                if h.failure.as_ref().map(|p| p.code) == Some(ProblemCode::FdmV1Down) {
+                    h.failure = None;
+                }
+            }
+            Ok(c) => {
+                let code = if c.code == 202 || c.code == 204 {
+                    ProblemCode::FdmV1PinRequired
+                } else {
+                    ProblemCode::FdmV1Refused
+                };
+                h.failure = Some(Problem::new(
+                    code,
+                    Some(format!("the box {} answers S with {:03}", c.fdm_id, c.code)),
+                ));
+            }
+            Err(e) => {
+                h.failure = Some(Problem::new(
+                    ProblemCode::FdmV1Down,
+                    Some(format!("FDM v1: {e}")),
+                ));
+            }
+        }
+    }
+
+    /// Whether the last exchange left `fdm_v1_down` listed.
+    pub fn is_down(&self) -> bool {
+        let h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        h.failure.as_ref().map(|p| p.code) == Some(ProblemCode::FdmV1Down)
+    }
+
     /// The status problems the box's last answers show (none while it signs without warnings).
     pub fn problems(&self) -> Vec<Problem> {
         let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
