@@ -141,6 +141,35 @@ impl AppBuilder {
             status.add_problem_source(Box::new(move || health.problems()));
             registrar = registrar.with_gks2(backend);
         }
+        if let (SignerBackend::FdmV1, Some(section)) =
+            (config.signer.backend, &config.signer.fdm_v1)
+        {
+            let backend = crate::fdm_v1::backend::Backend::open(section, &config.fdm.data_dir)
+                .map_err(AssemblyError::Signer)?;
+            let backend = Arc::new(backend);
+            let health = backend.clone();
+            status.add_problem_source(Box::new(move || health.problems()));
+            // An `S` at start, then every 30 s while the box is listed down, so the status
+            // shows a box that is off before any order and clears once it answers.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let prober = Arc::downgrade(&backend);
+                runtime.spawn(async move {
+                    let mut first = true;
+                    loop {
+                        let Some(backend) = prober.upgrade() else {
+                            break;
+                        };
+                        if first || backend.is_down() {
+                            backend.probe().await;
+                        }
+                        first = false;
+                        drop(backend);
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                });
+            }
+            registrar = registrar.with_fdm_v1(backend);
+        }
         Ok(App::new(
             config,
             registrar,
@@ -271,13 +300,18 @@ pub fn open_signer(config: &Config) -> anyhow::Result<Arc<dyn Signer>> {
         SignerBackend::Pcsc => anyhow::bail!("this fdmd was built without the pcsc feature"),
         // The GKS 2.0 FDM signs each fiscal event before it is journaled (the registrar's
         // backend); the journal's own records are signed with the development key.
-        SignerBackend::Gks2 => {
+        SignerBackend::Gks2 | SignerBackend::FdmV1 => {
             let path = config.key_file();
             let signer = SoftwareSigner::open_or_create(&path)?;
             tracing::warn!(
-                "journal records signed with the DEVELOPMENT software key {} ({}); fiscal events by the GKS 2.0 FDM",
+                "journal records signed with the DEVELOPMENT software key {} ({}); fiscal events by the {} FDM",
                 path.display(),
-                signer.identity().map(|i| i.id).unwrap_or_default()
+                signer.identity().map(|i| i.id).unwrap_or_default(),
+                if config.signer.backend == SignerBackend::Gks2 {
+                    "GKS 2.0"
+                } else {
+                    "FDM v1"
+                }
             );
             Ok(Arc::new(signer))
         }

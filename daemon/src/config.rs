@@ -202,6 +202,11 @@ pub enum SignerBackend {
     /// A GKS 2.0 FDM on the LAN signs each fiscal event (`[signer.gks2]`, docs/gks2.md §8);
     /// journal records are signed with the development key as with `software`.
     Gks2,
+    /// A certified FDM v1 box on a serial port or over TCP signs each fiscal event
+    /// (`[signer.fdm-v1]`, docs/fdm-v1-backend.md); journal records are signed with the
+    /// development key as with `software`.
+    #[serde(rename = "fdm-v1")]
+    FdmV1,
 }
 
 /// `[signer]`
@@ -217,6 +222,67 @@ pub struct SignerSection {
     /// The GKS 2.0 FDM (with `backend = "gks2"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gks2: Option<Gks2SignerSection>,
+    /// The FDM v1 box (with `backend = "fdm-v1"`).
+    #[serde(rename = "fdm-v1", skip_serializing_if = "Option::is_none")]
+    pub fdm_v1: Option<FdmV1SignerSection>,
+}
+
+/// What the four per-rate amounts of an FDM v1 `H` request carry (the reference leaves it
+/// uncertain: docs/fdm-v1-backend.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateAmounts {
+    /// The VAT per rate (recent certified drivers).
+    #[default]
+    Vat,
+    /// The net taxable base per rate (older certified drivers).
+    Base,
+}
+
+/// `[signer.fdm-v1]`: the FDM v1 box fdmd is the cash register of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FdmV1SignerSection {
+    /// `host:port` of the box behind ser2net (raw TCP); or `device`.
+    pub address: Option<String>,
+    /// The serial device of the box (19200 8N1, set by fdmd); or `address`.
+    pub device: Option<PathBuf>,
+    /// fdmd's ECR production number (14 characters, reference §1.8).
+    pub ecr_id: String,
+    /// Deadline of each wait for the box's ACK or response, in milliseconds (reference: 3 s).
+    pub timeout_ms: u64,
+    /// Sends of one request per order, the resends with the retry counter raised (1–9).
+    pub attempts: u32,
+    /// Pause between two sends of a request, in milliseconds.
+    pub retry_delay_ms: u64,
+    /// What the per-rate amounts carry: `vat` (default) or `base`.
+    pub rate_amounts: RateAmounts,
+}
+
+impl Default for FdmV1SignerSection {
+    fn default() -> Self {
+        FdmV1SignerSection {
+            address: None,
+            device: None,
+            ecr_id: String::new(),
+            timeout_ms: 3000,
+            attempts: 3,
+            retry_delay_ms: 1000,
+            rate_amounts: RateAmounts::Vat,
+        }
+    }
+}
+
+impl FdmV1SignerSection {
+    /// Where the box is (the device when both are given; validation refuses that).
+    pub fn target(&self) -> Option<crate::fdm_v1::link::Target> {
+        use crate::fdm_v1::link::Target;
+        match (&self.device, &self.address) {
+            (Some(d), _) => Some(Target::Serial(d.clone())),
+            (None, Some(a)) => Some(Target::Tcp(a.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 /// `[signer.gks2]`: the GKS 2.0 FDM fdmd is the POS system of.
@@ -951,6 +1017,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    if c.signer.backend == SignerBackend::FdmV1 {
+        validate_fdm_v1(c.signer.fdm_v1.as_ref(), &mut problems);
+    }
     if let Some(g) = &c.gks2_fdm {
         validate_gks2_fdm(g, &mut problems);
     }
@@ -1031,6 +1100,40 @@ fn check_groups(n: &NumberingSection, bad: &mut dyn FnMut(&str, String)) {
                 );
             }
         }
+    }
+}
+
+fn validate_fdm_v1(section: Option<&FdmV1SignerSection>, problems: &mut Vec<ConfigProblem>) {
+    let mut bad = |key: &str, message: &str| {
+        problems.push(ConfigProblem {
+            key: format!("signer.fdm-v1{key}"),
+            message: message.into(),
+        })
+    };
+    let Some(f) = section else {
+        bad("", "backend = \"fdm-v1\" needs a [signer.fdm-v1] section");
+        return;
+    };
+    if f.address.is_some() == f.device.is_some() {
+        bad(
+            ".address",
+            "set exactly one of address (host:port, ser2net) and device (a serial device)",
+        );
+    }
+    if f.ecr_id.len() != 14 || !f.ecr_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bad(
+            ".ecr_id",
+            "is required: fdmd's ECR production number, 14 letters or digits (reference §1.8)",
+        );
+    }
+    if !(100..=60_000).contains(&f.timeout_ms) {
+        bad(".timeout_ms", "must be 100–60000");
+    }
+    if !(1..=9).contains(&f.attempts) {
+        bad(".attempts", "must be 1–9 (the retry counter is one digit)");
+    }
+    if f.retry_delay_ms > 60_000 {
+        bad(".retry_delay_ms", "must be at most 60000");
     }
 }
 
@@ -1213,6 +1316,47 @@ mod tests {
         let mut dev = Config::default();
         dev.daemon.dev = true;
         require_establishment(&dev).unwrap();
+    }
+
+    #[test]
+    fn the_fdm_v1_signer_reads_its_section_and_refuses_what_it_cannot_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |section: &str| {
+            std::fs::write(
+                dir.path().join("fdmd.toml"),
+                format!("{ESTABLISHMENT}[signer]\nbackend = \"fdm-v1\"\n{section}"),
+            )
+            .unwrap();
+        };
+        write(
+            "[signer.fdm-v1]\naddress = \"127.0.0.1:4001\"\necr_id = \"CFDM0010000001\"\nrate_amounts = \"base\"\n",
+        );
+        let c = load(&sources(dir.path(), &[]), &[]).unwrap();
+        assert_eq!(c.signer.backend, SignerBackend::FdmV1);
+        let f = c.signer.fdm_v1.unwrap();
+        assert_eq!(f.rate_amounts, RateAmounts::Base);
+        assert_eq!((f.timeout_ms, f.attempts), (3000, 3));
+        assert_eq!(
+            f.target(),
+            Some(crate::fdm_v1::link::Target::Tcp("127.0.0.1:4001".into()))
+        );
+        write("");
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        assert!(e.to_string().contains("signer.fdm-v1"), "{e}");
+        write(
+            "[signer.fdm-v1]\naddress = \"127.0.0.1:4001\"\ndevice = \"/dev/ttyUSB0\"\necr_id = \"short\"\nattempts = 10\n",
+        );
+        let e = load(&sources(dir.path(), &[]), &[]).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "signer.fdm-v1.address",
+                "signer.fdm-v1.ecr_id",
+                "signer.fdm-v1.attempts"
+            ],
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod clock_sync;
 pub mod config;
 pub mod daemon;
 pub mod datadir_lock;
+pub mod fdm_v1;
 pub use fdmd_core::fiscal;
 pub mod gks2;
 pub mod http;

@@ -228,6 +228,8 @@ pub struct Registrar {
     numbering: Numbering,
     /// With `[signer] backend = "gks2"`: the FDM that signs each fiscal event first.
     gks2: Option<std::sync::Arc<crate::gks2::backend::Backend>>,
+    /// With `[signer] backend = "fdm-v1"`: the FDM v1 box that signs each fiscal event first.
+    fdm_v1: Option<std::sync::Arc<crate::fdm_v1::backend::Backend>>,
 }
 
 impl Registrar {
@@ -237,6 +239,7 @@ impl Registrar {
             journal,
             numbering,
             gks2: None,
+            fdm_v1: None,
         }
     }
 
@@ -244,6 +247,18 @@ impl Registrar {
     pub fn with_gks2(mut self, backend: std::sync::Arc<crate::gks2::backend::Backend>) -> Self {
         self.gks2 = Some(backend);
         self
+    }
+
+    /// Has an FDM v1 box sign every fiscal event before it is journaled
+    /// (docs/fdm-v1-backend.md).
+    pub fn with_fdm_v1(mut self, backend: std::sync::Arc<crate::fdm_v1::backend::Backend>) -> Self {
+        self.fdm_v1 = Some(backend);
+        self
+    }
+
+    /// The FDM v1 box fdmd signs with, if any (its PIN goes to it).
+    pub fn fdm_v1(&self) -> Option<&std::sync::Arc<crate::fdm_v1::backend::Backend>> {
+        self.fdm_v1.as_ref()
     }
 
     /// The journal.
@@ -279,9 +294,9 @@ impl Registrar {
         received: &Order,
         mut prepared: Prepared,
     ) -> (Receipt, Option<Appended>) {
-        // GKS 2.0: the FDM signs the event first; its answer goes into the record. A request
-        // already journaled is answered from the journal (the FDM is not asked again).
-        if let Some(fdm) = &self.gks2
+        // GKS 2.0 or FDM v1: the FDM signs the event first; its answer goes into the record. A
+        // request already journaled is answered from the journal (the FDM is not asked again).
+        if (self.gks2.is_some() || self.fdm_v1.is_some())
             && prepared.kind == RecordKind::FiscalEvent
             && self
                 .stored(&received.register, &received.request_id)
@@ -293,16 +308,32 @@ impl Registrar {
                 Ok(s) => s,
                 Err(e) => return (Receipt::invalid(id, &e), None),
             };
-            match fdm.sign(&prepared.order, &sale).await {
-                Ok(member) => {
-                    prepared.extra.insert("gks2".into(), member);
+            let signed = if let Some(fdm) = &self.gks2 {
+                fdm.sign(&prepared.order, &sale)
+                    .await
+                    .map(|m| ("gks2", m))
+                    .map_err(|r| (r.code, r.message))
+            } else if let Some(fdm) = &self.fdm_v1 {
+                fdm.sign(&prepared.order, &sale)
+                    .await
+                    .map(|m| ("fdm_v1", m))
+                    .map_err(|r| (r.code, r.message))
+            } else {
+                Err((
+                    FdmCode::NotOperational,
+                    "no FDM backend is set up".to_owned(),
+                ))
+            };
+            match signed {
+                Ok((name, member)) => {
+                    prepared.extra.insert(name.into(), member);
                 }
-                Err(refusal) => {
+                Err((code, message)) => {
                     return (
                         Receipt::Error {
                             request_id: id,
-                            code: refusal.code,
-                            message: refusal.message,
+                            code,
+                            message,
                             field: None,
                             problems: Vec::new(),
                         },
@@ -440,6 +471,21 @@ impl Registrar {
                 None,
             );
         }
+        // An event a POS computed itself carries no lines to hash nor a sale to check: with an
+        // FDM v1 box as signer it is refused rather than journaled without the box's signature
+        // (docs/fdm-v1-backend.md §3).
+        if self.fdm_v1.is_some() {
+            return (
+                Receipt::Error {
+                    request_id: Some(event.request_id.clone()),
+                    code: FdmCode::InvalidData,
+                    message: "pre-computed events are not sent to an FDM v1 box; with [signer] backend = \"fdm-v1\" they are refused".into(),
+                    field: None,
+                    problems: Vec::new(),
+                },
+                None,
+            );
+        }
         let body = event.journal_body();
         let digest = match digest_of(&Value::Object(body.clone())) {
             Ok(d) => d,
@@ -500,6 +546,10 @@ impl Registrar {
         // The GKS 2.0 FDM's answer, when an FDM signed the event (docs/gks2.md §8).
         if let Some(g) = body.get("gks2") {
             receipt.insert("gks2".into(), g.clone());
+        }
+        // The FDM v1 box's answer, when a box signed the event (docs/fdm-v1-backend.md).
+        if let Some(f) = body.get("fdm_v1") {
+            receipt.insert("fdm_v1".into(), f.clone());
         }
         if code != FdmCode::Ok {
             receipt.insert(

@@ -53,11 +53,19 @@ pub enum ProblemCode {
     Gks2BufferFull,
     /// The GKS 2.0 FDM's buffer is nearly full (it still signs).
     Gks2BufferNearlyFull,
+    /// The FDM v1 box fdmd signs with does not answer (link down, no ACK or no response) (208).
+    FdmV1Down,
+    /// The FDM v1 box answers with an error: no card, card blocked, memory full, clock… (2xx).
+    FdmV1Refused,
+    /// The FDM v1 box's card needs its PIN (202, or 204 after a wrong one).
+    FdmV1PinRequired,
+    /// The FDM v1 box's memory is 90 % full (101; it still signs).
+    FdmV1MemoryNearlyFull,
 }
 
 impl ProblemCode {
     /// Every code, in the order `/metrics` lists them.
-    pub const ALL: [ProblemCode; 20] = [
+    pub const ALL: [ProblemCode; 24] = [
         ProblemCode::NoSigningCard,
         ProblemCode::SignerPinRequired,
         ProblemCode::SigningCardBlocked,
@@ -78,6 +86,10 @@ impl ProblemCode {
         ProblemCode::Gks2ClockDifference,
         ProblemCode::Gks2BufferFull,
         ProblemCode::Gks2BufferNearlyFull,
+        ProblemCode::FdmV1Down,
+        ProblemCode::FdmV1Refused,
+        ProblemCode::FdmV1PinRequired,
+        ProblemCode::FdmV1MemoryNearlyFull,
     ];
 
     /// The stable code.
@@ -103,6 +115,10 @@ impl ProblemCode {
             ProblemCode::Gks2ClockDifference => "gks2_clock_difference",
             ProblemCode::Gks2BufferFull => "gks2_buffer_full",
             ProblemCode::Gks2BufferNearlyFull => "gks2_buffer_nearly_full",
+            ProblemCode::FdmV1Down => "fdm_v1_down",
+            ProblemCode::FdmV1Refused => "fdm_v1_refused",
+            ProblemCode::FdmV1PinRequired => "fdm_v1_pin_required",
+            ProblemCode::FdmV1MemoryNearlyFull => "fdm_v1_memory_nearly_full",
         }
     }
 
@@ -129,6 +145,10 @@ impl ProblemCode {
             ProblemCode::Gks2ClockDifference => "clock differs from the GKS 2.0 FDM's",
             ProblemCode::Gks2BufferFull => "GKS 2.0 FDM buffer full (208)",
             ProblemCode::Gks2BufferNearlyFull => "GKS 2.0 FDM buffer nearly full",
+            ProblemCode::FdmV1Down => "FDM v1 box not answering (208)",
+            ProblemCode::FdmV1Refused => "FDM v1 box refuses to sign",
+            ProblemCode::FdmV1PinRequired => "FDM v1 box needs its card's PIN (202)",
+            ProblemCode::FdmV1MemoryNearlyFull => "FDM v1 box memory 90% full (101)",
         }
     }
 

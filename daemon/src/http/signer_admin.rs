@@ -37,6 +37,31 @@ async fn pin(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
+    // With an FDM v1 box as signer the PIN is its card's: sent to the box as a `P` request.
+    if let Some(fdm) = app.registrar.fdm_v1() {
+        return match fdm.submit_pin(pin).await {
+            Ok(code) if !code.is_error() => json_response(
+                StatusCode::OK,
+                &json!({"status": "ok", "code": code.number(), "message": "the FDM v1 box accepted the PIN"}),
+            ),
+            Ok(code) => json_response(
+                if code == crate::fiscal::FdmCode::InvalidPin {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                &json!({"status": "error", "code": code.number(), "message": format!("the FDM v1 box answered {:03}", code.number())}),
+            ),
+            Err(r) => json_response(
+                if r.code == crate::fiscal::FdmCode::InvalidData {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                &json!({"status": "error", "code": r.code.number(), "message": r.message}),
+            ),
+        };
+    }
     // The card answers slowly and the call holds it: off the async threads.
     let signer = app.signer.clone();
     let answer = tokio::task::spawn_blocking(move || signer.submit_pin(&pin)).await;

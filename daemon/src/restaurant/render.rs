@@ -523,6 +523,28 @@ pub fn customer_ticket(receipt: &Value, ctx: &TicketContext) -> Document {
             }
         }
     }
+    // The FDM v1 box's control data, when a box signed the event (docs/fdm-v1-backend.md):
+    // FDM date and time, counters and label, FDM and VSC ids, signature.
+    if let Some(f) = receipt.get("fdm_v1").filter(|f| f.is_object()) {
+        d.rule();
+        d.line("FDM v1");
+        d.pair("FDM ID", &shown(f, "fdm_id"));
+        d.pair("VSC ID", &shown(f, "vsc_id"));
+        d.pair(
+            "FDM",
+            &format!("{} {}", shown(f, "fdm_date"), shown(f, "fdm_time")),
+        );
+        d.pair(
+            w.counters,
+            &format!(
+                "{} {}/{}",
+                shown(f, "label"),
+                shown(f, "event_counter"),
+                shown(f, "total_counter")
+            ),
+        );
+        d.wrapped(&shown(f, "signature"));
+    }
     // The record's hash, with its journal number an anchor an inspector gives to
     // `fdmctl verify --anchor SEQ:HASH` (in groups of eight, so that it wraps between them).
     let digest = s(receipt, "signed_digest");

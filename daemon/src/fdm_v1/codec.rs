@@ -1,0 +1,335 @@
+//! The register's side of the FDM v1 wire format (reference gks-fdm.md §1.2–§1.6): frames
+//! (`STX message ETX LRC`), the 4-character header, the S, I, P and H requests fdmd sends and
+//! the fixed-width responses it reads. Pure functions, no I/O.
+
+use thiserror::Error;
+
+/// Start of text.
+pub const STX: u8 = 0x02;
+/// End of text.
+pub const ETX: u8 = 0x03;
+/// Positive acknowledgement.
+pub const ACK: u8 = 0x06;
+/// Negative acknowledgement: send the frame again.
+pub const NAK: u8 = 0x15;
+/// Length of an `H` request (§1.4).
+pub const H_LENGTH: usize = 162;
+/// Longest response fdmd accepts between STX and ETX (the longest known is 109).
+pub const MAX_RESPONSE: usize = 256;
+
+/// The LRC of a message: the two's complement of the sum of its bytes (not STX, not ETX).
+pub fn lrc(message: &[u8]) -> u8 {
+    let sum = message.iter().fold(0u8, |acc, b| acc.wrapping_add(*b));
+    (sum ^ 0xFF).wrapping_add(1)
+}
+
+/// A whole frame for `message`.
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 3);
+    out.push(STX);
+    out.extend_from_slice(message);
+    out.push(ETX);
+    out.push(lrc(message));
+    out
+}
+
+/// Cents as the H request writes them: no sign, at least 3 digits, right-aligned in 11 spaces
+/// (the last 11 digits when longer).
+pub fn amount_field(cents: u64) -> String {
+    right(&format!("{cents:03}"), 11)
+}
+
+/// Right-aligned, space-padded; the last `width` characters when longer.
+pub fn right(s: &str, width: usize) -> String {
+    let s = &s[s.len().saturating_sub(width)..];
+    format!("{s:>width$}")
+}
+
+/// Left-aligned, space-padded, printable ASCII only, cut to `width`.
+pub fn left(s: &str, width: usize) -> String {
+    let s: String = s
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .take(width)
+        .collect();
+    format!("{s:<width$}")
+}
+
+/// The 4-character header: identifier, sequence `00`–`99`, retry counter `0`–`9`.
+pub fn header(id: u8, seq: u8, retry: u8) -> String {
+    format!("{}{:02}{}", char::from(id), seq % 100, retry.min(9))
+}
+
+/// The data of an `H` request after its header (§1.4), before formatting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashAndSign {
+    /// `YYYYMMDD`, the register's local date.
+    pub date: String,
+    /// `HHMMSS`.
+    pub time: String,
+    /// Operator INSZ/BIS, 11 digits.
+    pub operator: String,
+    /// ECR production number, 14 characters.
+    pub ecr_id: String,
+    /// The register's ticket number (the last 6 digits are sent).
+    pub ticket: u64,
+    /// Event label (`NS`, `PR` …).
+    pub label: String,
+    /// Total in cents, no sign.
+    pub total_cents: u64,
+    /// Amount in cents per rate 21 %, 12 %, 6 %, 0 %.
+    pub rate_cents: [u64; 4],
+    /// PLU hash, 40 hex characters (right-aligned in its 40-character field when shorter).
+    pub plu: String,
+}
+
+/// The four rates of the H request in their order, as sent.
+pub const RATES: [&str; 4] = ["2100", "1200", " 600", " 000"];
+
+/// Why a request could not be built.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// A field does not have its form.
+    #[error("FDM v1 H request: {0}")]
+    Field(String),
+}
+
+impl HashAndSign {
+    /// The 158 characters after the header.
+    pub fn data(&self) -> Result<String, BuildError> {
+        let digits = |s: &str, n: usize, name: &str| {
+            if s.len() == n && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(BuildError::Field(format!(
+                    "{name} must be {n} digits, not {s:?}"
+                )))
+            }
+        };
+        digits(&self.date, 8, "the date")?;
+        digits(&self.time, 6, "the time")?;
+        digits(&self.operator, 11, "the operator's INSZ/BIS")?;
+        if self.label.len() != 2 || !self.label.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(BuildError::Field(format!("label {:?}", self.label)));
+        }
+        if self.plu.len() > 40 || !self.plu.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BuildError::Field(
+                "the PLU hash must be hex, at most 40".into(),
+            ));
+        }
+        let mut m = String::with_capacity(H_LENGTH);
+        m += &self.date;
+        m += &self.time;
+        m += &self.operator;
+        m += &left(&self.ecr_id, 14);
+        m += &right(&self.ticket.to_string(), 6);
+        m += &self.label;
+        m += &amount_field(self.total_cents);
+        for (rate, cents) in RATES.iter().zip(self.rate_cents) {
+            m += rate;
+            m += &amount_field(cents);
+        }
+        m += &right(&self.plu, 40);
+        Ok(m)
+    }
+}
+
+/// The common prefix of every response (§1.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// The header echoed.
+    pub header: String,
+    /// The result code: class digit × 100 + code (`000`, `102`, `202` …).
+    pub code: u16,
+    /// FDM production number (11).
+    pub fdm_id: String,
+}
+
+/// What a signed `H` response carries after the common prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// VSC id (14).
+    pub vsc_id: String,
+    /// FDM date `YYYYMMDD`.
+    pub date: String,
+    /// FDM time `HHMMSS`.
+    pub time: String,
+    /// Event label.
+    pub label: String,
+    /// Counter of the event's own type.
+    pub event_counter: u64,
+    /// Counter over all types.
+    pub total_counter: u64,
+    /// Signature, 40 characters (blank when the FDM did not sign).
+    pub signature: String,
+}
+
+/// A response that does not have the reference's form.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ResponseError {
+    /// Wrong length for its identifier.
+    #[error("FDM v1 response {id} is {got} characters, not {want}")]
+    Length {
+        /// Identifier.
+        id: char,
+        /// Length read.
+        got: usize,
+        /// Length expected.
+        want: usize,
+    },
+    /// Not ASCII, or a field that is not what it should be.
+    #[error("FDM v1 response: {0}")]
+    Field(String),
+}
+
+/// Response widths per identifier (§1.5): S 21, P 35, I 59, H 109.
+pub fn response_length(id: u8) -> usize {
+    match id {
+        b'P' => 35,
+        b'I' => 59,
+        b'H' => 109,
+        _ => 21,
+    }
+}
+
+/// Reads the common 21-character prefix; the response must have its identifier's width.
+pub fn parse_common(msg: &[u8]) -> Result<Common, ResponseError> {
+    let text = std::str::from_utf8(msg)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .ok_or_else(|| ResponseError::Field("not ASCII".into()))?;
+    let id = msg.first().copied().unwrap_or(b'?');
+    let want = response_length(id);
+    if text.len() != want {
+        return Err(ResponseError::Length {
+            id: char::from(id),
+            got: text.len(),
+            want,
+        });
+    }
+    let num = |s: &str| -> Result<u16, ResponseError> {
+        s.parse()
+            .map_err(|_| ResponseError::Field(format!("error code {s:?}")))
+    };
+    let code = num(&text[4..5])? * 100 + num(&text[5..7])?;
+    Ok(Common {
+        header: text[..4].to_owned(),
+        code,
+        fdm_id: text[10..21].trim().to_owned(),
+    })
+}
+
+/// Reads the fields of an `H` response after the common prefix (`msg` has 109 characters).
+pub fn parse_signed(msg: &[u8]) -> Result<Signed, ResponseError> {
+    parse_common(msg)?;
+    let text = std::str::from_utf8(msg).map_err(|_| ResponseError::Field("not ASCII".into()))?;
+    let counter = |s: &str| -> Result<u64, ResponseError> {
+        s.trim()
+            .parse()
+            .map_err(|_| ResponseError::Field(format!("counter {s:?}")))
+    };
+    Ok(Signed {
+        vsc_id: text[21..35].trim().to_owned(),
+        date: text[35..43].to_owned(),
+        time: text[43..49].to_owned(),
+        label: text[49..51].to_owned(),
+        event_counter: counter(&text[51..60])?,
+        total_counter: counter(&text[60..69])?,
+        signature: text[69..109].trim().to_owned(),
+    })
+}
+
+/// The VSC id of a `P` response (35 characters).
+pub fn parse_pin(msg: &[u8]) -> Result<String, ResponseError> {
+    parse_common(msg)?;
+    Ok(String::from_utf8_lossy(&msg[21..35]).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn efsta() -> HashAndSign {
+        HashAndSign {
+            date: "20261122".into(),
+            time: "201500".into(),
+            operator: "85073003328".into(),
+            ecr_id: "BODO0010000001".into(),
+            ticket: 123,
+            label: "NS".into(),
+            total_cents: 1410,
+            rate_cents: [38, 128, 0, 0],
+            plu: "c2b9ff797bc46f".into(),
+        }
+    }
+
+    #[test]
+    fn frames_carry_the_reference_lrc() {
+        assert_eq!(lrc(b"S000"), 0x1D);
+        assert_eq!(frame(b"S000"), [STX, b'S', b'0', b'0', b'0', ETX, 0x1D]);
+        assert_eq!(header(b'S', 0, 0), "S000");
+        assert_eq!(header(b'H', 107, 12), "H079");
+    }
+
+    #[test]
+    fn an_h_request_has_the_reference_widths() {
+        let m = header(b'H', 7, 1) + &efsta().data().unwrap();
+        assert_eq!(m.len(), H_LENGTH);
+        assert_eq!(&m[..4], "H071");
+        assert_eq!(&m[4..12], "20261122");
+        assert_eq!(&m[12..18], "201500");
+        assert_eq!(&m[18..29], "85073003328");
+        assert_eq!(&m[29..43], "BODO0010000001");
+        assert_eq!(&m[43..49], "   123");
+        assert_eq!(&m[49..51], "NS");
+        assert_eq!(&m[51..62], "       1410");
+        assert_eq!(&m[62..66], "2100");
+        assert_eq!(&m[66..77], "        038");
+        assert_eq!(&m[77..81], "1200");
+        assert_eq!(&m[81..92], "        128");
+        assert_eq!(&m[92..96], " 600");
+        assert_eq!(&m[96..107], "        000");
+        assert_eq!(&m[107..111], " 000");
+        assert_eq!(&m[122..162], format!("{:>40}", "c2b9ff797bc46f"));
+        // Short fields are padded; the ticket keeps its last 6 digits.
+        let mut h = efsta();
+        h.ecr_id = "ECR1".into();
+        h.ticket = 12_345_678;
+        let m = h.data().unwrap();
+        assert_eq!(&m[25..39], "ECR1          ");
+        assert_eq!(&m[39..45], "345678");
+        h.operator = "8507300332".into();
+        assert!(h.data().is_err(), "10-digit INSZ refused");
+    }
+
+    #[test]
+    fn responses_are_read_field_by_field() {
+        let ok = format!(
+            "H070000000BMC01000001{:<14}20261122201501NS{:>9}{:>9}{}",
+            "0000000196-860",
+            141,
+            154,
+            "1CD58A73".repeat(5)
+        );
+        assert_eq!(ok.len(), 109);
+        let c = parse_common(ok.as_bytes()).unwrap();
+        assert_eq!(
+            (c.header.as_str(), c.code, c.fdm_id.as_str()),
+            ("H070", 0, "BMC01000001")
+        );
+        let s = parse_signed(ok.as_bytes()).unwrap();
+        assert_eq!(s.vsc_id, "0000000196-860");
+        assert_eq!((s.event_counter, s.total_counter), (141, 154));
+        assert_eq!(s.signature.len(), 40);
+        assert_eq!(
+            parse_common(b"S010202000BMC01000001").unwrap().code,
+            202,
+            "error class 2, code 02"
+        );
+        assert_eq!(
+            parse_common(b"S01010100").unwrap_err().to_string(),
+            "FDM v1 response S is 9 characters, not 21"
+        );
+    }
+}
