@@ -131,6 +131,21 @@ fn journal(records: u64) -> FdmBox {
     b
 }
 
+/// `openssl speed -seconds 3 ed25519`'s verify rate on one core (per CPU-second of its own),
+/// taken in the same sitting as the ingest so that the figures can be read as ratios.
+fn openssl_verify_rate() -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ed25519"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // " 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  27383.2  10429.3": the last is verify/s.
+    text.lines()
+        .filter(|l| l.contains("Ed25519"))
+        .find_map(|l| l.split_whitespace().last()?.parse().ok())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken from the command line.
     let establishments = setting("FDMD_BO_BENCH_ESTABLISHMENTS", 20);
@@ -150,6 +165,14 @@ fn main() {
         segments.len(),
         bytes as f64 / 1048576.0
     );
+
+    let openssl = openssl_verify_rate();
+    match openssl {
+        Some(rate) => {
+            println!("openssl speed ed25519 (one core, same sitting): {rate:.0} verify/s")
+        }
+        None => println!("openssl speed ed25519: not measured (no openssl command)"),
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -200,9 +223,10 @@ fn main() {
         let stored = office.count("SELECT count(*) FROM records").await as u64;
         assert_eq!(stored, total_records, "every record stored once");
         let machine_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+        let rate = total_records as f64 / took;
         println!(
-            "ingested and verified {total_records} records ({establishments} establishments × {last}) in {took:.1} s: {:.0} records/s",
-            total_records as f64 / took
+            "ingested and verified {total_records} records ({establishments} establishments × {last}) in {took:.1} s: {rate:.0} records/s{}",
+            openssl.map_or_else(String::new, |o| format!(" = {:.2}x openssl's one-core verify rate", rate / o))
         );
         println!(
             "CPU: this process (HTTP + verification) {:.1} s ({:.0} µs a record), PostgreSQL {:.1} s ({:.0} µs a record); machine busy {:.0} % of 2 cores over {took:.1} s (anything else running included); load average before {load_before}, after {}",

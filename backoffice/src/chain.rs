@@ -15,7 +15,7 @@
 
 use crate::envelope::{self, Content, Envelope};
 use crate::segment::{Segment, SegmentRecord};
-use fdmd_core::journal::verify::{DeclaredSigner, Verifier};
+use fdmd_core::journal::verify::{DeclaredSigner, RecordParts, Verifier, par_map};
 use std::collections::HashMap;
 
 /// What is stored for an establishment, as the verdict needs it.
@@ -202,18 +202,35 @@ pub fn check(
             "no signer key was enrolled for this establishment",
         );
     }
-    // 3. the records themselves, as fdmctl verify checks them
+    // 3. the records themselves, as fdmctl verify checks them, on every core: hashes, canonical
+    // form and one `verify_strict` per signature in parallel, chain and counters in order. The
+    // verifier names the first bad record; every record before it passed, as one by one.
     let mut verifier = Verifier::new(
         head.last_seq == 0,
         head.enrolled_keys.clone(),
         head.signers.clone(),
     );
+    let verified = verifier.check_many(new_records, |r| RecordParts {
+        seq: r.seq,
+        canonical: &r.canonical,
+        hash: &r.hash,
+        signature: &r.signature,
+    });
+    // The records before the first bad one (all of them when none is) take the back office's
+    // own checks, in order, as when each record was verified and then checked.
+    let good = match &verified {
+        Ok(()) => new_records.len(),
+        Err(e) => new_records
+            .iter()
+            .position(|r| r.seq >= e.seq)
+            .unwrap_or(new_records.len()),
+    };
+    let envelopes = par_map(&new_records[..good], |_, r| {
+        envelope::parse(r.seq, &r.canonical)
+    });
     let mut prev_hash = head.last_hash.clone();
-    for r in new_records {
-        if let Err(e) = verifier.check(r.seq, &r.canonical, &r.hash, &r.signature) {
-            return refuse(RefusalCode::VerificationFailed, Some(e.seq), e.to_string());
-        }
-        let envelope = envelope::parse(r.seq, &r.canonical).map_err(|e| Refusal {
+    for (r, envelope) in new_records.iter().zip(envelopes) {
+        let envelope = envelope.map_err(|e| Refusal {
             code: RefusalCode::VerificationFailed,
             seq: Some(e.seq),
             problem: e.to_string(),
@@ -254,6 +271,9 @@ pub fn check(
             record: r.clone(),
             envelope,
         });
+    }
+    if let Err(e) = verified {
+        return refuse(RefusalCode::VerificationFailed, Some(e.seq), e.to_string());
     }
     Ok(accepted)
 }

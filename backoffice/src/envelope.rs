@@ -9,7 +9,7 @@ use fdmd_core::journal::verify::DeclaredSigner;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A record's envelope, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,8 @@ pub struct EnvelopeError {
     pub problem: String,
 }
 
+/// The envelope's members; the body is read by a second pass into the struct its kind needs
+/// (never into a `serde_json::Value` tree: that was a large part of the ingest's CPU).
 #[derive(Deserialize)]
 struct RawEnvelope {
     seq: u64,
@@ -95,7 +97,18 @@ struct RawEnvelope {
     fdm_id: String,
     signer_id: String,
     prev_hash: String,
-    body: Map<String, Value>,
+    #[serde(rename = "body")]
+    _body: IgnoredBody,
+}
+
+/// The body must be an object; its members are read by [`BodyOf`].
+#[derive(Deserialize)]
+struct IgnoredBody {}
+
+/// Only the envelope's body, read into `B` (the other members are skipped).
+#[derive(Deserialize)]
+struct BodyOf<B> {
+    body: B,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +132,23 @@ struct RawVat {
     vat: String,
 }
 
+/// A report's members, read leniently (as `Value::as_str` / `as_u64` would).
+#[derive(Deserialize)]
+struct RawReport {
+    #[serde(default)]
+    report: Option<Value>,
+    #[serde(default)]
+    ticket_series: Option<Value>,
+    #[serde(default)]
+    ticket_number: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawDeclaration {
+    #[serde(default)]
+    signer: Option<Value>,
+}
+
 /// Reads the envelope of canonical bytes.
 pub fn parse(seq: u64, canonical: &[u8]) -> Result<Envelope, EnvelopeError> {
     let fail = |problem: String| EnvelopeError { seq, problem };
@@ -131,33 +161,37 @@ pub fn parse(seq: u64, canonical: &[u8]) -> Result<Envelope, EnvelopeError> {
         .ok()
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| fail("prev_hash is not 64 hex characters".into()))?;
-    let series = |body: &Map<String, Value>| match (
-        body.get("ticket_series").and_then(Value::as_str),
-        body.get("ticket_number").and_then(Value::as_u64),
-    ) {
-        (Some(s), Some(n)) => Some((s.to_owned(), n)),
-        _ => None,
-    };
     let content = match kind {
         RecordKind::FiscalEvent => {
-            let f: RawFiscal = serde_json::from_value(Value::Object(raw.body.clone()))
+            let f: BodyOf<RawFiscal> = serde_json::from_slice(canonical)
                 .map_err(|e| fail(format!("fiscal event body: {e}")))?;
-            Content::Fiscal(fiscal(seq, f)?)
+            Content::Fiscal(fiscal(seq, f.body)?)
         }
-        RecordKind::Report => Content::Report {
-            report: raw
-                .body
-                .get("report")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            series: series(&raw.body),
-        },
+        RecordKind::Report => {
+            let r: BodyOf<RawReport> =
+                serde_json::from_slice(canonical).map_err(|e| fail(format!("report body: {e}")))?;
+            let r = r.body;
+            let series = match (
+                r.ticket_series.as_ref().and_then(Value::as_str),
+                r.ticket_number.as_ref().and_then(Value::as_u64),
+            ) {
+                (Some(s), Some(n)) => Some((s.to_owned(), n)),
+                _ => None,
+            };
+            Content::Report {
+                report: r
+                    .report
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                series,
+            }
+        }
         RecordKind::JournalOpen | RecordKind::SignerChange => {
-            let signer = raw
-                .body
-                .get("signer")
-                .cloned()
+            let d: Option<BodyOf<RawDeclaration>> = serde_json::from_slice(canonical).ok();
+            let signer = d
+                .and_then(|d| d.body.signer)
                 .and_then(|s| serde_json::from_value::<DeclaredSigner>(s).ok())
                 .ok_or_else(|| fail("signer declaration is malformed".into()))?;
             Content::Declaration(signer)

@@ -13,6 +13,8 @@ use deadpool_postgres::Pool;
 use fdmd_core::journal::verify::DeclaredSigner;
 use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 
 /// What became of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +179,22 @@ pub async fn load_records(
         .collect())
 }
 
+/// The types of the columns [`store`] copies into `records`, in order.
+const RECORD_COLUMNS: [Type; 12] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::DATE,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+];
+
 /// Turnover of the new records per (date, rate): tickets, total, VAT.
 type TurnoverDelta = BTreeMap<(NaiveDate, String), (i64, i64, i64)>;
 
@@ -188,73 +206,53 @@ async fn store(
     let Some(last) = accepted.new.last() else {
         return Ok(());
     };
-    // The records, in one statement.
-    let mut seqs = Vec::with_capacity(accepted.new.len());
-    let mut kinds = Vec::with_capacity(accepted.new.len());
-    let mut times = Vec::with_capacity(accepted.new.len());
-    let mut dates = Vec::with_capacity(accepted.new.len());
-    let mut signers = Vec::with_capacity(accepted.new.len());
-    let mut prevs = Vec::with_capacity(accepted.new.len());
-    let mut hashes = Vec::with_capacity(accepted.new.len());
-    let mut signatures = Vec::with_capacity(accepted.new.len());
-    let mut canonicals = Vec::with_capacity(accepted.new.len());
-    let mut labels: Vec<Option<String>> = Vec::with_capacity(accepted.new.len());
-    let mut reports: Vec<Option<String>> = Vec::with_capacity(accepted.new.len());
+    // The records, streamed with COPY in PostgreSQL's binary format: no SQL text or arrays to
+    // build and parse per segment (was one INSERT … SELECT unnest(…) of twelve arrays). Same
+    // table, constraints and triggers; the transaction is the segment's.
+    let sink = tx
+        .copy_in(
+            "COPY records (establishment_id, seq, kind, fdm_time, fdm_date, signer_id,
+                           prev_hash, hash, signature, canonical, label, report)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &RECORD_COLUMNS);
+    let mut writer = std::pin::pin!(writer);
     let mut turnover = TurnoverDelta::new();
     for c in &accepted.new {
         let e = &c.envelope;
-        seqs.push(e.seq as i64);
-        kinds.push(e.kind.as_str());
-        times.push(e.time.as_str());
-        dates.push(e.fdm_date);
-        signers.push(e.signer_id.as_str());
-        prevs.push(e.prev_hash.to_vec());
-        hashes.push(c.record.hash.as_slice());
-        signatures.push(c.record.signature.as_slice());
-        canonicals.push(c.record.canonical.as_slice());
-        match &e.content {
+        let (label, report): (Option<&str>, Option<&str>) = match &e.content {
             Content::Fiscal(f) => {
-                labels.push(Some(f.label.clone()));
-                reports.push(None);
                 for r in &f.turnover {
                     let t = turnover.entry((e.fdm_date, r.rate.clone())).or_default();
                     t.0 += 1;
                     t.1 += r.total_cents;
                     t.2 += r.vat_cents;
                 }
+                (Some(f.label.as_str()), None)
             }
-            Content::Report { report, .. } => {
-                labels.push(None);
-                reports.push(Some(report.clone()));
-            }
-            _ => {
-                labels.push(None);
-                reports.push(None);
-            }
-        }
+            Content::Report { report, .. } => (None, Some(report.as_str())),
+            _ => (None, None),
+        };
+        writer
+            .as_mut()
+            .write(&[
+                &establishment,
+                &(e.seq as i64),
+                &e.kind.as_str(),
+                &e.time.as_str(),
+                &e.fdm_date,
+                &e.signer_id.as_str(),
+                &e.prev_hash.as_slice(),
+                &c.record.hash.as_slice(),
+                &c.record.signature.as_slice(),
+                &c.record.canonical.as_slice(),
+                &label,
+                &report,
+            ])
+            .await?;
     }
-    tx.execute(
-        "INSERT INTO records (establishment_id, seq, kind, fdm_time, fdm_date, signer_id,
-                              prev_hash, hash, signature, canonical, label, report)
-         SELECT $1::text, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::date[], $6::text[],
-                                  $7::bytea[], $8::bytea[], $9::bytea[], $10::bytea[],
-                                  $11::text[], $12::text[])",
-        &[
-            &establishment,
-            &seqs,
-            &kinds,
-            &times,
-            &dates,
-            &signers,
-            &prevs,
-            &hashes,
-            &signatures,
-            &canonicals,
-            &labels,
-            &reports,
-        ],
-    )
-    .await?;
+    writer.finish().await?;
     // Turnover per day and rate.
     let (mut t_dates, mut t_rates, mut t_tickets, mut t_totals, mut t_vats) =
         (vec![], vec![], vec![], vec![], vec![]);

@@ -38,7 +38,8 @@ mod tests;
 use super::record::{GENESIS_PREV_HASH, RecordKind};
 use super::store::StoredRecord;
 use content::{Counters, Prepared, prepare, prepare_stored};
-use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck, par_map};
+pub use parallel::par_map;
+use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck};
 use periods::Periods;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -268,6 +269,19 @@ pub(crate) fn fail<T>(seq: u64, problem: impl Into<String>) -> Result<T, VerifyE
     })
 }
 
+/// One record as an export line or a segment gives it, borrowed (see [`Verifier::check_many`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    /// The sequence number the record is given under.
+    pub seq: u64,
+    /// Its canonical bytes.
+    pub canonical: &'a [u8],
+    /// The hash given for it.
+    pub hash: &'a [u8],
+    /// The signature given for it.
+    pub signature: &'a [u8],
+}
+
 /// A declared signer with its key decoded once (not once per record).
 #[derive(Debug)]
 pub(crate) struct KnownSigner {
@@ -424,6 +438,27 @@ impl Verifier {
         signature: &[u8],
     ) -> Result<(), VerifyError> {
         self.check_prepared(&prepare(seq, canonical, hash, signature.to_vec()))
+    }
+
+    /// Checks records given in order, as [`Verifier::check`] would one after the other, but a
+    /// bounded chunk at a time on every core ([`parallel`]): each record's own bytes (hash,
+    /// canonical form, envelope, claims) and the Ed25519 signatures (`verify_strict`, one per
+    /// record, never a batch equation) in parallel, the chain, signers, counters and series in
+    /// order. The verdict (first bad record and problem) is the one-by-one verifier's; on `Ok`
+    /// the verifier's state is the same as after checking each record with [`Verifier::check`].
+    pub fn check_many<R: Sync>(
+        &mut self,
+        records: &[R],
+        parts: impl Fn(&R) -> RecordParts<'_> + Sync,
+    ) -> Result<(), VerifyError> {
+        for chunk in records.chunks(CHUNK_RECORDS) {
+            let prepared = par_map(chunk, |_, r| {
+                let p = parts(r);
+                prepare(p.seq, p.canonical, p.hash, p.signature.to_vec())
+            });
+            self.check_chunk(&prepared)?;
+        }
+        Ok(())
     }
 
     /// Checks a database row on this thread: the record itself, then that its index columns say

@@ -309,12 +309,24 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Item<T> {
     }
 }
 
+/// A line's members: those the figures sum, and those the verifier's claims recompute
+/// ([`EventRead::line_texts`]).
 #[derive(Debug, Default, serde::Deserialize)]
 struct LineBody<'a> {
     #[serde(borrow, default)]
     total: Text<'a>,
     #[serde(borrow, default)]
     role: Text<'a>,
+    #[serde(borrow, default)]
+    description: Text<'a>,
+    #[serde(borrow, default)]
+    quantity: Text<'a>,
+    #[serde(borrow, default)]
+    unit: Text<'a>,
+    #[serde(borrow, default)]
+    unit_price: Text<'a>,
+    #[serde(borrow, default)]
+    vat: Text<'a>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -325,6 +337,10 @@ struct VatBody<'a> {
     total: Text<'a>,
     #[serde(borrow, default)]
     vat: Text<'a>,
+    #[serde(borrow, default)]
+    percent: Text<'a>,
+    #[serde(borrow, default)]
+    base: Text<'a>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -363,6 +379,102 @@ fn amount(seq: u64, v: &Text<'_>, what: &str) -> Result<Decimal, EventError> {
             seq,
             problem: format!("{what} is not a decimal amount"),
         })
+}
+
+/// A fiscal event's body read once from its bytes (the verifier): its figures, and the members
+/// of its lines and VAT entries as text for the checks of what it claims, so that the body is not
+/// parsed again for them.
+pub(crate) struct EventRead<'a> {
+    body: Result<EventBody<'a>, String>,
+}
+
+/// A line's members as the claims read them, when each is a string (`unit` may be absent).
+pub(crate) struct LineText<'a> {
+    pub(crate) description: Cow<'a, str>,
+    pub(crate) quantity: Cow<'a, str>,
+    pub(crate) unit: Option<Cow<'a, str>>,
+    pub(crate) unit_price: Cow<'a, str>,
+    pub(crate) total: Cow<'a, str>,
+    pub(crate) vat: Cow<'a, str>,
+}
+
+/// A VAT entry's members as the claims read them, when each is a string.
+pub(crate) struct VatText<'a> {
+    pub(crate) rate: Cow<'a, str>,
+    pub(crate) percent: Cow<'a, str>,
+    pub(crate) total: Cow<'a, str>,
+    pub(crate) vat: Cow<'a, str>,
+    pub(crate) base: Cow<'a, str>,
+}
+
+fn string<'a>(t: &Text<'a>) -> Option<Cow<'a, str>> {
+    match t {
+        Text::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl<'a> EventRead<'a> {
+    /// Reads a fiscal event's body from its JSON bytes.
+    pub(crate) fn from_slice(body: &'a [u8]) -> Self {
+        EventRead {
+            body: serde_json::from_slice(body).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// What the event adds to a report (as [`EventFigures::from_slice`] on the same bytes).
+    pub(crate) fn figures(&self, seq: u64) -> Result<EventFigures, EventError> {
+        match &self.body {
+            Ok(b) => EventFigures::read(seq, b),
+            Err(problem) => Err(EventError {
+                seq,
+                problem: problem.clone(),
+            }),
+        }
+    }
+
+    /// The lines' members, when `lines` is an array of objects whose members `description`,
+    /// `quantity`, `unit_price`, `total` and `vat` are strings and `unit` a string or absent:
+    /// exactly the lines a strict typed reading accepts, with the same texts. `None` for anything
+    /// else (the caller then reads the lines strictly, as before).
+    pub(crate) fn line_texts(&self) -> Option<Vec<LineText<'a>>> {
+        let lines = self.body.as_ref().ok()?.lines.0.as_ref()?;
+        lines
+            .iter()
+            .map(|l| {
+                let unit = match &l.unit {
+                    Text::Absent => None,
+                    Text::Str(u) => Some(u.clone()),
+                    Text::Other => return None,
+                };
+                Some(LineText {
+                    description: string(&l.description)?,
+                    quantity: string(&l.quantity)?,
+                    unit,
+                    unit_price: string(&l.unit_price)?,
+                    total: string(&l.total)?,
+                    vat: string(&l.vat)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The VAT entries' members, when `vat` is an array of objects whose members `rate`,
+    /// `percent`, `total`, `vat` and `base` are strings; `None` for anything else.
+    pub(crate) fn vat_texts(&self) -> Option<Vec<VatText<'a>>> {
+        let vat = self.body.as_ref().ok()?.vat.0.as_ref()?;
+        vat.iter()
+            .map(|v| {
+                Some(VatText {
+                    rate: string(&v.rate)?,
+                    percent: string(&v.percent)?,
+                    total: string(&v.total)?,
+                    vat: string(&v.vat)?,
+                    base: string(&v.base)?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// What one fiscal event adds to a report's figures, read once from its body.

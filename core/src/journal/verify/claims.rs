@@ -10,6 +10,7 @@ use crate::fiscal::money::{format_amount, round_cents};
 use crate::fiscal::order::Unit;
 use crate::fiscal::plu::{plu_hash, plu_record};
 use crate::fiscal::vat::{VatLetter, breakdown};
+use crate::reports::figures::{LineText, VatText};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -44,6 +45,31 @@ pub(crate) struct ClaimedVat<'a> {
     vat: Cow<'a, str>,
     #[serde(borrow)]
     base: Cow<'a, str>,
+}
+
+impl<'a> From<LineText<'a>> for ClaimedLine<'a> {
+    fn from(l: LineText<'a>) -> Self {
+        ClaimedLine {
+            description: l.description,
+            quantity: l.quantity,
+            unit: l.unit,
+            unit_price: l.unit_price,
+            total: l.total,
+            vat: l.vat,
+        }
+    }
+}
+
+impl<'a> From<VatText<'a>> for ClaimedVat<'a> {
+    fn from(v: VatText<'a>) -> Self {
+        ClaimedVat {
+            rate: v.rate,
+            percent: v.percent,
+            total: v.total,
+            vat: v.vat,
+            base: v.base,
+        }
+    }
 }
 
 /// The members of a fiscal event's body that its lines determine.

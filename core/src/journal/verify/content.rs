@@ -3,14 +3,14 @@
 //! pure functions of the record, so they run on any thread, many records at once; what they find
 //! is kept in a [`Prepared`] for the checks that follow the chain ([`super::Verifier`]).
 
-use super::claims::{ClaimedEvent, event_problem};
+use super::claims::{ClaimedEvent, ClaimedLine, ClaimedVat, event_problem};
 use super::periods::{EventEntry, ReportClaim};
 use super::scan::{Read, Scanned, scan};
 use super::{DeclaredSigner, VerifyError, fail};
 use crate::journal::canonical::to_canonical;
 use crate::journal::record::{FORMAT_VERSION, RecordKind, record_hash};
 use crate::journal::store::StoredRecord;
-use crate::reports::figures::EventFigures;
+use crate::reports::figures::{EventFigures, EventRead};
 use crate::reports::merkle::leaf;
 use serde::Deserialize;
 use serde_json::Value;
@@ -271,13 +271,25 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// A fiscal event's figures, read from the body's bytes or from the parsed tree.
-    fn event_figures(&self, seq: u64) -> EventEntry {
+    /// A fiscal event's body read once from its bytes (one-pass scan only), for its figures and
+    /// the claims of its lines.
+    fn event_read(&self) -> Option<EventRead<'a>> {
         match self {
             Envelope::Scanned(s) => {
+                Some(EventRead::from_slice(s.top_raw("body").unwrap_or(b"null")))
+            }
+            Envelope::Parsed(_) => None,
+        }
+    }
+
+    /// A fiscal event's figures, from the body read once or from the parsed tree.
+    fn event_figures(&self, seq: u64, read: Option<&EventRead<'_>>) -> EventEntry {
+        match (self, read) {
+            (_, Some(read)) => read.figures(seq),
+            (Envelope::Scanned(s), None) => {
                 EventFigures::from_slice(seq, s.top_raw("body").unwrap_or(b"null"))
             }
-            Envelope::Parsed(v) => match v.get("body") {
+            (Envelope::Parsed(v), None) => match v.get("body") {
                 Some(Value::Object(body)) => EventFigures::from_body(seq, body),
                 _ => EventFigures::from_slice(seq, b"null"),
             },
@@ -285,11 +297,22 @@ impl<'a> Envelope<'a> {
         .map(std::sync::Arc::new)
     }
 
-    fn claimed_event(&'a self) -> ClaimedEvent<'a> {
+    /// What a fiscal event claims. Lines and VAT entries come from the body read once when they
+    /// have the usual shape (every member a string); otherwise they are read strictly, as typed
+    /// structs, which gives the same result for the usual shape and the reference one otherwise.
+    fn claimed_event(&'a self, read: Option<&EventRead<'a>>) -> ClaimedEvent<'a> {
+        let lines = read
+            .and_then(EventRead::line_texts)
+            .map(|lines| lines.into_iter().map(ClaimedLine::from).collect())
+            .or_else(|| self.body_typed("lines"));
+        let vat = read
+            .and_then(EventRead::vat_texts)
+            .map(|vat| vat.into_iter().map(ClaimedVat::from).collect())
+            .or_else(|| self.body_typed("vat"));
         ClaimedEvent {
             source: self.body_str("source"),
-            lines: self.body_typed("lines"),
-            vat: self.body_typed("vat"),
+            lines,
+            vat,
             total: self.body_str("total"),
             plu_hash: self.body_str("plu_hash"),
         }
@@ -424,8 +447,11 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         (Some(series), Some(number)) => Some((series.to_owned(), number)),
         _ => None,
     };
+    let read = (kind == RecordKind::FiscalEvent)
+        .then(|| envelope.event_read())
+        .flatten();
     let claim_problem = if kind == RecordKind::FiscalEvent {
-        event_problem(&envelope.claimed_event())
+        event_problem(&envelope.claimed_event(read.as_ref()))
     } else {
         None
     };
@@ -438,7 +464,8 @@ fn read_content(seq: u64, envelope: &Envelope<'_>) -> Result<Content, VerifyErro
         _ => None,
     };
     let report = (kind == RecordKind::Report).then(|| envelope.body_whole::<ReportClaim>());
-    let figures = (kind == RecordKind::FiscalEvent).then(|| envelope.event_figures(seq));
+    let figures =
+        (kind == RecordKind::FiscalEvent).then(|| envelope.event_figures(seq, read.as_ref()));
     Ok(Content {
         kind,
         prev_hash,
@@ -527,11 +554,24 @@ mod tests {
     /// same members: checked on a record and every one-byte change of it.
     #[test]
     fn the_scan_accepts_only_what_the_general_path_accepts_and_reads_the_same() {
-        let body = json!({"event_counter": 17, "label": "NS", "lines": [{"d": "x\u{1}\"é", "q": -3}, null, true],
+        let odd = json!({"event_counter": 17, "label": "NS", "lines": [{"d": "x\u{1}\"é", "q": -3}, null, true],
             "register": "till-1", "request_digest": "ab", "request_id": "r-1", "ticket_number": 9,
             "ticket_series": "N", "total_counter": 40});
+        // Lines and VAT entries of the usual shape: their claims are read from the body read
+        // once for the figures (`EventRead`), which must give what the strict reading gives.
+        let usual = json!({"event_counter": 17, "label": "NS", "source": "order", "total": "4.40",
+            "lines": [{"description": "Cola", "quantity": "2", "unit": "piece", "unit_price": "2.20",
+                "total": "4.40", "vat": "A"}],
+            "vat": [{"rate": "A", "percent": "21", "total": "4.40", "vat": "0.76", "base": "3.64"}],
+            "payments": [{"method": "cash", "amount": "4.40"}], "plu_hash": "00",
+            "register": "till-1", "operator": "op", "total_counter": 40});
+        scan_and_general_path_agree(odd, "t");
+        scan_and_general_path_agree(usual, "2026-12-06T06:00:00.000+01:00");
+    }
+
+    fn scan_and_general_path_agree(body: Value, time: &str) {
         let envelope = json!({"body": body, "fdm_id": "DEVFDMD0001", "kind": "fiscal_event",
-            "prev_hash": "ab".repeat(32), "seq": 5, "signer_id": "DEVSW-1", "time": "t", "v": 1});
+            "prev_hash": "ab".repeat(32), "seq": 5, "signer_id": "DEVSW-1", "time": time, "v": 1});
         let bytes = to_canonical(&envelope).unwrap();
         assert!(
             scan(&bytes).is_some(),

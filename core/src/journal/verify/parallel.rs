@@ -39,8 +39,9 @@ pub(crate) fn threads() -> usize {
 const SLICE: usize = 16;
 
 /// `f(index, item)` for every item, on [`threads`] threads, results in the items' order. Threads
-/// take [`SLICE`] items at a time from a shared counter (no fixed split).
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+/// take [`SLICE`] items at a time from a shared counter (no fixed split). Memory: the results,
+/// nothing per item beyond them (callers pass bounded chunks).
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
     let threads = threads();
     if threads == 1 || items.len() < MIN_PARALLEL {
         return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();

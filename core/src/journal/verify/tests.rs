@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::parallel::CHUNK_RECORDS;
-use super::{Anchor, Verifier, VerifyError, VerifySummary, reference, verify_records};
+use super::{Anchor, RecordParts, Verifier, VerifyError, VerifySummary, reference, verify_records};
 use crate::journal::export::{
     EXPORT_FORMAT, EXPORT_VERSION, ExportError, ExportHeader, verify_export,
 };
@@ -564,4 +564,119 @@ fn anchors_are_read_as_seq_colon_hash() {
     ] {
         assert!(bad.parse::<Anchor>().is_err(), "{bad}");
     }
+}
+
+fn check_many_rows(
+    rows: &[StoredRecord],
+    keys: Vec<Vec<u8>>,
+) -> Result<VerifySummary, VerifyError> {
+    let mut verifier = Verifier::new(true, keys, Vec::new());
+    verifier.check_many(rows, |r| RecordParts {
+        seq: r.seq,
+        canonical: &r.canonical,
+        hash: &r.hash,
+        signature: &r.signature,
+    })?;
+    Ok(verifier.finish())
+}
+
+fn reference_records(
+    rows: &[StoredRecord],
+    keys: Vec<Vec<u8>>,
+) -> Result<VerifySummary, VerifyError> {
+    let mut verifier = reference::Verifier::new(true, keys, Vec::new());
+    for r in rows {
+        verifier.check(r.seq, &r.canonical, &r.hash, &r.signature)?;
+    }
+    Ok(verifier.finish())
+}
+
+/// `check_many` (the back office's segments) names the one-by-one verifier's first bad record:
+/// a bad signature alone in the middle of a chunk, before and after other problems, and random
+/// tampering over several chunks.
+#[test]
+fn check_many_gets_the_one_by_one_verdict() {
+    let clean = journal(2 * CHUNK_RECORDS as u64 + 60, Some(300));
+    assert!(check_many_rows(&clean, vec![]).is_ok());
+    let mut rows = clean.clone();
+    bad_signature(&mut rows, 200);
+    let e = check_many_rows(&rows, vec![]).unwrap_err();
+    assert_eq!((e.seq, e.problem.starts_with("bad signature")), (200, true));
+    assert_eq!(Err(e), reference_records(&rows, vec![]));
+    let mut rng = Lcg(20261207);
+    for round in 0..40 {
+        let mut rows = clean.clone();
+        for _ in 0..=rng.below(4) {
+            tamper(&mut rows, &mut rng);
+        }
+        assert_eq!(
+            check_many_rows(&rows, vec![]),
+            reference_records(&rows, vec![]),
+            "round {round}"
+        );
+    }
+}
+
+/// A signature of `hash` by `seed`'s key whose `R` carries a point of order 8. It satisfies the
+/// cofactored equation `8[s]B = 8R + 8[k]A` (so a batch whose coefficient for it is a multiple
+/// of 8 passes it, and a random coefficient is one with probability 1/8), not the strict one.
+fn torsion_signature(seed: u8, hash: &[u8; 32]) -> Vec<u8> {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::{Scalar, clamp_integer};
+    use sha2::{Digest, Sha512};
+    let wide = |bytes: &[u8]| -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(bytes);
+        out
+    };
+    let expanded = wide(&Sha512::digest([seed; 32]));
+    let mut lower = [0u8; 32];
+    lower.copy_from_slice(&expanded[..32]);
+    let a = Scalar::from_bytes_mod_order(clamp_integer(lower));
+    let public = ED25519_BASEPOINT_POINT * a;
+    assert_eq!(
+        public.compress().to_bytes(),
+        key(seed).verifying_key().to_bytes()
+    );
+    let r = Scalar::from_bytes_mod_order_wide(&wide(&Sha512::digest(b"a nonce")));
+    let big_r = ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1];
+    let mut challenge = Sha512::new();
+    challenge.update(big_r.compress().as_bytes());
+    challenge.update(public.compress().as_bytes());
+    challenge.update(hash);
+    let k = Scalar::from_bytes_mod_order_wide(&wide(&challenge.finalize()));
+    let s = r + k * a;
+    assert_eq!(
+        (ED25519_BASEPOINT_POINT * s).mul_by_cofactor(),
+        (big_r + public * k).mul_by_cofactor(),
+        "the cofactored equation holds"
+    );
+    assert_ne!(ED25519_BASEPOINT_POINT * s, big_r + public * k);
+    [big_r.compress().to_bytes(), s.to_bytes()].concat()
+}
+
+/// What a batch equation may let through, strict verification refuses, on every path: a record
+/// signed with a torsion component in `R` is named as the first bad record.
+#[test]
+fn a_signature_with_a_torsion_component_in_r_is_refused() {
+    let mut rows = journal(2 * CHUNK_RECORDS as u64, None);
+    let at = 300u64;
+    let hash: [u8; 32] = rows[at as usize - 1].hash.clone().try_into().unwrap();
+    let signature = torsion_signature(7, &hash);
+    let strict = key(7).verifying_key().verify_strict(
+        &hash,
+        &ed25519_dalek::Signature::from_bytes(&signature.clone().try_into().unwrap()),
+    );
+    assert!(strict.is_err());
+    rows[at as usize - 1].signature = signature;
+    let problem = format!("bad signature (signer {})", signer_id(7));
+    assert_eq!(first_bad(&rows), (at, problem.clone()));
+    let e = check_many_rows(&rows, vec![]).unwrap_err();
+    assert_eq!((e.seq, e.problem), (at, problem));
+    let (new, old) = both_on_export(&export_lines(&rows, 0).join("\n"));
+    assert_eq!(new, old);
+    assert!(
+        new.contains("300") && new.contains("bad signature"),
+        "{new}"
+    );
 }
