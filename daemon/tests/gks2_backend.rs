@@ -488,6 +488,9 @@ fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
     assert_eq!(g["fdmRef"]["eventLabel"], "R");
     assert_eq!(g["fdmRef"]["eventCounter"], 3, "{z}");
     assert_eq!(g["fdmRef"]["totalCounter"], 5, "{z}");
+    // The keys reserved at the refused attempt are the ones sent once the FDM is back: the POS
+    // number 5 (3 and 4 were the X reports'), not a new one.
+    assert_eq!(g["posFiscalTicketNo"], 5, "{z}");
     assert!(problems(&pos).is_empty());
     assert_eq!(fdm_events(&fdm), [("N".into(), 2), ("R".into(), 3)]);
     // Orders after the Z: the next period.

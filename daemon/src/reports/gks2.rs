@@ -298,6 +298,68 @@ mod tests {
     }
 
     #[test]
+    fn the_turnover_input_takes_vat_payments_and_negative_totals_from_the_figures() {
+        use crate::reports::figures::{Turnover, VatSum};
+        let mut all = Turnover::default();
+        all.vat.insert(
+            "A".into(),
+            VatSum {
+                total: Decimal::new(1210, 2),
+                vat: Decimal::new(210, 2),
+            },
+        );
+        all.payments.insert("cash".into(), Decimal::new(1000, 2));
+        all.payments.insert("card".into(), Decimal::new(220, 2));
+        all.cash_rounding = Decimal::new(-2, 2);
+        all.refunds = Decimal::new(700, 2);
+        all.line_corrections = Decimal::new(200, 2);
+        let mut t = PeriodTally::default();
+        t.add(&body(json!({"label": "NR", "total": "-7.00",
+            "lines": [{"total": "-3.00"}, {"total": "-4.00"}]})));
+        let input = t.turnover(&all);
+        assert_eq!(input.vats.len(), 1);
+        let vat = &input.vats[0];
+        assert_eq!((vat.label, vat.rate), (VatLabel::A, Decimal::from(21)));
+        assert_eq!(vat.taxable_amount, Decimal::new(1000, 2));
+        assert_eq!(vat.vat_amount + vat.taxable_amount, vat.total_amount);
+        let cash = input.payments.iter().find(|p| p.id == "cash").unwrap();
+        assert_eq!(cash.kind, PaymentType::CASH);
+        assert_eq!(
+            cash.amount
+                .iter()
+                .map(|a| (a.kind, a.total_amount))
+                .collect::<Vec<_>>(),
+            [
+                (PaymentAmountType::PAYMENT, Decimal::new(1000, 2)),
+                (PaymentAmountType::ROUNDING, Decimal::new(-2, 2))
+            ]
+        );
+        let card = input.payments.iter().find(|p| p.id == "card").unwrap();
+        assert_eq!(card.kind, PaymentType::CARD_UNKNOWN);
+        let neg: Vec<_> = input
+            .neg_quantities
+            .iter()
+            .map(|n| {
+                (
+                    n.neg_quantity_reason,
+                    n.neg_quantity_count,
+                    n.ticket_count,
+                    n.amount,
+                )
+            })
+            .collect();
+        assert_eq!(
+            neg,
+            [
+                (NegQuantityReason::REFUND, 2, 1, Decimal::new(-700, 2)),
+                (NegQuantityReason::CORRECTION, 0, 0, Decimal::new(-200, 2))
+            ]
+        );
+        assert!(input.price_changes.is_empty());
+        assert_eq!(input.transactions[0].event_label, EventLabel::N);
+    }
+
+    #[test]
     fn the_tally_keeps_fdm_and_terminal_ranges_labels_departments_and_negative_lines() {
         let mut t = PeriodTally::default();
         t.add(&body(json!({
