@@ -243,6 +243,11 @@ impl Registrar {
         }
     }
 
+    /// The GKS 2.0 FDM that signs fiscal events and reports first, if any (docs/gks2.md §8).
+    pub fn gks2(&self) -> Option<&std::sync::Arc<crate::gks2::backend::Backend>> {
+        self.gks2.as_ref()
+    }
+
     /// Has a GKS 2.0 FDM sign every fiscal event before it is journaled (docs/gks2.md §8).
     pub fn with_gks2(mut self, backend: std::sync::Arc<crate::gks2::backend::Backend>) -> Self {
         self.gks2 = Some(backend);

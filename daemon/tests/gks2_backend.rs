@@ -321,3 +321,188 @@ fn orders_are_signed_by_the_gks2_fdm_once_and_never_without_it() {
         "g-1 and g-2, not g-3: {summary:?}"
     );
 }
+
+/// The emulator's events per label, read from its store (`gks2-fdm.sqlite`).
+fn fdm_events(fdm: &Daemon) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        fdm.data_dir().join("gks2-fdm.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT label, COUNT(*) FROM events GROUP BY label ORDER BY label")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn journal_last_seq(pos: &Daemon) -> u64 {
+    let conn =
+        fdmd::journal::query::open_read_only(&pos.data_dir().join("journal.sqlite")).unwrap();
+    fdmd::journal::query::last_seq(&conn).unwrap()
+}
+
+#[test]
+fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    // A fixed port, so that the FDM can come back where the POS looks for it.
+    let port = support::free_port();
+    let mut fdm = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00012\"\nsecret_file = \"{}\"\n",
+        secret_file.display()
+    ));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let pos = pos_of(addr, &secret_file, "");
+    let token = pos.dev_register_token();
+    let reports = "/v1/registers/dev-register/reports";
+    for (id, lines) in [
+        (
+            "r-1",
+            vec![("Cola", 2, "2.20", "A"), ("Soep", 1, "6.50", "C")],
+        ),
+        (
+            "r-2",
+            vec![("Water", 2, "2.00", "A"), ("Cola", -1, "2.20", "A")],
+        ),
+    ] {
+        let (code, r) = pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(order(id, &lines)),
+        );
+        assert_eq!(code, StatusCode::CREATED, "{r}");
+    }
+
+    // An X report: the FDM's R event, its counters and signature in the answer and the record.
+    let (code, x) = pos.request(
+        Method::POST,
+        reports,
+        Some(&token),
+        Some(br#"{"kind":"x","request_id":"x-1"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{x}");
+    let g = &x["gks2"];
+    assert_eq!(g["eventOperation"], "REPORT_TURNOVER_X", "{x}");
+    assert_eq!(g["fdmRef"]["fdmId"], "FDMEMU00012");
+    assert_eq!(g["fdmRef"]["eventLabel"], "R");
+    assert_eq!(g["fdmRef"]["eventCounter"], 1);
+    assert_eq!(g["fdmRef"]["totalCounter"], 3, "after the two sales: {x}");
+    assert_eq!(g["terminalId"], "dev-register");
+    assert_eq!(
+        g["posFiscalTicketNo"], 3,
+        "the terminal's next POS number: {x}"
+    );
+    assert_eq!(g["shortSignature"].as_str().unwrap().len(), 8, "{x}");
+    assert!(g["verificationUrl"].as_str().unwrap().contains(".invalid/"));
+    let x_seq = x["journal_seq"].as_u64().unwrap();
+    assert_eq!(journal_last_seq(&pos), x_seq);
+    // A resend of the same request: the stored report, no second FDM event.
+    let (code, again) = pos.request(
+        Method::POST,
+        reports,
+        Some(&token),
+        Some(br#"{"kind":"x","request_id":"x-1"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], x["gks2"]);
+    assert_eq!(fdm_events(&fdm), [("N".into(), 2), ("R".into(), 1)]);
+
+    // The printed X report (text) carries the FDM's reference.
+    let (code, text) = pos.request(
+        Method::POST,
+        &format!("{reports}?format=text"),
+        Some(&token),
+        Some(br#"{"kind":"x"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{text}");
+    let text = text.as_str().unwrap();
+    for shown in [
+        "GKS 2.0 FDM",
+        "FDMEMU00012",
+        "R 2/4",
+        "gks2-emulator.fdmd.invalid",
+        "not certified",
+    ] {
+        assert!(text.contains(shown), "{shown} not in\n{text}");
+    }
+
+    // The FDM goes down: the Z report is refused (208, gks2_fdm_down) and nothing is journaled.
+    let before = journal_last_seq(&pos);
+    assert!(fdm.stop().success());
+    let (code, refused) = pos.request(
+        Method::POST,
+        reports,
+        Some(&token),
+        Some(br#"{"kind":"z","request_id":"z-1"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["code"], 208, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(gks2_fdm_down)"),
+        "{refused}"
+    );
+    assert_eq!(journal_last_seq(&pos), before, "no record without the FDM");
+    assert_eq!(problems(&pos), ["gks2_fdm_down"]);
+
+    // The FDM comes back (same store, same port): the Z report is made with the first Z number,
+    // and the FDM's counters go on from its store.
+    let child = std::process::Command::new(support::FDMD)
+        .arg("--dev")
+        .arg("--config")
+        .arg(fdm.config_file.as_ref().unwrap())
+        .arg("--data-dir")
+        .arg(fdm.data_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    fdm.child = Some(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the FDM did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, z) = pos.request(
+        Method::POST,
+        reports,
+        Some(&token),
+        Some(br#"{"kind":"z","request_id":"z-1"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{z}");
+    assert_eq!(z["report"], "Z");
+    assert_eq!(z["ticket_number"], 1, "no gap in the Z numbering: {z}");
+    assert_eq!(z["journal_seq"].as_u64().unwrap(), before + 1, "{z}");
+    let g = &z["gks2"];
+    assert_eq!(g["eventOperation"], "REPORT_TURNOVER_Z", "{z}");
+    assert_eq!(g["fdmRef"]["eventLabel"], "R");
+    assert_eq!(g["fdmRef"]["eventCounter"], 3, "{z}");
+    assert_eq!(g["fdmRef"]["totalCounter"], 5, "{z}");
+    // The keys reserved at the refused attempt are the ones sent once the FDM is back: the POS
+    // number 5 (3 and 4 were the X reports'), not a new one.
+    assert_eq!(g["posFiscalTicketNo"], 5, "{z}");
+    assert!(problems(&pos).is_empty());
+    assert_eq!(fdm_events(&fdm), [("N".into(), 2), ("R".into(), 3)]);
+    // Orders after the Z: the next period.
+    let (code, r) = pos.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(&token),
+        Some(order("r-3", &[("Water", 1, "2.00", "A")])),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{r}");
+
+    // fdmctl verify accepts the journal with the `gks2` members of its reports.
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -123,6 +123,37 @@ fn with(mut base: Value, extra: Value) -> Value {
     base
 }
 
+/// The own fields of a turnover report input (docs/gks2.md §2.3): X without `report_no`, Z
+/// with it.
+fn report_fields(report_no: Option<u64>) -> Value {
+    let mut v = json!({
+        "posDevices": [{"posId": "CFDMD0000001", "terminalId": "TER-1-BAR",
+            "firstPosDateTime": "2026-12-06T10:00:00+01:00",
+            "lastPosDateTime": "2026-12-06T22:00:00+01:00"}],
+        "fdmDevices": [{"fdmId": "FDMEMU00042", "firstFdmDateTime": "2026-12-06T10:00:01+01:00",
+            "firstTotalCounter": 1, "lastFdmDateTime": "2026-12-06T22:00:01+01:00",
+            "lastTotalCounter": 12}],
+        "turnover": {
+            "transactions": [{"eventLabel": "N", "ticketCount": 4, "amount": 10.5}],
+            "departments": [{"departmentId": "drink", "departmentName": "drink", "amount": 10.5}],
+            "vats": [{"label": "A", "rate": 21, "taxableAmount": 8.68, "vatAmount": 1.82,
+                "totalAmount": 10.5}],
+            "payments": [{"id": "cash", "name": "cash", "type": "CASH", "amount": [
+                {"type": "PAYMENT", "normalAmount": 10.5, "negativeCorrections": 0,
+                 "positiveCorrections": 0, "correctionsCount": 0, "totalAmount": 10.5}]}],
+            "drawersOpenCount": 0,
+            "negQuantities": [{"negQuantityReason": "CORRECTION", "negQuantityCount": 1,
+                "ticketCount": 1, "amount": -2.2}],
+            "priceChanges": []
+        }
+    });
+    if let Some(n) = report_no {
+        v["reportNo"] = json!(n);
+        v["reportBookingDate"] = json!("2026-12-06");
+    }
+    v
+}
+
 fn cash(amount: &str) -> Value {
     json!([{"id": "cash", "name": "Cash", "type": "CASH", "inputMethod": "MANUAL",
             "amount": serde_json::from_str::<Value>(amount).unwrap(), "amountType": "PAYMENT"}])
@@ -402,7 +433,7 @@ fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
     step(
         "M180_signReportTurnoverX",
         Mutation::ReportTurnoverX,
-        with(next(), json!({"reportNo": 1, "reportDate": "2026-12-06"})),
+        with(next(), report_fields(None)),
         false,
         EventLabel::R,
         1,
@@ -410,7 +441,7 @@ fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
     step(
         "M181_signReportTurnoverZ",
         Mutation::ReportTurnoverZ,
-        with(next(), json!({"reportNo": 1, "reportDate": "2026-12-06"})),
+        with(next(), report_fields(Some(1))),
         false,
         EventLabel::R,
         2,
@@ -455,6 +486,147 @@ fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
         (r.fdm_ref.event_counter, r.fdm_ref.total_counter),
         (3, total + 1)
     );
+}
+
+#[test]
+fn report_inputs_are_validated_field_by_field_and_refusals_are_not_counted() {
+    let emu = start();
+    let key = emu.public_key();
+    let mut ticket = 500u64;
+    let mut next = || {
+        ticket += 1;
+        base(ticket, &now_text())
+    };
+    let refused = |m: Mutation, data: Value| -> (Vec<String>, String) {
+        let e = emu.sign(m, &data, false).unwrap_err();
+        (
+            e.codes().into_iter().map(str::to_owned).collect(),
+            e.to_string(),
+        )
+    };
+    let mut cases: Vec<(Mutation, Value, &str, &str)> = Vec::new();
+    let mut z = with(next(), report_fields(Some(3)));
+    z.as_object_mut().unwrap().remove("reportNo");
+    cases.push((
+        Mutation::ReportTurnoverZ,
+        z,
+        "BAD_USER_INPUT",
+        "data.reportNo: required",
+    ));
+    let mut z = with(next(), report_fields(Some(3)));
+    z["reportBookingDate"] = json!("yesterday");
+    cases.push((
+        Mutation::ReportTurnoverZ,
+        z,
+        "BAD_USER_INPUT",
+        "data.reportBookingDate",
+    ));
+    cases.push((
+        Mutation::ReportTurnoverX,
+        with(next(), report_fields(Some(3))),
+        "BAD_USER_INPUT",
+        "data.reportNo: not a field",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x.as_object_mut().unwrap().remove("turnover");
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "BAD_USER_INPUT",
+        "missing field `turnover`",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x["turnover"]["vats"][0]["rate"] = json!("twenty-one");
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "BAD_USER_INPUT",
+        "data.turnover.vats",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x["turnover"]["vats"][0]["vatAmount"] = json!(1.83);
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "REPORT_TOTAL_MISMATCH",
+        "data.turnover.vats[0]",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x["fdmDevices"][0]["firstTotalCounter"] = json!(13);
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "BAD_USER_INPUT",
+        "data.fdmDevices[0].firstTotalCounter",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x["posDevices"][0]["lastPosDateTime"] = json!("late");
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "BAD_USER_INPUT",
+        "data.posDevices[0].lastPosDateTime",
+    ));
+    let mut x = with(next(), report_fields(None));
+    x["turnover"]["negQuantities"][0]["negQuantityReason"] = json!("LOST");
+    cases.push((
+        Mutation::ReportTurnoverX,
+        x,
+        "BAD_USER_INPUT",
+        "data.turnover.negQuantities",
+    ));
+    let user = |report_no: Option<u64>| {
+        let mut v = report_fields(report_no);
+        v.as_object_mut().unwrap().remove("turnover");
+        v["users"] = json!([{"employeeId": "85073003328", "totalAmount": 10.5,
+            "firstPosDateTime": "2026-12-06T10:00:00+01:00",
+            "lastPosDateTime": "2026-12-06T22:00:00+01:00",
+            "socialEvents": [{"posDateTime": "2026-12-06T10:00:00+01:00", "inOut": "IN"}],
+            "payments": []}]);
+        v
+    };
+    let mut u = with(next(), user(None));
+    u["users"][0].as_object_mut().unwrap().remove("totalAmount");
+    cases.push((Mutation::ReportUserX, u, "BAD_USER_INPUT", "data.users[0]"));
+    cases.push((
+        Mutation::ReportUserZ,
+        with(next(), user(None)),
+        "BAD_USER_INPUT",
+        "data.reportNo: required",
+    ));
+    for (m, data, code, needle) in cases {
+        let (codes, text) = refused(m, data);
+        assert_eq!(codes, vec![code.to_owned()], "{m:?}: {text}");
+        assert!(text.contains(needle), "{m:?}: {needle:?} not in {text}");
+    }
+    // None of them was counted: the valid reports are R 1, 2, 3, 4 and the first events.
+    let mut total = 0;
+    for (i, (m, data)) in [
+        (Mutation::ReportTurnoverX, with(next(), report_fields(None))),
+        (
+            Mutation::ReportTurnoverZ,
+            with(next(), report_fields(Some(3))),
+        ),
+        (Mutation::ReportUserX, with(next(), user(None))),
+        (Mutation::ReportUserZ, with(next(), user(Some(3)))),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = emu
+            .sign(m, &data, false)
+            .unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        total += 1;
+        assert_eq!(r.fdm_ref.event_label, EventLabel::R, "{m:?}");
+        assert_eq!(r.fdm_ref.event_counter, i as u64 + 1, "{m:?}");
+        assert_eq!(r.fdm_ref.total_counter, total, "{m:?}");
+        assert_eq!(r.event_operation, m.operation());
+        assert!(verifies(&key, &r, false, &data), "{m:?}: signature");
+        assert!(
+            r.short_signature.is_some() && r.verification_url.is_some(),
+            "{m:?}"
+        );
+    }
 }
 
 #[test]

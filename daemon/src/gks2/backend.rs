@@ -7,7 +7,10 @@
 
 use super::client::{Client, ClientConfig, Gks2Error, Tls};
 use super::map::{PosContext, check_vat, map_order};
-use super::model::{Language, SignResult};
+use super::model::{
+    BaseInput, FdmDeviceInput, Language, Mutation, PosDeviceInput, ReportTurnoverInput, SignResult,
+    TurnoverInput,
+};
 use crate::config::Gks2SignerSection;
 use crate::fiscal::{FdmCode, Order, Sale};
 use crate::status::{Problem, ProblemCode};
@@ -127,9 +130,23 @@ impl Backend {
     /// The ticket number and POS time of a request: the ones reserved at its first attempt, or
     /// new ones (the terminal's next number, now), committed before the FDM is asked.
     async fn reserve(&self, order: &Order) -> Result<(u64, String), Refusal> {
+        self.reserve_keys(
+            &order.register,
+            &order.request_id,
+            self.terminal(&order.register),
+        )
+        .await
+    }
+
+    /// The ticket number and POS time reserved for `(register, request_id)` on `terminal`.
+    async fn reserve_keys(
+        &self,
+        register: &str,
+        request_id: &str,
+        terminal: String,
+    ) -> Result<(u64, String), Refusal> {
         let keys = self.keys.clone();
-        let (register, request_id) = (order.register.clone(), order.request_id.clone());
-        let terminal = self.terminal(&order.register);
+        let (register, request_id) = (register.to_owned(), request_id.to_owned());
         let now = chrono::Local::now()
             .format("%Y-%m-%dT%H:%M:%S%:z")
             .to_string();
@@ -211,6 +228,93 @@ impl Backend {
                 message: format!("the GKS 2.0 FDM's VAT differs from fdmd's, no ticket: {e}"),
             })?;
         }
+        Ok(journal_member(&result))
+    }
+}
+
+/// An X or Z report to have signed (docs/gks2.md §6): its keys and its input's own fields.
+#[derive(Debug, Clone)]
+pub struct ReportToSign {
+    /// Z (closes the period) or X.
+    pub z: bool,
+    /// The register whose series the report closes; `None` for the establishment's.
+    pub register: Option<String>,
+    /// What identifies the report's content: its series, number and the last journal record of
+    /// its period. A retry of the same report reuses the keys reserved for it (the FDM answers
+    /// its first event); a report over other records gets new ones.
+    pub identity: String,
+    /// The report's number in its series (`reportNo` of a Z report).
+    pub report_no: u64,
+    /// The terminals covered.
+    pub pos_devices: Vec<PosDeviceInput>,
+    /// The FDM events covered.
+    pub fdm_devices: Vec<FdmDeviceInput>,
+    /// The figures.
+    pub turnover: TurnoverInput,
+}
+
+/// The terminal of an establishment-wide report (no register): `[signer.gks2] terminal_ids`
+/// may map it like a register.
+pub const REPORT_TERMINAL: &str = "fdmd";
+
+impl Backend {
+    /// Has the FDM sign an X or Z report (`signReportTurnoverX` / `Z`) and answers the body
+    /// member to journal. The keys are reserved in `gks2-keys.sqlite` as an order's are, under
+    /// the register (empty for the establishment) and `report/` + the report's identity (a
+    /// request id of an order cannot contain `/`).
+    pub async fn sign_report(&self, report: ReportToSign) -> Result<Value, Refusal> {
+        let register = report.register.as_deref().unwrap_or("");
+        let terminal = self.terminal(report.register.as_deref().unwrap_or(REPORT_TERMINAL));
+        let (ticket, time) = self
+            .reserve_keys(
+                register,
+                &format!("report/{}", report.identity),
+                terminal.clone(),
+            )
+            .await?;
+        let booking_date = time.get(..10).unwrap_or_default().to_owned();
+        let input = ReportTurnoverInput {
+            base: BaseInput {
+                language: self.language,
+                vat_no: self.vat_no.clone(),
+                est_no: self.section.est_no.clone(),
+                pos_id: self.section.pos_id.clone(),
+                pos_fiscal_ticket_no: ticket,
+                pos_date_time: time,
+                pos_sw_version: concat!("fdmd-", env!("CARGO_PKG_VERSION")).into(),
+                terminal_id: terminal,
+                device_id: report
+                    .register
+                    .clone()
+                    .unwrap_or_else(|| REPORT_TERMINAL.to_owned()),
+                booking_period_id: self.section.booking_period_id.clone(),
+                booking_date: booking_date.clone(),
+                ticket_medium: "PAPER".into(),
+                // A report is asked for by the admin or a register, not by an operator.
+                employee_id: String::new(),
+            },
+            report_no: report.z.then_some(report.report_no),
+            report_booking_date: report.z.then_some(booking_date),
+            pos_devices: report.pos_devices,
+            fdm_devices: report.fdm_devices,
+            turnover: report.turnover,
+        };
+        let mutation = if report.z {
+            Mutation::ReportTurnoverZ
+        } else {
+            Mutation::ReportTurnoverX
+        };
+        let data = serde_json::to_value(&input).map_err(|e| Refusal {
+            code: FdmCode::InvalidData,
+            message: format!("GKS 2.0 input: {e}"),
+        })?;
+        let body = Client::request_body(mutation, &data, false).map_err(|e| refusal(&e))?;
+        let sent = match self.client.send(mutation, &body).await {
+            Err(Gks2Error::Timeout { .. }) => self.client.send(mutation, &body).await,
+            other => other,
+        };
+        self.note(&sent);
+        let result = sent.map_err(|e| refusal(&e))?;
         Ok(journal_member(&result))
     }
 }

@@ -3,9 +3,9 @@
 //! for development and tests.
 
 use super::model::{
-    BaseInput, CostCenterChangeInput, EventLabel, FdmRef, Message, Mutation, OtherInput,
-    ProFormaInput, Product, SaleInput, SignResult, Transaction, TransactionLineType, VatCalc,
-    VatLabel,
+    BaseInput, CostCenterChangeInput, EventLabel, FdmDeviceInput, FdmRef, Message, Mutation,
+    OtherInput, PosDeviceInput, ProFormaInput, Product, ReportTurnoverInput, ReportUserInput,
+    SaleInput, SignResult, Transaction, TransactionLineType, VatCalc, VatLabel,
 };
 use crate::fiscal::money::round_cents;
 use crate::fiscal::vat::breakdown;
@@ -190,7 +190,8 @@ impl Fdm {
             event_counter,
             total_counter,
         };
-        let receipt = mutation.is_vat_receipt() && !training;
+        // A VAT receipt, and (an emulator choice, docs/gks2.md §9) a report: both are printed.
+        let receipt = (mutation.is_vat_receipt() || label == EventLabel::R) && !training;
         let mut result = SignResult {
             pos_id: base.pos_id.clone(),
             pos_fiscal_ticket_no: base.pos_fiscal_ticket_no,
@@ -397,11 +398,178 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
             }
             Ok((c.base, None))
         }
+        Mutation::ReportTurnoverX | Mutation::ReportTurnoverZ => {
+            let r: ReportTurnoverInput = read(mutation, data)?;
+            check_report(
+                mutation,
+                r.report_no,
+                r.report_booking_date.as_deref(),
+                &r.pos_devices,
+                &r.fdm_devices,
+            )?;
+            let t = &r.turnover;
+            let lists = [
+                ("turnover.transactions", t.transactions.len()),
+                ("turnover.departments", t.departments.len()),
+                ("turnover.vats", t.vats.len()),
+                ("turnover.payments", t.payments.len()),
+                ("turnover.negQuantities", t.neg_quantities.len()),
+                ("turnover.priceChanges", t.price_changes.len()),
+                ("turnover.invoices", t.invoices.as_ref().map_or(0, Vec::len)),
+            ];
+            for (name, len) in lists {
+                check_list_len(mutation, name, len)?;
+            }
+            for (i, p) in t.payments.iter().enumerate() {
+                check_list_len(
+                    mutation,
+                    &format!("turnover.payments[{i}].amount"),
+                    p.amount.len(),
+                )?;
+            }
+            for (i, v) in t.vats.iter().enumerate() {
+                if v.taxable_amount + v.vat_amount != v.total_amount {
+                    return Err(refusal(
+                        "REPORT_TOTAL_MISMATCH",
+                        format!(
+                            "{} at data.turnover.vats[{i}]: taxableAmount {} + vatAmount {} is not totalAmount {}",
+                            mutation.input_type(),
+                            v.taxable_amount,
+                            v.vat_amount,
+                            v.total_amount
+                        ),
+                    ));
+                }
+            }
+            Ok((r.base, None))
+        }
+        Mutation::ReportUserX | Mutation::ReportUserZ => {
+            let r: ReportUserInput = read(mutation, data)?;
+            check_report(
+                mutation,
+                r.report_no,
+                r.report_booking_date.as_deref(),
+                &r.pos_devices,
+                &r.fdm_devices,
+            )?;
+            check_list_len(mutation, "users", r.users.len())?;
+            for (i, u) in r.users.iter().enumerate() {
+                check_list_len(
+                    mutation,
+                    &format!("users[{i}].socialEvents"),
+                    u.social_events.len(),
+                )?;
+                check_list_len(mutation, &format!("users[{i}].payments"), u.payments.len())?;
+                for (name, time) in [
+                    ("firstPosDateTime", &u.first_pos_date_time),
+                    ("lastPosDateTime", &u.last_pos_date_time),
+                ] {
+                    check_time(mutation, &format!("users[{i}].{name}"), time)?;
+                }
+            }
+            Ok((r.base, None))
+        }
         _ => {
             let o: OtherInput = read(mutation, data)?;
             Ok((o.base, None))
         }
     }
+}
+
+fn check_list_len(mutation: Mutation, field: &str, len: usize) -> Result<(), Refusal> {
+    if len > MAX_LINES {
+        return Err(refusal(
+            "BAD_USER_INPUT",
+            format!(
+                "{} at data.{field}: at most {MAX_LINES} items",
+                mutation.input_type()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_time(mutation: Mutation, field: &str, text: &str) -> Result<(), Refusal> {
+    match parse_pos_time(text) {
+        Some(_) => Ok(()),
+        None => Err(refusal(
+            "BAD_USER_INPUT",
+            format!(
+                "{} at data.{field}: not an ISO 8601 date and time",
+                mutation.input_type()
+            ),
+        )),
+    }
+}
+
+/// The fields every report input has beyond the common ones: `reportNo` and
+/// `reportBookingDate` on a Z report only, the POS and FDM devices the report covers.
+fn check_report(
+    mutation: Mutation,
+    report_no: Option<u64>,
+    report_booking_date: Option<&str>,
+    pos_devices: &[PosDeviceInput],
+    fdm_devices: &[FdmDeviceInput],
+) -> Result<(), Refusal> {
+    let input = mutation.input_type();
+    let bad = |field: &str, what: &str| {
+        refusal("BAD_USER_INPUT", format!("{input} at data.{field}: {what}"))
+    };
+    let z = matches!(mutation, Mutation::ReportTurnoverZ | Mutation::ReportUserZ);
+    if z {
+        match report_no {
+            None => return Err(bad("reportNo", "required")),
+            Some(0) => return Err(bad("reportNo", "must be 1 or more")),
+            Some(_) => {}
+        }
+        match report_booking_date {
+            None => return Err(bad("reportBookingDate", "required")),
+            Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() => {
+                return Err(bad("reportBookingDate", "not a date (YYYY-MM-DD)"));
+            }
+            Some(_) => {}
+        }
+    } else if report_no.is_some() || report_booking_date.is_some() {
+        let field = if report_no.is_some() {
+            "reportNo"
+        } else {
+            "reportBookingDate"
+        };
+        return Err(bad(field, "not a field of an X report's input"));
+    }
+    check_list_len(mutation, "posDevices", pos_devices.len())?;
+    check_list_len(mutation, "fdmDevices", fdm_devices.len())?;
+    for (i, d) in pos_devices.iter().enumerate() {
+        check_time(
+            mutation,
+            &format!("posDevices[{i}].firstPosDateTime"),
+            &d.first_pos_date_time,
+        )?;
+        check_time(
+            mutation,
+            &format!("posDevices[{i}].lastPosDateTime"),
+            &d.last_pos_date_time,
+        )?;
+    }
+    for (i, d) in fdm_devices.iter().enumerate() {
+        check_time(
+            mutation,
+            &format!("fdmDevices[{i}].firstFdmDateTime"),
+            &d.first_fdm_date_time,
+        )?;
+        check_time(
+            mutation,
+            &format!("fdmDevices[{i}].lastFdmDateTime"),
+            &d.last_fdm_date_time,
+        )?;
+        if d.first_total_counter > d.last_total_counter {
+            return Err(bad(
+                &format!("fdmDevices[{i}].firstTotalCounter"),
+                "greater than lastTotalCounter",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The amount of one product per VAT label: quantity × part price, rounded to the cent, plus the
@@ -582,6 +750,45 @@ mod tests {
             "bookingPeriodId": "b", "bookingDate": "2026-12-06", "ticketMedium": "PAPER",
             "employeeId": "85073003328"
         })
+    }
+
+    #[test]
+    fn a_report_with_too_many_items_in_a_list_is_refused_and_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fdm = Fdm::open(dir.path(), settings()).unwrap();
+        let mut data = work_in(1);
+        let fields = json!({
+            "posDevices": [], "fdmDevices": [],
+            "turnover": {"transactions": [], "departments": [], "vats": [], "payments": [],
+                "negQuantities": [], "priceChanges": []}
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            data[k] = v.clone();
+        }
+        let mut big = data.clone();
+        big["turnover"]["departments"] = Value::Array(
+            (0..=MAX_LINES)
+                .map(|i| json!({"departmentId": i.to_string(), "departmentName": "d", "amount": 1}))
+                .collect(),
+        );
+        let e = fdm
+            .sign(Mutation::ReportTurnoverX, &big, false, Local::now())
+            .unwrap_err();
+        assert_eq!(e[0].extensions.code, "BAD_USER_INPUT");
+        assert!(
+            e[0].message
+                .contains("data.turnover.departments: at most 2000 items"),
+            "{}",
+            e[0].message
+        );
+        let r = fdm
+            .sign(Mutation::ReportTurnoverX, &data, false, Local::now())
+            .unwrap();
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::R, 1)
+        );
+        assert_eq!(r.fdm_ref.total_counter, 1);
     }
 
     #[test]

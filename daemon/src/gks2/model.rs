@@ -607,6 +607,281 @@ pub struct OtherInput {
     pub rest: Map<String, Value>,
 }
 
+/// `PosDeviceInput` of a report: the period one terminal covers (docs/gks2.md §2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PosDeviceInput {
+    /// The POS system's id.
+    pub pos_id: String,
+    /// The terminal.
+    pub terminal_id: String,
+    /// `posDateTime` of the terminal's first event in the period.
+    pub first_pos_date_time: String,
+    /// `posDateTime` of its last event.
+    pub last_pos_date_time: String,
+}
+
+/// `FdmDeviceInput` of a report: the FDM events the report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FdmDeviceInput {
+    /// The FDM.
+    pub fdm_id: String,
+    /// `fdmDateTime` of its first event in the period.
+    pub first_fdm_date_time: String,
+    /// `totalCounter` of that event.
+    pub first_total_counter: u64,
+    /// `fdmDateTime` of its last event.
+    pub last_fdm_date_time: String,
+    /// `totalCounter` of that event.
+    pub last_total_counter: u64,
+}
+
+/// `EventTotalInput`: events of one label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTotalInput {
+    /// Label.
+    pub event_label: EventLabel,
+    /// How many events.
+    pub ticket_count: u64,
+    /// Their total.
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+}
+
+/// `DepartmentTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepartmentTotalInput {
+    /// Id.
+    pub department_id: String,
+    /// Name.
+    pub department_name: String,
+    /// Total.
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+}
+
+/// `VatTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VatTotalInput {
+    /// Label.
+    pub label: VatLabel,
+    /// Rate in percent.
+    #[serde(with = "amount")]
+    pub rate: Decimal,
+    /// Base.
+    #[serde(with = "amount")]
+    pub taxable_amount: Decimal,
+    /// VAT.
+    #[serde(with = "amount")]
+    pub vat_amount: Decimal,
+    /// Total with VAT.
+    #[serde(with = "amount")]
+    pub total_amount: Decimal,
+}
+
+/// `PaymentTotalAmountInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentTotalAmountInput {
+    /// `PAYMENT`, `TIP`, `ROUNDING`.
+    #[serde(rename = "type")]
+    pub kind: PaymentAmountType,
+    /// Amount without corrections.
+    #[serde(with = "amount")]
+    pub normal_amount: Decimal,
+    /// Negative corrections.
+    #[serde(with = "amount")]
+    pub negative_corrections: Decimal,
+    /// Positive corrections.
+    #[serde(with = "amount")]
+    pub positive_corrections: Decimal,
+    /// How many corrections.
+    pub corrections_count: u64,
+    /// Total.
+    #[serde(with = "amount")]
+    pub total_amount: Decimal,
+    /// In a foreign currency.
+    #[serde(default, with = "amount_opt", skip_serializing_if = "Option::is_none")]
+    pub normal_foreign: Option<Decimal>,
+    /// Corrections in a foreign currency.
+    #[serde(default, with = "amount_opt", skip_serializing_if = "Option::is_none")]
+    pub corrections_foreign: Option<Decimal>,
+}
+
+wire_enum!(
+    /// What a payment total amount is.
+    PaymentAmountType { PAYMENT, TIP, ROUNDING }
+);
+
+/// `PaymentTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentTotalInput {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Payment type.
+    #[serde(rename = "type")]
+    pub kind: PaymentType,
+    /// Amounts.
+    pub amount: Vec<PaymentTotalAmountInput>,
+}
+
+/// `NegQuantityTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NegQuantityTotalInput {
+    /// Why.
+    pub neg_quantity_reason: NegQuantityReason,
+    /// How many negative lines.
+    pub neg_quantity_count: u64,
+    /// On how many tickets.
+    pub ticket_count: u64,
+    /// Their total (negative).
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+}
+
+/// `PriceChangeVatTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceChangeVatTotalInput {
+    /// Label.
+    pub label: VatLabel,
+    /// Negative changes.
+    #[serde(with = "amount")]
+    pub negative: Decimal,
+    /// Positive changes.
+    #[serde(with = "amount")]
+    pub positive: Decimal,
+}
+
+/// `PriceChangeTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceChangeTotalInput {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Type (kept as text: the enum's values are not all known).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Per VAT label.
+    pub amount: Vec<PriceChangeVatTotalInput>,
+}
+
+/// `InvoiceTotalInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceTotalInput {
+    /// Invoice number.
+    pub invoice_no: String,
+    /// Total.
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+}
+
+/// `TurnoverInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnoverInput {
+    /// Per event label.
+    pub transactions: Vec<EventTotalInput>,
+    /// Per department.
+    pub departments: Vec<DepartmentTotalInput>,
+    /// Per VAT label.
+    pub vats: Vec<VatTotalInput>,
+    /// Per payment method.
+    pub payments: Vec<PaymentTotalInput>,
+    /// Drawer openings.
+    #[serde(default)]
+    pub drawers_open_count: u64,
+    /// Negative quantities per reason.
+    pub neg_quantities: Vec<NegQuantityTotalInput>,
+    /// Price changes.
+    pub price_changes: Vec<PriceChangeTotalInput>,
+    /// Invoices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoices: Option<Vec<InvoiceTotalInput>>,
+}
+
+/// `ReportTurnoverXInput` and (with `reportNo`, `reportBookingDate`) `ReportTurnoverZInput`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTurnoverInput {
+    /// Common fields.
+    #[serde(flatten)]
+    pub base: BaseInput,
+    /// Z only: the report's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_no: Option<u64>,
+    /// Z only: the booking date the report closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_booking_date: Option<String>,
+    /// The terminals covered.
+    pub pos_devices: Vec<PosDeviceInput>,
+    /// The FDM events covered.
+    pub fdm_devices: Vec<FdmDeviceInput>,
+    /// The figures.
+    pub turnover: TurnoverInput,
+}
+
+/// `InOutItemInput` of a user report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InOutItemInput {
+    /// When.
+    pub pos_date_time: String,
+    /// `IN` or `OUT` (kept as text).
+    pub in_out: String,
+}
+
+/// `UserItemInput` of a user report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserItemInput {
+    /// INSZ/BIS.
+    pub employee_id: String,
+    /// Total.
+    #[serde(with = "amount")]
+    pub total_amount: Decimal,
+    /// First event.
+    pub first_pos_date_time: String,
+    /// Last event.
+    pub last_pos_date_time: String,
+    /// Work in / out.
+    #[serde(default)]
+    pub social_events: Vec<InOutItemInput>,
+    /// Payments.
+    #[serde(default)]
+    pub payments: Vec<PaymentTotalInput>,
+}
+
+/// `ReportUserXInput` and (with `reportNo`, `reportBookingDate`) `ReportUserZInput`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportUserInput {
+    /// Common fields.
+    #[serde(flatten)]
+    pub base: BaseInput,
+    /// Z only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_no: Option<u64>,
+    /// Z only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_booking_date: Option<String>,
+    /// The terminals covered.
+    pub pos_devices: Vec<PosDeviceInput>,
+    /// The FDM events covered.
+    pub fdm_devices: Vec<FdmDeviceInput>,
+    /// Per user.
+    pub users: Vec<UserItemInput>,
+}
+
 /// One line of `vatCalc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -32,7 +32,12 @@ pub fn report_status(e: &ReportError) -> StatusCode {
             StatusCode::INSUFFICIENT_STORAGE
         }
         ReportError::Journal(j) if j.code() == FdmCode::InvalidData => StatusCode::CONFLICT,
-        ReportError::Read(_) | ReportError::Journal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ReportError::Fdm { code, .. } if *code == FdmCode::InvalidData => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ReportError::Read(_) | ReportError::Journal(_) | ReportError::Fdm { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

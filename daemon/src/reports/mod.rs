@@ -13,6 +13,7 @@
 
 pub mod closing;
 pub use fdmd_core::reports::{figures, merkle};
+pub mod gks2;
 pub mod period;
 pub mod text;
 pub mod threshold;
@@ -201,6 +202,16 @@ pub enum ReportError {
     /// The journal could not be read (208).
     #[error("journal could not be read: {0}")]
     Read(String),
+    /// The GKS 2.0 FDM did not sign the report (`[signer] backend = "gks2"`): 208 when the FDM
+    /// or the link failed (the message ends with the status problem's code, e.g.
+    /// `(gks2_fdm_down)`), 207 when it refused the input. Nothing was journaled.
+    #[error("{message}")]
+    Fdm {
+        /// The FDM code of the error answer.
+        code: FdmCode,
+        /// What the FDM or the link said.
+        message: String,
+    },
     /// The report could not be journaled.
     #[error(transparent)]
     Journal(#[from] AppendError),
@@ -237,6 +248,7 @@ impl ReportError {
             | ReportError::OpenTables(_)
             | ReportError::ClockedIn(_) => FdmCode::InvalidData,
             ReportError::Read(_) => FdmCode::NotOperational,
+            ReportError::Fdm { code, .. } => *code,
             ReportError::Journal(e) => e.code(),
         }
     }
@@ -292,6 +304,12 @@ struct Draft {
     floor: Option<Restaurant>,
     /// The registers the report is about; `None`: all of them.
     registers_in_scope: Option<std::collections::BTreeSet<String>>,
+    /// The figures of the whole report, for the GKS 2.0 input.
+    all: figures::Turnover,
+    /// What else the GKS 2.0 input needs from the period.
+    tally: gks2::PeriodTally,
+    /// The number the report will have in its series.
+    number: u64,
 }
 
 impl Reports {
@@ -471,6 +489,31 @@ impl Reports {
             );
         }
         let series = report_series(&numbering, req.register.as_deref(), req.kind);
+        // With a GKS 2.0 FDM, the FDM signs the report before it is journaled; when it does
+        // not, nothing is journaled and the report number is not used (docs/gks2.md §6).
+        if let Some(fdm) = self.registrar.gks2() {
+            let last_seq = body
+                .get("period")
+                .and_then(|p| p.get("last_seq"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let signed = fdm
+                .sign_report(crate::gks2::backend::ReportToSign {
+                    z: req.kind == ReportKind::Z,
+                    register: req.register.clone(),
+                    identity: format!("{series}/{}/{last_seq}", draft.number),
+                    report_no: draft.number,
+                    pos_devices: draft.tally.pos_devices(),
+                    fdm_devices: draft.tally.fdm_devices(),
+                    turnover: draft.tally.turnover(&draft.all),
+                })
+                .await
+                .map_err(|r| ReportError::Fdm {
+                    code: r.code,
+                    message: r.message,
+                })?;
+            body.insert("gks2".into(), signed);
+        }
         let entry = Entry {
             kind: RecordKind::Report,
             key,
@@ -586,8 +629,20 @@ fn compute_in_snapshot(
         from_time = Some(prev.time.clone());
         previous_z = json!({"seq": prev.seq, "number": body.get("ticket_number")});
     }
+    let own_series = report_series(numbering, register.as_deref(), req.kind);
+    let number = match last_of_series(conn, &own_series)? {
+        Some(last) => {
+            envelope_body(&last.canonical, last.seq)?
+                .get("ticket_number")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1
+        }
+        None => 1,
+    };
     let last_seq = query::last_seq(conn).map_err(read_err)?;
     let mut figures = Figures::default();
+    let mut tally = gks2::PeriodTally::default();
     let mut hashes: Vec<[u8; 32]> = Vec::new();
     let mut last_operation = Value::Null;
     let mut to_time = None;
@@ -630,6 +685,7 @@ fn compute_in_snapshot(
                 first_error = Some(read_err(e));
                 return Ok(());
             }
+            tally.add(&body);
             last_operation =
                 json!({"seq": r.seq, "short_signature": short_signature(&r.signature)});
             Ok(())
@@ -694,5 +750,8 @@ fn compute_in_snapshot(
         body,
         floor,
         registers_in_scope: members,
+        all: figures.all,
+        tally,
+        number,
     })
 }

@@ -162,6 +162,44 @@ pub fn render(report: &Value) -> String {
     row(&mut out, "FDM", s(report, "/fdm_id"));
     row(&mut out, "VSC", s(report, "/vsc_id"));
     row(&mut out, "Signature", s(report, "/short_signature"));
+    // The GKS 2.0 FDM's signature, when one signed the report (docs/gks2.md §6).
+    if let Some(g) = report.get("gks2").filter(|g| g.is_object()) {
+        rule(&mut out);
+        let _ = writeln!(out, "GKS 2.0 FDM");
+        row(&mut out, "FDM ID", s(g, "/fdmRef/fdmId"));
+        row(&mut out, "FDM time", s(g, "/fdmRef/fdmDateTime"));
+        let counter = |p: &str| {
+            g.pointer(p)
+                .and_then(Value::as_u64)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        row(
+            &mut out,
+            "Counters",
+            &format!(
+                "{} {}/{}",
+                s(g, "/fdmRef/eventLabel"),
+                counter("/fdmRef/eventCounter"),
+                counter("/fdmRef/totalCounter")
+            ),
+        );
+        row(&mut out, "FDM signature", s(g, "/shortSignature"));
+        let url = s(g, "/verificationUrl");
+        if !url.is_empty() {
+            let _ = writeln!(out, "{url}");
+        }
+        for line in g
+            .get("footer")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(text) = line.as_str() {
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
     // This report's own record: an anchor for `fdmctl verify --anchor SEQ:HASH`.
     if !s(report, "/signed_digest").is_empty() {
         let seq = report
