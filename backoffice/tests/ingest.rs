@@ -761,3 +761,73 @@ async fn a_bad_line_in_a_large_segment_is_named() {
     );
     office.stop().await;
 }
+
+/// Schema 2: `records` has no foreign key to `establishments` (the ingest locks the
+/// establishment's row), but an establishment with stored records still cannot be deleted or
+/// renamed; `canonical` is stored uncompressed; other updates of an establishment go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_2_keeps_records_tied_to_their_establishment() {
+    let office = Office::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = FdmBox::new(&dir.path().join("a"), SEED_A);
+    b.orders(5);
+    let credential = office.enrol("namur-1", vec![b.public_key()]).await;
+    push_all(
+        &office,
+        "namur-1",
+        &credential,
+        &segments(&b, 1, b.last_seq(), 100),
+    )
+    .await;
+    let client = office.pool.get().await.unwrap();
+    let version: i32 = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let keys = office
+        .count(
+            "SELECT count(*) FROM pg_constraint
+              WHERE conrelid = 'records'::regclass AND contype = 'f'",
+        )
+        .await;
+    assert_eq!(keys, 0);
+    let storage: i8 = client
+        .query_one(
+            "SELECT attstorage FROM pg_attribute
+              WHERE attrelid = 'records'::regclass AND attname = 'canonical'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(storage as u8, b'e');
+    for sql in [
+        "DELETE FROM enrolled_keys WHERE establishment_id = 'namur-1';
+         DELETE FROM chain_counters WHERE establishment_id = 'namur-1';
+         DELETE FROM chain_signers WHERE establishment_id = 'namur-1';
+         DELETE FROM turnover_daily WHERE establishment_id = 'namur-1';
+         DELETE FROM establishments WHERE id = 'namur-1'",
+        "UPDATE establishments SET id = 'namur-2' WHERE id = 'namur-1'",
+        "TRUNCATE establishments CASCADE",
+    ] {
+        let e = client
+            .batch_execute(&format!("BEGIN; {sql}; COMMIT"))
+            .await
+            .expect_err(sql);
+        client.batch_execute("ROLLBACK").await.unwrap();
+        assert!(format!("{e:?}").contains("establishment"), "{sql}: {e:?}");
+    }
+    client
+        .batch_execute("UPDATE establishments SET name = 'Namur', id = id WHERE id = 'namur-1'")
+        .await
+        .unwrap();
+    assert_eq!(
+        office
+            .count("SELECT count(*) FROM records WHERE establishment_id = 'namur-1'")
+            .await,
+        b.last_seq() as i64
+    );
+    office.stop().await;
+}
