@@ -312,6 +312,9 @@ mod tests {
         assert!(parse(b"{}").is_err());
     }
 
+    /// A change made to a line of a segment.
+    type Change = dyn Fn(&str) -> String;
+
     /// The lines of a written segment of records `first..=last`.
     fn lines(first: u64, last: u64) -> Vec<String> {
         let records: Vec<SegmentRecord> = (first..=last).map(rec).collect();
@@ -343,7 +346,7 @@ mod tests {
         let not_hex = |l: &str| l.replacen("\"signature\":\"", "\"signature\":\"zz", 1);
         let other_type = |_: &str| "{\"type\":\"other\",\"records\":1}".to_owned();
         let twice = |l: &str| l.replacen("\"seq\":", "\"seq\":1", 1);
-        let cases: Vec<(usize, &dyn Fn(&str) -> String, String)> = vec![
+        let cases: Vec<(usize, &Change, String)> = vec![
             (
                 2,
                 &bad_json,
