@@ -12,7 +12,9 @@
 //! journal, enrolled with its key: the back office verifies each establishment's chain on its
 //! own (hashes, signatures, counters), so the work per record is the work of distinct boxes.
 //! The back office is the library's server in this process (HTTP on loopback), PostgreSQL a
-//! throwaway cluster (`tests/common/pg.rs`) on the same machine.
+//! throwaway cluster (`tests/common/pg.rs`) on the same machine. The bench's HTTP client runs
+//! on threads of its own, which read their CPU time: the server's CPU is the process's minus
+//! theirs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // The server's allocator (src/main.rs), since the server runs in this process.
@@ -50,13 +52,23 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// CPU seconds of this process (user + system, `/proc/self/stat`, 100 Hz ticks).
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system, 100 Hz ticks) of a `/proc/…/stat` file.
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
     let f: Vec<&str> = after.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (t(11) + t(12)) / 100.0
+}
+
+/// CPU seconds of this process.
+fn own_cpu() -> f64 {
+    stat_cpu("/proc/self/stat")
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu() -> f64 {
+    stat_cpu("/proc/thread-self/stat")
 }
 
 /// CPU seconds of a process (user + system, 100 Hz ticks) and its parent's pid.
@@ -199,22 +211,39 @@ fn main() {
         let (cpu0, (busy0, total0)) = (own_cpu(), machine_jiffies());
         let load_before = load_average();
         let start = Instant::now();
+        // The bench's HTTP client runs on threads of its own (one per establishment sent at
+        // once, each with a current-thread runtime), so that the server's CPU can be told from
+        // the client's: each client thread reads its own CPU time when it is done.
         let mut workers = Vec::new();
-        for _ in 0..parallel {
+        for w in 0..parallel {
             let (office, queue, segments) = (office.clone(), queue.clone(), segments.clone());
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let next = queue.lock().unwrap().pop();
-                    let Some((id, credential)) = next else { break };
-                    for s in segments.iter() {
-                        let (status, answer) = office.push(&id, &credential, s).await;
-                        assert_eq!(status, 200, "{id}: {answer}");
-                    }
-                }
-            }));
+            let thread = std::thread::Builder::new()
+                .name(format!("bench-client-{w}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        loop {
+                            let next = queue.lock().unwrap().pop();
+                            let Some((id, credential)) = next else { break };
+                            for s in segments.iter() {
+                                let (status, answer) = office.push(&id, &credential, s).await;
+                                assert_eq!(status, 200, "{id}: {answer}");
+                            }
+                        }
+                    });
+                    thread_cpu()
+                })
+                .unwrap();
+            workers.push(thread);
         }
+        let mut client_cpu = 0.0;
         for w in workers {
-            w.await.unwrap();
+            client_cpu += tokio::task::spawn_blocking(move || w.join().unwrap())
+                .await
+                .unwrap();
         }
         let took = start.elapsed().as_secs_f64();
         let (cpu1, (busy1, total1)) = (own_cpu(), machine_jiffies());
@@ -228,8 +257,14 @@ fn main() {
             "ingested and verified {total_records} records ({establishments} establishments × {last}) in {took:.1} s: {rate:.0} records/s{}",
             openssl.map_or_else(String::new, |o| format!(" = {:.2}x openssl's one-core verify rate", rate / o))
         );
+        let server_cpu = cpu1 - cpu0 - client_cpu;
         println!(
-            "CPU: this process (HTTP + verification) {:.1} s ({:.0} µs a record), PostgreSQL {:.1} s ({:.0} µs a record); machine busy {:.0} % of 2 cores over {took:.1} s (anything else running included); load average before {load_before}, after {}",
+            "CPU: the back office's server (HTTP, parsing, verification, COPY) {server_cpu:.1} s ({:.0} µs a record), the bench's client {client_cpu:.2} s ({:.0} µs a record)",
+            server_cpu * 1e6 / total_records as f64,
+            client_cpu * 1e6 / total_records as f64,
+        );
+        println!(
+            "CPU: this process (server + client) {:.1} s ({:.0} µs a record), PostgreSQL {:.1} s ({:.0} µs a record); machine busy {:.0} % of 2 cores over {took:.1} s (anything else running included); load average before {load_before}, after {}",
             cpu1 - cpu0,
             (cpu1 - cpu0) * 1e6 / total_records as f64,
             pg1 - pg0,

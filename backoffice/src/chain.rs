@@ -137,12 +137,9 @@ pub struct Accepted {
 }
 
 /// The verdict on `segment`. `stored` are the stored records the segment overlaps, in order
-/// (those with seq from its first up to the head).
-pub fn check(
-    head: &Head,
-    stored: &[SegmentRecord],
-    segment: &Segment,
-) -> Result<Accepted, Refusal> {
+/// (those with seq from its first up to the head). The segment's new records are moved into
+/// the [`Accepted`] records, not copied.
+pub fn check(head: &Head, stored: &[SegmentRecord], segment: Segment) -> Result<Accepted, Refusal> {
     let first = segment.header.first_seq;
     if first > head.last_seq + 1 {
         return refuse(
@@ -186,7 +183,8 @@ pub fn check(
             "stored records of the overlap are missing (internal)",
         );
     }
-    let new_records = &segment.records[overlap..];
+    let mut new_records = segment.records;
+    new_records.drain(..overlap);
     let mut accepted = Accepted {
         already_stored: overlap as u64,
         counters: head.counters.clone(),
@@ -210,7 +208,7 @@ pub fn check(
         head.enrolled_keys.clone(),
         head.signers.clone(),
     );
-    let verified = verifier.check_many(new_records, |r| RecordParts {
+    let verified = verifier.check_many(&new_records, |r| RecordParts {
         seq: r.seq,
         canonical: &r.canonical,
         hash: &r.hash,
@@ -228,15 +226,19 @@ pub fn check(
     let envelopes = par_map(&new_records[..good], |_, r| {
         envelope::parse(r.seq, &r.canonical)
     });
-    let mut prev_hash = head.last_hash.clone();
-    for (r, envelope) in new_records.iter().zip(envelopes) {
+    accepted.new.reserve_exact(good);
+    for (r, envelope) in new_records.into_iter().zip(envelopes) {
         let envelope = envelope.map_err(|e| Refusal {
             code: RefusalCode::VerificationFailed,
             seq: Some(e.seq),
             problem: e.to_string(),
         })?;
         // 4. continuity with the stored head (within the segment the verifier checked it)
-        if let Some(prev) = &prev_hash
+        let prev_hash = match accepted.new.last() {
+            Some(last) => Some(&last.record.hash),
+            None => head.last_hash.as_ref(),
+        };
+        if let Some(prev) = prev_hash
             && envelope.prev_hash.as_slice() != prev.as_slice()
         {
             return refuse(
@@ -266,9 +268,8 @@ pub fn check(
         if let Content::Declaration(signer) = &envelope.content {
             accepted.declared.push((r.seq, signer.clone()));
         }
-        prev_hash = Some(r.hash.clone());
         accepted.new.push(Checked {
-            record: r.clone(),
+            record: r,
             envelope,
         });
     }

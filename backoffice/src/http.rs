@@ -375,7 +375,8 @@ async fn post_segment(state: &State, id: &str, req: Request<Incoming>) -> Answer
     }
     let limit = state.config.max_body_bytes;
     let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
+        // One buffer (the frames joined), handed on as it is: not copied again.
+        Ok(collected) => collected.to_bytes(),
         Err(_) => {
             return problem(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -8,6 +8,7 @@ use crate::Error;
 use crate::chain::{self, Accepted, Head, Refusal, RefusalCode};
 use crate::envelope::Content;
 use crate::segment::{self, SegmentRecord};
+use bytes::Bytes;
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
 use fdmd_core::journal::verify::DeclaredSigner;
@@ -40,13 +41,20 @@ pub enum Outcome {
 }
 
 /// Ingests a segment for `establishment` (already authenticated).
-pub async fn ingest(pool: &Pool, establishment: &str, body: Vec<u8>) -> Result<Outcome, Error> {
+pub async fn ingest(pool: &Pool, establishment: &str, body: Bytes) -> Result<Outcome, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let Some(head) = load_head(&tx, establishment).await? else {
         return Err(Error::UnknownEstablishment(establishment.to_owned()));
     };
-    let parsed = segment::parse(&body);
+    // Reading the lines is CPU work too (on every core): off the async workers. The body comes
+    // back, kept as evidence when the segment is refused.
+    let (body, parsed) = tokio::task::spawn_blocking(move || {
+        let parsed = segment::parse(&body);
+        (body, parsed)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?;
     let verdict = match parsed {
         Err(e) => Err(Refusal {
             code: RefusalCode::MalformedSegment,
@@ -67,7 +75,7 @@ pub async fn ingest(pool: &Pool, establishment: &str, body: Vec<u8>) -> Result<O
             };
             // Signatures and hashes are CPU work: off the async workers.
             let head = head.clone();
-            tokio::task::spawn_blocking(move || chain::check(&head, &stored, &segment))
+            tokio::task::spawn_blocking(move || chain::check(&head, &stored, segment))
                 .await
                 .map_err(|e| Error::Task(e.to_string()))?
         }

@@ -3,7 +3,9 @@
 //! line); the records themselves are verified by [`crate::chain`].
 
 use fdmd_core::journal::export::{EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ExportWriter};
+use fdmd_core::journal::verify::par_map;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Most records one segment may hold.
 pub const MAX_SEGMENT_RECORDS: usize = 100_000;
@@ -75,15 +77,75 @@ fn problem<T>(line: usize, problem: impl Into<String>) -> Result<T, SegmentError
     })
 }
 
+/// Lines read on all cores at a time: bounds the memory of a body of many short or bad lines
+/// (results are kept for a chunk only, and reading stops at the first chunk with a problem).
+const CHUNK_LINES: usize = if cfg!(test) { 64 } else { 4096 };
+
+/// A record line as read, its strings borrowed from the body where they hold no escapes.
+#[derive(Deserialize)]
+struct RecordLineRef<'a> {
+    #[serde(rename = "type", borrow)]
+    line_type: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+    #[serde(borrow)]
+    record: Cow<'a, str>,
+}
+
+/// What a line after the header is, read on its own (on any thread). The order rules (the seq
+/// expected, the end line last) are applied afterwards, in line order.
+enum Line {
+    /// A record line; `parts` is `None` when its hash or signature is not hex.
+    Record {
+        seq: u64,
+        parts: Option<(Vec<u8>, Vec<u8>)>,
+        canonical: Vec<u8>,
+    },
+    /// The end line.
+    End(EndLine),
+    /// Valid JSON of an end line's shape with another `type`.
+    UnknownType,
+    /// Neither a record nor an end line.
+    Bad(String),
+}
+
+fn read_line(line: &str) -> Line {
+    if let Ok(r) = serde_json::from_str::<RecordLineRef<'_>>(line)
+        && r.line_type == "record"
+    {
+        let parts = match (hex::decode(&*r.hash), hex::decode(&*r.signature)) {
+            (Ok(hash), Ok(signature)) => Some((hash, signature)),
+            _ => None,
+        };
+        return Line::Record {
+            seq: r.seq,
+            parts,
+            canonical: r.record.into_owned().into_bytes(),
+        };
+    }
+    match serde_json::from_str::<EndLine>(line) {
+        Ok(e) if e.line_type == "end" => Line::End(e),
+        Ok(_) => Line::UnknownType,
+        Err(e) => Line::Bad(format!("not a record or end line: {e}")),
+    }
+}
+
 /// Reads a segment. Records must be consecutive from the header's `first_seq` to its
 /// `last_seq`, and the end line must agree with them.
+///
+/// The lines are read (JSON, hex) on every core, [`CHUNK_LINES`] at a time; the rules of order
+/// are then applied line by line, so the line named is the first bad one, as when the lines were
+/// read one by one.
 pub fn parse(body: &[u8]) -> Result<Segment, SegmentError> {
     let text = match std::str::from_utf8(body) {
         Ok(t) => t,
         Err(e) => return problem(1, format!("not UTF-8: {e}")),
     };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-    let Some((_, first)) = lines.next() else {
+    let mut lines = text.lines();
+    let Some(first) = lines.next() else {
         return problem(1, "the segment is empty");
     };
     let header: ExportHeader = match serde_json::from_str(first) {
@@ -111,51 +173,69 @@ pub fn parse(body: &[u8]) -> Result<Segment, SegmentError> {
     }
     let mut records: Vec<SegmentRecord> = Vec::with_capacity(announced as usize);
     let mut end: Option<EndLine> = None;
-    for (n, line) in lines {
-        if end.is_some() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            return problem(n, "text after the end line");
+    // 1-based number of the last line taken (the header is line 1).
+    let mut n = 1;
+    let mut chunk: Vec<&str> = Vec::with_capacity(CHUNK_LINES);
+    loop {
+        chunk.clear();
+        chunk.extend(lines.by_ref().take(CHUNK_LINES));
+        if chunk.is_empty() {
+            break;
         }
-        if let Ok(r) = serde_json::from_str::<RecordLine>(line)
-            && r.line_type == "record"
-        {
-            let expected = header.first_seq + records.len() as u64;
-            if r.seq != expected || records.len() as u64 >= announced {
-                return problem(
-                    n,
-                    format!("record {} where record {expected} was expected", r.seq),
-                );
+        // Once the end line is read, the lines after it need no reading: only blank ones are
+        // allowed.
+        let read = if end.is_some() {
+            Vec::new()
+        } else {
+            par_map(&chunk, |_, line| read_line(line))
+        };
+        let mut read = read.into_iter();
+        for line in &chunk {
+            n += 1;
+            let this = read.next();
+            if end.is_some() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return problem(n, "text after the end line");
             }
-            let (Ok(hash), Ok(signature)) = (hex::decode(&r.hash), hex::decode(&r.signature))
-            else {
-                return problem(n, "hash or signature is not hex");
-            };
-            records.push(SegmentRecord {
-                seq: r.seq,
-                hash,
-                signature,
-                canonical: r.record.into_bytes(),
-            });
-            continue;
-        }
-        match serde_json::from_str::<EndLine>(line) {
-            Ok(e) if e.line_type == "end" => end = Some(e),
-            Ok(_) => return problem(n, "unknown line type"),
-            Err(e) => return problem(n, format!("not a record or end line: {e}")),
+            match this {
+                Some(Line::Record {
+                    seq,
+                    parts,
+                    canonical,
+                }) => {
+                    let expected = header.first_seq + records.len() as u64;
+                    if seq != expected || records.len() as u64 >= announced {
+                        return problem(
+                            n,
+                            format!("record {seq} where record {expected} was expected"),
+                        );
+                    }
+                    let Some((hash, signature)) = parts else {
+                        return problem(n, "hash or signature is not hex");
+                    };
+                    records.push(SegmentRecord {
+                        seq,
+                        hash,
+                        signature,
+                        canonical,
+                    });
+                }
+                Some(Line::End(e)) => end = Some(e),
+                Some(Line::UnknownType) => return problem(n, "unknown line type"),
+                Some(Line::Bad(p)) => return problem(n, p),
+                None => return problem(n, "line not read (internal)"),
+            }
         }
     }
     let Some(end) = end else {
-        return problem(
-            text.lines().count() + 1,
-            "the end line is missing: the segment was cut short",
-        );
+        return problem(n + 1, "the end line is missing: the segment was cut short");
     };
     let last_hash = records.last().map(|r| hex::encode(&r.hash));
     if records.len() as u64 != announced || end.records != announced || end.last_hash != last_hash {
         return problem(
-            text.lines().count(),
+            n,
             format!(
                 "the header announces {announced} records, the end line {} and the segment holds {}",
                 end.records,
@@ -230,5 +310,119 @@ mod tests {
         assert!(parse(&out).is_err());
         assert!(parse(b"").is_err());
         assert!(parse(b"{}").is_err());
+    }
+
+    /// A change made to a line of a segment.
+    type Change = dyn Fn(&str) -> String;
+
+    /// The lines of a written segment of records `first..=last`.
+    fn lines(first: u64, last: u64) -> Vec<String> {
+        let records: Vec<SegmentRecord> = (first..=last).map(rec).collect();
+        let mut out = Vec::new();
+        write(&header(first, last), &records, &mut out).expect("a segment of UTF-8 records");
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn joined(lines: &[String]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    /// Lines are read many at a time on every core ([`CHUNK_LINES`] lines a chunk, 64 in tests):
+    /// a bad line anywhere in a large segment, at a chunk's edges too, is named with its line
+    /// number and the problem the line-by-line reading named; of two bad lines, the first.
+    #[test]
+    fn a_bad_line_in_a_large_segment_is_named_exactly() {
+        let good = lines(1, 1000);
+        assert_eq!(good.len(), 1002);
+        assert_eq!(parse(&joined(&good)).map(|s| s.records.len()), Ok(1000));
+        // Line k holds record k - 1; lines 2..=65 are the first chunk, 66..=129 the second.
+        let bad_json = |_: &str| "{}".to_owned();
+        let not_hex = |l: &str| l.replacen("\"signature\":\"", "\"signature\":\"zz", 1);
+        let other_type = |_: &str| "{\"type\":\"other\",\"records\":1}".to_owned();
+        let twice = |l: &str| l.replacen("\"seq\":", "\"seq\":1", 1);
+        let cases: Vec<(usize, &Change, String)> = vec![
+            (
+                2,
+                &bad_json,
+                "not a record or end line: missing field `type` at line 1 column 2".into(),
+            ),
+            (65, &not_hex, "hash or signature is not hex".into()),
+            (66, &other_type, "unknown line type".into()),
+            (67, &twice, "record 166 where record 66 was expected".into()),
+            (
+                500,
+                &bad_json,
+                "not a record or end line: missing field `type` at line 1 column 2".into(),
+            ),
+            (501, &not_hex, "hash or signature is not hex".into()),
+            (
+                1001,
+                &twice,
+                "record 11000 where record 1000 was expected".into(),
+            ),
+            (
+                1002,
+                &bad_json,
+                "not a record or end line: missing field `type` at line 1 column 2".into(),
+            ),
+        ];
+        for (k, change, problem) in &cases {
+            let mut bad = good.clone();
+            bad[k - 1] = change(&bad[k - 1]);
+            let expected = Err(SegmentError {
+                line: *k,
+                problem: problem.clone(),
+            });
+            assert_eq!(
+                parse(&joined(&bad)).map(|s| s.records.len()),
+                expected,
+                "line {k}"
+            );
+            // A second bad line later (in the same chunk and in a later one) changes nothing.
+            for later in [k + 1, k + 200] {
+                if later < good.len() {
+                    let mut worse = bad.clone();
+                    worse[later - 1] = bad_json(&worse[later - 1]);
+                    assert_eq!(
+                        parse(&joined(&worse)).map(|s| s.records.len()),
+                        expected,
+                        "line {k}, then {later}"
+                    );
+                }
+            }
+        }
+        // Text after the end line, blank lines after it, and the end line missing.
+        let mut after = good.clone();
+        after.extend(["".to_owned(), "  ".to_owned(), "x".to_owned()]);
+        assert_eq!(
+            parse(&joined(&after)).map(|s| s.records.len()),
+            Err(SegmentError {
+                line: 1005,
+                problem: "text after the end line".into()
+            })
+        );
+        let cut = &good[..good.len() - 1];
+        assert_eq!(
+            parse(&joined(cut)).map(|s| s.records.len()),
+            Err(SegmentError {
+                line: 1002,
+                problem: "the end line is missing: the segment was cut short".into()
+            })
+        );
+        let mut short = good.clone();
+        short.remove(400);
+        assert_eq!(
+            parse(&joined(&short)).map(|s| s.records.len()),
+            Err(SegmentError {
+                line: 401,
+                problem: "record 401 where record 400 was expected".into()
+            })
+        );
     }
 }

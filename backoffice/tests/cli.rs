@@ -27,13 +27,13 @@ fn migrate_is_idempotent_and_enrol_prints_the_credential_once() {
     let db = pg.conninfo("office");
     let (ok, out) = run(&db, &["migrate"]);
     assert!(ok, "{out}");
-    assert!(out.contains("applied migrations [1]"), "{out}");
+    assert!(out.contains("applied migrations [1, 2]"), "{out}");
     let (ok, out) = run(&db, &["migrate"]);
     assert!(ok, "{out}");
-    assert!(out.contains("schema is up to date (version 1)"), "{out}");
+    assert!(out.contains("schema is up to date (version 2)"), "{out}");
     assert_eq!(
         pg.psql("office", "SELECT count(*) FROM schema_migrations"),
-        "1"
+        "2"
     );
     let key = "11".repeat(32);
     let (ok, out) = run(

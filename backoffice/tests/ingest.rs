@@ -710,3 +710,124 @@ async fn one_bad_signature_in_a_large_segment_is_named() {
     assert_eq!(stored_state(&office, "gent-09").await["last_seq"], last);
     office.stop().await;
 }
+
+/// A segment's lines are read on both cores, thousands at a time: a bad line in the middle of a
+/// large segment is named by its line number, as when the lines were read one by one, the
+/// segment is kept as evidence and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_line_in_a_large_segment_is_named() {
+    let office = Office::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = FdmBox::new(&dir.path().join("a"), SEED_A);
+    b.orders(400);
+    let credential = office.enrol("leuven-3", vec![b.public_key()]).await;
+    let last = b.last_seq();
+    let segment = String::from_utf8(b.export(1, last)).unwrap();
+    let before = stored_state(&office, "leuven-3").await;
+    let lines: Vec<&str> = segment.lines().collect();
+    // Line k holds record k - 1 (line 1 is the header).
+    for (k, replacement, problem) in [
+        (
+            last as usize / 2,
+            "{}".to_owned(),
+            "not a record or end line: missing field `type` at line 1 column 2".to_owned(),
+        ),
+        (
+            last as usize / 2 + 1,
+            lines[last as usize / 2 + 1].to_owned(),
+            format!(
+                "record {} where record {} was expected",
+                last / 2 + 1,
+                last / 2
+            ),
+        ),
+    ] {
+        let mut bad = lines.clone();
+        bad[k - 1] = &replacement;
+        let body: String = bad.iter().map(|l| format!("{l}\n")).collect();
+        let (status, answer) = office.push("leuven-3", &credential, body.as_bytes()).await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["error"], "malformed_segment", "{answer}");
+        assert_eq!(
+            answer["message"],
+            format!("segment line {k}: {problem}"),
+            "{answer}"
+        );
+        assert_eq!(stored_state(&office, "leuven-3").await, before);
+    }
+    assert_eq!(
+        flag(&office, "leuven-3").await,
+        (true, Some("malformed_segment".into()), 2)
+    );
+    office.stop().await;
+}
+
+/// Schema 2: `records` has no foreign key to `establishments` (the ingest locks the
+/// establishment's row), but an establishment with stored records still cannot be deleted or
+/// renamed; `canonical` is stored uncompressed; other updates of an establishment go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_2_keeps_records_tied_to_their_establishment() {
+    let office = Office::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = FdmBox::new(&dir.path().join("a"), SEED_A);
+    b.orders(5);
+    let credential = office.enrol("namur-1", vec![b.public_key()]).await;
+    push_all(
+        &office,
+        "namur-1",
+        &credential,
+        &segments(&b, 1, b.last_seq(), 100),
+    )
+    .await;
+    let client = office.pool.get().await.unwrap();
+    let version: i32 = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let keys = office
+        .count(
+            "SELECT count(*) FROM pg_constraint
+              WHERE conrelid = 'records'::regclass AND contype = 'f'",
+        )
+        .await;
+    assert_eq!(keys, 0);
+    let storage: i8 = client
+        .query_one(
+            "SELECT attstorage FROM pg_attribute
+              WHERE attrelid = 'records'::regclass AND attname = 'canonical'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(storage as u8, b'e');
+    for sql in [
+        "DELETE FROM enrolled_keys WHERE establishment_id = 'namur-1';
+         DELETE FROM chain_counters WHERE establishment_id = 'namur-1';
+         DELETE FROM chain_signers WHERE establishment_id = 'namur-1';
+         DELETE FROM turnover_daily WHERE establishment_id = 'namur-1';
+         DELETE FROM establishments WHERE id = 'namur-1'",
+        "UPDATE establishments SET id = 'namur-2' WHERE id = 'namur-1'",
+        "TRUNCATE establishments CASCADE",
+    ] {
+        let e = client
+            .batch_execute(&format!("BEGIN; {sql}; COMMIT"))
+            .await
+            .expect_err(sql);
+        client.batch_execute("ROLLBACK").await.unwrap();
+        assert!(format!("{e:?}").contains("establishment"), "{sql}: {e:?}");
+    }
+    client
+        .batch_execute("UPDATE establishments SET name = 'Namur', id = id WHERE id = 'namur-1'")
+        .await
+        .unwrap();
+    assert_eq!(
+        office
+            .count("SELECT count(*) FROM records WHERE establishment_id = 'namur-1'")
+            .await,
+        b.last_seq() as i64
+    );
+    office.stop().await;
+}
