@@ -63,16 +63,6 @@ pub enum MapError {
     Encode(String),
 }
 
-fn label(letter: VatLetter) -> VatLabel {
-    match letter {
-        VatLetter::A => VatLabel::A,
-        VatLetter::B => VatLabel::B,
-        VatLetter::C => VatLabel::C,
-        VatLetter::D => VatLabel::D,
-        VatLetter::X => VatLabel::X,
-    }
-}
-
 fn base(order: &Order, ctx: &PosContext) -> BaseInput {
     BaseInput {
         language: ctx.language,
@@ -120,7 +110,7 @@ fn transaction(order: &Order, sale: &Sale) -> Transaction {
                 neg_quantity_reason: (l.quantity < Decimal::ZERO).then_some(reason),
                 unit_price: l.unit_price,
                 vats: vec![VatPart {
-                    label: label(l.vat),
+                    label: VatLabel::of(l.vat),
                     price: l.unit_price,
                     price_changes: Vec::new(),
                 }],

@@ -179,6 +179,18 @@ impl VatLabel {
             VatLabel::X => VatLetter::X,
         }
     }
+
+    /// The label of one of fdmd's VAT letters (the same five).
+    pub fn of(letter: crate::fiscal::vat::VatLetter) -> Self {
+        use crate::fiscal::vat::VatLetter;
+        match letter {
+            VatLetter::A => VatLabel::A,
+            VatLetter::B => VatLabel::B,
+            VatLetter::C => VatLabel::C,
+            VatLetter::D => VatLabel::D,
+            VatLetter::X => VatLabel::X,
+        }
+    }
 }
 
 /// The signing mutations (docs/gks2.md §2).

@@ -190,7 +190,7 @@ impl PeriodTally {
             .filter_map(|(rate, sum)| {
                 let letter = VatLetter::parse(rate)?;
                 Some(VatTotalInput {
-                    label: vat_label(letter),
+                    label: VatLabel::of(letter),
                     rate: letter.percent(),
                     taxable_amount: round_cents(sum.total - sum.vat),
                     vat_amount: round_cents(sum.vat),
@@ -271,16 +271,6 @@ fn payment_type(method: &str) -> PaymentType {
         "card" => PaymentType::CARD_UNKNOWN,
         "voucher" => PaymentType::VOUCHER_OTHER,
         _ => PaymentType::OTHER,
-    }
-}
-
-fn vat_label(letter: VatLetter) -> VatLabel {
-    match letter {
-        VatLetter::A => VatLabel::A,
-        VatLetter::B => VatLabel::B,
-        VatLetter::C => VatLabel::C,
-        VatLetter::D => VatLabel::D,
-        VatLetter::X => VatLabel::X,
     }
 }
 
