@@ -304,9 +304,15 @@ struct Draft {
     floor: Option<Restaurant>,
     /// The registers the report is about; `None`: all of them.
     registers_in_scope: Option<std::collections::BTreeSet<String>>,
-    /// The figures of the whole report, for the GKS 2.0 input.
+    /// What the GKS 2.0 input needs, gathered only under `[signer] backend = "gks2"`.
+    gks2: Option<Gks2Draft>,
+}
+
+/// The period as a GKS 2.0 FDM is told it.
+struct Gks2Draft {
+    /// The figures of the whole report.
     all: figures::Turnover,
-    /// What else the GKS 2.0 input needs from the period.
+    /// What else the input needs from the period.
     tally: gks2::PeriodTally,
     /// The number the report will have in its series.
     number: u64,
@@ -422,6 +428,7 @@ impl Reports {
         let request = req.clone();
         let establishment = self.establishment.clone();
         let fold_floor = self.restaurant.is_none();
+        let for_gks2 = self.registrar.gks2().is_some();
         if let Some(r) = &self.restaurant {
             // Open tables and presence come from the running state: wait until it is read.
             r.ready().await;
@@ -434,6 +441,7 @@ impl Reports {
                 &request,
                 &establishment,
                 fold_floor,
+                for_gks2,
             )
         })
         .await
@@ -492,6 +500,9 @@ impl Reports {
         // With a GKS 2.0 FDM, the FDM signs the report before it is journaled; when it does
         // not, nothing is journaled and the report number is not used (docs/gks2.md §6).
         if let Some(fdm) = self.registrar.gks2() {
+            let g = draft
+                .gks2
+                .ok_or_else(|| read_err("the period's GKS 2.0 figures were not gathered"))?;
             let last_seq = body
                 .get("period")
                 .and_then(|p| p.get("last_seq"))
@@ -501,11 +512,11 @@ impl Reports {
                 .sign_report(crate::gks2::backend::ReportToSign {
                     z: req.kind == ReportKind::Z,
                     register: req.register.clone(),
-                    identity: format!("{series}/{}/{last_seq}", draft.number),
-                    report_no: draft.number,
-                    pos_devices: draft.tally.pos_devices(),
-                    fdm_devices: draft.tally.fdm_devices(),
-                    turnover: draft.tally.turnover(&draft.all),
+                    identity: format!("{series}/{}/{last_seq}", g.number),
+                    report_no: g.number,
+                    pos_devices: g.tally.pos_devices(),
+                    fdm_devices: g.tally.fdm_devices(),
+                    turnover: g.tally.turnover(&g.all),
                 })
                 .await
                 .map_err(|r| ReportError::Fdm {
@@ -594,11 +605,12 @@ fn compute(
     req: &ReportRequest,
     establishment: &Establishment,
     fold_floor: bool,
+    for_gks2: bool,
 ) -> Result<Draft, ReportError> {
     let conn = query::open_read_only(path).map_err(read_err)?;
     // Every reader sees one snapshot: the period cannot move while it is summed.
     query::in_snapshot(&conn, |conn| {
-        compute_in_snapshot(conn, numbering, req, establishment, fold_floor)
+        compute_in_snapshot(conn, numbering, req, establishment, fold_floor, for_gks2)
     })
 }
 
@@ -608,6 +620,7 @@ fn compute_in_snapshot(
     req: &ReportRequest,
     establishment: &Establishment,
     fold_floor: bool,
+    for_gks2: bool,
 ) -> Result<Draft, ReportError> {
     let register = match numbering.scope {
         SeriesScope::PerRegister | SeriesScope::Group => req.register.clone(),
@@ -629,20 +642,24 @@ fn compute_in_snapshot(
         from_time = Some(prev.time.clone());
         previous_z = json!({"seq": prev.seq, "number": body.get("ticket_number")});
     }
-    let own_series = report_series(numbering, register.as_deref(), req.kind);
-    let number = match last_of_series(conn, &own_series)? {
-        Some(last) => {
-            envelope_body(&last.canonical, last.seq)?
-                .get("ticket_number")
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                + 1
+    let number = if for_gks2 {
+        let own_series = report_series(numbering, register.as_deref(), req.kind);
+        match last_of_series(conn, &own_series)? {
+            Some(last) => {
+                envelope_body(&last.canonical, last.seq)?
+                    .get("ticket_number")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    + 1
+            }
+            None => 1,
         }
-        None => 1,
+    } else {
+        0
     };
     let last_seq = query::last_seq(conn).map_err(read_err)?;
     let mut figures = Figures::default();
-    let mut tally = gks2::PeriodTally::default();
+    let mut tally = for_gks2.then(gks2::PeriodTally::default);
     let mut hashes: Vec<[u8; 32]> = Vec::new();
     let mut last_operation = Value::Null;
     let mut to_time = None;
@@ -685,7 +702,9 @@ fn compute_in_snapshot(
                 first_error = Some(read_err(e));
                 return Ok(());
             }
-            tally.add(&body);
+            if let Some(tally) = tally.as_mut() {
+                tally.add(&body);
+            }
             last_operation =
                 json!({"seq": r.seq, "short_signature": short_signature(&r.signature)});
             Ok(())
@@ -750,8 +769,10 @@ fn compute_in_snapshot(
         body,
         floor,
         registers_in_scope: members,
-        all: figures.all,
-        tally,
-        number,
+        gks2: tally.map(|tally| Gks2Draft {
+            all: figures.all,
+            tally,
+            number,
+        }),
     })
 }
