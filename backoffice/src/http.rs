@@ -354,6 +354,16 @@ async fn metrics(state: &State) -> Result<Answer, Error> {
     Ok(r)
 }
 
+/// The body length the request declares (`Content-Length`), when it declares a readable one.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 async fn post_segment(state: &State, id: &str, req: Request<Incoming>) -> Answer {
     let Some(token) = bearer_of(&req) else {
         return unauthorized(state);
@@ -374,16 +384,21 @@ async fn post_segment(state: &State, id: &str, req: Request<Incoming>) -> Answer
         Err(e) => return error_answer(&e),
     }
     let limit = state.config.max_body_bytes;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!("a segment may take at most {limit} bytes: send smaller segments"),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    if declared_length(&req).is_some_and(|length| length > limit as u64) {
+        return too_large();
+    }
     let body = match Limited::new(req.into_body(), limit).collect().await {
         // One buffer (the frames joined), handed on as it is: not copied again.
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!("a segment may take at most {limit} bytes: send smaller segments"),
-            );
-        }
+        Err(_) => return too_large(),
     };
     match ingest::ingest(&state.pool, id, body).await {
         Ok(Outcome::Accepted {

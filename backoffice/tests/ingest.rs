@@ -10,6 +10,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SEED_A: [u8; 32] = [7; 32];
 const SEED_B: [u8; 32] = [8; 32];
@@ -368,6 +370,23 @@ async fn credentials_gaps_and_keys_are_checked() {
     let big = vec![b'x'; 9 * 1024 * 1024];
     let (status, _) = office.push("a", &cred_a, &big).await;
     assert_eq!(status, 413);
+    // A declared length over the limit is refused at once, before the body is sent.
+    let mut stream = tokio::net::TcpStream::connect(office.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/establishments/a/segments HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {cred_a}\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("413 without waiting for the body")
+        .unwrap();
+    assert!(
+        answer[..read].starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..read])
+    );
     // The right credential.
     let (status, answer) = office.push("a", &cred_a, &whole).await;
     assert_eq!(status, 200, "{answer}");

@@ -149,9 +149,14 @@ pub async fn request(
             body.len()
         );
         stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body).await.unwrap();
+        // A server may answer (413, 401) and close before the whole body is sent: the write then
+        // fails, and the answer is still there to read.
+        let body_sent = stream.write_all(body).await;
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
+        let read = stream.read_to_end(&mut answer).await;
+        if answer.is_empty() {
+            panic!("no answer: body write {body_sent:?}, read {read:?}");
+        }
         answer
     };
     let answer = tokio::time::timeout(Duration::from_secs(60), exchange)
