@@ -154,6 +154,27 @@ fn production_mode_enforces_tokens_limits_and_revocation() {
     );
     let (status, _) = d.request(Method::POST, path, Some(&token), Some(vec![b' '; 5000]));
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A declared length over the limit is refused at once, before the body is sent.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(d.http).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Length: 100000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = [0u8; 64];
+        let read = stream
+            .read(&mut answer)
+            .expect("413 without waiting for the body");
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 413"),
+            "{}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+    }
     assert_eq!(
         d.request(Method::GET, path, Some(&token), None).0,
         StatusCode::METHOD_NOT_ALLOWED

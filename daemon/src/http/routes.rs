@@ -208,16 +208,28 @@ fn unauthorized() -> Response<Body> {
 
 /// Reads a body of at most `max` bytes: 413 past that.
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than {max} bytes"),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(too_large());
+    }
     match Limited::new(req.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body is larger than {max} bytes"),
-            ))
+            Err(too_large())
         }
         Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
