@@ -123,6 +123,21 @@ fn registers_over_mqtt_are_signed_by_a_second_fdmds_fdm_v1_plugin() {
     let again = mqtt_order(&pos, "m-2");
     assert_eq!(again["fdm_v1"], receipts[1]["fdm_v1"]);
     assert_eq!(precomputed_with_signatures(&box_b).len(), 4);
+    // A clock-in: B's plugin answers the `I` and signs the `H` (an NS of 0.00).
+    let (code, work_in) = clocking(&pos, "w-1", "work_in");
+    assert_eq!(code, StatusCode::CREATED, "{work_in}");
+    let id = &work_in["fdm_v1"]["identification"];
+    assert!(
+        id["vsc_id"].as_str().unwrap().starts_with("DEVSW-"),
+        "{work_in}"
+    );
+    let b_records = precomputed_with_signatures(&box_b);
+    assert_eq!(b_records.len(), 5, "{b_records:?}");
+    assert_eq!(
+        b_records[4].1["body"]["total"], "0.00",
+        "{:?}",
+        b_records[4]
+    );
     assert!(problems(&pos).is_empty());
     verify(&pos);
     verify(&box_b);
@@ -365,6 +380,69 @@ fn pre_computed_events_are_refused_under_the_fdm_v1_backend() {
 }
 
 /// A pseudo-terminal pair: (master, the terminal side held open raw, its path).
+/// A clock-in or clock-out as the register sends it.
+fn clocking(pos: &Daemon, id: &str, purpose: &str) -> (StatusCode, Value) {
+    let body = serde_json::json!({
+        "request_id": id, "operator": "85073003328", "event_type": "normal", "purpose": purpose
+    });
+    pos.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(&pos.dev_register_token()),
+        Some(serde_json::to_vec(&body).unwrap()),
+    )
+}
+
+#[test]
+fn clock_in_and_out_are_identified_then_signed_by_the_box_as_zero_ns_events() {
+    let emu = emulator::Emulator::start();
+    let pos = pos_of(
+        &emu.addr.to_string(),
+        "timeout_ms = 500\nattempts = 2\nretry_delay_ms = 50\n",
+    );
+    let (code, work_in) = clocking(&pos, "w-in", "work_in");
+    assert_eq!(code, StatusCode::CREATED, "{work_in}");
+    // An `I` request first (as the certified Odoo driver did), then the `H`: an NS of 0.00 with
+    // the PLU hash of the one "WORK IN" line at 0 %.
+    let requests = emu.i_and_h_requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(&requests[0][..1], "I", "{requests:?}");
+    assert_eq!(requests[0].len(), 4, "I is a header only");
+    let h = &requests[1];
+    assert_eq!((&h[..1], h.len()), ("H", 162));
+    assert_ne!(h[1..3], requests[0][1..3], "a sequence number each");
+    assert_eq!(&h[43..51], "     1NS");
+    assert_eq!(&h[51..62], "        000", "total 0.00");
+    let f = &work_in["fdm_v1"];
+    assert_eq!(
+        (f["code"].clone(), f["label"].clone()),
+        (0.into(), "NS".into()),
+        "{work_in}"
+    );
+    let id = &f["identification"];
+    assert_eq!(id["vsc_id"], "EMU-VSC-000001", "{work_in}");
+    assert_eq!(id["firmware"], "EMU-FDM 1.0", "{work_in}");
+    assert_eq!(
+        (id["protocol"].clone(), id["vsc_version"].clone()),
+        ("1".into(), "001".into())
+    );
+    // A sale between, then the clock-out: the box's NS counter counts all three.
+    let (code, sale) = post(&pos, "o-1");
+    assert_eq!(code, StatusCode::CREATED, "{sale}");
+    let (code, work_out) = clocking(&pos, "w-out", "work_out");
+    assert_eq!(code, StatusCode::CREATED, "{work_out}");
+    assert_eq!(work_out["fdm_v1"]["event_counter"], 3, "{work_out}");
+    assert_eq!(emu.events(), 3);
+    // The box down: a clock-in is refused (208) and journaled nowhere.
+    emu.shared.down.store(true, emulator::SeqCst);
+    let before = fiscal_events(&pos).len();
+    let (code, refused) = clocking(&pos, "w-in-2", "work_in");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["code"], 208, "{refused}");
+    assert_eq!(fiscal_events(&pos).len(), before);
+    verify(&pos);
+}
+
 fn open_pty() -> (std::fs::File, std::fs::File, String) {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     use std::os::unix::fs::OpenOptionsExt;
@@ -443,6 +521,8 @@ mod emulator {
     struct State {
         /// Every H request handled (ACKed), as received.
         requests: Vec<String>,
+        /// Every I and H request handled, in order.
+        identify_and_sign: Vec<String>,
         /// (sequence, data) → the signed fields, to answer a resend with 102.
         signed: HashMap<(String, String), String>,
         per_label: HashMap<String, u64>,
@@ -491,6 +571,10 @@ mod emulator {
         }
 
         /// FDM events signed.
+        pub fn i_and_h_requests(&self) -> Vec<String> {
+            self.shared.state.lock().unwrap().identify_and_sign.clone()
+        }
+
         pub fn events(&self) -> u64 {
             self.shared.state.lock().unwrap().total
         }
@@ -584,12 +668,18 @@ mod emulator {
                 }
                 format!("{}{VSC_ID}", common(if ok { "001000" } else { "204000" }))
             }
+            Some(b'I') if text.len() == 4 => {
+                s.state.lock().unwrap().identify_and_sign.push(text.clone());
+                // Firmware (20), protocol version (1), VSC id (14), VSC version (3).
+                format!("{}{:<20}1{VSC_ID}001", common("000000"), "EMU-FDM 1.0")
+            }
             Some(b'H') if text.len() == 162 => {
                 if s.need_pin.load(SeqCst) {
                     return format!("{:<109}", common("202000"));
                 }
                 let mut st = s.state.lock().unwrap();
                 st.requests.push(text.clone());
+                st.identify_and_sign.push(text.clone());
                 let key = (text[1..3].to_owned(), text[4..].to_owned());
                 if &text[3..4] != "0"
                     && let Some(fields) = st.signed.get(&key)

@@ -9,6 +9,7 @@
 use super::codec::{self, HashAndSign};
 use super::link::{Link, LinkError};
 use crate::config::{FdmV1SignerSection, RateAmounts};
+use crate::fiscal::order::Purpose;
 use crate::fiscal::vat::VatLetter;
 use crate::fiscal::{FdmCode, Order, Sale};
 use crate::status::{Problem, ProblemCode};
@@ -102,14 +103,41 @@ impl Backend {
 
     /// Has the box sign `order` (checked and completed, computed as `sale`) and answers the
     /// body member to journal.
+    ///
+    /// A clock-in or clock-out is preceded by an `I` request, as the certified Odoo driver did
+    /// (reference §6): the box's identification goes into the member as `identification`.
     pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
         let request = hash_and_sign(order, sale, &self.section)?;
         let (inner, health) = (self.inner.clone(), self.health.clone());
         let section = self.section.clone();
         let (register, request_id) = (order.register.clone(), order.request_id.clone());
+        let clocking = matches!(order.purpose, Purpose::WorkIn | Purpose::WorkOut);
         tokio::task::spawn_blocking(move || {
             let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = inner.sign(&section, &register, &request_id, request);
+            let identification = if clocking {
+                match inner.identify() {
+                    Ok(id) => Some(id),
+                    Err(failure) => {
+                        let result = Err(failure);
+                        note(&health, &result);
+                        return result;
+                    }
+                }
+            } else {
+                None
+            };
+            let mut result = inner.sign(&section, &register, &request_id, request);
+            if let (Ok(Value::Object(member)), Some(id)) = (&mut result, identification) {
+                member.insert(
+                    "identification".into(),
+                    json!({
+                        "firmware": id.firmware,
+                        "protocol": id.protocol,
+                        "vsc_id": id.vsc_id,
+                        "vsc_version": id.vsc_version,
+                    }),
+                );
+            }
             note(&health, &result);
             result
         })
@@ -332,6 +360,30 @@ impl Inner {
             .map_err(db_refusal)
     }
 
+    /// Asks the box who it is (`I`, one attempt): a box that does not answer is down, an error
+    /// code refuses as for an `H`.
+    fn identify(&mut self) -> Result<codec::Identification, Failure> {
+        let seq = self.next_seq().map_err(|e| Failure {
+            refusal: db_refusal(e),
+            problem: None,
+        })?;
+        let answer = self
+            .link
+            .exchange(codec::header(b'I', seq, 0).as_bytes())
+            .map_err(|e| Failure {
+                refusal: down(&e),
+                problem: Some(ProblemCode::FdmV1Down),
+            })?;
+        let common = codec::parse_common(&answer).map_err(invalid_answer)?;
+        if FdmCode::from_number(common.code)
+            .unwrap_or(FdmCode::Unspecified)
+            .is_error()
+        {
+            return Err(refused(&common, "identify itself"));
+        }
+        codec::parse_identification(&answer).map_err(invalid_answer)
+    }
+
     fn sign(
         &mut self,
         section: &FdmV1SignerSection,
@@ -406,34 +458,13 @@ impl Inner {
         r: &Reservation,
         answer: &[u8],
     ) -> Result<Value, Failure> {
-        let invalid = |e: codec::ResponseError| Failure {
-            refusal: Refusal {
-                code: FdmCode::NotOperational,
-                message: format!("FDM v1: {e} (fdm_v1_down)"),
-            },
-            problem: Some(ProblemCode::FdmV1Down),
-        };
+        let invalid = invalid_answer;
         let common = codec::parse_common(answer).map_err(invalid)?;
         let code = FdmCode::from_number(common.code).unwrap_or(FdmCode::Unspecified);
         if code.is_error() {
             // Taken before (a lost answer): the reservation stays for the register's resend.
             self.release_if_never_taken(register, request_id);
-            let problem = match code {
-                FdmCode::PinRequired | FdmCode::InvalidPin => Some(ProblemCode::FdmV1PinRequired),
-                FdmCode::InvalidData | FdmCode::UnknownIdentifier => None,
-                _ => Some(ProblemCode::FdmV1Refused),
-            };
-            let hint = problem.map(|p| format!(" ({p})")).unwrap_or_default();
-            return Err(Failure {
-                refusal: Refusal {
-                    code,
-                    message: format!(
-                        "the FDM v1 box {} refused to sign ({:03}){hint}",
-                        common.fdm_id, common.code
-                    ),
-                },
-                problem,
-            });
+            return Err(refused(&common, "sign"));
         }
         let signed = codec::parse_signed(answer).map_err(invalid)?;
         if signed.signature.is_empty() {
@@ -476,6 +507,38 @@ fn note(health: &Mutex<Health>, result: &Result<Value, Failure>) {
                 h.failure = Some(Problem::new(code, Some(f.refusal.message.clone())));
             }
         }
+    }
+}
+
+/// An answer without the reference's form: the box is treated as down.
+fn invalid_answer(e: codec::ResponseError) -> Failure {
+    Failure {
+        refusal: Refusal {
+            code: FdmCode::NotOperational,
+            message: format!("FDM v1: {e} (fdm_v1_down)"),
+        },
+        problem: Some(ProblemCode::FdmV1Down),
+    }
+}
+
+/// The box answered an error code to a request (`what`: "sign", "identify itself").
+fn refused(common: &codec::Common, what: &str) -> Failure {
+    let code = FdmCode::from_number(common.code).unwrap_or(FdmCode::Unspecified);
+    let problem = match code {
+        FdmCode::PinRequired | FdmCode::InvalidPin => Some(ProblemCode::FdmV1PinRequired),
+        FdmCode::InvalidData | FdmCode::UnknownIdentifier => None,
+        _ => Some(ProblemCode::FdmV1Refused),
+    };
+    let hint = problem.map(|p| format!(" ({p})")).unwrap_or_default();
+    Failure {
+        refusal: Refusal {
+            code,
+            message: format!(
+                "the FDM v1 box {} refused to {what} ({:03}){hint}",
+                common.fdm_id, common.code
+            ),
+        },
+        problem,
     }
 }
 

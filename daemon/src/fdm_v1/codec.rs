@@ -239,6 +239,31 @@ pub fn parse_signed(msg: &[u8]) -> Result<Signed, ResponseError> {
     })
 }
 
+/// What an `I` response carries after the common prefix (§1.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identification {
+    /// FDM firmware version (20).
+    pub firmware: String,
+    /// Protocol version (1).
+    pub protocol: String,
+    /// VSC id (14).
+    pub vsc_id: String,
+    /// VSC version (3).
+    pub vsc_version: String,
+}
+
+/// Reads the fields of an `I` response after the common prefix (`msg` has 59 characters).
+pub fn parse_identification(msg: &[u8]) -> Result<Identification, ResponseError> {
+    parse_common(msg)?;
+    let text = std::str::from_utf8(msg).map_err(|_| ResponseError::Field("not ASCII".into()))?;
+    Ok(Identification {
+        firmware: text[21..41].trim().to_owned(),
+        protocol: text[41..42].to_owned(),
+        vsc_id: text[42..56].trim().to_owned(),
+        vsc_version: text[56..59].trim().to_owned(),
+    })
+}
+
 /// The VSC id of a `P` response (35 characters).
 pub fn parse_pin(msg: &[u8]) -> Result<String, ResponseError> {
     parse_common(msg)?;
@@ -249,6 +274,24 @@ pub fn parse_pin(msg: &[u8]) -> Result<String, ResponseError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_i_response_field_by_field() {
+        let answer = format!(
+            "I120000000EMUFDM00001{:<20}1{}002",
+            "FW 2.1", "BE000000000042"
+        );
+        let id = parse_identification(answer.as_bytes()).unwrap();
+        assert_eq!(
+            (id.firmware.as_str(), id.protocol.as_str()),
+            ("FW 2.1", "1")
+        );
+        assert_eq!(
+            (id.vsc_id.as_str(), id.vsc_version.as_str()),
+            ("BE000000000042", "002")
+        );
+        assert!(parse_identification(&answer.as_bytes()[..58]).is_err());
+    }
 
     fn efsta() -> HashAndSign {
         HashAndSign {
