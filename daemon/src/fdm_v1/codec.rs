@@ -1,64 +1,21 @@
 //! The register's side of the FDM v1 wire format (reference gks-fdm.md §1.2–§1.6): frames
 //! (`STX message ETX LRC`), the 4-character header, the S, I, P and H requests fdmd sends and
-//! the fixed-width responses it reads. Pure functions, no I/O.
+//! the fixed-width responses it reads. Pure functions, no I/O; the frame, the fields and the
+//! responses are those of the shared `fdm-v1-wire` crate (the box's side, the `fdm-v1` plugin,
+//! uses the same).
 
 use thiserror::Error;
 
-/// Start of text.
-pub const STX: u8 = 0x02;
-/// End of text.
-pub const ETX: u8 = 0x03;
-/// Positive acknowledgement.
-pub const ACK: u8 = 0x06;
-/// Negative acknowledgement: send the frame again.
-pub const NAK: u8 = 0x15;
-/// Length of an `H` request (§1.4).
-pub const H_LENGTH: usize = 162;
+pub use fdm_v1_wire::H_LENGTH;
+pub use fdm_v1_wire::fields::{amount_field, header, left, right};
+pub use fdm_v1_wire::frame::{ACK, ETX, NAK, STX, encode as frame, lrc};
+pub use fdm_v1_wire::response::{
+    Common, Identification, ResponseError, Signed, parse_common, parse_identification, parse_pin,
+    parse_signed, response_length,
+};
+
 /// Longest response fdmd accepts between STX and ETX (the longest known is 109).
 pub const MAX_RESPONSE: usize = 256;
-
-/// The LRC of a message: the two's complement of the sum of its bytes (not STX, not ETX).
-pub fn lrc(message: &[u8]) -> u8 {
-    let sum = message.iter().fold(0u8, |acc, b| acc.wrapping_add(*b));
-    (sum ^ 0xFF).wrapping_add(1)
-}
-
-/// A whole frame for `message`.
-pub fn frame(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 3);
-    out.push(STX);
-    out.extend_from_slice(message);
-    out.push(ETX);
-    out.push(lrc(message));
-    out
-}
-
-/// Cents as the H request writes them: no sign, at least 3 digits, right-aligned in 11 spaces
-/// (the last 11 digits when longer).
-pub fn amount_field(cents: u64) -> String {
-    right(&format!("{cents:03}"), 11)
-}
-
-/// Right-aligned, space-padded; the last `width` characters when longer.
-pub fn right(s: &str, width: usize) -> String {
-    let s = &s[s.len().saturating_sub(width)..];
-    format!("{s:>width$}")
-}
-
-/// Left-aligned, space-padded, printable ASCII only, cut to `width`.
-pub fn left(s: &str, width: usize) -> String {
-    let s: String = s
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control())
-        .take(width)
-        .collect();
-    format!("{s:<width$}")
-}
-
-/// The 4-character header: identifier, sequence `00`–`99`, retry counter `0`–`9`.
-pub fn header(id: u8, seq: u8, retry: u8) -> String {
-    format!("{}{:02}{}", char::from(id), seq % 100, retry.min(9))
-}
 
 /// The data of an `H` request after its header (§1.4), before formatting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,142 +89,6 @@ impl HashAndSign {
         m += &right(&self.plu, 40);
         Ok(m)
     }
-}
-
-/// The common prefix of every response (§1.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Common {
-    /// The header echoed.
-    pub header: String,
-    /// The result code: class digit × 100 + code (`000`, `102`, `202` …).
-    pub code: u16,
-    /// FDM production number (11).
-    pub fdm_id: String,
-}
-
-/// What a signed `H` response carries after the common prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signed {
-    /// VSC id (14).
-    pub vsc_id: String,
-    /// FDM date `YYYYMMDD`.
-    pub date: String,
-    /// FDM time `HHMMSS`.
-    pub time: String,
-    /// Event label.
-    pub label: String,
-    /// Counter of the event's own type.
-    pub event_counter: u64,
-    /// Counter over all types.
-    pub total_counter: u64,
-    /// Signature, 40 characters (blank when the FDM did not sign).
-    pub signature: String,
-}
-
-/// A response that does not have the reference's form.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ResponseError {
-    /// Wrong length for its identifier.
-    #[error("FDM v1 response {id} is {got} characters, not {want}")]
-    Length {
-        /// Identifier.
-        id: char,
-        /// Length read.
-        got: usize,
-        /// Length expected.
-        want: usize,
-    },
-    /// Not ASCII, or a field that is not what it should be.
-    #[error("FDM v1 response: {0}")]
-    Field(String),
-}
-
-/// Response widths per identifier (§1.5): S 21, P 35, I 59, H 109.
-pub fn response_length(id: u8) -> usize {
-    match id {
-        b'P' => 35,
-        b'I' => 59,
-        b'H' => 109,
-        _ => 21,
-    }
-}
-
-/// Reads the common 21-character prefix; the response must have its identifier's width.
-pub fn parse_common(msg: &[u8]) -> Result<Common, ResponseError> {
-    let text = std::str::from_utf8(msg)
-        .ok()
-        .filter(|t| t.is_ascii())
-        .ok_or_else(|| ResponseError::Field("not ASCII".into()))?;
-    let id = msg.first().copied().unwrap_or(b'?');
-    let want = response_length(id);
-    if text.len() != want {
-        return Err(ResponseError::Length {
-            id: char::from(id),
-            got: text.len(),
-            want,
-        });
-    }
-    let num = |s: &str| -> Result<u16, ResponseError> {
-        s.parse()
-            .map_err(|_| ResponseError::Field(format!("error code {s:?}")))
-    };
-    let code = num(&text[4..5])? * 100 + num(&text[5..7])?;
-    Ok(Common {
-        header: text[..4].to_owned(),
-        code,
-        fdm_id: text[10..21].trim().to_owned(),
-    })
-}
-
-/// Reads the fields of an `H` response after the common prefix (`msg` has 109 characters).
-pub fn parse_signed(msg: &[u8]) -> Result<Signed, ResponseError> {
-    parse_common(msg)?;
-    let text = std::str::from_utf8(msg).map_err(|_| ResponseError::Field("not ASCII".into()))?;
-    let counter = |s: &str| -> Result<u64, ResponseError> {
-        s.trim()
-            .parse()
-            .map_err(|_| ResponseError::Field(format!("counter {s:?}")))
-    };
-    Ok(Signed {
-        vsc_id: text[21..35].trim().to_owned(),
-        date: text[35..43].to_owned(),
-        time: text[43..49].to_owned(),
-        label: text[49..51].to_owned(),
-        event_counter: counter(&text[51..60])?,
-        total_counter: counter(&text[60..69])?,
-        signature: text[69..109].trim().to_owned(),
-    })
-}
-
-/// What an `I` response carries after the common prefix (§1.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identification {
-    /// FDM firmware version (20).
-    pub firmware: String,
-    /// Protocol version (1).
-    pub protocol: String,
-    /// VSC id (14).
-    pub vsc_id: String,
-    /// VSC version (3).
-    pub vsc_version: String,
-}
-
-/// Reads the fields of an `I` response after the common prefix (`msg` has 59 characters).
-pub fn parse_identification(msg: &[u8]) -> Result<Identification, ResponseError> {
-    parse_common(msg)?;
-    let text = std::str::from_utf8(msg).map_err(|_| ResponseError::Field("not ASCII".into()))?;
-    Ok(Identification {
-        firmware: text[21..41].trim().to_owned(),
-        protocol: text[41..42].to_owned(),
-        vsc_id: text[42..56].trim().to_owned(),
-        vsc_version: text[56..59].trim().to_owned(),
-    })
-}
-
-/// The VSC id of a `P` response (35 characters).
-pub fn parse_pin(msg: &[u8]) -> Result<String, ResponseError> {
-    parse_common(msg)?;
-    Ok(String::from_utf8_lossy(&msg[21..35]).trim().to_owned())
 }
 
 #[cfg(test)]

@@ -30,11 +30,19 @@ pub const PROTOCOL_VERSION: &str = "1";
 /// VSC version answered in the `I` response (3 characters, value not documented).
 pub const VSC_VERSION: &str = "001";
 
-#[derive(Default)]
 struct Conn {
     decoder: frame::Decoder,
     /// The last response frame, sent again when the register answers NAK.
     last_response: Option<Vec<u8>>,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn {
+            decoder: frame::decoder(),
+            last_response: None,
+        }
+    }
 }
 
 /// The plugin: one decoder per connection.
@@ -110,13 +118,16 @@ impl FdmV1 {
         let h = &header.raw;
         match request {
             Request::Status => message::common(h, status.code, &status.fdm_id),
-            Request::Identification => format!(
-                "{}{}{}{}{}",
-                message::common(h, status.code, &status.fdm_id),
-                message::left(&self.firmware, 20),
-                PROTOCOL_VERSION,
-                message::left(&status.vsc_id, 14),
-                VSC_VERSION
+            Request::Identification => message::i_response(
+                h,
+                status.code,
+                &status.fdm_id,
+                &message::Identification {
+                    firmware: self.firmware.clone(),
+                    protocol: PROTOCOL_VERSION.into(),
+                    vsc_id: status.vsc_id.clone(),
+                    vsc_version: VSC_VERSION.into(),
+                },
             ),
             Request::Pin(pin) => {
                 let answer = self.submit(json!({"v": 1, "type": "pin", "pin": pin}));
@@ -124,11 +135,7 @@ impl FdmV1 {
                     Ok(a) => a["code"].as_u64().unwrap_or(299) as u16,
                     Err(_) => code::NOT_OPERATIONAL,
                 };
-                format!(
-                    "{}{}",
-                    message::common(h, code, &status.fdm_id),
-                    message::left(&status.vsc_id, 14)
-                )
+                message::p_response(h, code, &status.fdm_id, &status.vsc_id)
             }
             Request::HashAndSign(hs) => {
                 let fingerprint = message::fingerprint(&msg[4..]);

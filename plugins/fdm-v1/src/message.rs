@@ -13,8 +13,10 @@ pub mod code {
     pub const NOT_OPERATIONAL: u16 = 208;
 }
 
-/// Length of an `H` request.
-pub const H_LENGTH: usize = 162;
+pub use fdm_v1_wire::H_LENGTH;
+pub use fdm_v1_wire::response::{
+    Identification, Signed, bare, common, h_response, i_response, p_response,
+};
 
 /// The request header: identifier letter, sequence `00`–`99`, retry counter `0`–`9`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,84 +204,9 @@ fn parse_h(msg: &[u8]) -> Result<HashAndSign, String> {
     })
 }
 
-/// `error1 error2 error3`: class digit, two code digits, `000`.
-pub fn error_field(code: u16) -> String {
-    format!("{}{:02}000", (code / 100) % 10, code % 100)
-}
-
-/// Left-aligned, space-padded, cut to `width` (text fields).
-pub fn left(s: &str, width: usize) -> String {
-    let s: String = s
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control())
-        .take(width)
-        .collect();
-    format!("{s:<width$}")
-}
-
-/// Right-aligned, space-padded (numbers); the last `width` characters when longer.
-pub fn right(s: &str, width: usize) -> String {
-    let s = &s[s.len().saturating_sub(width)..];
-    format!("{s:>width$}")
-}
-
-/// The common 21-character prefix of every response.
-pub fn common(header: &[u8; 4], code: u16, fdm_id: &str) -> String {
-    format!(
-        "{}{}{}",
-        String::from_utf8_lossy(header),
-        error_field(code),
-        left(fdm_id, 11)
-    )
-}
-
-/// Response widths per identifier (reference §1.5): S 21, P 35, I 59, H 109.
-pub fn response_length(id: u8) -> usize {
-    match id {
-        b'P' => 35,
-        b'I' => 59,
-        b'H' => 109,
-        _ => 21,
-    }
-}
-
 /// A refusal as a response: the common prefix, then spaces to the identifier's width.
 pub fn refusal_response(r: &Refusal, fdm_id: &str) -> String {
-    left(&common(&r.header, r.code, fdm_id), response_length(r.id))
-}
-
-/// Fields of a signed `H` response after the common prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Signed {
-    /// VSC id (14).
-    pub vsc_id: String,
-    /// FDM date `YYYYMMDD`.
-    pub date: String,
-    /// FDM time `HHMMSS`.
-    pub time: String,
-    /// Label (2).
-    pub label: String,
-    /// Event counter.
-    pub event_counter: u64,
-    /// Total counter.
-    pub total_counter: u64,
-    /// Signature field (40 characters).
-    pub signature: String,
-}
-
-/// The 109-character `H` response.
-pub fn h_response(header: &[u8; 4], code: u16, fdm_id: &str, s: &Signed) -> String {
-    format!(
-        "{}{}{}{}{}{}{}{}",
-        common(header, code, fdm_id),
-        left(&s.vsc_id, 14),
-        left(&s.date, 8),
-        left(&s.time, 6),
-        left(&s.label, 2),
-        right(&s.event_counter.to_string(), 9),
-        right(&s.total_counter.to_string(), 9),
-        left(&s.signature, 40)
-    )
+    bare(&r.header, r.code, fdm_id)
 }
 
 /// FDM date and time (`YYYYMMDD`, `HHMMSS`) from fdmd's RFC 3339 `fdm_time`.
@@ -382,7 +309,6 @@ mod tests {
             signature: "AB".repeat(20),
         };
         assert_eq!(h_response(b"H070", 102, "DEVFDMD0001", &signed).len(), 109);
-        assert_eq!(error_field(102), "102000");
         let r = parse(b"Q000").unwrap_err();
         assert_eq!(refusal_response(&r, "DEVFDMD0001"), "Q000206000DEVFDMD0001");
         let r = parse(b"I01x").unwrap_err();
