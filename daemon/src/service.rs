@@ -399,8 +399,8 @@ impl Registrar {
             };
             return fdm.sign_copy(order, &fdm_ref).await.map_err(refused);
         }
-        let sale =
-            Sale::compute(order).map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
+        let sale = Sale::compute(order)
+            .map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
         fdm.sign(order, &sale).await.map_err(refused)
     }
 

@@ -641,7 +641,10 @@ fn copies_and_table_moves_are_signed_by_the_gks2_fdm_and_refused_without_it() {
     // stays where it was.
     let before = journal_last_seq(&pos);
     assert!(fdm.stop().success());
-    for body in [copy_of("c-2", "s-1"), change("mv-2", "table_move", "12", "14")] {
+    for body in [
+        copy_of("c-2", "s-1"),
+        change("mv-2", "table_move", "12", "14"),
+    ] {
         let (code, refused) = post(body);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
         assert_eq!(refused["code"], 208, "{refused}");

@@ -119,7 +119,10 @@ fn leaving(lines: &[Value]) -> Vec<Value> {
             if l["mainProduct"]["quantity"].as_f64().unwrap() < 0.0 {
                 l["mainProduct"]["negQuantityReason"] = json!("COST_CENTER_CHANGE");
             } else {
-                l["mainProduct"].as_object_mut().unwrap().remove("negQuantityReason");
+                l["mainProduct"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("negQuantityReason");
             }
             l
         })
@@ -726,7 +729,10 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
     ));
     cases.push((
         Mutation::CostCenterChange,
-        with(next(), json!({"transfer": {"from": side(5, leaving(&lines))}})),
+        with(
+            next(),
+            json!({"transfer": {"from": side(5, leaving(&lines))}}),
+        ),
         "BAD_USER_INPUT",
         "missing field `to`",
     ));
@@ -737,7 +743,10 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
         "data.transfer.from: at least one cost centre",
     ));
     let mut no_type = side(5, leaving(&lines));
-    no_type["costCenter"].as_object_mut().unwrap().remove("type");
+    no_type["costCenter"]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
     cases.push((
         Mutation::CostCenterChange,
         with(next(), change(json!([no_type]), side(7, lines.clone()))),
@@ -747,7 +756,10 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
     // The lines leaving a table with positive quantities: not a move.
     cases.push((
         Mutation::CostCenterChange,
-        with(next(), change(side(5, lines.clone()), side(7, lines.clone()))),
+        with(
+            next(),
+            change(side(5, lines.clone()), side(7, lines.clone())),
+        ),
         "TRANSFER_MISMATCH",
         "must be the negation of `to`",
     ));
@@ -797,18 +809,45 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
         json!([side(7, lines.clone())]),
     );
     let valid = [
-        (Mutation::Copy, with(next(), json!({"fdmRef": sale_ref})), false, EventLabel::C, 1),
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": sale_ref})),
+            false,
+            EventLabel::C,
+            1,
+        ),
         // A copy of a ticket another FDM signed (one replaced since) is not checked here.
-        (Mutation::Copy, with(next(), json!({"fdmRef": other_fdm})), false, EventLabel::C, 2),
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": other_fdm})),
+            false,
+            EventLabel::C,
+            2,
+        ),
         (
             Mutation::CostCenterChange,
-            with(next(), change(side(5, leaving(&lines)), side(7, lines.clone()))),
+            with(
+                next(),
+                change(side(5, leaving(&lines)), side(7, lines.clone())),
+            ),
             false,
             EventLabel::P,
             1,
         ),
-        (Mutation::CostCenterChange, with(next(), merged), false, EventLabel::P, 2),
-        (Mutation::Copy, with(next(), json!({"fdmRef": sale_ref})), true, EventLabel::T, 1),
+        (
+            Mutation::CostCenterChange,
+            with(next(), merged),
+            false,
+            EventLabel::P,
+            2,
+        ),
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": sale_ref})),
+            true,
+            EventLabel::T,
+            1,
+        ),
     ];
     for (i, (m, data, training, label, counter)) in valid.into_iter().enumerate() {
         let r = emu

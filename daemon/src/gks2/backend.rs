@@ -242,7 +242,9 @@ impl Backend {
 
     /// Has the FDM sign `order` (checked and completed) and answers the body member to journal.
     pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
-        let mapped = self.mapped(order, |ctx| map_order(order, sale, ctx)).await?;
+        let mapped = self
+            .mapped(order, |ctx| map_order(order, sale, ctx))
+            .await?;
         let result = self.exchange(&mapped).await?;
         if let Some(vat) = &result.vat_calc {
             check_vat(sale, vat).map_err(|e| Refusal {

@@ -543,7 +543,8 @@ fn check_transfer(t: &Transfer) -> Result<(), Refusal> {
     let (leaving, joining) = (vat_calc(&from)?, vat_calc(&to)?);
     let negated: Vec<(VatLabel, Decimal)> =
         joining.iter().map(|v| (v.label, -v.total_amount)).collect();
-    let left: Vec<(VatLabel, Decimal)> = leaving.iter().map(|v| (v.label, v.total_amount)).collect();
+    let left: Vec<(VatLabel, Decimal)> =
+        leaving.iter().map(|v| (v.label, v.total_amount)).collect();
     if left != negated {
         let show = |v: &[(VatLabel, Decimal)]| {
             v.iter()
@@ -556,10 +557,12 @@ fn check_transfer(t: &Transfer) -> Result<(), Refusal> {
             format!(
                 "a cost-centre change moves the lines it takes from `from` (negative quantities) to `to`: per VAT label `from` must be the negation of `to`, but `from` is [{}] and `to` is [{}]",
                 show(&left),
-                show(&joining
-                    .iter()
-                    .map(|v| (v.label, v.total_amount))
-                    .collect::<Vec<_>>())
+                show(
+                    &joining
+                        .iter()
+                        .map(|v| (v.label, v.total_amount))
+                        .collect::<Vec<_>>()
+                )
             ),
         ));
     }

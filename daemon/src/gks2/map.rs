@@ -427,7 +427,10 @@ mod tests {
                 "purpose": "table_move", "table": "7", "to_table": "9"}"#,
         );
         let m = map_table_change(&o, &moved(), &ctx()).unwrap();
-        assert_eq!((m.mutation, m.training), (Mutation::CostCenterChange, false));
+        assert_eq!(
+            (m.mutation, m.training),
+            (Mutation::CostCenterChange, false)
+        );
         let d = &m.data;
         assert_eq!(d["ticketMedium"], "NONE");
         assert_eq!(d["employeeId"], "85073003328");
@@ -435,22 +438,42 @@ mod tests {
         // One object per side (the form Odoo sends; a list-typed schema coerces it).
         let (from, to) = (&d["transfer"]["from"], &d["transfer"]["to"]);
         assert!(from.is_object() && to.is_object(), "{d}");
-        assert_eq!(from["costCenter"], json!({"id": "7", "type": "TABLE", "reference": "7"}));
+        assert_eq!(
+            from["costCenter"],
+            json!({"id": "7", "type": "TABLE", "reference": "7"})
+        );
         assert_eq!(to["costCenter"]["id"], "9");
         assert_eq!(to["transaction"]["transactionTotal"], json!(11));
         assert_eq!(from["transaction"]["transactionTotal"], json!(-11));
         let product = |side: &Value, i: usize| side["transaction"]["transactionLines"][i].clone();
         // Joining: as registered; the correction keeps its reason.
         assert_eq!(product(to, 0)["mainProduct"]["quantity"], json!(2));
-        assert!(product(to, 0)["mainProduct"].get("negQuantityReason").is_none());
-        assert_eq!(product(to, 2)["mainProduct"]["negQuantityReason"], "CORRECTION");
+        assert!(
+            product(to, 0)["mainProduct"]
+                .get("negQuantityReason")
+                .is_none()
+        );
+        assert_eq!(
+            product(to, 2)["mainProduct"]["negQuantityReason"],
+            "CORRECTION"
+        );
         // Leaving: quantities and totals negated, prices as they are.
         assert_eq!(product(from, 0)["mainProduct"]["quantity"], json!(-2));
-        assert_eq!(product(from, 0)["mainProduct"]["negQuantityReason"], "COST_CENTER_CHANGE");
-        assert_eq!(product(from, 0)["mainProduct"]["vats"][0]["price"], json!(3));
+        assert_eq!(
+            product(from, 0)["mainProduct"]["negQuantityReason"],
+            "COST_CENTER_CHANGE"
+        );
+        assert_eq!(
+            product(from, 0)["mainProduct"]["vats"][0]["price"],
+            json!(3)
+        );
         assert_eq!(product(from, 0)["lineTotal"], json!(-6));
         assert_eq!(product(from, 2)["mainProduct"]["quantity"], json!(1));
-        assert!(product(from, 2)["mainProduct"].get("negQuantityReason").is_none());
+        assert!(
+            product(from, 2)["mainProduct"]
+                .get("negQuantityReason")
+                .is_none()
+        );
         assert_eq!(product(from, 3)["lineTotal"], json!(0.5));
         assert_eq!(
             product(from, 3)["mainProduct"]["negQuantityReason"],
@@ -461,7 +484,10 @@ mod tests {
         let r = fdm(dir.path())
             .sign(m.mutation, &m.data, false, chrono::Local::now())
             .unwrap();
-        assert_eq!((r.fdm_ref.event_label, r.fdm_ref.event_counter), (EventLabel::P, 1));
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::P, 1)
+        );
     }
 
     #[test]
@@ -516,6 +542,9 @@ mod tests {
         let r = fdm
             .sign(m.mutation, &m.data, false, chrono::Local::now())
             .unwrap();
-        assert_eq!((r.fdm_ref.event_label, r.fdm_ref.event_counter), (EventLabel::C, 1));
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::C, 1)
+        );
     }
 }
