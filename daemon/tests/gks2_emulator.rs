@@ -742,6 +742,12 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
         "BAD_USER_INPUT",
         "data.transfer.from: at least one cost centre",
     ));
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(side(5, vec![]), side(7, vec![]))),
+        "BAD_USER_INPUT",
+        "data.transfer.from: no lines",
+    ));
     let mut no_type = side(5, leaving(&lines));
     no_type["costCenter"]
         .as_object_mut()

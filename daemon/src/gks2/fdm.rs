@@ -519,7 +519,7 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
 }
 
 /// A cost-centre change moves lines out of its `from` cost centres and into its `to` ones: each
-/// side names at least one cost centre, every side's lines are checked like a sale's (line and
+/// side names at least one cost centre and has at least one line, every side's lines are checked like a sale's (line and
 /// transaction totals, a reason on each negative quantity), and per VAT label the `from` side
 /// amounts to exactly the negation of the `to` side ([OD] sends the leaving lines negated with
 /// `COST_CENTER_CHANGE`): `TRANSFER_MISMATCH` otherwise (docs/gks2.md §6.3, §7).
@@ -537,6 +537,15 @@ fn check_transfer(t: &Transfer) -> Result<(), Refusal> {
             &format!("transfer.{name}"),
             side.len(),
         )?;
+        if side
+            .iter()
+            .all(|i| i.transaction.transaction_lines.is_empty())
+        {
+            return Err(refusal(
+                "BAD_USER_INPUT",
+                format!("{input} at data.transfer.{name}: no lines (a change moves lines)"),
+            ));
+        }
     }
     let from: Vec<&Transaction> = t.from.iter().map(|i| &i.transaction).collect();
     let to: Vec<&Transaction> = t.to.iter().map(|i| &i.transaction).collect();
