@@ -380,6 +380,10 @@ impl Registrar {
                 .await
                 .map_err(refused);
         }
+        // Computed before the FDM is asked, a copy's too: an event the journal would refuse is
+        // never signed.
+        let sale = Sale::compute(order)
+            .map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
         if order.event_type == EventType::Copy {
             let original = match &order.original {
                 Some(r) => self.stored(&r.register, &r.request_id).await,
@@ -399,8 +403,6 @@ impl Registrar {
             };
             return fdm.sign_copy(order, &fdm_ref).await.map_err(refused);
         }
-        let sale = Sale::compute(order)
-            .map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
         fdm.sign(order, &sale).await.map_err(refused)
     }
 
