@@ -301,30 +301,35 @@ impl Registrar {
     ) -> (Receipt, Option<Appended>) {
         // GKS 2.0 or FDM v1: the FDM signs the event first; its answer goes into the record. A
         // request already journaled is answered from the journal (the FDM is not asked again).
-        if (self.gks2.is_some() || self.fdm_v1.is_some())
-            && prepared.kind == RecordKind::FiscalEvent
+        // A GKS 2.0 FDM also signs table moves and merges (signCostCenterChange).
+        let signs = match prepared.kind {
+            RecordKind::FiscalEvent => self.gks2.is_some() || self.fdm_v1.is_some(),
+            RecordKind::TableChange => self.gks2.is_some(),
+            _ => false,
+        };
+        if signs
             && self
                 .stored(&received.register, &received.request_id)
                 .await
                 .is_none()
         {
-            let id = Some(received.request_id.clone());
-            let sale = match Sale::compute(&prepared.order) {
-                Ok(s) => s,
-                Err(e) => return (Receipt::invalid(id, &e), None),
-            };
             let signed = if let Some(fdm) = &self.gks2 {
-                fdm.sign(&prepared.order, &sale)
+                self.gks2_member(fdm, received, &prepared)
                     .await
                     .map(|m| ("gks2", m))
-                    .map_err(|r| (r.code, r.message))
             } else if let Some(fdm) = &self.fdm_v1 {
-                fdm.sign(&prepared.order, &sale)
-                    .await
-                    .map(|m| ("fdm_v1", m))
-                    .map_err(|r| (r.code, r.message))
+                let id = Some(received.request_id.clone());
+                match Sale::compute(&prepared.order) {
+                    Err(e) => Err(Receipt::invalid(id, &e)),
+                    Ok(sale) => fdm
+                        .sign(&prepared.order, &sale)
+                        .await
+                        .map(|m| ("fdm_v1", m))
+                        .map_err(|r| Self::refused(received, r.code, r.message)),
+                }
             } else {
-                Err((
+                Err(Self::refused(
+                    received,
                     FdmCode::NotOperational,
                     "no FDM backend is set up".to_owned(),
                 ))
@@ -333,18 +338,7 @@ impl Registrar {
                 Ok((name, member)) => {
                     prepared.extra.insert(name.into(), member);
                 }
-                Err((code, message)) => {
-                    return (
-                        Receipt::Error {
-                            request_id: id,
-                            code,
-                            message,
-                            field: None,
-                            problems: Vec::new(),
-                        },
-                        None,
-                    );
-                }
+                Err(receipt) => return (receipt, None),
             }
         }
         let entry = match self.entry_for(received, prepared) {
@@ -355,6 +349,61 @@ impl Registrar {
             Ok(a) => (Receipt::Signed(self.receipt_json(&a)), Some(a)),
             Err(e) => (Receipt::failed(Some(received.request_id.clone()), &e), None),
         }
+    }
+
+    /// The error receipt of an event the FDM did not sign.
+    fn refused(received: &Order, code: FdmCode, message: String) -> Receipt {
+        Receipt::Error {
+            request_id: Some(received.request_id.clone()),
+            code,
+            message,
+            field: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Has the GKS 2.0 FDM sign a prepared event (docs/gks2.md §6): a copy with the FDM
+    /// reference of the ticket it reprints (read from the original's record), a table move or
+    /// merge with the lines it moves (the prepared order's lines), any other fiscal event with
+    /// its computed ticket. Answers the `gks2` member of the record, or the error receipt.
+    async fn gks2_member(
+        &self,
+        fdm: &crate::gks2::backend::Backend,
+        received: &Order,
+        prepared: &Prepared,
+    ) -> Result<Value, Receipt> {
+        let order = &prepared.order;
+        let refused = |r: crate::gks2::backend::Refusal| Self::refused(received, r.code, r.message);
+        if prepared.kind == RecordKind::TableChange {
+            return fdm
+                .sign_table_change(order, &order.lines)
+                .await
+                .map_err(refused);
+        }
+        // Computed before the FDM is asked, a copy's too: an event the journal would refuse is
+        // never signed.
+        let sale = Sale::compute(order)
+            .map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
+        if order.event_type == EventType::Copy {
+            let original = match &order.original {
+                Some(r) => self.stored(&r.register, &r.request_id).await,
+                None => None,
+            };
+            let Some(fdm_ref) = original.as_ref().and_then(|o| {
+                serde_json::from_value::<crate::gks2::model::FdmRef>(
+                    o.body.get("gks2")?.get("fdmRef")?.clone(),
+                )
+                .ok()
+            }) else {
+                return Err(Self::refused(
+                    received,
+                    FdmCode::InvalidData,
+                    "the original ticket was not signed by a GKS 2.0 FDM: its copy cannot be signed (signCopy needs the original's fdmRef)".into(),
+                ));
+            };
+            return fdm.sign_copy(order, &fdm_ref).await.map_err(refused);
+        }
+        fdm.sign(order, &sale).await.map_err(refused)
     }
 
     fn entry_for(&self, received: &Order, prepared: Prepared) -> Result<Entry, Receipt> {

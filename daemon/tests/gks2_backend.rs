@@ -506,3 +506,186 @@ fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
     let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Starts a stopped emulator again on its configuration, data directory and (fixed) port.
+fn restart(fdm: &mut Daemon, addr: std::net::SocketAddr) {
+    let child = std::process::Command::new(support::FDMD)
+        .arg("--dev")
+        .arg("--config")
+        .arg(fdm.config_file.as_ref().unwrap())
+        .arg("--data-dir")
+        .arg(fdm.data_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    fdm.child = Some(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the FDM did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn copies_and_table_moves_are_signed_by_the_gks2_fdm_and_refused_without_it() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let port = support::free_port();
+    let mut fdm = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00013\"\nsecret_file = \"{}\"\n",
+        secret_file.display()
+    ));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let pos = pos_of(addr, &secret_file, "");
+    let token = pos.dev_register_token();
+    let post = |body: Value| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    let op = "85073003328";
+    let copy_of = |id: &str, original: &str| {
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "copy",
+            "original": {"request_id": original}})
+    };
+    let change = |id: &str, purpose: &str, from: &str, to: &str| {
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "normal",
+            "purpose": purpose, "table": from, "to_table": to})
+    };
+    let round = |id: &str, table: &str, lines: Value| {
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "pro_forma",
+            "table": table, "lines": lines})
+    };
+
+    // A sale, then its copy: signCopy with the sale's FDM reference, label C.
+    let (code, sale) = pos.request(
+        Method::POST,
+        "/v1/registers/dev-register/orders",
+        Some(&token),
+        Some(order("s-1", &[("Cola", 2, "2.20", "A")])),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{sale}");
+    let (code, copy) = post(copy_of("c-1", "s-1"));
+    assert_eq!(code, StatusCode::CREATED, "{copy}");
+    let g = &copy["gks2"];
+    assert_eq!(g["eventOperation"], "COPY", "{copy}");
+    assert_eq!(g["fdmRef"]["fdmId"], "FDMEMU00013");
+    assert_eq!(g["fdmRef"]["eventLabel"], "C");
+    assert_eq!(g["fdmRef"]["eventCounter"], 1);
+    assert_eq!(g["fdmRef"]["totalCounter"], 2);
+    assert_eq!(g["posFiscalTicketNo"], 2, "{copy}");
+    assert_eq!(copy["total"], sale["total"], "the copy reprints the sale");
+    // The copy's ticket shows the FDM's answer, as a sale's does.
+    let text = copy["text"].as_str().unwrap();
+    for shown in ["GKS 2.0 FDM", "FDMEMU00013", "C 1/2", "not certified"] {
+        assert!(text.contains(shown), "{shown} not in\n{text}");
+    }
+    // A resend: the stored copy, no second FDM event.
+    let (code, again) = post(copy_of("c-1", "s-1"));
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], copy["gks2"]);
+
+    // Table 7 gets two rounds (the second with a correction), moves to 9, and 9 is merged into
+    // 12: each change is signCostCenterChange with the moved lines, label P.
+    for (id, table, lines) in [
+        (
+            "t7-1",
+            "7",
+            serde_json::json!([{"description": "Water", "quantity": 2, "unit_price": "3.00", "vat": "A"},
+                {"description": "Soep", "quantity": 1, "unit_price": "6.50", "vat": "C"}]),
+        ),
+        (
+            "t7-2",
+            "7",
+            serde_json::json!([{"description": "Water", "quantity": -1, "unit_price": "3.00", "vat": "A"}]),
+        ),
+        (
+            "t12-1",
+            "12",
+            serde_json::json!([{"description": "Wijn", "quantity": 1, "unit_price": "5.00", "vat": "A"}]),
+        ),
+    ] {
+        let (code, r) = post(round(id, table, lines));
+        assert_eq!(code, StatusCode::CREATED, "{r}");
+        assert_eq!(r["gks2"]["eventOperation"], "ORDER", "{r}");
+    }
+    let (code, mv) = post(change("mv-1", "table_move", "7", "9"));
+    assert_eq!(code, StatusCode::CREATED, "{mv}");
+    assert_eq!(mv["record_kind"], "table_change", "{mv}");
+    let g = &mv["gks2"];
+    assert_eq!(g["eventOperation"], "COST_CENTER_CHANGE", "{mv}");
+    assert_eq!(g["fdmRef"]["eventLabel"], "P");
+    assert_eq!(g["fdmRef"]["eventCounter"], 4, "three rounds before: {mv}");
+    assert_eq!(g["fdmRef"]["totalCounter"], 6);
+    let (code, again) = post(change("mv-1", "table_move", "7", "9"));
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], mv["gks2"]);
+    let (code, mg) = post(change("mg-1", "table_merge", "9", "12"));
+    assert_eq!(code, StatusCode::CREATED, "{mg}");
+    assert_eq!(mg["gks2"]["eventOperation"], "COST_CENTER_CHANGE", "{mg}");
+    assert_eq!(mg["gks2"]["fdmRef"]["eventCounter"], 5, "{mg}");
+    assert_eq!(
+        fdm_events(&fdm),
+        [("C".into(), 1), ("N".into(), 1), ("P".into(), 5)]
+    );
+
+    // The FDM goes down: a copy and a move are refused (208), nothing is journaled, the table
+    // stays where it was.
+    let before = journal_last_seq(&pos);
+    assert!(fdm.stop().success());
+    for body in [
+        copy_of("c-2", "s-1"),
+        change("mv-2", "table_move", "12", "14"),
+    ] {
+        let (code, refused) = post(body);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+        assert_eq!(refused["code"], 208, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("(gks2_fdm_down)"),
+            "{refused}"
+        );
+    }
+    assert_eq!(journal_last_seq(&pos), before, "no record without the FDM");
+    assert_eq!(problems(&pos), ["gks2_fdm_down"]);
+    let (code, tables) = pos.request(Method::GET, "/v1/tables", Some(&pos.admin_token()), None);
+    assert_eq!(code, StatusCode::OK, "{tables}");
+    let open: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["table"].as_str())
+        .collect();
+    assert_eq!(open, ["12"], "{tables}");
+
+    // The FDM is back: the same requests are signed with the keys reserved at the refused
+    // attempts, and the copy takes the next copy number (no gap).
+    restart(&mut fdm, addr);
+    let (code, copy2) = post(copy_of("c-2", "s-1"));
+    assert_eq!(code, StatusCode::CREATED, "{copy2}");
+    assert_eq!(copy2["gks2"]["fdmRef"]["eventCounter"], 2, "{copy2}");
+    let number = |r: &Value| r["ticket_number"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(number(&copy2), number(&copy) + 1, "{copy} {copy2}");
+    assert_eq!(copy2["journal_seq"].as_u64().unwrap(), before + 1);
+    let (code, mv2) = post(change("mv-2", "table_move", "12", "14"));
+    assert_eq!(code, StatusCode::CREATED, "{mv2}");
+    assert_eq!(mv2["gks2"]["fdmRef"]["eventCounter"], 6, "{mv2}");
+    assert!(problems(&pos).is_empty());
+    assert_eq!(
+        fdm_events(&fdm),
+        [("C".into(), 2), ("N".into(), 1), ("P".into(), 6)]
+    );
+
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

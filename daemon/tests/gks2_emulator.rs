@@ -103,6 +103,32 @@ fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> V
     json!({"lineType": "SINGLE_PRODUCT", "mainProduct": product, "lineTotal": total_num})
 }
 
+/// Lines as they leave a cost centre ([OD]'s `negateTransactionLine`): quantity and line total
+/// negated, `COST_CENTER_CHANGE` on each quantity that becomes negative.
+fn leaving(lines: &[Value]) -> Vec<Value> {
+    let negate = |v: &Value| -> Value {
+        let d: rust_decimal::Decimal = v.to_string().parse().unwrap();
+        serde_json::from_str(&(-d).normalize().to_string()).unwrap()
+    };
+    lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l["mainProduct"]["quantity"] = negate(&l["mainProduct"]["quantity"]);
+            l["lineTotal"] = negate(&l["lineTotal"]);
+            if l["mainProduct"]["quantity"].as_f64().unwrap() < 0.0 {
+                l["mainProduct"]["negQuantityReason"] = json!("COST_CENTER_CHANGE");
+            } else {
+                l["mainProduct"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("negQuantityReason");
+            }
+            l
+        })
+        .collect()
+}
+
 fn transaction(lines: Vec<Value>) -> Value {
     let total: rust_decimal::Decimal = lines
         .iter()
@@ -317,9 +343,10 @@ fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
         Mutation::CostCenterChange,
         with(
             next(),
+            // As Odoo sends it: one object per side, the leaving lines negated.
             json!({"transfer": {
-            "from": [{"costCenter": table(5), "transaction": transaction(order_lines.clone())}],
-            "to": [{"costCenter": table(7), "transaction": transaction(order_lines.clone())}]}}),
+            "from": {"costCenter": table(5), "transaction": transaction(leaving(&order_lines))},
+            "to": {"costCenter": table(7), "transaction": transaction(order_lines.clone())}}}),
         ),
         false,
         EventLabel::P,
@@ -352,6 +379,16 @@ fn the_official_scenario_signs_counts_and_computes_vat_like_fdmd() {
             &[("Cola", 2, "2.20", "A"), ("Spaghetti", 1, "14.50", "B")]
         )
     );
+    // M160: a copy of the sale names its FDM reference; label C, no VAT receipt.
+    let copy = step(
+        "M160_signCopy",
+        Mutation::Copy,
+        with(next(), json!({"fdmRef": sale.fdm_ref})),
+        false,
+        EventLabel::C,
+        1,
+    );
+    assert!(copy.short_signature.is_none() && copy.vat_calc.is_none());
     // UC230: a correction within the sale (a line and its negative), with its reason.
     let correction = step(
         "UC230_signSale_Correction",
@@ -630,6 +667,211 @@ fn report_inputs_are_validated_field_by_field_and_refusals_are_not_counted() {
 }
 
 #[test]
+fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
+    let emu = start();
+    let key = emu.public_key();
+    let mut ticket = 700u64;
+    let mut next = || {
+        ticket += 1;
+        base(ticket, &now_text())
+    };
+    let sale = emu
+        .sign(
+            Mutation::Sale,
+            &with(
+                next(),
+                json!({"transaction": transaction(vec![line("Cola", 2, "2.20", "A", None)]),
+                       "financials": cash("4.4")}),
+            ),
+            false,
+        )
+        .unwrap();
+    let sale_ref = serde_json::to_value(&sale.fdm_ref).unwrap();
+    let lines = vec![
+        line("Cola", 2, "2.20", "A", None),
+        line("Cola", -1, "2.20", "A", Some("CORRECTION")),
+        line("Soep", 1, "6.50", "C", None),
+    ];
+    let side = |n: u32, lines: Vec<Value>| json!({"costCenter": table(n), "transaction": transaction(lines)});
+    let change = |from: Value, to: Value| json!({"transfer": {"from": from, "to": to}});
+
+    let mut cases: Vec<(Mutation, Value, &str, &str)> = Vec::new();
+    cases.push((
+        Mutation::Copy,
+        next(),
+        "BAD_USER_INPUT",
+        "missing field `fdmRef`",
+    ));
+    for (field, value, needle) in [
+        ("fdmDateTime", json!("yesterday"), "data.fdmRef.fdmDateTime"),
+        ("eventCounter", json!(0), "data.fdmRef.eventCounter"),
+        ("totalCounter", json!(0), "data.fdmRef.totalCounter"),
+        ("eventLabel", json!("Q"), "data.fdmRef.eventLabel"),
+        ("fdmId", json!(""), "data.fdmRef.fdmId"),
+    ] {
+        let mut r = sale_ref.clone();
+        r[field] = value;
+        cases.push((
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": r})),
+            "BAD_USER_INPUT",
+            needle,
+        ));
+    }
+    let mut unknown = sale_ref.clone();
+    unknown["eventCounter"] = json!(7);
+    unknown["totalCounter"] = json!(9);
+    cases.push((
+        Mutation::Copy,
+        with(next(), json!({"fdmRef": unknown})),
+        "FDM_REF_NOT_FOUND",
+        "signed no event N 7/9",
+    ));
+    cases.push((
+        Mutation::CostCenterChange,
+        with(
+            next(),
+            json!({"transfer": {"from": side(5, leaving(&lines))}}),
+        ),
+        "BAD_USER_INPUT",
+        "missing field `to`",
+    ));
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(json!([]), side(7, lines.clone()))),
+        "BAD_USER_INPUT",
+        "data.transfer.from: at least one cost centre",
+    ));
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(side(5, vec![]), side(7, vec![]))),
+        "BAD_USER_INPUT",
+        "data.transfer.from: no lines",
+    ));
+    let mut no_type = side(5, leaving(&lines));
+    no_type["costCenter"]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(json!([no_type]), side(7, lines.clone()))),
+        "BAD_USER_INPUT",
+        "data.transfer.from[0].costCenter",
+    ));
+    // The lines leaving a table with positive quantities: not a move.
+    cases.push((
+        Mutation::CostCenterChange,
+        with(
+            next(),
+            change(side(5, lines.clone()), side(7, lines.clone())),
+        ),
+        "TRANSFER_MISMATCH",
+        "must be the negation of `to`",
+    ));
+    // Less leaves than arrives.
+    cases.push((
+        Mutation::CostCenterChange,
+        with(
+            next(),
+            change(side(5, leaving(&lines[..2])), side(7, lines.clone())),
+        ),
+        "TRANSFER_MISMATCH",
+        "C",
+    ));
+    let mut no_reason = leaving(&lines);
+    no_reason[0]["mainProduct"]
+        .as_object_mut()
+        .unwrap()
+        .remove("negQuantityReason");
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(side(5, no_reason), side(7, lines.clone()))),
+        "NEG_QUANTITY_REASON_MISSING",
+        "Cola",
+    ));
+    let mut bad_total = side(7, lines.clone());
+    bad_total["transaction"]["transactionTotal"] = json!(9);
+    cases.push((
+        Mutation::CostCenterChange,
+        with(next(), change(side(5, leaving(&lines)), bad_total)),
+        "TRANSACTION_TOTAL_MISMATCH",
+        "transactionTotal 9",
+    ));
+    for (m, data, code, needle) in cases {
+        let e = emu.sign(m, &data, false).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.codes(), vec![code], "{m:?}: {text}");
+        assert!(text.contains(needle), "{m:?}: {needle:?} not in {text}");
+    }
+
+    // None was counted: the valid events go on from the sale (total 1).
+    let mut other_fdm = sale_ref.clone();
+    other_fdm["fdmId"] = json!("FDMOTHER0001");
+    other_fdm["eventCounter"] = json!(40);
+    other_fdm["totalCounter"] = json!(90);
+    let merged = change(
+        json!([side(5, leaving(&lines[..2])), side(6, leaving(&lines[2..]))]),
+        json!([side(7, lines.clone())]),
+    );
+    let valid = [
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": sale_ref})),
+            false,
+            EventLabel::C,
+            1,
+        ),
+        // A copy of a ticket another FDM signed (one replaced since) is not checked here.
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": other_fdm})),
+            false,
+            EventLabel::C,
+            2,
+        ),
+        (
+            Mutation::CostCenterChange,
+            with(
+                next(),
+                change(side(5, leaving(&lines)), side(7, lines.clone())),
+            ),
+            false,
+            EventLabel::P,
+            1,
+        ),
+        (
+            Mutation::CostCenterChange,
+            with(next(), merged),
+            false,
+            EventLabel::P,
+            2,
+        ),
+        (
+            Mutation::Copy,
+            with(next(), json!({"fdmRef": sale_ref})),
+            true,
+            EventLabel::T,
+            1,
+        ),
+    ];
+    for (i, (m, data, training, label, counter)) in valid.into_iter().enumerate() {
+        let r = emu
+            .sign(m, &data, training)
+            .unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (label, counter),
+            "{m:?}"
+        );
+        assert_eq!(r.fdm_ref.total_counter, i as u64 + 2, "{m:?}");
+        assert_eq!(r.event_operation, m.operation());
+        assert!(verifies(&key, &r, training, &data), "{m:?}: signature");
+        assert!(r.short_signature.is_none() && r.vat_calc.is_none(), "{m:?}");
+    }
+}
+
+#[test]
 fn a_resend_after_a_lost_answer_gets_the_same_result_and_one_event() {
     let emu = start();
     let data = with(
@@ -847,7 +1089,7 @@ fn the_request_corpus_in_both_client_styles_is_answered() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 6, "{files:?}");
     for (i, file) in files.iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let fixture: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();

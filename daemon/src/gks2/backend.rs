@@ -6,12 +6,13 @@
 //! fdmd's own key. The ticket is refused when the FDM's VAT differs from fdmd's.
 
 use super::client::{Client, ClientConfig, Gks2Error, Tls};
-use super::map::{PosContext, check_vat, map_order};
+use super::map::{Mapped, PosContext, check_vat, map_copy, map_order, map_table_change};
 use super::model::{
-    BaseInput, FdmDeviceInput, Language, Mutation, PosDeviceInput, ReportTurnoverInput, SignResult,
-    TurnoverInput,
+    BaseInput, FdmDeviceInput, FdmRef, Language, Mutation, PosDeviceInput, ReportTurnoverInput,
+    SignResult, TurnoverInput,
 };
 use crate::config::Gks2SignerSection;
+use crate::fiscal::order::OrderLine;
 use crate::fiscal::{FdmCode, Order, Sale};
 use crate::status::{Problem, ProblemCode};
 use rusqlite::{OptionalExtension, params};
@@ -193,10 +194,10 @@ impl Backend {
         }
     }
 
-    /// Has the FDM sign `order` (checked and completed) and answers the body member to journal.
-    pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
-        let (ticket, time) = self.reserve(order).await?;
-        let ctx = PosContext {
+    /// The POS side of one request: its reserved keys (ticket number, POS time) and fdmd's
+    /// settings.
+    fn context(&self, order: &Order, ticket: u64, time: String) -> PosContext {
+        PosContext {
             pos_id: self.section.pos_id.clone(),
             pos_sw_version: concat!("fdmd-", env!("CARGO_PKG_VERSION")).into(),
             vat_no: self.vat_no.clone(),
@@ -208,20 +209,43 @@ impl Backend {
             language: self.language,
             pos_fiscal_ticket_no: ticket,
             pos_date_time: time,
-        };
-        let mapped = map_order(order, sale, &ctx).map_err(|e| Refusal {
+        }
+    }
+
+    /// Maps `order` with its reserved keys: the keys are reserved (and committed) before the
+    /// mapping, so a retry of the same request sends the same five keys.
+    async fn mapped(
+        &self,
+        order: &Order,
+        map: impl FnOnce(&PosContext) -> Result<Mapped, super::map::MapError>,
+    ) -> Result<Mapped, Refusal> {
+        let (ticket, time) = self.reserve(order).await?;
+        let ctx = self.context(order, ticket, time);
+        map(&ctx).map_err(|e| Refusal {
             code: FdmCode::InvalidData,
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    /// Sends a mapped event, once more with the very same body after a timeout (the GKS 2.0
+    /// resend rule), and keeps what the answer says of the FDM's health.
+    async fn exchange(&self, mapped: &Mapped) -> Result<SignResult, Refusal> {
         let body = Client::request_body(mapped.mutation, &mapped.data, mapped.training)
             .map_err(|e| refusal(&e))?;
-        // One resend of the very same body after a timeout (the GKS 2.0 resend rule).
         let sent = match self.client.send(mapped.mutation, &body).await {
             Err(Gks2Error::Timeout { .. }) => self.client.send(mapped.mutation, &body).await,
             other => other,
         };
         self.note(&sent);
-        let result = sent.map_err(|e| refusal(&e))?;
+        sent.map_err(|e| refusal(&e))
+    }
+
+    /// Has the FDM sign `order` (checked and completed) and answers the body member to journal.
+    pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
+        let mapped = self
+            .mapped(order, |ctx| map_order(order, sale, ctx))
+            .await?;
+        let result = self.exchange(&mapped).await?;
         if let Some(vat) = &result.vat_calc {
             check_vat(sale, vat).map_err(|e| Refusal {
                 code: FdmCode::InvalidData,
@@ -229,6 +253,29 @@ impl Backend {
             })?;
         }
         Ok(journal_member(&result))
+    }
+
+    /// Has the FDM sign a copy (`signCopy`) of the ticket whose FDM reference is `original`
+    /// and answers the body member to journal (docs/gks2.md §6.2).
+    pub async fn sign_copy(&self, order: &Order, original: &FdmRef) -> Result<Value, Refusal> {
+        let mapped = self
+            .mapped(order, |ctx| map_copy(order, original, ctx))
+            .await?;
+        Ok(journal_member(&self.exchange(&mapped).await?))
+    }
+
+    /// Has the FDM sign a table move or merge (`signCostCenterChange`) of the lines `moved`
+    /// (those registered on `order.table`) and answers the body member to journal
+    /// (docs/gks2.md §6.3).
+    pub async fn sign_table_change(
+        &self,
+        order: &Order,
+        moved: &[OrderLine],
+    ) -> Result<Value, Refusal> {
+        let mapped = self
+            .mapped(order, |ctx| map_table_change(order, moved, ctx))
+            .await?;
+        Ok(journal_member(&self.exchange(&mapped).await?))
     }
 }
 
@@ -308,13 +355,13 @@ impl Backend {
             code: FdmCode::InvalidData,
             message: format!("GKS 2.0 input: {e}"),
         })?;
-        let body = Client::request_body(mutation, &data, false).map_err(|e| refusal(&e))?;
-        let sent = match self.client.send(mutation, &body).await {
-            Err(Gks2Error::Timeout { .. }) => self.client.send(mutation, &body).await,
-            other => other,
-        };
-        self.note(&sent);
-        let result = sent.map_err(|e| refusal(&e))?;
+        let result = self
+            .exchange(&Mapped {
+                mutation,
+                training: false,
+                data,
+            })
+            .await?;
         Ok(journal_member(&result))
     }
 }

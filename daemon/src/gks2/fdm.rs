@@ -3,9 +3,10 @@
 //! for development and tests.
 
 use super::model::{
-    BaseInput, CostCenterChangeInput, EventLabel, FdmDeviceInput, FdmRef, Message, Mutation,
-    OtherInput, PosDeviceInput, ProFormaInput, Product, ReportTurnoverInput, ReportUserInput,
-    SaleInput, SignResult, Transaction, TransactionLineType, VatCalc, VatLabel,
+    BaseInput, CopyInput, CostCenterChangeInput, EventLabel, FdmDeviceInput, FdmRef, Message,
+    Mutation, OtherInput, PosDeviceInput, ProFormaInput, Product, ReportTurnoverInput,
+    ReportUserInput, SaleInput, SignResult, Transaction, TransactionLineType, Transfer, VatCalc,
+    VatLabel,
 };
 use crate::fiscal::money::round_cents;
 use crate::fiscal::vat::breakdown;
@@ -152,6 +153,9 @@ impl Fdm {
         if let Some(stored) = self.lookup(&base, &key_time, label).map_err(store_error)? {
             return Ok(stored);
         }
+        if mutation == Mutation::Copy {
+            self.check_copied(data).map_err(|e| vec![e])?;
+        }
         let used = self.buffer_used();
         if self.stored >= self.settings.buffer_capacity {
             return Err(vec![Message::new(
@@ -259,6 +263,46 @@ impl Fdm {
             Decimal::from(self.stored) * Decimal::ONE_HUNDRED
                 / Decimal::from(self.settings.buffer_capacity),
         )
+    }
+
+    /// A copy of one of this FDM's own events must name an event it signed (the same total
+    /// counter, label and label counter): `FDM_REF_NOT_FOUND` otherwise. A copy of another
+    /// FDM's event (an FDM replaced since) is not checked.
+    fn check_copied(&self, data: &Value) -> Result<(), Refusal> {
+        let Some(r) = data
+            .get("fdmRef")
+            .and_then(|v| serde_json::from_value::<FdmRef>(v.clone()).ok())
+        else {
+            return Ok(());
+        };
+        if r.fdm_id != self.settings.fdm_id {
+            return Ok(());
+        }
+        let found: Option<(String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT label, event_counter FROM events WHERE total_counter = ?1",
+                params![i64::try_from(r.total_counter).unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| store_error(e).remove(0))?;
+        let same = found.is_some_and(|(label, counter)| {
+            label == r.event_label.as_str() && u64::try_from(counter).ok() == Some(r.event_counter)
+        });
+        if same {
+            Ok(())
+        } else {
+            Err(refusal(
+                "FDM_REF_NOT_FOUND",
+                format!(
+                    "CopyInput at data.fdmRef: this FDM signed no event {} {}/{}",
+                    r.event_label.as_str(),
+                    r.event_counter,
+                    r.total_counter
+                ),
+            ))
+        }
     }
 
     fn lookup(
@@ -386,16 +430,14 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
             Ok((p.base, Some(vat)))
         }
         Mutation::CostCenterChange => {
-            let c: CostCenterChangeInput = read(mutation, data)?;
-            let from: Vec<&Transaction> = c.transfer.from.iter().map(|i| &i.transaction).collect();
-            let to: Vec<&Transaction> = c.transfer.to.iter().map(|i| &i.transaction).collect();
-            let (a, b) = (vat_calc(&from)?, vat_calc(&to)?);
-            if a != b {
-                return Err(refusal(
-                    "TRANSFER_MISMATCH",
-                    "a cost-centre change must move the same amounts per VAT label",
-                ));
-            }
+            // `from` / `to` as one object ([OD]) or a list ([FT]): GraphQL list coercion.
+            let c: CostCenterChangeInput = read(mutation, &Transfer::normalised(data))?;
+            check_transfer(&c.transfer)?;
+            Ok((c.base, None))
+        }
+        Mutation::Copy => {
+            let c: CopyInput = read(mutation, data)?;
+            check_fdm_ref(mutation, "fdmRef", &c.fdm_ref)?;
             Ok((c.base, None))
         }
         Mutation::ReportTurnoverX | Mutation::ReportTurnoverZ => {
@@ -474,6 +516,89 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
             Ok((o.base, None))
         }
     }
+}
+
+/// A cost-centre change moves lines out of its `from` cost centres and into its `to` ones: each
+/// side names at least one cost centre and has at least one line, every side's lines are checked like a sale's (line and
+/// transaction totals, a reason on each negative quantity), and per VAT label the `from` side
+/// amounts to exactly the negation of the `to` side ([OD] sends the leaving lines negated with
+/// `COST_CENTER_CHANGE`): `TRANSFER_MISMATCH` otherwise (docs/gks2.md §6.3, §7).
+fn check_transfer(t: &Transfer) -> Result<(), Refusal> {
+    let input = Mutation::CostCenterChange.input_type();
+    for (name, side) in [("from", &t.from), ("to", &t.to)] {
+        if side.is_empty() {
+            return Err(refusal(
+                "BAD_USER_INPUT",
+                format!("{input} at data.transfer.{name}: at least one cost centre"),
+            ));
+        }
+        check_list_len(
+            Mutation::CostCenterChange,
+            &format!("transfer.{name}"),
+            side.len(),
+        )?;
+        if side
+            .iter()
+            .all(|i| i.transaction.transaction_lines.is_empty())
+        {
+            return Err(refusal(
+                "BAD_USER_INPUT",
+                format!("{input} at data.transfer.{name}: no lines (a change moves lines)"),
+            ));
+        }
+    }
+    let from: Vec<&Transaction> = t.from.iter().map(|i| &i.transaction).collect();
+    let to: Vec<&Transaction> = t.to.iter().map(|i| &i.transaction).collect();
+    let (leaving, joining) = (vat_calc(&from)?, vat_calc(&to)?);
+    let negated: Vec<(VatLabel, Decimal)> =
+        joining.iter().map(|v| (v.label, -v.total_amount)).collect();
+    let left: Vec<(VatLabel, Decimal)> =
+        leaving.iter().map(|v| (v.label, v.total_amount)).collect();
+    if left != negated {
+        let show = |v: &[(VatLabel, Decimal)]| {
+            v.iter()
+                .map(|(l, a)| format!("{} {a}", l.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(refusal(
+            "TRANSFER_MISMATCH",
+            format!(
+                "a cost-centre change moves the lines it takes from `from` (negative quantities) to `to`: per VAT label `from` must be the negation of `to`, but `from` is [{}] and `to` is [{}]",
+                show(&left),
+                show(
+                    &joining
+                        .iter()
+                        .map(|v| (v.label, v.total_amount))
+                        .collect::<Vec<_>>()
+                )
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An `FdmReferenceInput` as an FDM answered it: an ISO 8601 `fdmDateTime` and counters from 1,
+/// the label's counter never above the total counter.
+fn check_fdm_ref(mutation: Mutation, field: &str, r: &FdmRef) -> Result<(), Refusal> {
+    let input = mutation.input_type();
+    let bad = |what: &str, why: &str| {
+        refusal(
+            "BAD_USER_INPUT",
+            format!("{input} at data.{field}.{what}: {why}"),
+        )
+    };
+    if r.fdm_id.is_empty() {
+        return Err(bad("fdmId", "empty"));
+    }
+    check_time(mutation, &format!("{field}.fdmDateTime"), &r.fdm_date_time)?;
+    if r.event_counter == 0 {
+        return Err(bad("eventCounter", "must be 1 or more"));
+    }
+    if r.total_counter < r.event_counter {
+        return Err(bad("totalCounter", "less than eventCounter"));
+    }
+    Ok(())
 }
 
 fn check_list_len(mutation: Mutation, field: &str, len: usize) -> Result<(), Refusal> {

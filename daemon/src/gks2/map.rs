@@ -1,13 +1,16 @@
-//! fdmd's checked orders as GKS 2.0 mutation inputs (docs/gks2.md §6), and the comparison of
-//! the FDM's `vatCalc` with fdmd's own VAT (§8: a ticket is refused when they differ). The
-//! first pieces of `[signer] backend = "gks2"`; the registration path does not call them yet.
+//! fdmd's checked orders as GKS 2.0 mutation inputs (docs/gks2.md §6): sales, pro formas and
+//! clockings ([`map_order`]), copies ([`map_copy`]) and table moves and merges
+//! ([`map_table_change`]); and the comparison of the FDM's `vatCalc` with fdmd's own VAT (§8: a
+//! ticket is refused when they differ). Called by `[signer] backend = "gks2"` (`backend.rs`).
 
 use super::model::{
-    BaseInput, CostCenter, CostCenterType, Language, Mutation, NegQuantityReason, PaymentLine,
-    PaymentType, ProFormaInput, Product, QuantityType, SaleInput, Transaction, TransactionLine,
-    TransactionLineType, VatCalc, VatLabel, VatPart,
+    BaseInput, CopyInput, CostCenter, CostCenterChangeInput, CostCenterType, FdmRef, Language,
+    Mutation, NegQuantityReason, PaymentLine, PaymentType, ProFormaInput, Product, QuantityType,
+    SaleInput, Transaction, TransactionLine, TransactionLineType, Transfer, TransferItem, VatCalc,
+    VatLabel, VatPart,
 };
-use crate::fiscal::order::{Order, PaymentMethod, Purpose, Unit};
+use crate::fiscal::money::round_cents;
+use crate::fiscal::order::{Order, OrderLine, PaymentMethod, Purpose, Unit};
 use crate::fiscal::vat::VatLetter;
 use crate::fiscal::{EventType, Sale};
 use rust_decimal::Decimal;
@@ -81,6 +84,37 @@ fn base(order: &Order, ctx: &PosContext) -> BaseInput {
     }
 }
 
+/// One line as the FDM reads it: a single product whose one VAT part is the unit price, the
+/// line total as fdmd computed it, and `reason` on a negative quantity.
+fn product_line(l: &OrderLine, total: Decimal, reason: NegQuantityReason) -> TransactionLine {
+    TransactionLine {
+        line_type: TransactionLineType::SINGLE_PRODUCT,
+        main_product: Product {
+            gtin: None,
+            product_id: l.description.clone(),
+            product_name: l.description.clone(),
+            department_id: l.category.map_or("none", |c| c.as_str()).into(),
+            department_name: l.category.map_or("none", |c| c.as_str()).into(),
+            quantity: l.quantity,
+            quantity_type: match l.unit {
+                Unit::Piece => QuantityType::PIECE,
+                Unit::Kg => QuantityType::KILOGRAM,
+                Unit::L => QuantityType::LITRE,
+            },
+            neg_quantity_reason: (l.quantity < Decimal::ZERO).then_some(reason),
+            unit_price: l.unit_price,
+            vats: vec![VatPart {
+                label: VatLabel::of(l.vat),
+                price: l.unit_price,
+                price_changes: Vec::new(),
+            }],
+        },
+        sub_products: None,
+        cost_center: None,
+        line_total: total,
+    }
+}
+
 /// The lines in the order sent (never consolidated); a negative quantity is a REFUND on a
 /// refund of an earlier ticket, a CORRECTION otherwise.
 fn transaction(order: &Order, sale: &Sale) -> Transaction {
@@ -93,32 +127,7 @@ fn transaction(order: &Order, sale: &Sale) -> Transaction {
         .lines
         .iter()
         .zip(&sale.line_totals)
-        .map(|(l, total)| TransactionLine {
-            line_type: TransactionLineType::SINGLE_PRODUCT,
-            main_product: Product {
-                gtin: None,
-                product_id: l.description.clone(),
-                product_name: l.description.clone(),
-                department_id: l.category.map_or("none", |c| c.as_str()).into(),
-                department_name: l.category.map_or("none", |c| c.as_str()).into(),
-                quantity: l.quantity,
-                quantity_type: match l.unit {
-                    Unit::Piece => QuantityType::PIECE,
-                    Unit::Kg => QuantityType::KILOGRAM,
-                    Unit::L => QuantityType::LITRE,
-                },
-                neg_quantity_reason: (l.quantity < Decimal::ZERO).then_some(reason),
-                unit_price: l.unit_price,
-                vats: vec![VatPart {
-                    label: VatLabel::of(l.vat),
-                    price: l.unit_price,
-                    price_changes: Vec::new(),
-                }],
-            },
-            sub_products: None,
-            cost_center: None,
-            line_total: *total,
-        })
+        .map(|(l, total)| product_line(l, *total, reason))
         .collect();
     Transaction {
         transaction_lines: lines,
@@ -149,12 +158,16 @@ fn financials(order: &Order) -> Vec<PaymentLine> {
 }
 
 fn table(order: &Order) -> Option<CostCenter> {
-    order.table.as_ref().map(|t| CostCenter {
-        id: t.clone(),
+    order.table.as_deref().map(table_named)
+}
+
+fn table_named(t: &str) -> CostCenter {
+    CostCenter {
+        id: t.to_owned(),
         kind: CostCenterType::TABLE,
-        reference: t.clone(),
+        reference: t.to_owned(),
         cost_center: None,
-    })
+    }
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Value, MapError> {
@@ -202,8 +215,103 @@ pub fn map_order(order: &Order, sale: &Sale, ctx: &PosContext) -> Result<Mapped,
             };
             Ok(mapped(mutation, encode(&input)?))
         }
-        EventType::Copy => Err(MapError::Unsupported("a copy".into())),
+        // A copy needs the FDM reference of the ticket it reprints: `map_copy`.
+        EventType::Copy => Err(MapError::Unsupported(
+            "a copy without its original's FDM reference".into(),
+        )),
     }
+}
+
+/// `signCopy` of a copy (`event_type` copy, completed from its original by the restaurant
+/// layer): the common fields and `original`, the `fdmRef` the FDM answered for the ticket it
+/// reprints (docs/gks2.md §6.2). Never training: a copy is its own event type.
+pub fn map_copy(order: &Order, original: &FdmRef, ctx: &PosContext) -> Result<Mapped, MapError> {
+    if order.event_type != EventType::Copy {
+        return Err(MapError::Unsupported(format!(
+            "{} as a copy",
+            order.event_type.as_str()
+        )));
+    }
+    let input = CopyInput {
+        base: base(order, ctx),
+        fdm_ref: original.clone(),
+    };
+    Ok(Mapped {
+        mutation: Mutation::Copy,
+        training: false,
+        data: encode(&input)?,
+    })
+}
+
+/// `signCostCenterChange` of a table move or merge (`purpose` `table_move` / `table_merge`):
+/// `moved` are the lines registered on `order.table` (the restaurant's open-table state, in
+/// order, corrections as negative lines). They leave `table` — each line negated, a negative
+/// quantity with `COST_CENTER_CHANGE`, as [OD] sends it — and join `to_table` as they are (a
+/// correction keeps `CORRECTION`). Nothing is printed: `ticketMedium` `NONE`, as [OD]
+/// (docs/gks2.md §6.3).
+pub fn map_table_change(
+    order: &Order,
+    moved: &[OrderLine],
+    ctx: &PosContext,
+) -> Result<Mapped, MapError> {
+    if !matches!(order.purpose, Purpose::TableMove | Purpose::TableMerge) {
+        return Err(MapError::Unsupported(format!(
+            "purpose {} as a table change",
+            order.purpose.as_str()
+        )));
+    }
+    let (Some(from), Some(to)) = (&order.table, &order.to_table) else {
+        return Err(MapError::Encode(
+            "a table change names table and to_table".into(),
+        ));
+    };
+    let totals: Vec<Decimal> = moved
+        .iter()
+        .map(|l| round_cents(l.quantity * l.unit_price))
+        .collect();
+    let total: Decimal = totals.iter().copied().sum();
+    let joining: Vec<TransactionLine> = moved
+        .iter()
+        .zip(&totals)
+        .map(|(l, t)| product_line(l, *t, NegQuantityReason::CORRECTION))
+        .collect();
+    let leaving: Vec<TransactionLine> = moved
+        .iter()
+        .zip(&totals)
+        .map(|(l, t)| {
+            let negated = OrderLine {
+                quantity: -l.quantity,
+                ..l.clone()
+            };
+            product_line(&negated, -*t, NegQuantityReason::COST_CENTER_CHANGE)
+        })
+        .collect();
+    let mut base = base(order, ctx);
+    base.ticket_medium = "NONE".into();
+    let input = CostCenterChangeInput {
+        base,
+        transfer: Transfer {
+            from: vec![TransferItem {
+                cost_center: table_named(from),
+                transaction: Transaction {
+                    transaction_lines: leaving,
+                    transaction_total: -total,
+                },
+            }],
+            to: vec![TransferItem {
+                cost_center: table_named(to),
+                transaction: Transaction {
+                    transaction_lines: joining,
+                    transaction_total: total,
+                },
+            }],
+        },
+    };
+    Ok(Mapped {
+        mutation: Mutation::CostCenterChange,
+        training: false,
+        data: encode(&input)?,
+    })
 }
 
 /// The FDM's VAT differs from fdmd's: the ticket must not be issued.
@@ -252,4 +360,191 @@ pub fn check_vat(sale: &Sale, fdm: &[VatCalc]) -> Result<(), VatMismatch> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::gks2::fdm::{Fdm, FdmSettings};
+    use crate::gks2::model::EventLabel;
+    use serde_json::json;
+
+    fn ctx() -> PosContext {
+        PosContext {
+            pos_id: "CFDMD0000001".into(),
+            pos_sw_version: "fdmd-test".into(),
+            vat_no: "BE0123456749".into(),
+            est_no: "2000000042".into(),
+            terminal_id: "TER-1".into(),
+            device_id: "till-1".into(),
+            booking_period_id: "7f2c1a52-3c1e-4a55-9c59-2d0f6f0c0001".into(),
+            booking_date: "2026-12-07".into(),
+            language: Language::NL,
+            pos_fiscal_ticket_no: 7,
+            pos_date_time: chrono::Local::now()
+                .format("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+        }
+    }
+
+    fn order(json: &str) -> Order {
+        Order::from_json("till-1", json.as_bytes()).unwrap()
+    }
+
+    fn fdm(dir: &std::path::Path) -> Fdm {
+        Fdm::open(
+            dir,
+            FdmSettings {
+                fdm_id: "FDMUNIT0001".into(),
+                device_id: "dev".into(),
+                buffer_capacity: 100,
+                clock_tolerance_s: 300,
+            },
+        )
+        .unwrap()
+    }
+
+    fn moved() -> Vec<OrderLine> {
+        vec![
+            OrderLine::item("Water", Decimal::TWO, Decimal::new(300, 2), VatLetter::A),
+            OrderLine::item("Soep", Decimal::ONE, Decimal::new(650, 2), VatLetter::C),
+            OrderLine::item(
+                "Water",
+                Decimal::NEGATIVE_ONE,
+                Decimal::new(300, 2),
+                VatLetter::A,
+            ),
+            // A discount: positive quantity, negative price.
+            OrderLine::item("Korting", Decimal::ONE, Decimal::new(-50, 2), VatLetter::A),
+        ]
+    }
+
+    #[test]
+    fn a_table_move_leaves_its_table_negated_and_joins_the_other_as_registered() {
+        let o = order(
+            r#"{"request_id": "mv-1", "operator": "85073003328", "event_type": "normal",
+                "purpose": "table_move", "table": "7", "to_table": "9"}"#,
+        );
+        let m = map_table_change(&o, &moved(), &ctx()).unwrap();
+        assert_eq!(
+            (m.mutation, m.training),
+            (Mutation::CostCenterChange, false)
+        );
+        let d = &m.data;
+        assert_eq!(d["ticketMedium"], "NONE");
+        assert_eq!(d["employeeId"], "85073003328");
+        assert_eq!(d["posFiscalTicketNo"], 7);
+        // One object per side (the form Odoo sends; a list-typed schema coerces it).
+        let (from, to) = (&d["transfer"]["from"], &d["transfer"]["to"]);
+        assert!(from.is_object() && to.is_object(), "{d}");
+        assert_eq!(
+            from["costCenter"],
+            json!({"id": "7", "type": "TABLE", "reference": "7"})
+        );
+        assert_eq!(to["costCenter"]["id"], "9");
+        assert_eq!(to["transaction"]["transactionTotal"], json!(9));
+        assert_eq!(from["transaction"]["transactionTotal"], json!(-9));
+        let product = |side: &Value, i: usize| side["transaction"]["transactionLines"][i].clone();
+        // Joining: as registered; the correction keeps its reason.
+        assert_eq!(product(to, 0)["mainProduct"]["quantity"], json!(2));
+        assert!(
+            product(to, 0)["mainProduct"]
+                .get("negQuantityReason")
+                .is_none()
+        );
+        assert_eq!(
+            product(to, 2)["mainProduct"]["negQuantityReason"],
+            "CORRECTION"
+        );
+        // Leaving: quantities and totals negated, prices as they are.
+        assert_eq!(product(from, 0)["mainProduct"]["quantity"], json!(-2));
+        assert_eq!(
+            product(from, 0)["mainProduct"]["negQuantityReason"],
+            "COST_CENTER_CHANGE"
+        );
+        assert_eq!(
+            product(from, 0)["mainProduct"]["vats"][0]["price"],
+            json!(3)
+        );
+        assert_eq!(product(from, 0)["lineTotal"], json!(-6));
+        assert_eq!(product(from, 2)["mainProduct"]["quantity"], json!(1));
+        assert!(
+            product(from, 2)["mainProduct"]
+                .get("negQuantityReason")
+                .is_none()
+        );
+        assert_eq!(product(from, 3)["lineTotal"], json!(0.5));
+        assert_eq!(
+            product(from, 3)["mainProduct"]["negQuantityReason"],
+            "COST_CENTER_CHANGE"
+        );
+        // fdmd's own emulator takes it as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let r = fdm(dir.path())
+            .sign(m.mutation, &m.data, false, chrono::Local::now())
+            .unwrap();
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::P, 1)
+        );
+    }
+
+    #[test]
+    fn a_copy_names_its_originals_fdm_reference_and_only_a_copy_maps_so() {
+        let original = FdmRef {
+            fdm_id: "FDMUNIT0001".into(),
+            fdm_date_time: "2026-12-07T19:00:00+01:00".into(),
+            event_label: EventLabel::N,
+            event_counter: 1,
+            total_counter: 1,
+        };
+        let copy = order(
+            r#"{"request_id": "c-1", "operator": "85073003328", "event_type": "copy",
+                "original": {"request_id": "s-1"}}"#,
+        );
+        let m = map_copy(&copy, &original, &ctx()).unwrap();
+        assert_eq!((m.mutation, m.training), (Mutation::Copy, false));
+        assert_eq!(
+            m.data["fdmRef"],
+            json!({"fdmId": "FDMUNIT0001", "fdmDateTime": "2026-12-07T19:00:00+01:00",
+                   "eventLabel": "N", "eventCounter": 1, "totalCounter": 1})
+        );
+        assert_eq!(m.data["ticketMedium"], "PAPER");
+        // No lines, no payments: the FDM knows the original by its reference.
+        assert!(m.data.get("transaction").is_none() && m.data.get("financials").is_none());
+        // Without the reference a copy has no GKS 2.0 form; a sale is not a copy.
+        let sale = Sale::compute(&copy).unwrap();
+        assert!(matches!(
+            map_order(&copy, &sale, &ctx()),
+            Err(MapError::Unsupported(_))
+        ));
+        let normal = order(
+            r#"{"request_id": "s-1", "operator": "85073003328", "event_type": "normal",
+                "lines": [{"description": "Cola", "quantity": 1, "unit_price": "2.20", "vat": "A"}]}"#,
+        );
+        assert!(map_copy(&normal, &original, &ctx()).is_err());
+        // fdmd's own emulator refuses a copy of an event it never signed, and signs one of an
+        // event it did.
+        let dir = tempfile::tempdir().unwrap();
+        let mut fdm = fdm(dir.path());
+        let e = fdm
+            .sign(m.mutation, &m.data, false, chrono::Local::now())
+            .unwrap_err();
+        assert_eq!(e[0].extensions.code, "FDM_REF_NOT_FOUND");
+        let sale_m = map_order(&normal, &Sale::compute(&normal).unwrap(), &ctx()).unwrap();
+        let signed = fdm
+            .sign(sale_m.mutation, &sale_m.data, false, chrono::Local::now())
+            .unwrap();
+        let mut again = ctx();
+        again.pos_fiscal_ticket_no = 8;
+        let m = map_copy(&copy, &signed.fdm_ref, &again).unwrap();
+        let r = fdm
+            .sign(m.mutation, &m.data, false, chrono::Local::now())
+            .unwrap();
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::C, 1)
+        );
+    }
 }

@@ -143,8 +143,9 @@ wire_enum!(
     }
 );
 wire_enum!(
-    /// Why a quantity is negative.
-    NegQuantityReason { REFUND, CORRECTION, WASTE, DAMAGE }
+    /// Why a quantity is negative: the four of [FT]'s enum, and the two more [OD] sends
+    /// (`COST_CENTER_CHANGE` on the lines leaving a cost centre, `PRICE_CHANGE`).
+    NegQuantityReason { REFUND, CORRECTION, WASTE, DAMAGE, COST_CENTER_CHANGE, PRICE_CHANGE }
 );
 wire_enum!(
     /// Unit of a quantity.
@@ -577,26 +578,65 @@ pub struct ProFormaInput {
     pub financials: Option<Vec<PaymentLine>>,
 }
 
-/// One side of a cost-centre change.
+/// One side of a cost-centre change (`TransferItemInput`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferItem {
     /// Cost centre.
     pub cost_center: CostCenter,
-    /// Lines moved.
+    /// Lines moved: negative quantities on the side they leave, as they are on the side they
+    /// join (docs/gks2.md §2.2).
     pub transaction: Transaction,
 }
 
-/// `transfer` of a cost-centre change.
+/// `transfer` of a cost-centre change (`TransferInput`).
+///
+/// The public clients disagree on its shape: [FT] types `from` and `to` as lists of
+/// `TransferItemInput`, [OD] documents and sends one `TransferItemInput` each. GraphQL coerces a
+/// single value where a list is expected (input coercion of lists), so fdmd sends one object per
+/// side (valid for both schemas: [`serialize_side`]), and the emulator reads both forms
+/// ([`Transfer::normalised`] turns single objects into lists of one before reading).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transfer {
-    /// From.
+    /// Where the lines come from.
+    #[serde(serialize_with = "serialize_side")]
     pub from: Vec<TransferItem>,
-    /// To.
+    /// Where they go.
+    #[serde(serialize_with = "serialize_side")]
     pub to: Vec<TransferItem>,
 }
 
-/// `CostCenterChangeInput`.
+/// One side of a transfer on the wire: a single object when it has one item (the form [OD]
+/// sends), a list otherwise.
+pub fn serialize_side<S: serde::Serializer>(
+    side: &[TransferItem],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match side {
+        [one] => one.serialize(s),
+        many => many.serialize(s),
+    }
+}
+
+impl Transfer {
+    /// `data` with `transfer.from` and `transfer.to` as lists (a single object becomes a list of
+    /// one, as GraphQL input coercion does), ready to be read as a [`CostCenterChangeInput`].
+    pub fn normalised(data: &Value) -> Value {
+        let mut data = data.clone();
+        if let Some(transfer) = data.get_mut("transfer").and_then(Value::as_object_mut) {
+            for side in ["from", "to"] {
+                if let Some(v) = transfer.get_mut(side)
+                    && v.is_object()
+                {
+                    *v = Value::Array(vec![v.take()]);
+                }
+            }
+        }
+        data
+    }
+}
+
+/// `CostCenterChangeInput`: the common fields and what moves where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CostCenterChangeInput {
@@ -607,8 +647,21 @@ pub struct CostCenterChangeInput {
     pub transfer: Transfer,
 }
 
-/// Inputs typed only in their common fields in this stage (work in/out, copy, money in/out,
-/// drawer, payment correction, reports, invoice): the rest travels as JSON.
+/// `CopyInput` ([FT] `Models/Copy/CopyInput.cs`, [OD] `generateCopyInput`): the common fields and
+/// the FDM reference of the event the copy reprints (`FdmReferenceInput`, the five fields of
+/// [`FdmRef`], all required).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyInput {
+    /// Common fields.
+    #[serde(flatten)]
+    pub base: BaseInput,
+    /// The reprinted event's `fdmRef`, as its `SignResult` gave it.
+    pub fdm_ref: FdmRef,
+}
+
+/// Inputs typed only in their common fields in this stage (work in/out, money in/out,
+/// drawer, payment correction, invoice): the rest travels as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OtherInput {
     /// Common fields.

@@ -74,7 +74,8 @@ fn refuse<T>(field: &str, message: impl Into<String>) -> Result<T, Refusal> {
 pub struct Prepared {
     /// The record kind it becomes.
     pub kind: RecordKind,
-    /// The order with every line the ticket lists.
+    /// The order with every line the ticket lists (for a table move or merge: the lines it
+    /// moves).
     pub order: Order,
     /// Members added to the journal body (`table_role`, `copy_of`, `refund_of`, …).
     pub extra: Map<String, Value>,
@@ -895,9 +896,13 @@ impl Restaurant {
         extra.insert("lines".into(), json!(open.lines.len()));
         extra.insert("total".into(), json!(format_amount(open.total())));
         extra.insert("pos_time".into(), json!(order.pos_time));
+        // The lines it moves, for an FDM that signs the change (GKS 2.0 signCostCenterChange,
+        // docs/gks2.md §6.3); the record itself keeps only their number and total.
+        let mut moved = order.clone();
+        moved.lines = open.lines.iter().map(|l| l.line.clone()).collect();
         Ok(Prepared {
             kind: RecordKind::TableChange,
-            order: order.clone(),
+            order: moved,
             extra,
         })
     }
