@@ -301,9 +301,7 @@ pub fn verify_export_anchored(
             }));
             (first_line, parsed, broken)
         },
-        |(first_line, parsed, broken): ParsedChunk| {
-            reader.check_chunk(first_line, &parsed, broken)
-        },
+        |(first_line, parsed, broken): ParsedChunk| reader.check_chunk(first_line, &parsed, broken),
         |feed| loop {
             // Read a chunk; a read error ends it and is the problem of the line after its lines.
             let first_line = lines.line + 1;

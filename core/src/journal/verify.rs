@@ -45,11 +45,11 @@ use content::{Counters, Prepared, prepare, prepare_stored};
 pub use parallel::par_map;
 use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck};
 use periods::Periods;
+use pipeline::{Stopped, pipeline};
 use serde::{Deserialize, Serialize};
+use speculate::Guesses;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use pipeline::{Stopped, pipeline};
-use speculate::Guesses;
 use std::sync::Arc;
 
 /// A signer as declared in the journal or an export header.

@@ -101,9 +101,8 @@ pub(crate) fn pipeline<I: Send, P: Send, E: Send, R>(
                     if stopped_ref.load(Ordering::Acquire) {
                         continue;
                     }
-                    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        prepare(chunk)
-                    }));
+                    let prepared =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(chunk)));
                     // The in-order thread may have stopped: the chunk is then dropped.
                     let _ = done_tx.send((n, prepared));
                 }
