@@ -11,7 +11,8 @@
 use super::record::RecordKind;
 use super::store::{self, StoredRecord};
 use super::verify::content::{Prepared, prepare};
-use super::verify::parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, par_map};
+use super::verify::parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass};
+use super::verify::pipeline::pipeline;
 use super::verify::{
     Anchor, AnchorError, DeclaredSigner, Verifier, VerifyError, VerifySummary, verify_records,
 };
@@ -285,35 +286,54 @@ pub fn verify_export_anchored(
         end: None,
         count: 0,
     };
-    loop {
-        // Read a chunk; a read error ends it and is the problem of the line after its lines.
-        let first_line = lines.line + 1;
-        let mut chunk: Vec<String> = Vec::new();
-        let mut bytes = 0usize;
-        let mut broken = None;
-        let mut eof = false;
-        while chunk.len() < CHUNK_RECORDS && bytes < CHUNK_BYTES {
-            match lines.next_line() {
-                Ok(Some(text)) => {
-                    bytes += text.len();
-                    chunk.push(text);
-                }
-                Ok(None) => {
-                    eof = true;
-                    break;
-                }
-                Err(e) => {
-                    broken = Some(e);
-                    break;
+    let guesses = reader.verifier.guesses();
+    let ((), verdict) = pipeline(
+        |(first_line, chunk, broken): RawChunk| {
+            let mut parsed: Vec<ParsedLine> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, text)| parse_line(first_line + i as u64, text))
+                .collect();
+            drop(chunk);
+            guesses.check(parsed.iter_mut().filter_map(|line| match line {
+                ParsedLine::Record { record: Ok(p), .. } => Some(p),
+                _ => None,
+            }));
+            (first_line, parsed, broken)
+        },
+        |(first_line, parsed, broken): ParsedChunk| reader.check_chunk(first_line, &parsed, broken),
+        |feed| loop {
+            // Read a chunk; a read error ends it and is the problem of the line after its lines.
+            let first_line = lines.line + 1;
+            let mut chunk: Vec<String> = Vec::new();
+            let mut bytes = 0usize;
+            let mut broken = None;
+            let mut eof = false;
+            while chunk.len() < CHUNK_RECORDS && bytes < CHUNK_BYTES {
+                match lines.next_line() {
+                    Ok(Some(text)) => {
+                        bytes += text.len();
+                        chunk.push(text);
+                    }
+                    Ok(None) => {
+                        eof = true;
+                        break;
+                    }
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        // A read error is always reported (unless an earlier line has a problem).
-        reader.check_chunk(first_line, &chunk, broken)?;
-        if eof {
-            break;
-        }
-    }
+            // A read error is always reported (unless an earlier line has a problem); it ends
+            // the reading like the end of the file.
+            let last = eof || broken.is_some();
+            if feed.send((first_line, chunk, broken)).is_err() || last {
+                return;
+            }
+        },
+    );
+    verdict?;
     let ExportReader {
         verifier,
         end,
@@ -351,6 +371,11 @@ pub fn verify_export_anchored(
     }
     Ok((header, summary))
 }
+
+/// A chunk of an export as read: its first line's number, its lines, the read error after them.
+type RawChunk = (u64, Vec<String>, Option<ExportError>);
+/// A chunk of an export as a worker leaves it: its lines parsed, records' signatures checked.
+type ParsedChunk = (u64, Vec<ParsedLine>, Option<ExportError>);
 
 fn format_error(line: u64, problem: String) -> ExportError {
     ExportError::Format { line, problem }
@@ -415,14 +440,14 @@ struct ExportReader {
 }
 
 impl ExportReader {
-    /// Checks a chunk of lines numbered from `first_line`, then the read error after them, if any.
+    /// Checks a chunk of lines numbered from `first_line` (parsed, signatures checked ahead by
+    /// a worker), then the read error after them, if any.
     fn check_chunk(
         &mut self,
         first_line: u64,
-        chunk: &[String],
+        parsed: &[ParsedLine],
         broken: Option<ExportError>,
     ) -> Result<(), ExportError> {
-        let parsed = par_map(chunk, |i, text| parse_line(first_line + i as u64, text));
         let mut pass = Pass::<ExportError>::default();
         for (item, line) in parsed.iter().enumerate() {
             if let Err(e) = self.check_line(&mut pass, first_line + item as u64, item, line) {

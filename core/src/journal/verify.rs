@@ -20,18 +20,22 @@
 //! form. Outside anchors ([`Anchor`], a receipt's `journal_seq` and `signed_digest`) are checked
 //! against the records' hashes after the chain.
 //!
-//! [`verify_records`] and the export reader run these checks a chunk of records at a time on
-//! every core ([`parallel`]): each record's own bytes ([`content`], checks 2, 3 and the syntax of
-//! 4) and the signatures in parallel, the chain, signers, counters and series in order
-//! ([`Verifier`]). The verdict, first bad record and problem, is the one-by-one verifier's.
+//! [`verify_records`], [`Verifier::check_many`] and the export reader run these checks a chunk
+//! of records at a time ([`parallel`]) in a pipeline ([`pipeline`]): chunks read on the calling
+//! thread; each record's own bytes ([`content`], checks 2, 3 and the syntax of 4) and its
+//! signature with the guessed key ([`speculate`]) on workers kept for the run, on every core; the
+//! chain, signers, counters and series in order on one thread ([`Verifier`]). The verdict, first
+//! bad record and problem, is the one-by-one verifier's.
 
 mod claims;
 pub(crate) mod content;
 pub(crate) mod parallel;
 mod periods;
+pub(crate) mod pipeline;
 #[cfg(test)]
 mod reference;
 mod scan;
+pub(crate) mod speculate;
 #[cfg(test)]
 mod tests;
 
@@ -41,11 +45,12 @@ use content::{Counters, Prepared, prepare, prepare_stored};
 pub use parallel::par_map;
 use parallel::{CHUNK_BYTES, CHUNK_RECORDS, Pass, SignatureCheck};
 use periods::Periods;
+use pipeline::{Stopped, pipeline};
 use serde::{Deserialize, Serialize};
+use speculate::Guesses;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::ScopedJoinHandle;
+use std::sync::Arc;
 
 /// A signer as declared in the journal or an export header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,24 +446,44 @@ impl Verifier {
     }
 
     /// Checks records given in order, as [`Verifier::check`] would one after the other, but a
-    /// bounded chunk at a time on every core ([`parallel`]): each record's own bytes (hash,
+    /// bounded chunk at a time on every core ([`pipeline`]): each record's own bytes (hash,
     /// canonical form, envelope, claims) and the Ed25519 signatures (`verify_strict`, one per
-    /// record, never a batch equation) in parallel, the chain, signers, counters and series in
-    /// order. The verdict (first bad record and problem) is the one-by-one verifier's; on `Ok`
+    /// record, never a batch equation) on worker threads, the chain, signers, counters and series
+    /// in order. The verdict (first bad record and problem) is the one-by-one verifier's; on `Ok`
     /// the verifier's state is the same as after checking each record with [`Verifier::check`].
     pub fn check_many<R: Sync>(
         &mut self,
         records: &[R],
         parts: impl Fn(&R) -> RecordParts<'_> + Sync,
     ) -> Result<(), VerifyError> {
-        for chunk in records.chunks(CHUNK_RECORDS) {
-            let prepared = par_map(chunk, |_, r| {
-                let p = parts(r);
-                prepare(p.seq, p.canonical, p.hash, p.signature.to_vec())
-            });
-            self.check_chunk(&prepared)?;
-        }
-        Ok(())
+        let guesses = self.guesses();
+        let ((), verdict) = pipeline(
+            |chunk: &[R]| {
+                let mut prepared: Vec<Prepared> = chunk
+                    .iter()
+                    .map(|r| {
+                        let p = parts(r);
+                        prepare(p.seq, p.canonical, p.hash, p.signature.to_vec())
+                    })
+                    .collect();
+                guesses.check(&mut prepared);
+                prepared
+            },
+            |prepared: Vec<Prepared>| self.check_chunk(&prepared),
+            |feed| {
+                for chunk in records.chunks(CHUNK_RECORDS) {
+                    if feed.send(chunk).is_err() {
+                        break;
+                    }
+                }
+            },
+        );
+        verdict
+    }
+
+    /// The signers known before the first record (an export header's), to guess keys from.
+    pub(crate) fn guesses(&self) -> Guesses {
+        Guesses::new(self.signers.values().cloned())
     }
 
     /// Checks a database row on this thread: the record itself, then that its index columns say
@@ -692,8 +717,8 @@ impl Verifier {
         Ok(())
     }
 
-    /// Steps 2 and 3 of [`parallel`] for a chunk of prepared records (step 1 done): the chain's
-    /// checks in order, then the signatures on every core. `Ok` when every record passed.
+    /// Step 2 of [`parallel`] for a chunk of prepared records (step 1 done): the chain's checks
+    /// in order, then the signatures step 1 could not answer. `Ok` when every record passed.
     pub(crate) fn check_chunk(&mut self, prepared: &[Prepared]) -> Result<(), VerifyError> {
         let mut pass = Pass::<VerifyError>::default();
         for (item, p) in prepared.iter().enumerate() {
@@ -705,8 +730,9 @@ impl Verifier {
         pass.finish(|item| prepared.get(item))
     }
 
-    /// One record of step 2: the checks before its signature, the signature listed for step 3,
-    /// the checks after it.
+    /// One record of step 2: the checks before its signature, its signature (step 1's answer
+    /// when it was checked with this signer's key, otherwise listed for [`Pass::finish`]), the
+    /// checks after it.
     pub(crate) fn check_in_pass<E>(
         &mut self,
         pass: &mut Pass<E>,
@@ -714,10 +740,19 @@ impl Verifier {
         p: &Prepared,
     ) -> Result<(), VerifyError> {
         let signer = self.before_signature(p)?;
-        pass.checks.push(SignatureCheck {
-            item,
-            signer: signer.clone(),
-        });
+        match p.checked.as_ref().and_then(|c| c.answer_for(&signer)) {
+            Some(true) => {}
+            Some(false) => {
+                return fail(
+                    p.seq,
+                    format!("bad signature (signer {})", signer.declared.id),
+                );
+            }
+            None => pass.checks.push(SignatureCheck {
+                item,
+                signer: signer.clone(),
+            }),
+        }
         self.after_signature(p, &signer)
     }
 
@@ -744,54 +779,53 @@ pub(crate) fn undeclared(signer_id: &str, whole: bool) -> String {
 }
 
 /// Verifies database rows given in order (a whole journal when the verifier expects the
-/// genesis record), a bounded chunk at a time on every core; while a chunk is checked, the next
-/// one is read. Stops at the first bad record. `E` is the error of the row source; when the
-/// source fails, the rows it gave before are checked first (a bad record among them is the
-/// verdict, as when rows were checked one by one).
-pub fn verify_records<E: From<VerifyError>>(
+/// genesis record), a bounded chunk at a time: rows are read on the calling thread, each chunk's
+/// records checked on their own (bytes and signature, [`speculate`]) by a pool of worker threads
+/// kept for the whole run, and the chain checked in order on one more thread ([`pipeline`]).
+/// Stops at the first bad record. `E` is the error of the row source; when the source fails, the
+/// rows it gave before are checked first (a bad record among them is the verdict, as when rows
+/// were checked one by one).
+pub fn verify_records<E: From<VerifyError> + Send>(
     verifier: &mut Verifier,
     for_each_row: impl FnOnce(&mut dyn FnMut(StoredRecord) -> Result<(), E>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let shared = Mutex::new(verifier);
-    let check = |rows: Vec<StoredRecord>| -> Result<(), VerifyError> {
-        let prepared = par_map(&rows, |_, r| prepare_stored(r));
-        drop(rows);
-        shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .check_chunk(&prepared)
-    };
-    std::thread::scope(|scope| {
-        let check = &check;
-        let mut running: Option<ScopedJoinHandle<'_, Result<(), VerifyError>>> = None;
-        let wait = |running: &mut Option<ScopedJoinHandle<'_, Result<(), VerifyError>>>| {
-            running.take().map_or(Ok(()), |h| {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-        };
-        let mut chunk: Vec<StoredRecord> = Vec::with_capacity(CHUNK_RECORDS);
-        let mut bytes = 0usize;
-        let mut failed = false;
-        let read = for_each_row(&mut |r: StoredRecord| -> Result<(), E> {
-            bytes += r.canonical.len();
-            chunk.push(r);
-            if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
-                if let Err(e) = wait(&mut running) {
-                    failed = true;
-                    return Err(e.into());
+    let guesses = verifier.guesses();
+    let (read, verdict) = pipeline(
+        |rows: Vec<StoredRecord>| {
+            let mut prepared: Vec<Prepared> = rows.iter().map(prepare_stored).collect();
+            drop(rows);
+            guesses.check(&mut prepared);
+            prepared
+        },
+        |prepared: Vec<Prepared>| verifier.check_chunk(&prepared),
+        |feed| {
+            let mut chunk: Vec<StoredRecord> = Vec::with_capacity(CHUNK_RECORDS);
+            let mut bytes = 0usize;
+            let mut stopped = false;
+            let read = for_each_row(&mut |r: StoredRecord| -> Result<(), E> {
+                bytes += r.canonical.len();
+                chunk.push(r);
+                if chunk.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
+                    let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
+                    bytes = 0;
+                    if feed.send(rows) == Err(Stopped) {
+                        // The in-order step's verdict is returned instead of this.
+                        stopped = true;
+                        return Err(E::from(VerifyError {
+                            seq: 0,
+                            problem: "verification stopped".into(),
+                        }));
+                    }
                 }
-                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS));
-                bytes = 0;
-                running = Some(scope.spawn(move || check(rows)));
+                Ok(())
+            });
+            // Every row read (or the source failed after them): the rows before the verdict.
+            if !stopped && !chunk.is_empty() {
+                let _ = feed.send(std::mem::take(&mut chunk));
             }
-            Ok(())
-        });
-        if failed {
-            return read;
-        }
-        // Every row read (or the source failed after them): finish the rows before the verdict.
-        wait(&mut running)?;
-        check(std::mem::take(&mut chunk))?;
-        read
-    })
+            read
+        },
+    );
+    verdict?;
+    read
 }

@@ -43,6 +43,9 @@ pub(crate) struct Prepared {
     /// The envelope's fields, or the first problem of the record's own bytes (hash, JSON,
     /// canonical form, version, inner `seq`, kind, `prev_hash` syntax), in the documented order.
     pub(crate) content: Result<Content, VerifyError>,
+    /// The signature as checked ahead of the chain with a guessed key ([`super::speculate`]);
+    /// `None` until then, or when nothing could be guessed.
+    pub(crate) checked: Option<super::speculate::Checked>,
 }
 
 /// What the envelope says, as far as the later checks need it.
@@ -114,6 +117,7 @@ pub(crate) fn prepare(seq: u64, canonical: &[u8], hash: &[u8], signature: Vec<u8
         leaf: leaf(&computed),
         signature,
         content: content.map(|(content, _)| content),
+        checked: None,
     }
 }
 
@@ -132,6 +136,7 @@ pub(crate) fn prepare_stored(r: &StoredRecord) -> Prepared {
             });
             content
         }),
+        checked: None,
     }
 }
 

@@ -1,17 +1,20 @@
-//! Running the per-record work of verification on every core, a bounded chunk at a time.
+//! The chunks of a verification run and the checks of one chunk.
 //!
 //! A chunk of records (at most [`CHUNK_RECORDS`] records and about [`CHUNK_BYTES`] bytes) is
-//! checked in three steps:
-//! 1. on all cores: each record's own bytes ([`super::content`]);
+//! checked in two steps ([`super::pipeline`] runs them):
+//! 1. on a worker, a whole chunk at a time, the workers on every core: each record's own bytes
+//!    ([`super::content`]) and its signature with the key guessed for it
+//!    ([`super::speculate`]);
 //! 2. on one thread, in order: sequence, chain, signers, counters and series
-//!    ([`super::Verifier`]), which stops at the first record with a problem and, assuming every
-//!    signature before it is good, lists the signatures to check (up to and including that record
-//!    when its problem comes after its signature);
-//! 3. on all cores: those signatures, each with `verify_strict` on its own.
+//!    ([`super::Verifier`]), which stops at the first record with a problem; a record's signature
+//!    answer from step 1 is used when its key is the one in effect (a bad one stops there),
+//!    otherwise, assuming every signature before it is good, the signature is listed and the
+//!    list checked at the end of the chunk ([`Pass::finish`], on all cores: rare, after a
+//!    signer declaration the guess missed).
 //!
-//! The first bad record of the chunk is then the first record with a bad signature, or else the
-//! record where step 2 stopped: exactly the record a one-by-one verifier names, with the same
-//! problem, because every record before it passed every check.
+//! The first bad record of the chunk is then the first record with a bad listed signature, or
+//! else the record where step 2 stopped: exactly the record a one-by-one verifier names, with the
+//! same problem, because every record before it passed every check.
 
 use super::content::Prepared;
 use super::{KnownSigner, VerifyError};
@@ -88,7 +91,8 @@ pub(crate) struct SignatureCheck {
     pub(crate) signer: Arc<KnownSigner>,
 }
 
-/// Signature checks listed by step 2, and the problem it stopped at, if any.
+/// Signature checks listed by step 2 (those step 1 could not answer), and the problem it
+/// stopped at, if any.
 pub(crate) struct Pass<E> {
     pub(crate) checks: Vec<SignatureCheck>,
     pub(crate) stop: Option<E>,
@@ -104,8 +108,8 @@ impl<E> Default for Pass<E> {
 }
 
 impl<E: From<VerifyError>> Pass<E> {
-    /// Step 3: the first bad signature wins over the problem step 2 stopped at (it is earlier or
-    /// in the same record before that record's later checks).
+    /// The listed signatures: the first bad one wins over the problem step 2 stopped at (it is
+    /// earlier or in the same record before that record's later checks).
     pub(crate) fn finish<'a>(
         self,
         prepared: impl Fn(usize) -> Option<&'a Prepared> + Sync,

@@ -680,3 +680,36 @@ fn a_signature_with_a_torsion_component_in_r_is_refused() {
         "{new}"
     );
 }
+
+/// A signature answer computed ahead of the chain with a key other than the one in effect
+/// ([`super::speculate`]) is never used: the signature is checked again with the right key, both
+/// ways (a good signature "refused" by the wrong key, a bad one "accepted" by it).
+#[test]
+fn a_signature_answered_with_another_key_is_checked_again() {
+    use super::content::prepare_stored;
+    use super::speculate::Checked;
+    use super::{DeclaredSigner, KnownSigner};
+    use std::sync::Arc;
+    let wrong = Arc::new(KnownSigner::new(
+        DeclaredSigner {
+            id: signer_id(7),
+            algorithm: "ed25519".into(),
+            public_key: hex::encode(key(9).verifying_key().to_bytes()),
+        },
+        false,
+    ));
+    let guessed = |rows: &[StoredRecord], seq: u64, good: bool| {
+        let mut prepared: Vec<_> = rows.iter().map(prepare_stored).collect();
+        prepared[seq as usize - 1].checked = Some(Checked {
+            signer: wrong.clone(),
+            good,
+        });
+        Verifier::new(true, vec![], vec![]).check_chunk(&prepared)
+    };
+    let mut rows = journal(60, None);
+    assert_eq!(guessed(&rows, 10, false), Ok(()));
+    bad_signature(&mut rows, 20);
+    let e = guessed(&rows, 20, true).unwrap_err();
+    assert_eq!((e.seq, e.problem), first_bad(&rows));
+    assert_eq!(e.seq, 20);
+}
