@@ -454,25 +454,7 @@ fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
 
     // The FDM comes back (same store, same port): the Z report is made with the first Z number,
     // and the FDM's counters go on from its store.
-    let child = std::process::Command::new(support::FDMD)
-        .arg("--dev")
-        .arg("--config")
-        .arg(fdm.config_file.as_ref().unwrap())
-        .arg("--data-dir")
-        .arg(fdm.data_dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    fdm.child = Some(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the FDM did not come back"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    restart(&mut fdm, addr);
     let (code, z) = pos.request(
         Method::POST,
         reports,
