@@ -253,12 +253,7 @@ async fn handle_inner(
         );
     }
     let max = shared.section.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if crate::http::declared_length(&req).is_some_and(|n| n > max as u64) {
         return too_large(max);
     }
     let header_text = |name: header::HeaderName| {

@@ -16,6 +16,7 @@ mod signer_admin;
 pub mod web;
 
 pub use routes::ROUTES;
+pub(crate) use routes::declared_length;
 
 use crate::admission::{Admission, PreAuthLimits, PreAuthPool};
 use crate::app::App;

@@ -206,6 +206,16 @@ fn unauthorized() -> Response<Body> {
     r
 }
 
+/// The body length a request declares (`Content-Length`), when it declares a readable one.
+pub(crate) fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Reads a body of at most `max` bytes: 413 past that.
 pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Response<Body>> {
     let too_large = || {
@@ -215,12 +225,7 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Resp
         )
     };
     // A declared length over the limit is refused before a byte of the body is read.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max as u64) {
+    if declared_length(&req).is_some_and(|length| length > max as u64) {
         return Err(too_large());
     }
     match Limited::new(req.into_body(), max).collect().await {
