@@ -346,17 +346,7 @@ fn journal_last_seq(pos: &Daemon) -> u64 {
 
 #[test]
 fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
-    let secrets = tempfile::tempdir().unwrap();
-    let secret_file = secrets.path().join("secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    // A fixed port, so that the FDM can come back where the POS looks for it.
-    let port = support::free_port();
-    let mut fdm = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00012\"\nsecret_file = \"{}\"\n",
-        secret_file.display()
-    ));
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let pos = pos_of(addr, &secret_file, "");
+    let (_secrets, mut fdm, addr, pos) = restartable_fdm_and_pos("FDMEMU00012");
     let token = pos.dev_register_token();
     let reports = "/v1/registers/dev-register/reports";
     for (id, lines) in [
@@ -489,6 +479,25 @@ fn x_and_z_reports_are_signed_by_the_gks2_fdm_before_they_are_journaled() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// An emulator on a fixed port (so that it can come back where the POS looks for it, see
+/// [`restart`]) and a POS signing with it; the secrets' directory lives as long as the caller
+/// keeps it.
+fn restartable_fdm_and_pos(
+    fdm_id: &str,
+) -> (tempfile::TempDir, Daemon, std::net::SocketAddr, Daemon) {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let port = support::free_port();
+    let fdm = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"{fdm_id}\"\nsecret_file = \"{}\"\n",
+        secret_file.display()
+    ));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let pos = pos_of(addr, &secret_file, "");
+    (secrets, fdm, addr, pos)
+}
+
 /// Starts a stopped emulator again on its configuration, data directory and (fixed) port.
 fn restart(fdm: &mut Daemon, addr: std::net::SocketAddr) {
     let child = std::process::Command::new(support::FDMD)
@@ -514,16 +523,7 @@ fn restart(fdm: &mut Daemon, addr: std::net::SocketAddr) {
 
 #[test]
 fn copies_and_table_moves_are_signed_by_the_gks2_fdm_and_refused_without_it() {
-    let secrets = tempfile::tempdir().unwrap();
-    let secret_file = secrets.path().join("secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    let port = support::free_port();
-    let mut fdm = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00013\"\nsecret_file = \"{}\"\n",
-        secret_file.display()
-    ));
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let pos = pos_of(addr, &secret_file, "");
+    let (_secrets, mut fdm, addr, pos) = restartable_fdm_and_pos("FDMEMU00013");
     let token = pos.dev_register_token();
     let post = |body: Value| {
         pos.request(
