@@ -103,6 +103,17 @@ struct State {
 }
 
 impl State {
+    /// Every part of the state, borrowed at once, for folding records into it.
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            floor: &mut self.floor,
+            staff: &mut self.staff,
+            deposits: &mut self.deposits,
+            catering: &mut self.catering,
+            history: &mut self.history,
+        }
+    }
+
     fn new(history: History) -> State {
         State {
             floor: OpenTables::default(),
@@ -442,26 +453,13 @@ impl Restaurant {
     /// Folds the records after `after` from the history's own journal connection.
     fn fold_journal(&self, after: u64) -> rusqlite::Result<()> {
         let mut st = self.state();
-        let State {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        } = &mut *st;
-        let Some(conn) = history.journal() else {
+        let Some(conn) = st.history.journal() else {
             return Ok(());
         };
         // A second connection: `history` indexes while `conn` streams.
         let conn = store_reader(conn)?;
-        history.begin()?;
-        let mut parts = Parts {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        };
+        st.history.begin()?;
+        let mut parts = st.parts();
         let result = fold_into(&conn, after, &mut parts);
         parts.history.commit()?;
         result
@@ -469,21 +467,8 @@ impl Restaurant {
 
     fn fold(&self, conn: &rusqlite::Connection, after: u64) -> rusqlite::Result<()> {
         let mut st = self.state();
-        let State {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        } = &mut *st;
-        history.begin()?;
-        let mut parts = Parts {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        };
+        st.history.begin()?;
+        let mut parts = st.parts();
         let result = fold_into(conn, after, &mut parts);
         parts.history.commit()?;
         result
@@ -608,22 +593,7 @@ impl Restaurant {
     }
 
     fn apply_body(&self, seq: u64, kind: RecordKind, time: &str, body: &Map<String, Value>) {
-        let mut st = self.state();
-        let State {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        } = &mut *st;
-        Parts {
-            floor,
-            staff,
-            deposits,
-            catering,
-            history,
-        }
-        .apply(seq, kind, time, body);
+        self.state().parts().apply(seq, kind, time, body);
     }
 
     /// Refuses every check while the state could not be rebuilt from the journal.
