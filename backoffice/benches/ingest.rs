@@ -21,6 +21,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod support;
+use support::{load_average, setting};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -28,13 +31,6 @@ use common::fdmbox::FdmBox;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Busy and total jiffies of the whole machine (`/proc/stat`).
 fn machine_jiffies() -> (u64, u64) {
@@ -97,15 +93,6 @@ fn cluster_cpu(postmaster: Option<u32>) -> f64 {
         }
     }
     total
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The cached journal of `records` records (at least), written once.

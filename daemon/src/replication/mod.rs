@@ -2,7 +2,7 @@
 //! `docs/backoffice.md`) as it grows.
 //!
 //! One task of its own on the runtime: it reads the journal through read-only SQLite
-//! connections (on the blocking pool), builds segments in the export format of
+//! connections on a thread at idle priority (`idle.rs`: orders first), builds segments in the export format of
 //! `docs/journal-format.md` §9 with the core's own export code, and POSTs them. Orders never
 //! wait for it: the writer does not know it exists, and a WAL reader never blocks the writer.
 //!
@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod config;
+mod idle;
 
 use crate::app::App;
 use crate::journal::export::write_export;
@@ -195,7 +196,7 @@ struct Segment {
     last_seq: u64,
 }
 
-/// Reads records `from..=to` as an export (on the blocking pool), and the time of `from`.
+/// Reads records `from..=to` as an export (on the copy's idle thread).
 fn build_segment(journal: &Path, from: u64, to: u64) -> Result<Segment, String> {
     let conn = query::open_read_only(journal).map_err(|e| format!("journal: {e}"))?;
     let now = crate::journal::format_time(chrono::Local::now().fixed_offset());
@@ -410,10 +411,9 @@ async fn attempt(
     let from = *cursor + 1;
     let to = journal_last.min(cursor.saturating_add(*segment_records));
     let path = journal_path.to_path_buf();
-    let segment = match tokio::task::spawn_blocking(move || build_segment(&path, from, to)).await {
+    let segment = match idle::run("fdmd-copy", move || build_segment(&path, from, to)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Step::Failed(format!("reading records {from}..={to}: {e}")),
-        Err(e) => return Step::Failed(format!("reading records {from}..={to}: {e}")),
+        Ok(Err(e)) | Err(e) => return Step::Failed(format!("reading records {from}..={to}: {e}")),
     };
     let sent_to = segment.last_seq;
     let answer = match client::post_segment(target, tls, &credential, segment.bytes, timeout).await

@@ -1,0 +1,371 @@
+//! Issue 19: does a box catching up days of journal slow its own order path? A/B pairs in one
+//! sitting: `fdmd --dev` with a backlog of N records that the back office has not seen, its
+//! registers sending orders at a fixed rate over MQTT (`fdmd-bench`, 16 registers, 500 orders/s
+//! by default), with the copy on (B: it sends the whole backlog while the orders come) and off
+//! (A: the same box, the same backlog, `[backoffice]` not enabled). Reported per run: latency
+//! p50/p99/max, the daemon's CPU per order, and for B the time until the back office held every
+//! record (the box's status document: `backoffice.last_sent_seq` = `journal.last_seq`).
+//!
+//! ```text
+//! cargo build --release -p fdmd --bins
+//! cargo bench -p fdmd-backoffice --bench catch_up
+//! ```
+//!
+//! Settings (environment): `FDMD_CATCHUP_BACKLOG` (50000 records: ten days of a box signing
+//! 5,000 records a day, ten times the issue's 500 a day), `FDMD_CATCHUP_RATE` (500 orders/s),
+//! `FDMD_CATCHUP_SECS` (20 s per run), `FDMD_CATCHUP_PAIRS` (3), `FDMD_CATCHUP_NICE` (19: the
+//! back office and its PostgreSQL run at the lowest CPU priority, standing in for a back office
+//! on another machine, as it is in the field; 0 = they compete with the box for these two
+//! cores as equals, the worst case).
+//!
+//! The backlog is written once per run of the bench through the daemon itself (`fdmd-bench`
+//! closed loop, copy off), then copied for each run, so every run starts from the same journal
+//! and each B run is a new establishment of the back office with the whole backlog to send.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+use support::{load_average, setting};
+
+#[allow(dead_code)] // the tests use more of it than the bench
+#[path = "../tests/common/pg.rs"]
+mod pg;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OFFICE_BIN: &str = env!("CARGO_BIN_EXE_fdmd-backoffice");
+const ADMIN: &str = "admin-token-for-the-catch-up-bench-0123";
+
+/// A binary of the same build as this bench (`cargo build --release -p fdmd --bins`).
+fn sibling(name: &str) -> PathBuf {
+    let path = Path::new(OFFICE_BIN).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --release -p fdmd --bins` first",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET with a bearer token, bounded in time; the JSON body, `Null` when anything fails.
+fn get_json(addr: SocketAddr, path: &str, token: Option<&str>) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match rt.block_on(fdmd::client::request(
+        addr,
+        hyper::Method::GET,
+        path,
+        token,
+        None,
+        Duration::from_secs(5),
+    )) {
+        Ok((_, bytes)) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Polls `check` every 50 ms for at most `limit`; the time it took, `None` when it never held.
+fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// One `fdmd --dev` process on a data directory, with or without the copy to `office`.
+struct Box {
+    child: Child,
+    http: SocketAddr,
+    mqtt: SocketAddr,
+    data: PathBuf,
+}
+
+impl Box {
+    fn start(dir: &Path, office: Option<(SocketAddr, &str)>) -> Box {
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        let data = dir.join("data");
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mqtt: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        std::fs::write(
+            dir.join("fdmd.toml"),
+            format!(
+                "[fdm]\nid = \"DEVFDMD0001\"\ndata_dir = \"{}\"\n[establishment]\nname = \"Bench\"\naddress = \"Grote Markt 1, 1000 Brussel\"\nvat_number = \"BE0123456749\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let copy = dir.join("conf.d/50-backoffice.toml");
+        match office {
+            // The shipped defaults for segments, polling and back-off: only where and who.
+            Some((addr, id)) => std::fs::write(
+                &copy,
+                format!(
+                    "[backoffice]\nenabled = true\nurl = \"http://{addr}\"\nestablishment = \"{id}\"\ncredential_file = \"{}\"\n",
+                    dir.join("credential").display()
+                ),
+            )
+            .unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&copy);
+            }
+        }
+        let log = std::fs::File::create(dir.join("fdmd.log")).unwrap();
+        let child = Command::new(sibling("fdmd"))
+            .arg("--dev")
+            .arg("--config")
+            .arg(dir.join("fdmd.toml"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--http-listen", &http.to_string()])
+            .args(["--mqtt-listen", &mqtt.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let b = Box {
+            child,
+            http,
+            mqtt,
+            data,
+        };
+        let ready = wait_for(Duration::from_secs(60), || {
+            !get_json(http, "/v1/signer", None).is_null()
+        });
+        assert!(ready.is_some(), "fdmd did not answer within 60 s");
+        b
+    }
+
+    fn status(&self) -> Value {
+        let admin = fdmd::access::read_admin_token(&self.data).unwrap();
+        get_json(self.http, "/v1/status", Some(&admin))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.status()["journal"]["last_seq"].as_u64().unwrap_or(0)
+    }
+
+    /// `fdmd-bench` against this box: its JSON report.
+    fn bench(&self, rate: u64, secs: u64) -> Value {
+        let out = Command::new(sibling("fdmd-bench"))
+            .args(["--mqtt", &self.mqtt.to_string()])
+            .args(["--http", &self.http.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--registers", "16", "--rate", &rate.to_string()])
+            .args(["--duration", &secs.to_string(), "--json"])
+            .args(["--pid", &self.child.id().to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fdmd-bench failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or("");
+        serde_json::from_str(last).unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "fdmd did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fdmd-backoffice` with these arguments; its standard output (it must succeed).
+fn office_cli(db: &str, args: &[&str]) -> String {
+    let out = Command::new(OFFICE_BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fdmd-backoffice {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sets the nice value of a process (and so of the children it starts later).
+fn renice(pid: u32, nice: u64) {
+    let _ = Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn main() {
+    let backlog = setting("FDMD_CATCHUP_BACKLOG", 50_000);
+    let rate = setting("FDMD_CATCHUP_RATE", 500);
+    let secs = setting("FDMD_CATCHUP_SECS", 20);
+    let pairs = setting("FDMD_CATCHUP_PAIRS", 3);
+    let nice = setting("FDMD_CATCHUP_NICE", 19);
+    let root = tempfile::Builder::new()
+        .prefix("fdmd-catch-up")
+        .tempdir()
+        .unwrap();
+
+    // The backlog: a box signs orders with its copy off until its journal holds `backlog`.
+    let template = root.path().join("template");
+    let start = Instant::now();
+    let b = Box::start(&template, None);
+    for _ in 0..200 {
+        if b.last_seq() >= backlog {
+            break;
+        }
+        b.bench(0, 3);
+    }
+    let written = b.last_seq();
+    assert!(
+        written >= backlog,
+        "the backlog reached only {written} records"
+    );
+    let key = get_json(b.http, "/v1/signer", None)["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.stop();
+    println!(
+        "backlog: {written} records written in {:.0} s; load average {}",
+        start.elapsed().as_secs_f64(),
+        load_average()
+    );
+
+    // The back office, durable, at `nice` (PostgreSQL's backends inherit the postmaster's).
+    let pg = pg::Pg::start_durable();
+    pg.psql("postgres", "CREATE DATABASE office");
+    let db = pg.conninfo("office");
+    office_cli(&db, &["migrate"]);
+    if let Some(pid) = pg.pid() {
+        renice(pid, nice);
+    }
+    let token_file = root.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
+    let office_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut office = Command::new("nice")
+        .args(["-n", &nice.to_string()])
+        .arg(OFFICE_BIN)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--listen", &office_addr.to_string()])
+        .arg("--admin-token-file")
+        .arg(&token_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = wait_for(Duration::from_secs(30), || {
+        get_json(office_addr, "/v1/establishments", Some(ADMIN)).is_array()
+            || get_json(office_addr, "/v1/establishments", Some(ADMIN))["establishments"].is_array()
+    });
+    assert!(up.is_some(), "the back office did not answer");
+
+    println!(
+        "{pairs} pairs, {rate} orders/s for {secs} s each, 16 registers over MQTT; back office and PostgreSQL at nice {nice}"
+    );
+    println!(
+        "run | copy | orders/s | p50 ms | p99 ms | max ms | errors | daemon µs/order | backlog copied after | load"
+    );
+    for run in 0..pairs * 2 {
+        let copying = run % 2 == 0;
+        let dir = root.path().join(format!("run-{run}"));
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let id = format!("bench-{run}");
+        if copying {
+            let out = office_cli(
+                &db,
+                &[
+                    "enrol",
+                    "--id",
+                    &id,
+                    "--name",
+                    &id,
+                    "--vat-number",
+                    "BE0123456749",
+                    "--key",
+                    &key,
+                ],
+            );
+            let credential = out.lines().last().unwrap().trim().to_owned();
+            std::fs::write(dir.join("credential"), format!("{credential}\n")).unwrap();
+        }
+        let b = Box::start(&dir, copying.then_some((office_addr, id.as_str())));
+        // Watch the copy while the registers send: the time until the back office holds
+        // everything the journal had when the run began. The status is read in both runs
+        // alike, so that its own cost is on both sides of the pair.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let (http, data, done) = (b.http, b.data.clone(), done.clone());
+            std::thread::spawn(move || {
+                let admin = fdmd::access::read_admin_token(&data).unwrap();
+                wait_for(Duration::from_secs(secs + 60), || {
+                    let s = get_json(http, "/v1/status", Some(&admin));
+                    std::thread::sleep(Duration::from_millis(200));
+                    done.load(std::sync::atomic::Ordering::Relaxed)
+                        || s["backoffice"]["last_sent_seq"].as_u64().unwrap_or(0) >= written
+                })
+                .filter(|_| !done.load(std::sync::atomic::Ordering::Relaxed))
+            })
+        };
+        let r = b.bench(rate, secs);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let caught_up = copying.then(|| watch.join().unwrap());
+        b.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+        let ms = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{run} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.0} | {} | {}",
+            if copying { "on" } else { "off" },
+            r["orders_per_s"].as_f64().unwrap_or(0.0),
+            ms("p50"),
+            ms("p99"),
+            ms("max"),
+            r["errors"],
+            r["daemon_cpu_us_per_order"].as_f64().unwrap_or(f64::NAN),
+            match caught_up {
+                Some(Some(d)) => format!("{:.1} s", d.as_secs_f64()),
+                Some(None) => "not within the run".into(),
+                None => "-".into(),
+            },
+            load_average()
+        );
+    }
+    let _ = office.kill();
+    let _ = office.wait();
+    drop(pg);
+}
