@@ -403,7 +403,33 @@ impl Registrar {
             };
             return fdm.sign_copy(order, &fdm_ref).await.map_err(refused);
         }
-        fdm.sign(order, &sale).await.map_err(refused)
+        let refunded = if prepared.extra.contains_key("refund_of") {
+            self.fully_refunded(order, &sale).await
+        } else {
+            None
+        };
+        fdm.sign(order, &sale, refunded.as_ref())
+            .await
+            .map_err(refused)
+    }
+
+    /// The FDM reference of the sale a refund gives back, when the refund is a full one — it
+    /// gives back the original's whole total, so nothing was refunded before (the restaurant
+    /// layer refuses a refund beyond what is left) — and the original was signed by a GKS 2.0
+    /// FDM (docs/gks2.md §6.4). `None` for a partial refund, or an original journaled without an
+    /// FDM: signed without `fdmRef`, as before.
+    async fn fully_refunded(
+        &self,
+        order: &Order,
+        sale: &Sale,
+    ) -> Option<crate::gks2::model::FdmRef> {
+        let r = order.original.as_ref()?;
+        let original = self.stored(&r.register, &r.request_id).await?;
+        let total: rust_decimal::Decimal = original.body.get("total")?.as_str()?.parse().ok()?;
+        if total.is_zero() || sale.total != -total {
+            return None;
+        }
+        serde_json::from_value(original.body.get("gks2")?.get("fdmRef")?.clone()).ok()
     }
 
     fn entry_for(&self, received: &Order, prepared: Prepared) -> Result<Entry, Receipt> {

@@ -671,3 +671,143 @@ fn copies_and_table_moves_are_signed_by_the_gks2_fdm_and_refused_without_it() {
     let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A refund of an earlier ticket under `gks2` (docs/gks2.md §6.4): a full refund is `signSale`
+/// with the original's `fdmRef`, which the FDM checks (a fresh FDM with the same id, which never
+/// signed the original, refuses it: FDM_REF_NOT_FOUND); a partial refund is sent without one.
+/// With the FDM down a full refund is refused 208 and nothing is journaled; once back, it is
+/// signed with the next counters (no gap).
+#[test]
+fn a_full_refund_is_signed_with_the_originals_fdm_ref_and_refused_without_the_fdm() {
+    let (secrets, mut fdm, addr, pos) = restartable_fdm_and_pos("FDMEMU00017");
+    let token = pos.dev_register_token();
+    let post = |body: Value| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    let op = "85073003328";
+    let line = |d: &str, q: i64, p: &str, v: &str| serde_json::json!({"description": d, "quantity": q, "unit_price": p, "vat": v});
+    let sale = |id: &str, lines: Value, paid: &str| {
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "normal",
+            "lines": lines, "payments": [{"method": "cash", "amount": paid}]})
+    };
+    let refund = |id: &str, original: &str, lines: Value, paid: &str| {
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "normal",
+            "original": {"request_id": original}, "lines": lines,
+            "payments": [{"method": "cash", "amount": paid}]})
+    };
+    let full_s1 = || {
+        refund(
+            "f-1",
+            "s-1",
+            serde_json::json!([line("Cola", -2, "2.20", "A"), line("Soep", -1, "6.50", "C")]),
+            "-10.90",
+        )
+    };
+    let message = |r: &Value| r["message"].as_str().unwrap_or_default().to_owned();
+
+    for (id, lines, paid) in [
+        (
+            "s-1",
+            serde_json::json!([line("Cola", 2, "2.20", "A"), line("Soep", 1, "6.50", "C")]),
+            "10.90",
+        ),
+        (
+            "s-2",
+            serde_json::json!([line("Water", 2, "2.00", "A")]),
+            "4.00",
+        ),
+        (
+            "s-3",
+            serde_json::json!([line("Wijn", 1, "5.00", "A")]),
+            "5.00",
+        ),
+    ] {
+        let (code, r) = post(sale(id, lines, paid));
+        assert_eq!(code, StatusCode::CREATED, "{r}");
+        assert_eq!(r["gks2"]["fdmRef"]["eventLabel"], "N", "{r}");
+    }
+    // A partial refund (one of the two waters) is signed without fdmRef: N 4.
+    let (code, p1) = post(refund(
+        "p-1",
+        "s-2",
+        serde_json::json!([line("Water", -1, "2.00", "A")]),
+        "-2.00",
+    ));
+    assert_eq!(code, StatusCode::CREATED, "{p1}");
+    assert_eq!(p1["label"], "NR", "{p1}");
+    assert_eq!(p1["gks2"]["fdmRef"]["totalCounter"], 4, "{p1}");
+
+    // The FDM goes down: the full refund is refused, nothing is journaled.
+    let before = journal_last_seq(&pos);
+    assert!(fdm.stop().success());
+    let (code, refused) = post(full_s1());
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["code"], 208, "{refused}");
+    assert!(message(&refused).ends_with("(gks2_fdm_down)"), "{refused}");
+    assert_eq!(journal_last_seq(&pos), before, "no record without the FDM");
+    let (code, stored) = pos.request(
+        Method::GET,
+        "/v1/receipts/dev-register/f-1",
+        Some(&token),
+        None,
+    );
+    assert_ne!(code, StatusCode::OK, "{stored}");
+
+    // Back: the full refund is signed (N 5, no gap), an NR referencing s-1; a resend is
+    // answered from the journal.
+    restart(&mut fdm, addr);
+    let (code, f1) = post(full_s1());
+    assert_eq!(code, StatusCode::CREATED, "{f1}");
+    assert_eq!(f1["label"], "NR", "{f1}");
+    assert_eq!(f1["total"], "-10.90", "{f1}");
+    assert_eq!(f1["refund_of"]["request_id"], "s-1", "{f1}");
+    let g = &f1["gks2"];
+    assert_eq!(g["eventOperation"], "SALE", "{f1}");
+    assert_eq!(g["fdmRef"]["eventLabel"], "N");
+    assert_eq!(g["fdmRef"]["eventCounter"], 5);
+    assert_eq!(g["fdmRef"]["totalCounter"], 5);
+    assert_eq!(f1["journal_seq"].as_u64().unwrap(), before + 1);
+    let (code, again) = post(full_s1());
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], f1["gks2"]);
+    assert_eq!(fdm_events(&fdm), [("N".into(), 5)]);
+    assert!(problems(&pos).is_empty());
+
+    // A fresh FDM with the same id (its store lost) never signed s-3: the full refund of s-3
+    // carries s-3's fdmRef and is refused (207, FDM_REF_NOT_FOUND), not journaled; the rest of
+    // s-2 (a partial refund, no fdmRef) is still signed.
+    assert!(fdm.stop().success());
+    let fresh = Daemon::start_dev_with_config(&format!(
+        "[gks2_fdm]\nlisten = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"FDMEMU00017\"\nsecret_file = \"{}\"\n",
+        secrets.path().join("secret").display()
+    ));
+    let before = journal_last_seq(&pos);
+    let (code, refused) = post(refund(
+        "f-3",
+        "s-3",
+        serde_json::json!([line("Wijn", -1, "5.00", "A")]),
+        "-5.00",
+    ));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["code"], 207, "{refused}");
+    assert!(message(&refused).contains("FDM_REF_NOT_FOUND"), "{refused}");
+    assert!(message(&refused).contains("N 3/3"), "{refused}");
+    assert_eq!(journal_last_seq(&pos), before);
+    let (code, p2) = post(refund(
+        "p-2",
+        "s-2",
+        serde_json::json!([line("Water", -1, "2.00", "A")]),
+        "-2.00",
+    ));
+    assert_eq!(code, StatusCode::CREATED, "{p2}");
+    assert_eq!(p2["gks2"]["fdmRef"]["totalCounter"], 1, "{p2}");
+    drop(fresh);
+
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -871,6 +871,124 @@ fn copies_and_cost_centre_changes_are_validated_and_refusals_are_not_counted() {
     }
 }
 
+/// A full refund is `signSale` with `fdmRef`, the reference of the sale it gives back
+/// (docs/gks2.md §6.4): checked as a copy's (its fields, and an own event must exist), refusals
+/// not counted; a sale without `fdmRef` (a partial refund) is not checked.
+#[test]
+fn a_full_refunds_fdm_ref_is_checked_like_a_copys_and_refusals_are_not_counted() {
+    let emu = start();
+    let key = emu.public_key();
+    let mut ticket = 800u64;
+    let mut next = || {
+        ticket += 1;
+        base(ticket, &now_text())
+    };
+    let sold = vec![
+        line("Cola", 2, "2.20", "A", None),
+        line("Soep", 1, "6.50", "C", None),
+    ];
+    let sale = emu
+        .sign(
+            Mutation::Sale,
+            &with(
+                next(),
+                json!({"transaction": transaction(sold), "financials": cash("10.9")}),
+            ),
+            false,
+        )
+        .unwrap();
+    let sale_ref = serde_json::to_value(&sale.fdm_ref).unwrap();
+    let back = || {
+        json!({"transaction": transaction(vec![
+                line("Cola", -2, "2.20", "A", Some("REFUND")),
+                line("Soep", -1, "6.50", "C", Some("REFUND")),
+            ]),
+            "financials": cash("-10.9")})
+    };
+    let refund = |base: Value, r: &Value| {
+        let mut data = with(base, back());
+        data["fdmRef"] = r.clone();
+        data
+    };
+
+    let mut cases: Vec<(Value, &str, &str)> = Vec::new();
+    for (field, value, needle) in [
+        (
+            "fdmDateTime",
+            json!("yesterday"),
+            "SaleInput at data.fdmRef.fdmDateTime",
+        ),
+        (
+            "eventCounter",
+            json!(0),
+            "SaleInput at data.fdmRef.eventCounter",
+        ),
+        (
+            "totalCounter",
+            json!(0),
+            "SaleInput at data.fdmRef.totalCounter",
+        ),
+        ("eventLabel", json!("Q"), "data.fdmRef.eventLabel"),
+        ("fdmId", json!(""), "SaleInput at data.fdmRef.fdmId"),
+    ] {
+        let mut r = sale_ref.clone();
+        r[field] = value;
+        cases.push((refund(next(), &r), "BAD_USER_INPUT", needle));
+    }
+    let mut unknown = sale_ref.clone();
+    unknown["eventCounter"] = json!(7);
+    unknown["totalCounter"] = json!(9);
+    cases.push((
+        refund(next(), &unknown),
+        "FDM_REF_NOT_FOUND",
+        "SaleInput at data.fdmRef: this FDM signed no event N 7/9",
+    ));
+    // The right counters under another label are not the sale's reference either.
+    let mut wrong_label = sale_ref.clone();
+    wrong_label["eventLabel"] = json!("P");
+    cases.push((
+        refund(next(), &wrong_label),
+        "FDM_REF_NOT_FOUND",
+        "signed no event P 1/1",
+    ));
+    for (data, code, needle) in cases {
+        let e = emu.sign(Mutation::Sale, &data, false).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.codes(), vec![code], "{text}");
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+
+    // None was counted: the full refund is N 2, a refund of another FDM's sale (one replaced
+    // since) N 3, a refund without `fdmRef` (partial) N 4.
+    let mut other_fdm = sale_ref.clone();
+    other_fdm["fdmId"] = json!("FDMOTHER0001");
+    other_fdm["totalCounter"] = json!(90);
+    let valid = [
+        refund(next(), &sale_ref),
+        refund(next(), &other_fdm),
+        with(
+            next(),
+            json!({"transaction": transaction(vec![line("Cola", -1, "2.20", "A", Some("REFUND"))]),
+                   "financials": cash("-2.2")}),
+        ),
+    ];
+    for (i, data) in valid.iter().enumerate() {
+        let r = emu
+            .sign(Mutation::Sale, data, false)
+            .unwrap_or_else(|e| panic!("refund {i}: {e}"));
+        assert_eq!(r.fdm_ref.event_label, EventLabel::N, "refund {i}");
+        assert_eq!(r.fdm_ref.event_counter, i as u64 + 2, "refund {i}");
+        assert_eq!(r.fdm_ref.total_counter, i as u64 + 2, "refund {i}");
+        assert!(verifies(&key, &r, false, data), "refund {i}: signature");
+        let vat = r.vat_calc.as_ref().unwrap();
+        assert!(
+            vat.iter()
+                .all(|v| v.total_amount < rust_decimal::Decimal::ZERO),
+            "refund {i}: {vat:?}"
+        );
+    }
+}
+
 #[test]
 fn a_resend_after_a_lost_answer_gets_the_same_result_and_one_event() {
     let emu = start();
@@ -1089,7 +1207,7 @@ fn the_request_corpus_in_both_client_styles_is_answered() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 6, "{files:?}");
+    assert_eq!(files.len(), 7, "{files:?}");
     for (i, file) in files.iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let fixture: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
@@ -1104,13 +1222,29 @@ fn the_request_corpus_in_both_client_styles_is_answered() {
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(status, StatusCode::OK, "{name}: {answer}");
         assert!(answer.get("errors").is_none(), "{name}: {answer}");
-        let result = &answer["data"][expect["field"].as_str().unwrap()];
-        assert_eq!(
-            result["fdmRef"]["eventLabel"], expect["eventLabel"],
-            "{name}"
-        );
+        // The answer is under the response key: the field's alias if the query gave one
+        // (`signResult: signSale(…)`), and so are aliased fields of the selection.
+        let data = answer["data"].as_object().unwrap();
+        assert_eq!(data.len(), 1, "{name}: {answer}");
+        let result = &data[expect["field"].as_str().unwrap()];
+        let key = |field: &str| -> String {
+            expect["aliases"][field]
+                .as_str()
+                .unwrap_or(field)
+                .to_owned()
+        };
+        let fdm_ref = &result[key("fdmRef")];
+        assert_eq!(fdm_ref[key("eventLabel")], expect["eventLabel"], "{name}");
         assert_eq!(result["eventOperation"], expect["eventOperation"], "{name}");
-        assert_eq!(result["fdmRef"]["totalCounter"], json!(i + 1), "{name}");
+        assert_eq!(fdm_ref[key("totalCounter")], json!(i + 1), "{name}");
+        if let Some(aliases) = expect["aliases"].as_object() {
+            for field in aliases.keys() {
+                assert!(
+                    result.get(field).is_none() && fdm_ref.get(field).is_none(),
+                    "{name}: {field} answered under its name, not its alias"
+                );
+            }
+        }
         assert_eq!(
             result.get("vatCalc"),
             expect["vatCalc"].as_array().map(|_| &expect["vatCalc"]),

@@ -6,7 +6,9 @@
 //! fdmd's own key. The ticket is refused when the FDM's VAT differs from fdmd's.
 
 use super::client::{Client, ClientConfig, Gks2Error, Tls};
-use super::map::{Mapped, PosContext, check_vat, map_copy, map_order, map_table_change};
+use super::map::{
+    Mapped, PosContext, check_vat, map_copy, map_order, map_refund, map_table_change,
+};
 use super::model::{
     BaseInput, FdmDeviceInput, FdmRef, Language, Mutation, PosDeviceInput, ReportTurnoverInput,
     SignResult, TurnoverInput,
@@ -241,9 +243,18 @@ impl Backend {
     }
 
     /// Has the FDM sign `order` (checked and completed) and answers the body member to journal.
-    pub async fn sign(&self, order: &Order, sale: &Sale) -> Result<Value, Refusal> {
+    /// `refunded` is the FDM reference of the sale a full refund gives back (docs/gks2.md §6.4).
+    pub async fn sign(
+        &self,
+        order: &Order,
+        sale: &Sale,
+        refunded: Option<&FdmRef>,
+    ) -> Result<Value, Refusal> {
         let mapped = self
-            .mapped(order, |ctx| map_order(order, sale, ctx))
+            .mapped(order, |ctx| match refunded {
+                Some(original) => map_refund(order, sale, original, ctx),
+                None => map_order(order, sale, ctx),
+            })
             .await?;
         let result = self.exchange(&mapped).await?;
         if let Some(vat) = &result.vat_calc {

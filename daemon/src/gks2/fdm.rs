@@ -153,8 +153,9 @@ impl Fdm {
         if let Some(stored) = self.lookup(&base, &key_time, label).map_err(store_error)? {
             return Ok(stored);
         }
-        if mutation == Mutation::Copy {
-            self.check_copied(data).map_err(|e| vec![e])?;
+        // A copy names the event it reprints, a full refund the sale it gives back.
+        if matches!(mutation, Mutation::Copy | Mutation::Sale) {
+            self.check_referenced(mutation, data).map_err(|e| vec![e])?;
         }
         let used = self.buffer_used();
         if self.stored >= self.settings.buffer_capacity {
@@ -265,10 +266,11 @@ impl Fdm {
         )
     }
 
-    /// A copy of one of this FDM's own events must name an event it signed (the same total
-    /// counter, label and label counter): `FDM_REF_NOT_FOUND` otherwise. A copy of another
-    /// FDM's event (an FDM replaced since) is not checked.
-    fn check_copied(&self, data: &Value) -> Result<(), Refusal> {
+    /// The `fdmRef` of a copy or of a full refund (`signSale` with `fdmRef`), when it names
+    /// one of this FDM's own events, must name an event it signed (the same total counter,
+    /// label and label counter): `FDM_REF_NOT_FOUND` otherwise. A reference to another FDM's
+    /// event (an FDM replaced since) is not checked; a sale without `fdmRef` has nothing to check.
+    fn check_referenced(&self, mutation: Mutation, data: &Value) -> Result<(), Refusal> {
         let Some(r) = data
             .get("fdmRef")
             .and_then(|v| serde_json::from_value::<FdmRef>(v.clone()).ok())
@@ -296,7 +298,8 @@ impl Fdm {
             Err(refusal(
                 "FDM_REF_NOT_FOUND",
                 format!(
-                    "CopyInput at data.fdmRef: this FDM signed no event {} {}/{}",
+                    "{} at data.fdmRef: this FDM signed no event {} {}/{}",
+                    mutation.input_type(),
                     r.event_label.as_str(),
                     r.event_counter,
                     r.total_counter
@@ -412,6 +415,9 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
     match mutation {
         Mutation::Sale => {
             let s: SaleInput = read(mutation, data)?;
+            if let Some(r) = &s.fdm_ref {
+                check_fdm_ref(mutation, "fdmRef", r)?;
+            }
             let vat = match &s.transaction {
                 Some(t) => Some(vat_calc(&[t])?),
                 None => Some(Vec::new()),

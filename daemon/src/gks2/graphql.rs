@@ -1,7 +1,9 @@
 //! The GraphQL subset GKS 2.0 clients send (docs/gks2.md §1): one operation (`mutation` or
 //! `query`, named or not) with variable definitions (defaults allowed), one top-level field with
-//! arguments (variables or literals) and a selection set. Fragments, directives, subscriptions and
-//! several operations are refused. Parsing is bounded in size, tokens and depth.
+//! arguments (variables or literals) and a selection set. The field and the fields of its
+//! selection may carry an alias (`signResult: signSale(…)`, as fiskaltrust's client sends): the
+//! answer then uses the alias as its key. Fragments, directives, subscriptions, several fields
+//! and several operations are refused. Parsing is bounded in size, tokens and depth.
 
 use serde_json::{Map, Number, Value};
 
@@ -479,6 +481,37 @@ mod tests {
             json!({"posId": "P", "fdmRef": {"eventLabel": "N"}})
         );
         assert_eq!(parse("{device{id}}", &Map::new()).unwrap().field, "device");
+    }
+
+    #[test]
+    fn an_aliased_field_is_answered_under_its_alias() {
+        let vars = json!({"data": {}, "isTraining": false});
+        let q = "mutation SignSale($data: SaleInput!, $isTraining: Boolean!) {\n  signResult: signSale(data: $data, isTraining: $isTraining) {\n    posId\n    ref: fdmRef { label: eventLabel totalCounter }\n  }\n}";
+        let op = parse(q, vars.as_object().unwrap()).unwrap();
+        assert_eq!(op.kind, OperationKind::Mutation);
+        assert_eq!(
+            (op.key.as_str(), op.field.as_str()),
+            ("signResult", "signSale")
+        );
+        assert_eq!(op.arguments["data"], json!({}));
+        let projected = project(
+            &json!({"posId": "P", "fdmRef": {"eventLabel": "N", "totalCounter": 3, "fdmId": "X"}}),
+            op.selection.as_ref().unwrap(),
+        );
+        assert_eq!(
+            projected,
+            json!({"posId": "P", "ref": {"label": "N", "totalCounter": 3}})
+        );
+        // An alias without a field, or two aliased top-level fields, stay refused.
+        let m = Map::new();
+        assert!(matches!(
+            parse("mutation { a: { b } }", &m),
+            Err(GraphQlError::Parse(_))
+        ));
+        assert!(matches!(
+            parse("mutation { a: signSale { b } c: signSale { b } }", &m),
+            Err(GraphQlError::Unsupported(_))
+        ));
     }
 
     #[test]

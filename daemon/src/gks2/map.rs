@@ -1,5 +1,5 @@
 //! fdmd's checked orders as GKS 2.0 mutation inputs (docs/gks2.md §6): sales, pro formas and
-//! clockings ([`map_order`]), copies ([`map_copy`]) and table moves and merges
+//! clockings ([`map_order`]), full refunds ([`map_refund`]), copies ([`map_copy`]) and table moves and merges
 //! ([`map_table_change`]); and the comparison of the FDM's `vatCalc` with fdmd's own VAT (§8: a
 //! ticket is refused when they differ). Called by `[signer] backend = "gks2"` (`backend.rs`).
 
@@ -220,6 +220,36 @@ pub fn map_order(order: &Order, sale: &Sale, ctx: &PosContext) -> Result<Mapped,
             "a copy without its original's FDM reference".into(),
         )),
     }
+}
+
+/// `signSale` of a full refund: the refund's lines as [`map_order`] sends them (negative
+/// quantities with `REFUND`) and `fdmRef`, an exact copy of the reference the FDM answered for
+/// the sale it gives back ([FT]: a complete refund must reference the earlier transaction;
+/// docs/gks2.md §6.4). Only an order that refunds an earlier ticket (`original` set) and maps
+/// to `signSale` qualifies.
+pub fn map_refund(
+    order: &Order,
+    sale: &Sale,
+    original: &FdmRef,
+    ctx: &PosContext,
+) -> Result<Mapped, MapError> {
+    if order.original.is_none() || order.event_type == EventType::Copy {
+        return Err(MapError::Unsupported(
+            "a full refund without the ticket it gives back".into(),
+        ));
+    }
+    let mut mapped = map_order(order, sale, ctx)?;
+    if mapped.mutation != Mutation::Sale {
+        return Err(MapError::Unsupported(format!(
+            "{} as a full refund",
+            mapped.mutation.field()
+        )));
+    }
+    let Value::Object(data) = &mut mapped.data else {
+        return Err(MapError::Encode("SaleInput is not an object".into()));
+    };
+    data.insert("fdmRef".into(), encode(original)?);
+    Ok(mapped)
 }
 
 /// `signCopy` of a copy (`event_type` copy, completed from its original by the restaurant
@@ -545,6 +575,62 @@ mod tests {
         assert_eq!(
             (r.fdm_ref.event_label, r.fdm_ref.event_counter),
             (EventLabel::C, 1)
+        );
+    }
+
+    #[test]
+    fn a_full_refund_carries_its_originals_fdm_reference_and_refund_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fdm = fdm(dir.path());
+        let normal = order(
+            r#"{"request_id": "s-1", "operator": "85073003328", "event_type": "normal",
+                "lines": [{"description": "Cola", "quantity": 2, "unit_price": "2.20", "vat": "A"}]}"#,
+        );
+        // Not a refund: no original to name.
+        let sale = Sale::compute(&normal).unwrap();
+        let signed = fdm
+            .sign(
+                Mutation::Sale,
+                &map_order(&normal, &sale, &ctx()).unwrap().data,
+                false,
+                chrono::Local::now(),
+            )
+            .unwrap();
+        assert!(matches!(
+            map_refund(&normal, &sale, &signed.fdm_ref, &ctx()),
+            Err(MapError::Unsupported(_))
+        ));
+        let refund = order(
+            r#"{"request_id": "r-1", "operator": "85073003328", "event_type": "normal",
+                "original": {"request_id": "s-1"},
+                "lines": [{"description": "Cola", "quantity": -2, "unit_price": "2.20", "vat": "A"}]}"#,
+        );
+        let sale = Sale::compute(&refund).unwrap();
+        let mut again = ctx();
+        again.pos_fiscal_ticket_no = 8;
+        let m = map_refund(&refund, &sale, &signed.fdm_ref, &again).unwrap();
+        assert_eq!((m.mutation, m.training), (Mutation::Sale, false));
+        assert_eq!(
+            m.data["fdmRef"],
+            serde_json::to_value(&signed.fdm_ref).unwrap()
+        );
+        let product = &m.data["transaction"]["transactionLines"][0]["mainProduct"];
+        assert_eq!(product["negQuantityReason"], "REFUND");
+        assert_eq!(m.data["transaction"]["transactionTotal"], json!(-4.4));
+        // Without a reference (a partial refund) the same order maps without fdmRef.
+        assert!(
+            map_order(&refund, &sale, &again)
+                .unwrap()
+                .data
+                .get("fdmRef")
+                .is_none()
+        );
+        let r = fdm
+            .sign(m.mutation, &m.data, false, chrono::Local::now())
+            .unwrap();
+        assert_eq!(
+            (r.fdm_ref.event_label, r.fdm_ref.event_counter),
+            (EventLabel::N, 2)
         );
     }
 }
