@@ -4,7 +4,11 @@
 //! and gets its receipt, and posts an order over HTTP and gets its receipt, each within 3 s.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+#[path = "support/gks2.rs"]
+mod gks2_support;
 mod support;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -287,5 +291,86 @@ fn wrong_sign_ins_and_idle_connections_do_not_stop_a_session_or_an_order() {
         let (status, head, _) = with_session(2).await;
         assert_eq!(status, 200, "{head}");
         drop(idle);
+    });
+}
+
+/// The GKS 2.0 emulator's HTTPS listener (`[gks2_fdm]` with client certificates) under a flood:
+/// 150 connections that never send a byte and 150 that stall inside the TLS handshake (half a
+/// ClientHello), a third of each from the POS's own address, and an attacker opening new sockets
+/// all along. A POS (fdmd with `backend = "gks2"` and its client certificate) still gets an
+/// order signed by the FDM within 3 s: handshakes run under the pre-authentication admission,
+/// so they take no connection slot of the POS systems.
+#[test]
+fn a_pos_is_signed_for_within_3_s_while_stalled_tls_handshakes_flood_the_gks2_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca::make(dir.path());
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "flood-test-secret").unwrap();
+    let (_fdm, fdm_addr) = gks2_support::emulator_with(
+        "FDMEMU00031",
+        &secret_file,
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+            ca.server_cert.display(),
+            ca.server_key.display(),
+            ca.ca.display()
+        ),
+    );
+    let pos = gks2_support::pos_of(fdm_addr, &secret_file, &gks2_support::mtls(&ca, &ca));
+    let (pos_http, token) = (pos.http, pos.dev_register_token());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Signed before the flood: the FDM and the POS work.
+        let (status, receipt, _) = http_order(pos_http, &token, "tls-flood-0").await;
+        assert_eq!(status, 201, "{receipt}");
+        assert_eq!(
+            receipt["gks2"]["fdmRef"]["fdmId"], "FDMEMU00031",
+            "{receipt}"
+        );
+
+        let mut held = hold(50, &[1], fdm_addr, b"").await;
+        held.extend(hold(100, &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11], fdm_addr, b"").await);
+        // A TLS record header announcing a 512-byte ClientHello, then its first bytes only.
+        let half_hello: &[u8] = &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
+        held.extend(hold(50, &[1], fdm_addr, half_hello).await);
+        held.extend(
+            hold(
+                100,
+                &[20, 21, 22, 23, 24, 25, 26, 27, 28, 29],
+                fdm_addr,
+                half_hello,
+            )
+            .await,
+        );
+        let attacker = tokio::spawn(async move {
+            let mut recent = std::collections::VecDeque::new();
+            for _ in 0..300u32 {
+                recent.push_back(connect_from(50, fdm_addr).await);
+                if recent.len() > 64 {
+                    recent.pop_front();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        for i in 1..=3 {
+            let (status, receipt, took) =
+                http_order(pos_http, &token, &format!("tls-flood-{i}")).await;
+            assert_eq!(status, 201, "{receipt}");
+            assert_eq!(
+                receipt["gks2"]["fdmRef"]["fdmId"], "FDMEMU00031",
+                "{receipt}"
+            );
+            assert!(took <= WITHIN, "order {i} signed by the FDM took {took:?}");
+        }
+        attacker.abort();
+        drop(held);
     });
 }

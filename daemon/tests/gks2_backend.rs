@@ -4,41 +4,18 @@
 //! down there is an error receipt and no record.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/gks2.rs"]
+mod gks2_support;
 mod support;
 #[path = "support/test_ca.rs"]
 mod test_ca;
 
+use gks2_support::{DEVICE, emulator, emulator_with, mtls, pos_of};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use support::{Daemon, order};
 
-const DEVICE: &str = "emu-device-9";
 const SECRET: &str = "another-test-secret";
-
-fn emulator(secret_file: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
-    emulator_with("FDMEMU00009", secret_file, "")
-}
-
-/// A second fdmd serving the GKS 2.0 emulator as `fdm_id`, with `extra` lines in `[gks2_fdm]`.
-fn emulator_with(
-    fdm_id: &str,
-    secret_file: &std::path::Path,
-    extra: &str,
-) -> (Daemon, std::net::SocketAddr) {
-    let d = Daemon::start_dev_with_config(&format!(
-        "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"{fdm_id}\"\nsecret_file = \"{}\"\n{extra}",
-        secret_file.display()
-    ));
-    let log = d.log();
-    let addr = log
-        .split("/graphql on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
-        .parse()
-        .unwrap();
-    (d, addr)
-}
 
 /// The codes of the problems in fdmd's status (admin view); `degraded` whenever there are any.
 fn problems(d: &Daemon) -> Vec<String> {
@@ -57,25 +34,6 @@ fn problems(d: &Daemon) -> Vec<String> {
     };
     assert_eq!(status["status"], expected, "{status}");
     codes
-}
-
-/// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`,
-/// with `extra` lines in `[signer.gks2]`.
-fn pos_of(addr: std::net::SocketAddr, secret_file: &std::path::Path, extra: &str) -> Daemon {
-    Daemon::start_dev_with_config(&format!(
-        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n{extra}",
-        secret_file.display()
-    ))
-}
-
-/// `[signer.gks2]` lines for HTTPS trusting `ca` with the client certificate of `client`.
-fn mtls(ca: &test_ca::TestCa, client: &test_ca::TestCa) -> String {
-    format!(
-        "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
-        ca.ca.display(),
-        client.client_cert.display(),
-        client.client_key.display()
-    )
 }
 
 #[test]
