@@ -434,7 +434,7 @@ impl Registrar {
 
     fn entry_for(&self, received: &Order, prepared: Prepared) -> Result<Entry, Receipt> {
         let id = || Some(received.request_id.clone());
-        let digest = digest_of(&received.to_json()).map_err(|e| Receipt::failed(id(), &e))?;
+        let digest = request_digest(received).map_err(|e| Receipt::failed(id(), &e))?;
         let key = Some(RequestKey {
             register: received.register.clone(),
             request_id: received.request_id.clone(),
@@ -498,7 +498,7 @@ impl Registrar {
     /// 102), or a conflict when the request id was used for other content.
     pub fn resend_answer(&self, order: &Order, stored: &Appended) -> Receipt {
         let id = Some(order.request_id.clone());
-        match digest_of(&order.to_json()) {
+        match request_digest(order) {
             Ok(d) if stored.body.get("request_digest").and_then(Value::as_str) == Some(&d) => {
                 Receipt::Signed(self.receipt_json(stored))
             }
@@ -678,6 +678,14 @@ impl Registrar {
         }
         Value::Object(receipt)
     }
+}
+
+/// The idempotency digest of an order, encoded from the typed order (the same bytes as the
+/// canonical encoding of `Order::to_json`, see `fdmd_core::fiscal::request`).
+fn request_digest(order: &Order) -> Result<String, AppendError> {
+    order
+        .request_digest()
+        .map_err(|e| AppendError::Encoding(e.to_string()))
 }
 
 fn digest_of(value: &Value) -> Result<String, AppendError> {

@@ -8,6 +8,7 @@ pub mod money;
 pub mod order;
 pub mod plu;
 pub mod precomputed;
+pub mod request;
 pub mod sale;
 pub mod vat;
 

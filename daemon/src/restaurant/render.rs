@@ -311,9 +311,27 @@ fn operator(ctx: &TicketContext, insz: &str) -> String {
 /// "2026-11-22T20:15:03.123+01:00" → "22/11/2026 20:15:03".
 fn when(time: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(time) {
-        Ok(t) => t.format("%d/%m/%Y %H:%M:%S").to_string(),
+        Ok(t) => shown_time(&t),
         Err(_) => time.to_owned(),
     }
+}
+
+/// `t.format("%d/%m/%Y %H:%M:%S")` written out: chrono's `format` parses its pattern again on
+/// every call, and two of these per ticket were a visible share of an order's CPU. A leap second
+/// (nanoseconds past 10^9) shows as second 60, as `%S` does; a parsed RFC 3339 year has four
+/// digits, as `%Y` pads it.
+fn shown_time<Tz: chrono::TimeZone>(t: &chrono::DateTime<Tz>) -> String {
+    use chrono::{Datelike, Timelike};
+    let second = t.second() + u32::from(t.nanosecond() >= 1_000_000_000);
+    format!(
+        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}",
+        t.day(),
+        t.month(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        second
+    )
 }
 
 /// The customer ticket of a signed receipt (`Registrar::receipt_json`).
@@ -585,12 +603,14 @@ fn lines(d: &mut Document, receipt: &Value, w: &Words, ctx: &TicketContext) {
 
 /// `hex` in groups of eight characters.
 fn grouped(hex: &str) -> String {
-    hex.chars()
-        .collect::<Vec<char>>()
-        .chunks(8)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<String>>()
-        .join(" ")
+    let mut out = String::with_capacity(hex.len() + hex.len() / 8);
+    for (i, c) in hex.chars().enumerate() {
+        if i > 0 && i % 8 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A kitchen or bar ticket for one station (the `StationTicket` payload).
@@ -641,6 +661,53 @@ pub fn station_ticket(payload: &Value, ctx: &TicketContext) -> Document {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `shown_time` prints what chrono's `%d/%m/%Y %H:%M:%S` printed, over every kind of time
+    /// a register or the FDM sends (offsets, fractions, a leap second, years of one digit).
+    #[test]
+    fn times_show_as_chrono_formats_them() {
+        let mut times = vec![
+            "2026-11-22T20:15:03.123+01:00".to_owned(),
+            "2026-12-31T23:59:60Z".to_owned(),
+            "2016-12-31T23:59:60.5+00:00".to_owned(),
+            "0001-01-01T00:00:00Z".to_owned(),
+            "9999-12-31T23:59:59.999999999-14:00".to_owned(),
+        ];
+        for i in 0..5000u32 {
+            let (y, mo, d) = (1 + i * 7 % 9999, 1 + i % 12, 1 + i * 3 % 28);
+            let (h, mi, s) = (i % 24, i * 7 % 60, i * 13 % 60);
+            let offset = ["Z", "+01:00", "-05:30", "+14:00"][i as usize % 4];
+            times.push(format!(
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{i}{offset}"
+            ));
+        }
+        for time in &times {
+            let t = chrono::DateTime::parse_from_rfc3339(time).expect(time);
+            assert_eq!(
+                shown_time(&t),
+                t.format("%d/%m/%Y %H:%M:%S").to_string(),
+                "{time}"
+            );
+        }
+        assert_eq!(when("not a time"), "not a time");
+    }
+
+    #[test]
+    fn digests_group_by_eight() {
+        let old = |hex: &str| {
+            hex.chars()
+                .collect::<Vec<char>>()
+                .chunks(8)
+                .map(|c| c.iter().collect::<String>())
+                .collect::<Vec<String>>()
+                .join(" ")
+        };
+        let hex = "0123456789abcdef".repeat(4);
+        for n in 0..=hex.len() {
+            assert_eq!(grouped(&hex[..n]), old(&hex[..n]));
+        }
+        assert_eq!(grouped("éèàüöäß€ab"), old("éèàüöäß€ab"));
+    }
 
     fn ctx(language: &str) -> TicketContext {
         TicketContext {
