@@ -16,7 +16,9 @@
 //!
 //! Settings (environment): `FDMD_CATCHUP_BACKLOG` (50000 records: ten days of a box signing
 //! 5,000 records a day, ten times the 500 a day), `FDMD_CATCHUP_RATE` (500 orders/s),
-//! `FDMD_CATCHUP_SECS` (20 s per run), `FDMD_CATCHUP_PAIRS` (3), `FDMD_CATCHUP_NICE` (19: the
+//! `FDMD_CATCHUP_SECS` (20 s per run), `FDMD_CATCHUP_WARM_UP_SECS` (5 s of orders after each
+//! start, not measured, before the copy gets its credential), `FDMD_CATCHUP_PAIRS` (3), `FDMD_CATCHUP_FDMD` (the fdmd
+//! binary to run, default this build's), `FDMD_CATCHUP_NICE` (19: the
 //! back office and its PostgreSQL run at the lowest CPU priority, standing in for a back office
 //! on another machine, as it is in the field; 0 = they compete with the box for these two
 //! cores as equals, the worst case).
@@ -51,6 +53,14 @@ fn sibling(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The daemon under test: `FDMD_CATCHUP_FDMD` (another build's binary, for an A/B of two
+/// builds in one sitting) or this build's.
+fn fdmd_bin() -> PathBuf {
+    std::env::var_os("FDMD_CATCHUP_FDMD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sibling("fdmd"))
 }
 
 fn free_port() -> u16 {
@@ -120,7 +130,7 @@ impl Box {
             Some((addr, id)) => std::fs::write(
                 &copy,
                 format!(
-                    "[backoffice]\nenabled = true\nurl = \"http://{addr}\"\nestablishment = \"{id}\"\ncredential_file = \"{}\"\n",
+                    "[backoffice]\nenabled = true\nurl = \"http://{addr}\"\nestablishment = \"{id}\"\ncredential_file = \"{}\"\nretry_min_ms = 200\nretry_max_ms = 500\n",
                     dir.join("credential").display()
                 ),
             )
@@ -130,7 +140,7 @@ impl Box {
             }
         }
         let log = std::fs::File::create(dir.join("fdmd.log")).unwrap();
-        let child = Command::new(sibling("fdmd"))
+        let child = Command::new(fdmd_bin())
             .arg("--dev")
             .arg("--config")
             .arg(dir.join("fdmd.toml"))
@@ -142,16 +152,25 @@ impl Box {
             .stderr(log)
             .spawn()
             .unwrap();
-        let b = Box {
+        let mut b = Box {
             child,
             http,
             mqtt,
             data,
         };
         let ready = wait_for(Duration::from_secs(60), || {
-            !get_json(http, "/v1/signer", None).is_null()
+            matches!(b.child.try_wait(), Ok(Some(_)))
+                || !get_json(http, "/v1/signer", None).is_null()
         });
-        assert!(ready.is_some(), "fdmd did not answer within 60 s");
+        let log = || std::fs::read_to_string(dir.join("fdmd.log")).unwrap_or_default();
+        if let Ok(Some(status)) = b.child.try_wait() {
+            panic!("fdmd ended at start ({status}):\n{}", log());
+        }
+        assert!(
+            ready.is_some(),
+            "fdmd did not answer within 60 s:\n{}",
+            log()
+        );
         b
     }
 
@@ -241,10 +260,13 @@ fn main() {
     let rate = small("FDMD_CATCHUP_RATE", 500, 100);
     let secs = small("FDMD_CATCHUP_SECS", 20, 5);
     let pairs = small("FDMD_CATCHUP_PAIRS", 3, 1);
+    let warm_up = small("FDMD_CATCHUP_WARM_UP_SECS", 5, 1);
     let nice = small("FDMD_CATCHUP_NICE", 19, 0);
+    // The boxes on the target directory's disk; PostgreSQL's cluster where TMPDIR says (give
+    // TMPDIR=/dev/shm to keep its writes off the box's disk, as a remote back office's are).
     let root = tempfile::Builder::new()
         .prefix("fdmd-catch-up")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
 
     // The backlog: a box signs orders with its copy off until its journal holds `backlog`.
@@ -319,6 +341,7 @@ fn main() {
             .unwrap();
         assert!(copied.success());
         let id = format!("bench-{run}");
+        let mut credential = String::new();
         if copying {
             let out = office_cli(
                 &db,
@@ -334,10 +357,16 @@ fn main() {
                     &key,
                 ],
             );
-            let credential = out.lines().last().unwrap().trim().to_owned();
-            std::fs::write(dir.join("credential"), format!("{credential}\n")).unwrap();
+            credential = out.lines().last().unwrap().trim().to_owned();
         }
         let b = Box::start(&dir, copying.then_some((office_addr, id.as_str())));
+        // Warm up (the first seconds after a start are slower, copy or not), then give the
+        // copy its credential: it starts sending the backlog within half a second, as the
+        // measured run begins. Until then it fails for want of a credential and retries.
+        b.bench(rate, warm_up);
+        if copying {
+            std::fs::write(dir.join("credential"), format!("{credential}\n")).unwrap();
+        }
         // Watch the copy while the registers send: the time until the back office holds
         // everything the journal had when the run began. The status is read in both runs
         // alike, so that its own cost is on both sides of the pair.
