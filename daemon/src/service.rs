@@ -682,10 +682,18 @@ impl Registrar {
 
 /// The idempotency digest of an order, encoded from the typed order (the same bytes as the
 /// canonical encoding of `Order::to_json`, see `fdmd_core::fiscal::request`).
+/// In debug builds (every test) each digest is also computed from the `Value` form and the two
+/// must agree, so a member added to `to_json` and not to the typed encoder fails a test.
 fn request_digest(order: &Order) -> Result<String, AppendError> {
-    order
+    let digest = order
         .request_digest()
-        .map_err(|e| AppendError::Encoding(e.to_string()))
+        .map_err(|e| AppendError::Encoding(e.to_string()))?;
+    debug_assert_eq!(
+        digest_of(&order.to_json()).ok().as_deref(),
+        Some(digest.as_str()),
+        "the typed request digest differs from the canonical encoding of Order::to_json"
+    );
+    Ok(digest)
 }
 
 fn digest_of(value: &Value) -> Result<String, AppendError> {
