@@ -340,6 +340,9 @@ fn main() {
             .status()
             .unwrap();
         assert!(copied.success());
+        // The copy's pages go to disk now: left dirty, the box's first checkpoint would have to
+        // write them (tens of MB) inside the measured run.
+        let _ = Command::new("sync").status();
         let id = format!("bench-{run}");
         let mut credential = String::new();
         if copying {
