@@ -309,12 +309,7 @@ fn a_pos_is_signed_for_within_3_s_while_stalled_tls_handshakes_flood_the_gks2_em
     let (_fdm, fdm_addr) = gks2_support::emulator_with(
         "FDMEMU00031",
         &secret_file,
-        &format!(
-            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
-            ca.server_cert.display(),
-            ca.server_key.display(),
-            ca.ca.display()
-        ),
+        &gks2_support::https_with_client_certificates(&ca),
     );
     let pos = gks2_support::pos_of(fdm_addr, &secret_file, &gks2_support::mtls(&ca, &ca));
     let (pos_http, token) = (pos.http, pos.dev_register_token());

@@ -10,7 +10,7 @@ mod support;
 #[path = "support/test_ca.rs"]
 mod test_ca;
 
-use gks2_support::{DEVICE, emulator, emulator_with, mtls, pos_of};
+use gks2_support::{DEVICE, emulator, emulator_with, https_with_client_certificates, mtls, pos_of};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 use support::{Daemon, order};
@@ -111,12 +111,7 @@ fn over_https_with_client_certificates_only_a_pos_with_one_is_signed_for() {
     let (fdm, addr) = emulator_with(
         "FDMEMU00011",
         &secret_file,
-        &format!(
-            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
-            ca.server_cert.display(),
-            ca.server_key.display(),
-            ca.ca.display()
-        ),
+        &https_with_client_certificates(&ca),
     );
     let log = fdm.log();
     assert!(log.contains("HTTPS, client certificates required"), "{log}");

@@ -5,7 +5,11 @@
 //! fdmd's own ticket computation. Resends, authentication and bounds are checked too.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/gks2.rs"]
+mod gks2_support;
 mod support;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use fdmd::gks2::auth;
 use fdmd::gks2::client::{Client, ClientConfig, Gks2Error};
@@ -49,13 +53,7 @@ fn start_with(extra: &str) -> Emu {
         log.contains("not certified, for development and tests"),
         "{log}"
     );
-    let addr: std::net::SocketAddr = log
-        .split("/graphql on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
-        .parse()
-        .unwrap();
+    let addr = gks2_support::emulator_addr(&log);
     let client = client(addr, DEVICE, SECRET);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

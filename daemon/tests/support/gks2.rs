@@ -22,15 +22,29 @@ pub fn emulator_with(
         "[gks2_fdm]\nlisten = \"127.0.0.1:0\"\ndevice_id = \"{DEVICE}\"\nfdm_id = \"{fdm_id}\"\nsecret_file = \"{}\"\n{extra}",
         secret_file.display()
     ));
-    let log = d.log();
-    let addr = log
-        .split("/graphql on ")
+    let addr = emulator_addr(&d.log());
+    (d, addr)
+}
+
+/// The address the emulator listens on, from the daemon's log (`…/graphql on ADDR`).
+pub fn emulator_addr(log: &str) -> std::net::SocketAddr {
+    log.split("/graphql on ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no emulator address in the log:\n{log}"))
         .parse()
-        .unwrap();
-    (d, addr)
+        .unwrap()
+}
+
+/// `[gks2_fdm]` lines for HTTPS with the server certificate of `ca`, requiring client
+/// certificates that `ca` signed.
+pub fn https_with_client_certificates(ca: &test_ca::TestCa) -> String {
+    format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+        ca.server_cert.display(),
+        ca.server_key.display(),
+        ca.ca.display()
+    )
 }
 
 /// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`,
