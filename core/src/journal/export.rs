@@ -129,6 +129,11 @@ pub fn declared_signers(
     Ok(out)
 }
 
+/// Records read per statement (each its own read transaction, see
+/// [`store::for_each_in_range_in_steps`]): an export or a back office segment read at idle
+/// priority holds a WAL snapshot for a few hundred records at a time, never for the whole range.
+const READ_STEP: u64 = 256;
+
 /// Writes records `from..=to` (clamped to what exists) as an export. Returns the header.
 pub fn write_export(
     conn: &rusqlite::Connection,
@@ -159,10 +164,11 @@ pub fn write_export(
         signers: declared_signers(conn, to)?,
     };
     let mut writer = ExportWriter::start(&mut *out, &header)?;
-    store::for_each_in_range(
+    store::for_each_in_range_in_steps(
         conn,
         from,
         to,
+        READ_STEP,
         |r: StoredRecord| -> Result<(), ExportError> {
             writer.record(r.seq, &r.hash, &r.signature, &r.canonical)
         },

@@ -689,16 +689,44 @@ pub fn for_each_in_range<E: From<rusqlite::Error>>(
     conn: &Connection,
     from: u64,
     to: u64,
+    f: impl FnMut(StoredRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    for_each_in_range_in_steps(conn, from, to, u64::MAX, f)
+}
+
+/// As [`for_each_in_range`], reading at most `step` records per statement. Outside an explicit
+/// transaction each statement is a read transaction of its own, so a long range never holds
+/// one WAL snapshot from start to end: the checkpoint can restart the WAL between steps, and
+/// the writer does not have to grow it (and sync its growth) while a slow or low-priority
+/// reader goes through the range. Records never change once written, so the records seen are
+/// the same as one statement's.
+pub fn for_each_in_range_in_steps<E: From<rusqlite::Error>>(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+    step: u64,
     mut f: impl FnMut(StoredRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut reader = Reader::new(conn)?;
-    let mut stmt = conn.prepare(&format!(
-        "{} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
-        reader.select()
-    ))?;
-    let mut rows = stmt.query(params![from as i64, to.min(i64::MAX as u64) as i64])?;
-    while let Some(row) = rows.next()? {
-        f(reader.record(row)?)?;
+    // Steps end at the last record there is, not at `to` (often `u64::MAX`).
+    let last: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
+    let to = to.min(last.map_or(0, |l| l.max(0) as u64));
+    let step = step.max(1);
+    let mut first = from;
+    while first <= to {
+        let last = first.saturating_add(step - 1).min(to);
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            reader.select()
+        ))?;
+        let mut rows = stmt.query(params![first as i64, last as i64])?;
+        while let Some(row) = rows.next()? {
+            f(reader.record(row)?)?;
+        }
+        match last.checked_add(1) {
+            Some(next) => first = next,
+            None => break,
+        }
     }
     Ok(())
 }
@@ -1028,6 +1056,55 @@ mod tests {
             assert_eq!(heads.series.get("establishment/Z"), Some(&1));
             assert_eq!(heads.signers, HashSet::from(["DEVSW-1".to_owned()]));
         }
+    }
+
+    /// `(pages in the WAL, pages copied back)` after a PASSIVE checkpoint on `conn`.
+    fn passive_checkpoint(conn: &Connection) -> (i64, i64) {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_range_read_in_steps_sees_the_same_records_and_lets_go_of_its_snapshot_between_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = records();
+        let writer = journal(&dir, Layout::V2);
+        writer
+            .execute_batch("CREATE TABLE scratch(x); PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        let reader = Connection::open(dir.path().join("V2.sqlite")).unwrap();
+        for step in [1, 2, 3, 5, 100, u64::MAX] {
+            let mut all = Vec::new();
+            for_each_in_range_in_steps(&reader, 1, u64::MAX, step, |r| -> rusqlite::Result<()> {
+                all.push(r);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(all, expected, "step {step}");
+        }
+        // Steps of two: records 1–2, 3–4, 5. A commit made while the first step is read is
+        // past that step's snapshot, so a checkpoint cannot copy it back then; once the second
+        // step has begun nothing older is held, and the checkpoint copies everything.
+        let mut seen = Vec::new();
+        for_each_in_range_in_steps(&reader, 1, 5, 2, |r| -> rusqlite::Result<()> {
+            if r.seq == 2 {
+                writer
+                    .execute("INSERT INTO scratch VALUES (2)", [])
+                    .unwrap();
+                let (log, copied) = passive_checkpoint(&writer);
+                assert!(copied < log, "held by the first step: {copied} of {log}");
+            }
+            if r.seq == 3 {
+                let (log, copied) = passive_checkpoint(&writer);
+                assert_eq!(copied, log, "nothing held from the first step");
+            }
+            seen.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
     }
 
     #[test]
