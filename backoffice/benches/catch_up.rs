@@ -18,10 +18,12 @@
 //! 5,000 records a day, ten times the 500 a day), `FDMD_CATCHUP_RATE` (500 orders/s),
 //! `FDMD_CATCHUP_SECS` (20 s per run), `FDMD_CATCHUP_WARM_UP_SECS` (5 s of orders after each
 //! start, not measured, before the copy gets its credential), `FDMD_CATCHUP_PAIRS` (3), `FDMD_CATCHUP_FDMD` (the fdmd
-//! binary to run, default this build's), `FDMD_CATCHUP_NICE` (19: the
-//! back office and its PostgreSQL run at the lowest CPU priority, standing in for a back office
-//! on another machine, as it is in the field; 0 = they compete with the box for these two
-//! cores as equals, the worst case).
+//! binary to run, default this build's), `FDMD_CATCHUP_OFFICE` (`idle`: the back office and
+//! its PostgreSQL run at `SCHED_IDLE`, only on a core no box thread wants, standing in for a back
+//! office on another machine, as it is in the field; `nice`: at `FDMD_CATCHUP_NICE`, default 19,
+//! where they still hold a core for up to a scheduler slice when a box thread wakes; `nice` with
+//! `FDMD_CATCHUP_NICE=0` makes them compete with the box as equals, the worst case, as `--test`
+//! does).
 //!
 //! The backlog is written once per run of the bench through the daemon itself (`fdmd-bench`
 //! closed loop, copy off), then copied for each run, so every run starts from the same journal
@@ -237,12 +239,58 @@ fn office_cli(db: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Sets the nice value of a process (and so of the children it starts later).
-fn renice(pid: u32, nice: u64) {
-    let _ = Command::new("renice")
-        .args(["-n", &nice.to_string(), "-p", &pid.to_string()])
-        .stdout(Stdio::null())
-        .status();
+/// How the back office and its PostgreSQL share the box's two cores.
+#[derive(Clone, Copy, PartialEq)]
+enum OfficePriority {
+    /// `SCHED_IDLE`: they run only on a core no box thread wants, and a box thread that wakes
+    /// takes its core at once: the nearest this machine comes to a back office on another one.
+    Idle,
+    /// `SCHED_OTHER` at this nice value: they still hold a core for up to a scheduler slice
+    /// when a box thread wakes.
+    Nice(u64),
+}
+
+impl OfficePriority {
+    fn describe(self) -> String {
+        match self {
+            OfficePriority::Idle => "at SCHED_IDLE".into(),
+            OfficePriority::Nice(n) => format!("at nice {n}"),
+        }
+    }
+
+    /// Applies it to a running process, every thread (children started later inherit it).
+    fn apply(self, pid: u32) {
+        let pid = pid.to_string();
+        let status = match self {
+            OfficePriority::Idle => Command::new("chrt")
+                .args(["--all-tasks", "--idle", "--pid", "0", &pid])
+                .status(),
+            OfficePriority::Nice(n) => Command::new("renice")
+                .args(["-n", &n.to_string(), "-p", &pid])
+                .stdout(Stdio::null())
+                .status(),
+        };
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "could not set the priority of process {pid}"
+        );
+    }
+
+    /// A command that starts `program` at this priority.
+    fn command(self, program: &Path) -> Command {
+        match self {
+            OfficePriority::Idle => {
+                let mut c = Command::new("chrt");
+                c.args(["--idle", "0"]).arg(program);
+                c
+            }
+            OfficePriority::Nice(n) => {
+                let mut c = Command::new("nice");
+                c.args(["-n", &n.to_string()]).arg(program);
+                c
+            }
+        }
+    }
 }
 
 fn main() {
@@ -261,7 +309,12 @@ fn main() {
     let secs = small("FDMD_CATCHUP_SECS", 20, 5);
     let pairs = small("FDMD_CATCHUP_PAIRS", 3, 1);
     let warm_up = small("FDMD_CATCHUP_WARM_UP_SECS", 5, 1);
-    let nice = small("FDMD_CATCHUP_NICE", 19, 0);
+    let priority = match std::env::var("FDMD_CATCHUP_OFFICE").as_deref() {
+        Ok("idle") | Err(_) if !test => OfficePriority::Idle,
+        Ok("nice") if !test => OfficePriority::Nice(setting("FDMD_CATCHUP_NICE", 19)),
+        Ok(other) if !test => panic!("FDMD_CATCHUP_OFFICE={other}: idle or nice"),
+        _ => OfficePriority::Nice(0),
+    };
     // The boxes on the target directory's disk; PostgreSQL's cluster where TMPDIR says (give
     // TMPDIR=/dev/shm to keep its writes off the box's disk, as a remote back office's are).
     let root = tempfile::Builder::new()
@@ -295,20 +348,19 @@ fn main() {
         load_average()
     );
 
-    // The back office, durable, at `nice` (PostgreSQL's backends inherit the postmaster's).
+    // The back office, durable, at `priority` (PostgreSQL's backends inherit the postmaster's).
     let pg = pg::Pg::start_durable();
     pg.psql("postgres", "CREATE DATABASE office");
     let db = pg.conninfo("office");
     office_cli(&db, &["migrate"]);
     if let Some(pid) = pg.pid() {
-        renice(pid, nice);
+        priority.apply(pid);
     }
     let token_file = root.path().join("admin-token");
     std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
     let office_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut office = Command::new("nice")
-        .args(["-n", &nice.to_string()])
-        .arg(OFFICE_BIN)
+    let mut office = priority
+        .command(Path::new(OFFICE_BIN))
         .arg("--db")
         .arg(&db)
         .args(["serve", "--listen", &office_addr.to_string()])
@@ -325,7 +377,8 @@ fn main() {
     assert!(up.is_some(), "the back office did not answer");
 
     println!(
-        "{pairs} pairs, {rate} orders/s for {secs} s each, 16 registers over MQTT; back office and PostgreSQL at nice {nice}"
+        "{pairs} pairs, {rate} orders/s for {secs} s each, 16 registers over MQTT; back office and PostgreSQL {}",
+        priority.describe()
     );
     println!(
         "run | copy | orders/s | p50 ms | p99 ms | max ms | errors | daemon µs/order | backlog copied after | load"
