@@ -985,6 +985,35 @@ fn a_full_refunds_fdm_ref_is_checked_like_a_copys_and_refusals_are_not_counted()
             "refund {i}: {vat:?}"
         );
     }
+
+    // The sale was refunded in full (N 2): a second full refund of it is refused, and so is a
+    // full refund naming the refund (not a sale); neither is counted (docs/gks2.md §7).
+    let refund_ref = json!({"fdmId": sale.fdm_ref.fdm_id, "fdmDateTime": sale.fdm_ref.fdm_date_time,
+        "eventLabel": "N", "eventCounter": 2, "totalCounter": 2});
+    for (r, code, needle) in [
+        (
+            &sale_ref,
+            "FDM_REF_ALREADY_REFUNDED",
+            "SaleInput at data.fdmRef: the sale N 1/1 was already refunded in full",
+        ),
+        (
+            &refund_ref,
+            "FDM_REF_NOT_A_SALE",
+            "SaleInput at data.fdmRef: event N 2/2 is not a normal sale",
+        ),
+    ] {
+        let e = emu
+            .sign(Mutation::Sale, &refund(next(), r), false)
+            .unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.codes(), vec![code], "{text}");
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    let after = emu.sign(Mutation::WorkIn, &next(), false).unwrap();
+    assert_eq!(
+        after.fdm_ref.total_counter, 5,
+        "the refusals were not counted"
+    );
 }
 
 #[test]

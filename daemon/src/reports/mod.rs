@@ -448,8 +448,9 @@ impl Reports {
         .map_err(|e| ReportError::Read(e.to_string()))??;
         let mut body = draft.body;
         // A Z report keeps new orders out from its check of tables and staff to its record, so
-        // no table opens and nobody clocks in in between (held until the end of this call).
-        let _floor_held = match (&self.restaurant, req.kind) {
+        // no table opens and nobody clocks in in between (held until the end of this call) —
+        // except while a GKS 2.0 FDM signs it (below).
+        let floor_held = match (&self.restaurant, req.kind) {
             (Some(r), ReportKind::Z) => Some(r.exclusive().await),
             _ => None,
         };
@@ -500,6 +501,13 @@ impl Reports {
         // With a GKS 2.0 FDM, the FDM signs the report before it is journaled; when it does
         // not, nothing is journaled and the report number is not used (docs/gks2.md §6).
         if let Some(fdm) = self.registrar.gks2() {
+            // Orders are not kept waiting while the FDM takes its time (up to twice its
+            // timeout): the floor is released before it is asked. What they journal meanwhile
+            // comes after the period's last record (`period.last_seq`, read before the check),
+            // so it belongs to the next Z's period, as records journaled between the snapshot
+            // and the check already do; the tables and staff checked were those of the period's
+            // end or later (docs/gks2.md §6.1).
+            drop(floor_held);
             let g = draft
                 .gks2
                 .ok_or_else(|| read_err("the period's GKS 2.0 figures were not gathered"))?;
@@ -678,7 +686,14 @@ fn compute_in_snapshot(
             from_time.get_or_insert_with(|| r.time.clone());
             to_time = Some(r.time.clone());
             chain_head = Some(hash);
-            if r.kind != RecordKind::FiscalEvent.as_str() {
+            // Under gks2, table changes and voucher sales were signed by the FDM too: they go in
+            // the report input's FDM ranges and label counts (docs/gks2.md §6.1), not in the
+            // figures.
+            let fiscal = r.kind == RecordKind::FiscalEvent.as_str();
+            let signed_other = tally.is_some()
+                && (r.kind == RecordKind::TableChange.as_str()
+                    || r.kind == RecordKind::MoneyMovement.as_str());
+            if !fiscal && !signed_other {
                 return Ok(());
             }
             let body = match envelope_body(&r.canonical, r.seq) {
@@ -690,6 +705,12 @@ fn compute_in_snapshot(
             };
             let from = body.get("register").and_then(Value::as_str).unwrap_or("");
             if members.as_ref().is_some_and(|m| !m.contains(from)) {
+                return Ok(());
+            }
+            if !fiscal {
+                if let Some(tally) = tally.as_mut() {
+                    tally.add_signed_other(&r.kind, &body);
+                }
                 return Ok(());
             }
             let operator = body.get("operator").and_then(Value::as_str).unwrap_or("");
