@@ -93,7 +93,7 @@ fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> V
     let mut product = json!({
         "productId": name, "productName": name, "departmentId": "1", "departmentName": "Drinks",
         "quantity": qty, "quantityType": "PIECE", "unitPrice": price_num,
-        "vats": [{"label": vat, "price": price_num, "priceChanges": []}]
+        "vats": [{"label": vat, "price": total_num, "priceChanges": []}]
     });
     if let Some(r) = reason {
         product["negQuantityReason"] = json!(r);
@@ -101,8 +101,8 @@ fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> V
     json!({"lineType": "SINGLE_PRODUCT", "mainProduct": product, "lineTotal": total_num})
 }
 
-/// Lines as they leave a cost centre ([OD]'s `negateTransactionLine`): quantity and line total
-/// negated, `COST_CENTER_CHANGE` on each quantity that becomes negative.
+/// Lines as they leave a cost centre ([OD]'s `negateTransactionLine`): quantity, VAT prices and
+/// line total negated, `COST_CENTER_CHANGE` on each quantity that becomes negative.
 fn leaving(lines: &[Value]) -> Vec<Value> {
     let negate = |v: &Value| -> Value {
         let d: rust_decimal::Decimal = v.to_string().parse().unwrap();
@@ -114,6 +114,11 @@ fn leaving(lines: &[Value]) -> Vec<Value> {
             let mut l = l.clone();
             l["mainProduct"]["quantity"] = negate(&l["mainProduct"]["quantity"]);
             l["lineTotal"] = negate(&l["lineTotal"]);
+            if let Some(vats) = l["mainProduct"]["vats"].as_array_mut() {
+                for v in vats {
+                    v["price"] = negate(&v["price"]);
+                }
+            }
             if l["mainProduct"]["quantity"].as_f64().unwrap() < 0.0 {
                 l["mainProduct"]["negQuantityReason"] = json!("COST_CENTER_CHANGE");
             } else {

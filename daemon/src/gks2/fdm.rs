@@ -809,7 +809,7 @@ fn check_report(
     Ok(())
 }
 
-/// The amount of one product per VAT label: quantity × part price, rounded to the cent, plus the
+/// The amount of one product per VAT label: the part's price (for the whole line), plus the
 /// part's price changes.
 fn product_amounts(p: &Product, out: &mut Vec<(VatLabel, Decimal)>) -> Result<Decimal, Refusal> {
     if p.quantity.is_sign_negative() && !p.quantity.is_zero() && p.neg_quantity_reason.is_none() {
@@ -823,7 +823,9 @@ fn product_amounts(p: &Product, out: &mut Vec<(VatLabel, Decimal)>) -> Result<De
     }
     let mut sum = Decimal::ZERO;
     for v in &p.vats {
-        let mut amount = round_cents(p.quantity * v.price);
+        // `price` is the VAT part's price for the whole line (quantity included), as [FT] and
+        // [OD] send it (docs/gks2.md §9).
+        let mut amount = v.price;
         for c in &v.price_changes {
             amount += c.amount;
         }
@@ -1079,7 +1081,7 @@ mod tests {
         let amount = Decimal::new(price.abs(), 2);
         let mut product = json!({
             "productId": "p", "productName": "Cola", "departmentId": "d", "departmentName": "D",
-            "quantity": q, "quantityType": "PIECE", "unitPrice": amount, "vats": [{"label": "A", "price": amount}]
+            "quantity": q, "quantityType": "PIECE", "unitPrice": amount, "vats": [{"label": "A", "price": Decimal::new(price, 2)}]
         });
         if let Some(r) = reason {
             product["negQuantityReason"] = json!(r);

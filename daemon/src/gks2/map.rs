@@ -84,8 +84,10 @@ fn base(order: &Order, ctx: &PosContext) -> BaseInput {
     }
 }
 
-/// One line as the FDM reads it: a single product whose one VAT part is the unit price, the
-/// line total as fdmd computed it, and `reason` on a negative quantity.
+/// One line as the FDM reads it: a single product at its unit price whose one VAT part has the
+/// line's price (`VatInput.price` = the line total, quantity × unit price, as [FT]'s test sale
+/// and [OD] send it; docs/gks2.md §9), the line total as fdmd computed it, and `reason` on a
+/// negative quantity.
 fn product_line(l: &OrderLine, total: Decimal, reason: NegQuantityReason) -> TransactionLine {
     TransactionLine {
         line_type: TransactionLineType::SINGLE_PRODUCT,
@@ -105,7 +107,7 @@ fn product_line(l: &OrderLine, total: Decimal, reason: NegQuantityReason) -> Tra
             unit_price: l.unit_price,
             vats: vec![VatPart {
                 label: VatLabel::of(l.vat),
-                price: l.unit_price,
+                price: total,
                 price_changes: Vec::new(),
             }],
         },
@@ -642,7 +644,8 @@ mod tests {
             product(to, 2)["mainProduct"]["negQuantityReason"],
             "CORRECTION"
         );
-        // Leaving: quantities and totals negated, prices as they are.
+        // Leaving: quantities, totals and VAT prices (the line's price) negated, the unit price
+        // as it is.
         assert_eq!(product(from, 0)["mainProduct"]["quantity"], json!(-2));
         assert_eq!(
             product(from, 0)["mainProduct"]["negQuantityReason"],
@@ -650,8 +653,10 @@ mod tests {
         );
         assert_eq!(
             product(from, 0)["mainProduct"]["vats"][0]["price"],
-            json!(3)
+            json!(-6)
         );
+        assert_eq!(product(from, 0)["mainProduct"]["unitPrice"], json!(3));
+        assert_eq!(product(to, 0)["mainProduct"]["vats"][0]["price"], json!(6));
         assert_eq!(product(from, 0)["lineTotal"], json!(-6));
         assert_eq!(product(from, 2)["mainProduct"]["quantity"], json!(1));
         assert!(

@@ -414,7 +414,8 @@ pub struct PriceChange {
 pub struct VatPart {
     /// Label.
     pub label: VatLabel,
-    /// Unit price of this part, VAT included.
+    /// Price of this part for the whole line (quantity × unit price, price changes apart), VAT
+    /// included: [FT]'s test sale (quantity 2, `unitPrice` 12, `price` 24) and [OD] send it so.
     #[serde(with = "amount")]
     pub price: Decimal,
     /// Price changes of this part (for the whole line).
