@@ -797,3 +797,103 @@ fn compute_in_snapshot(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::journal::{Journal, JournalConfig};
+    use fdmd_core::signer::SoftwareSigner;
+
+    fn signed(label: &str, total_counter: u64) -> Value {
+        json!({"posId": "P", "terminalId": "T1", "posDateTime": "2026-12-07T10:00:00+01:00",
+               "fdmRef": {"fdmId": "F", "fdmDateTime": "2026-12-07T10:00:01+01:00",
+                          "eventLabel": label, "eventCounter": 1, "totalCounter": total_counter}})
+    }
+
+    /// Under gks2 the period's FDM-signed table changes and voucher sales are in the report
+    /// input (docs/gks2.md §6.1): the FDM range, and P and F in `transactions`.
+    #[test]
+    fn a_gks2_report_counts_the_fdm_signed_table_changes_and_voucher_sales_of_its_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::open(
+            JournalConfig::new(&path, "DEVFDMD0001"),
+            Arc::new(SoftwareSigner::from_seed([7; 32])),
+        )
+        .unwrap();
+        for (kind, body) in [
+            (
+                RecordKind::TableChange,
+                json!({"action": "move", "from": "7", "to": "9", "lines": 1, "total": "3.00",
+                       "gks2": signed("P", 4)}),
+            ),
+            (
+                RecordKind::MoneyMovement,
+                json!({"type": "voucher_sale", "total": "50.00", "gks2": signed("F", 5)}),
+            ),
+            // Journaled by another backend: not an FDM event.
+            (
+                RecordKind::MoneyMovement,
+                json!({"type": "voucher_sale", "total": "20.00"}),
+            ),
+        ] {
+            let Value::Object(body) = body else {
+                panic!("not an object")
+            };
+            journal.append_blocking(Entry::new(kind, body)).unwrap();
+        }
+        journal.close();
+        let req = ReportRequest {
+            kind: ReportKind::X,
+            register: None,
+            requested_by: "admin".into(),
+            request_id: None,
+            override_reason: None,
+        };
+        let establishment = Establishment {
+            name: "Test".into(),
+            address: "Grote Markt 1".into(),
+            vat_number: "BE0123456749".into(),
+        };
+        let draft = compute(
+            &path,
+            &Numbering::default(),
+            &req,
+            &establishment,
+            false,
+            true,
+        )
+        .unwrap();
+        let g = draft.gks2.unwrap();
+        let fdms = g.tally.fdm_devices();
+        assert_eq!(fdms.len(), 1);
+        assert_eq!(
+            (fdms[0].first_total_counter, fdms[0].last_total_counter),
+            (4, 5)
+        );
+        assert_eq!(g.tally.pos_devices().len(), 1);
+        let transactions: Vec<_> = g
+            .tally
+            .turnover(&g.all)
+            .transactions
+            .iter()
+            .map(|t| (t.event_label.as_str(), t.ticket_count, t.amount.to_string()))
+            .collect();
+        assert_eq!(
+            transactions,
+            [("P", 1, "0".to_owned()), ("F", 1, "50.00".to_owned())]
+        );
+        // Without gks2 nothing is gathered.
+        let draft = compute(
+            &path,
+            &Numbering::default(),
+            &req,
+            &establishment,
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(draft.gks2.is_none());
+    }
+}
