@@ -886,7 +886,31 @@ fn voucher_sales_are_signed_as_money_in_by_the_gks2_fdm_and_refused_without_it()
         serde_json::json!([{"method": "card", "amount": "10.00"}]),
     ));
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
-    assert_eq!(fdm_events(&fdm), [("F".into(), 2)]);
+    // Ten codes of 64 characters are more than one reference holds: refused (207) before a POS
+    // ticket number is reserved, so the next voucher sale gets the next number.
+    let long: Vec<(String, &str)> = (0..10)
+        .map(|i| (format!("{}{i}", "V".repeat(63)), "1.00"))
+        .collect();
+    let long: Vec<(&str, &str)> = long.iter().map(|(c, a)| (c.as_str(), *a)).collect();
+    let (code, bad) = post(voucher_sale(
+        "v-4",
+        &long,
+        serde_json::json!([{"method": "card", "amount": "10.00"}]),
+    ));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert_eq!(bad["code"], 207, "{bad}");
+    let (code, v5) = post(voucher_sale(
+        "v-5",
+        &[("GIFT-0005", "10.00")],
+        serde_json::json!([{"method": "card", "amount": "10.00"}]),
+    ));
+    assert_eq!(code, StatusCode::CREATED, "{v5}");
+    assert_eq!(
+        v5["gks2"]["posFiscalTicketNo"].as_u64().unwrap(),
+        v2r["gks2"]["posFiscalTicketNo"].as_u64().unwrap() + 1,
+        "no number for the refused sales: {v5}"
+    );
+    assert_eq!(fdm_events(&fdm), [("F".into(), 3)]);
 
     let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");

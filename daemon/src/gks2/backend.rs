@@ -279,6 +279,11 @@ impl Backend {
     /// Has the FDM sign a voucher sale (`signMoneyInOut`, one line per payment received) and
     /// answers the body member to journal (docs/gks2.md §6.5).
     pub async fn sign_money_in_out(&self, order: &Order) -> Result<Value, Refusal> {
+        // Refused before a POS ticket number is reserved for it.
+        super::map::voucher_reference(order).map_err(|e| Refusal {
+            code: FdmCode::InvalidData,
+            message: e.to_string(),
+        })?;
         let mapped = self
             .mapped(order, |ctx| map_money_in_out(order, ctx))
             .await?;

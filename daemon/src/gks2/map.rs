@@ -284,6 +284,25 @@ pub fn map_copy(order: &Order, original: &FdmRef, ctx: &PosContext) -> Result<Ma
 /// field; a certified FDM's is not public).
 pub const MAX_REFERENCE: usize = 600;
 
+/// The `reference` of a voucher sale's money in/out lines: the codes of the vouchers sold,
+/// comma-separated in the order sent, at most [`MAX_REFERENCE`] characters (checked before any
+/// key is reserved, so a sale refused for it uses no POS ticket number).
+pub fn voucher_reference(order: &Order) -> Result<String, MapError> {
+    let reference = order
+        .vouchers
+        .iter()
+        .map(|v| v.code.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let len = reference.chars().count();
+    if len > MAX_REFERENCE {
+        return Err(MapError::Encode(format!(
+            "the voucher codes of one sale take {len} characters, more than the {MAX_REFERENCE} of one reference: sell fewer vouchers at a time"
+        )));
+    }
+    Ok(reference)
+}
+
 /// `signMoneyInOut` of a voucher sale (`purpose` `voucher_sale`, docs/gks2.md §6.5): a
 /// multi-purpose voucher sold is money received in advance, not turnover, so it has no lines and
 /// no VAT. One `MoneyInOutLineInput` per payment received (in the order sent): its payment type,
@@ -301,18 +320,7 @@ pub fn map_money_in_out(order: &Order, ctx: &PosContext) -> Result<Mapped, MapEr
             "a voucher sale without payments has no money in".into(),
         ));
     }
-    let reference = order
-        .vouchers
-        .iter()
-        .map(|v| v.code.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    if reference.chars().count() > MAX_REFERENCE {
-        return Err(MapError::Encode(format!(
-            "the voucher codes of one sale take {} characters, more than the {MAX_REFERENCE} of one reference: sell fewer vouchers at a time",
-            reference.chars().count()
-        )));
-    }
+    let reference = voucher_reference(order)?;
     let lines = order
         .payments
         .iter()
@@ -605,6 +613,18 @@ mod tests {
             again.fdm_ref.event_counter, 2,
             "the refusals were not counted"
         );
+        // Ten codes of 64 characters are more than one reference holds.
+        let many: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"code": "{}{i}", "amount": "1.00"}}"#, "V".repeat(63)))
+            .collect();
+        let long = order(&format!(
+            r#"{{"request_id": "v-2", "operator": "85073003328", "event_type": "normal",
+                "purpose": "voucher_sale", "vouchers": [{}],
+                "payments": [{{"method": "card", "amount": "10.00"}}]}}"#,
+            many.join(",")
+        ));
+        assert!(matches!(voucher_reference(&long), Err(MapError::Encode(_))));
+        assert!(map_money_in_out(&long, &ctx()).is_err());
     }
 
     #[test]
