@@ -75,6 +75,10 @@ pub struct Gks2FdmSection {
     /// mTLS: the CA whose client certificates the emulator requires (a POS without one is
     /// refused in the TLS handshake). Needs `tls_cert_file`.
     pub client_ca_file: Option<PathBuf>,
+    /// For tests only (the emulator is not certified anyway): waits this long, at most 60 s,
+    /// before signing each report (`signReport…`), so that a POS's behaviour while an FDM takes
+    /// its time can be tested. 0 (the default): no wait.
+    pub test_report_delay_ms: u64,
 }
 
 impl Default for Gks2FdmSection {
@@ -92,6 +96,7 @@ impl Default for Gks2FdmSection {
             tls_cert_file: None,
             tls_key_file: None,
             client_ca_file: None,
+            test_report_delay_ms: 0,
         }
     }
 }

@@ -301,10 +301,11 @@ impl Registrar {
     ) -> (Receipt, Option<Appended>) {
         // GKS 2.0 or FDM v1: the FDM signs the event first; its answer goes into the record. A
         // request already journaled is answered from the journal (the FDM is not asked again).
-        // A GKS 2.0 FDM also signs table moves and merges (signCostCenterChange).
+        // A GKS 2.0 FDM also signs table moves and merges (signCostCenterChange) and voucher
+        // sales (signMoneyInOut).
         let signs = match prepared.kind {
             RecordKind::FiscalEvent => self.gks2.is_some() || self.fdm_v1.is_some(),
-            RecordKind::TableChange => self.gks2.is_some(),
+            RecordKind::TableChange | RecordKind::MoneyMovement => self.gks2.is_some(),
             _ => false,
         };
         if signs
@@ -379,6 +380,13 @@ impl Registrar {
                 .sign_table_change(order, &order.lines)
                 .await
                 .map_err(refused);
+        }
+        if prepared.kind == RecordKind::MoneyMovement {
+            // Checked as the journal will before the FDM is asked (docs/gks2.md §6.5).
+            let total: rust_decimal::Decimal = order.vouchers.iter().map(|v| v.amount).sum();
+            check_payments(order, total)
+                .map_err(|e| Receipt::invalid(Some(received.request_id.clone()), &e))?;
+            return fdm.sign_money_in_out(order).await.map_err(refused);
         }
         // Computed before the FDM is asked, a copy's too: an event the journal would refuse is
         // never signed.

@@ -764,3 +764,261 @@ fn a_full_refund_is_signed_with_the_originals_fdm_ref_and_refused_without_the_fd
     let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A voucher sale under `gks2` (docs/gks2.md §6.5): `signMoneyInOut`, label F, signed by the FDM
+/// before its money movement is journaled; the answer is the record's and the receipt's `gks2`
+/// member and is printed. With the FDM down it is refused 208 and nothing is journaled; once back
+/// the same request is signed with the next F counter (no gap), and a resend is answered from the
+/// journal without a second FDM event.
+#[test]
+fn voucher_sales_are_signed_as_money_in_by_the_gks2_fdm_and_refused_without_it() {
+    let (_secrets, mut fdm, addr, pos) = restartable_fdm_and_pos("FDMEMU00019");
+    let token = pos.dev_register_token();
+    let post = |body: Value| {
+        pos.request(
+            Method::POST,
+            "/v1/registers/dev-register/orders",
+            Some(&token),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    let op = "85073003328";
+    let voucher_sale = |id: &str, codes: &[(&str, &str)], payments: Value| {
+        let vouchers: Vec<Value> = codes
+            .iter()
+            .map(|(c, a)| serde_json::json!({"code": c, "amount": a}))
+            .collect();
+        serde_json::json!({"request_id": id, "operator": op, "event_type": "normal",
+            "purpose": "voucher_sale", "vouchers": vouchers, "payments": payments})
+    };
+    let v1 = || {
+        voucher_sale(
+            "v-1",
+            &[("GIFT-0001", "50.00"), ("GIFT-0002", "25.00")],
+            serde_json::json!([{"method": "card", "amount": "60.00"}, {"method": "cash", "amount": "15.00"}]),
+        )
+    };
+
+    let (code, v) = post(v1());
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v["record_kind"], "money_movement", "{v}");
+    let g = &v["gks2"];
+    assert_eq!(g["eventOperation"], "MONEY_IN_OUT", "{v}");
+    assert_eq!(g["fdmRef"]["fdmId"], "FDMEMU00019");
+    assert_eq!(g["fdmRef"]["eventLabel"], "F");
+    assert_eq!(g["fdmRef"]["eventCounter"], 1);
+    assert_eq!(g["fdmRef"]["totalCounter"], 1);
+    assert!(
+        g["digitalSignature"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    assert!(g.get("vatCalc").is_none_or(Value::is_null), "no VAT: {v}");
+    let text = v["text"].as_str().unwrap();
+    for shown in ["GKS 2.0 FDM", "FDMEMU00019", "F 1/1", "not certified"] {
+        assert!(text.contains(shown), "{shown} not in\n{text}");
+    }
+    // The journaled money movement holds the FDM's answer.
+    let conn =
+        fdmd::journal::query::open_read_only(&pos.data_dir().join("journal.sqlite")).unwrap();
+    let moves = fdmd::journal::query::records_of_kind(
+        &conn,
+        &[fdmd::journal::record::RecordKind::MoneyMovement],
+    )
+    .unwrap();
+    assert_eq!(moves.len(), 1);
+    let canonical = String::from_utf8(moves[0].canonical.clone()).unwrap();
+    for member in [
+        "\"eventOperation\":\"MONEY_IN_OUT\"",
+        "\"eventLabel\":\"F\"",
+        "\"type\":\"voucher_sale\"",
+    ] {
+        assert!(canonical.contains(member), "{member} not in {canonical}");
+    }
+    drop(conn);
+    // A resend: the stored receipt, no second FDM event.
+    let (code, again) = post(v1());
+    assert_eq!(code, StatusCode::OK, "{again}");
+    assert_eq!(again["gks2"], v["gks2"]);
+    assert_eq!(fdm_events(&fdm), [("F".into(), 1)]);
+
+    // The FDM goes down: the next voucher sale is refused 208, nothing is journaled.
+    let v2 = || {
+        voucher_sale(
+            "v-2",
+            &[("GIFT-0003", "20.00")],
+            serde_json::json!([{"method": "cash", "amount": "20.00"}]),
+        )
+    };
+    let before = journal_last_seq(&pos);
+    assert!(fdm.stop().success());
+    let (code, refused) = post(v2());
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
+    assert_eq!(refused["code"], 208, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("(gks2_fdm_down)"),
+        "{refused}"
+    );
+    assert_eq!(journal_last_seq(&pos), before, "no record without the FDM");
+    assert_eq!(problems(&pos), ["gks2_fdm_down"]);
+
+    // Back: signed F 2/2 with the keys reserved at the refused attempt.
+    restart(&mut fdm, addr);
+    let (code, v2r) = post(v2());
+    assert_eq!(code, StatusCode::CREATED, "{v2r}");
+    assert_eq!(v2r["gks2"]["fdmRef"]["eventCounter"], 2, "{v2r}");
+    assert_eq!(v2r["gks2"]["fdmRef"]["totalCounter"], 2, "{v2r}");
+    assert_eq!(v2r["journal_seq"].as_u64().unwrap(), before + 1);
+    assert_eq!(
+        v2r["gks2"]["posFiscalTicketNo"].as_u64().unwrap(),
+        v["gks2"]["posFiscalTicketNo"].as_u64().unwrap() + 1,
+        "the refused attempt's ticket number: {v} {v2r}"
+    );
+    assert!(problems(&pos).is_empty());
+    // A voucher sale whose payments do not cover it is refused before the FDM is asked.
+    let (code, bad) = post(voucher_sale(
+        "v-3",
+        &[("GIFT-0004", "20.00")],
+        serde_json::json!([{"method": "card", "amount": "10.00"}]),
+    ));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    // Ten codes of 64 characters are more than one reference holds: refused (207) before a POS
+    // ticket number is reserved, so the next voucher sale gets the next number.
+    let long: Vec<(String, &str)> = (0..10)
+        .map(|i| (format!("{}{i}", "V".repeat(63)), "1.00"))
+        .collect();
+    let long: Vec<(&str, &str)> = long.iter().map(|(c, a)| (c.as_str(), *a)).collect();
+    let (code, bad) = post(voucher_sale(
+        "v-4",
+        &long,
+        serde_json::json!([{"method": "card", "amount": "10.00"}]),
+    ));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert_eq!(bad["code"], 207, "{bad}");
+    let (code, v5) = post(voucher_sale(
+        "v-5",
+        &[("GIFT-0005", "10.00")],
+        serde_json::json!([{"method": "card", "amount": "10.00"}]),
+    ));
+    assert_eq!(code, StatusCode::CREATED, "{v5}");
+    assert_eq!(
+        v5["gks2"]["posFiscalTicketNo"].as_u64().unwrap(),
+        v2r["gks2"]["posFiscalTicketNo"].as_u64().unwrap() + 1,
+        "no number for the refused sales: {v5}"
+    );
+    assert_eq!(fdm_events(&fdm), [("F".into(), 3)]);
+
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// A Z report waiting for a slow GKS 2.0 FDM does not keep orders waiting (docs/gks2.md §6.1):
+/// the emulator takes 2.5 s to sign a report (`test_report_delay_ms`); meanwhile an order from
+/// another register and one from the Z's own register are answered at once. The Z covers the
+/// period up to the last record before its check (the sale before it), and the order of its own
+/// register journaled while it waited is in the next Z's period: no record is in neither.
+#[test]
+fn a_z_report_waiting_for_the_gks2_fdm_keeps_no_order_waiting() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let (fdm, addr) = emulator_with("FDMEMU00021", &secret_file, "test_report_delay_ms = 2500\n");
+    let pos = pos_of(addr, &secret_file, "");
+    let cfg = pos
+        .config_file
+        .as_ref()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (code, out) = support::fdmctl(&["register", "add", "till-2", "--json", "--config", &cfg]);
+    assert_eq!(code, 0, "{out}");
+    let creds: Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    let till2 = creds["http_token"].as_str().unwrap().to_owned();
+    let token = pos.dev_register_token();
+    let sale = |register: &str, token: &str, id: &str, price: &str| {
+        pos.request(
+            Method::POST,
+            &format!("/v1/registers/{register}/orders"),
+            Some(token),
+            Some(order(id, &[("Cola", 1, price, "A")])),
+        )
+    };
+    let (code, s1) = sale("dev-register", &token, "s-1", "2.20");
+    assert_eq!(code, StatusCode::CREATED, "{s1}");
+
+    let reports = "/v1/registers/dev-register/reports";
+    let started = std::time::Instant::now();
+    let (z, during) = std::thread::scope(|scope| {
+        let z = scope.spawn(|| {
+            let r = pos.request(
+                Method::POST,
+                reports,
+                Some(&token),
+                Some(br#"{"kind":"z","request_id":"z-1"}"#.to_vec()),
+            );
+            (r, started.elapsed())
+        });
+        // The Z is with the FDM (2.5 s) by now.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let mut during = Vec::new();
+        for (register, token, id, price) in [
+            ("till-2", till2.as_str(), "t2-1", "3.00"),
+            ("dev-register", token.as_str(), "s-2", "4.00"),
+        ] {
+            let asked = std::time::Instant::now();
+            let (code, r) = sale(register, token, id, price);
+            assert_eq!(code, StatusCode::CREATED, "{r}");
+            assert!(
+                !z.is_finished(),
+                "the order {id} was answered after the Z: the Z did not wait for the FDM long enough to test"
+            );
+            assert!(
+                asked.elapsed() < std::time::Duration::from_millis(1200),
+                "the order {id} waited {:?} for the Z",
+                asked.elapsed()
+            );
+            during.push(r);
+        }
+        (z.join().unwrap(), during)
+    });
+    let ((code, z), took) = z;
+    assert_eq!(code, StatusCode::CREATED, "{z}");
+    assert!(took >= std::time::Duration::from_millis(2500), "{took:?}");
+    assert_eq!(z["gks2"]["eventOperation"], "REPORT_TURNOVER_Z", "{z}");
+    // The Z covers s-1 only; its record comes after the two orders journaled while it waited.
+    let seq = |r: &Value| r["journal_seq"].as_u64().unwrap();
+    let last = z["period"]["last_seq"].as_u64().unwrap();
+    assert!(
+        last >= seq(&s1) && last < seq(&during[0]) && last < seq(&during[1]),
+        "{z}"
+    );
+    assert!(seq(&z) > seq(&during[1]), "{z}");
+    assert_eq!(z["totals"]["net"], s1["total"], "{z}");
+
+    // The next Z of dev-register covers s-2, journaled while the first one waited.
+    let (code, z2) = pos.request(
+        Method::POST,
+        reports,
+        Some(&token),
+        Some(br#"{"kind":"z","request_id":"z-2"}"#.to_vec()),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{z2}");
+    assert_eq!(
+        z2["period"]["first_seq"].as_u64().unwrap(),
+        last + 1,
+        "{z2}"
+    );
+    assert_eq!(z2["totals"]["net"], during[1]["total"], "{z2}");
+    assert_eq!(
+        fdm_events(&fdm),
+        [("N".into(), 3), ("R".into(), 2)],
+        "one FDM event per order and per report"
+    );
+    let (code, out) = support::fdmctl(&["verify", "--data-dir", pos.data_dir().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

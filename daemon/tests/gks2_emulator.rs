@@ -93,7 +93,7 @@ fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> V
     let mut product = json!({
         "productId": name, "productName": name, "departmentId": "1", "departmentName": "Drinks",
         "quantity": qty, "quantityType": "PIECE", "unitPrice": price_num,
-        "vats": [{"label": vat, "price": price_num, "priceChanges": []}]
+        "vats": [{"label": vat, "price": total_num, "priceChanges": []}]
     });
     if let Some(r) = reason {
         product["negQuantityReason"] = json!(r);
@@ -101,8 +101,8 @@ fn line(name: &str, qty: i64, price: &str, vat: &str, reason: Option<&str>) -> V
     json!({"lineType": "SINGLE_PRODUCT", "mainProduct": product, "lineTotal": total_num})
 }
 
-/// Lines as they leave a cost centre ([OD]'s `negateTransactionLine`): quantity and line total
-/// negated, `COST_CENTER_CHANGE` on each quantity that becomes negative.
+/// Lines as they leave a cost centre ([OD]'s `negateTransactionLine`): quantity, VAT prices and
+/// line total negated, `COST_CENTER_CHANGE` on each quantity that becomes negative.
 fn leaving(lines: &[Value]) -> Vec<Value> {
     let negate = |v: &Value| -> Value {
         let d: rust_decimal::Decimal = v.to_string().parse().unwrap();
@@ -114,6 +114,11 @@ fn leaving(lines: &[Value]) -> Vec<Value> {
             let mut l = l.clone();
             l["mainProduct"]["quantity"] = negate(&l["mainProduct"]["quantity"]);
             l["lineTotal"] = negate(&l["lineTotal"]);
+            if let Some(vats) = l["mainProduct"]["vats"].as_array_mut() {
+                for v in vats {
+                    v["price"] = negate(&v["price"]);
+                }
+            }
             if l["mainProduct"]["quantity"].as_f64().unwrap() < 0.0 {
                 l["mainProduct"]["negQuantityReason"] = json!("COST_CENTER_CHANGE");
             } else {
@@ -985,6 +990,35 @@ fn a_full_refunds_fdm_ref_is_checked_like_a_copys_and_refusals_are_not_counted()
             "refund {i}: {vat:?}"
         );
     }
+
+    // The sale was refunded in full (N 2): a second full refund of it is refused, and so is a
+    // full refund naming the refund (not a sale); neither is counted (docs/gks2.md §7).
+    let refund_ref = json!({"fdmId": sale.fdm_ref.fdm_id, "fdmDateTime": sale.fdm_ref.fdm_date_time,
+        "eventLabel": "N", "eventCounter": 2, "totalCounter": 2});
+    for (r, code, needle) in [
+        (
+            &sale_ref,
+            "FDM_REF_ALREADY_REFUNDED",
+            "SaleInput at data.fdmRef: the sale N 1/1 was already refunded in full",
+        ),
+        (
+            &refund_ref,
+            "FDM_REF_NOT_A_SALE",
+            "SaleInput at data.fdmRef: event N 2/2 is not a normal sale",
+        ),
+    ] {
+        let e = emu
+            .sign(Mutation::Sale, &refund(next(), r), false)
+            .unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.codes(), vec![code], "{text}");
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    let after = emu.sign(Mutation::WorkIn, &next(), false).unwrap();
+    assert_eq!(
+        after.fdm_ref.total_counter, 5,
+        "the refusals were not counted"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 
 use super::client::{Client, ClientConfig, Gks2Error, Tls};
 use super::map::{
-    Mapped, PosContext, check_vat, map_copy, map_order, map_refund, map_table_change,
+    Mapped, PosContext, check_vat, map_copy, map_money_in_out, map_order, map_refund,
+    map_table_change,
 };
 use super::model::{
     BaseInput, FdmDeviceInput, FdmRef, Language, Mutation, PosDeviceInput, ReportTurnoverInput,
@@ -271,6 +272,20 @@ impl Backend {
     pub async fn sign_copy(&self, order: &Order, original: &FdmRef) -> Result<Value, Refusal> {
         let mapped = self
             .mapped(order, |ctx| map_copy(order, original, ctx))
+            .await?;
+        Ok(journal_member(&self.exchange(&mapped).await?))
+    }
+
+    /// Has the FDM sign a voucher sale (`signMoneyInOut`, one line per payment received) and
+    /// answers the body member to journal (docs/gks2.md §6.5).
+    pub async fn sign_money_in_out(&self, order: &Order) -> Result<Value, Refusal> {
+        // Refused before a POS ticket number is reserved for it.
+        super::map::voucher_reference(order).map_err(|e| Refusal {
+            code: FdmCode::InvalidData,
+            message: e.to_string(),
+        })?;
+        let mapped = self
+            .mapped(order, |ctx| map_money_in_out(order, ctx))
             .await?;
         Ok(journal_member(&self.exchange(&mapped).await?))
     }

@@ -5,7 +5,7 @@
 use super::auth;
 use super::fdm::{FDM_SW_VERSION, Fdm, FdmSettings, NOT_CERTIFIED};
 use super::graphql::{self, OperationKind};
-use super::model::{Message, Mutation};
+use super::model::{EventLabel, Message, Mutation};
 use crate::admission::{Admission, PreAuthLimits, PreAuthPool};
 use crate::config::Gks2FdmSection;
 use bytes::Bytes;
@@ -400,6 +400,11 @@ async fn graphql_request(shared: Arc<Shared>, body: &[u8]) -> Response<Full<Byte
             let Some(selection) = op.selection.clone() else {
                 return gql_error("BAD_USER_INPUT", "SignResult needs a selection");
             };
+            // The test knob `test_report_delay_ms`: a slow FDM signing a report.
+            let delay = shared.section.test_report_delay_ms.min(60_000);
+            if delay > 0 && mutation.label(false) == EventLabel::R {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             // Signed on a task of its own: a client that goes away does not stop the event
             // from being stored (a resend then finds it).
             let work = tokio::task::spawn_blocking(move || {

@@ -3,10 +3,10 @@
 //! for development and tests.
 
 use super::model::{
-    BaseInput, CopyInput, CostCenterChangeInput, EventLabel, FdmDeviceInput, FdmRef, Message,
-    Mutation, OtherInput, PosDeviceInput, ProFormaInput, Product, ReportTurnoverInput,
-    ReportUserInput, SaleInput, SignResult, Transaction, TransactionLineType, Transfer, VatCalc,
-    VatLabel,
+    BaseInput, CopyInput, CostCenterChangeInput, EventLabel, EventOperation, FdmDeviceInput,
+    FdmRef, Message, MoneyInOutInput, Mutation, OtherInput, PosDeviceInput, ProFormaInput, Product,
+    ReportTurnoverInput, ReportUserInput, SaleInput, SignResult, Transaction, TransactionLineType,
+    Transfer, VatCalc, VatLabel,
 };
 use crate::fiscal::money::round_cents;
 use crate::fiscal::vat::breakdown;
@@ -90,6 +90,10 @@ impl Fdm {
                 pos_fiscal_ticket_no INTEGER NOT NULL,
                 result TEXT NOT NULL,
                 UNIQUE (pos_id, pos_date_time, terminal_id, label, pos_fiscal_ticket_no)
+            );
+            CREATE TABLE IF NOT EXISTS full_refunds (
+                sale_total_counter INTEGER PRIMARY KEY,
+                refund_total_counter INTEGER NOT NULL
             );",
         )?;
         let mut counters = HashMap::new();
@@ -233,7 +237,24 @@ impl Fdm {
         }
         let json = serde_json::to_string(&result)
             .map_err(|e| vec![Message::new("FDM", "INTERNAL", e.to_string(), false)])?;
-        self.conn
+        // A full refund of one of its own sales is remembered with the event, in one
+        // transaction: that sale cannot be given back in full again.
+        let refunded = match mutation {
+            Mutation::Sale => own_reference(&self.settings.fdm_id, data),
+            _ => None,
+        };
+        let tx = self.conn.transaction().map_err(store_error)?;
+        if let Some(r) = &refunded {
+            tx.execute(
+                "INSERT INTO full_refunds (sale_total_counter, refund_total_counter) VALUES (?1, ?2)",
+                params![
+                    i64::try_from(r.total_counter).unwrap_or(i64::MAX),
+                    i64::try_from(total_counter).unwrap_or(i64::MAX)
+                ],
+            )
+            .map_err(store_error)?;
+        }
+        tx
             .execute(
                 "INSERT INTO events (total_counter, label, event_counter, pos_id, pos_date_time,
                  terminal_id, pos_fiscal_ticket_no, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -249,6 +270,7 @@ impl Fdm {
                 ],
             )
             .map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
         // Counted only once the event is stored.
         self.counters.insert(label, event_counter);
         self.total = total_counter;
@@ -268,34 +290,29 @@ impl Fdm {
 
     /// The `fdmRef` of a copy or of a full refund (`signSale` with `fdmRef`), when it names
     /// one of this FDM's own events, must name an event it signed (the same total counter,
-    /// label and label counter): `FDM_REF_NOT_FOUND` otherwise. A reference to another FDM's
-    /// event (an FDM replaced since) is not checked; a sale without `fdmRef` has nothing to check.
+    /// label and label counter): `FDM_REF_NOT_FOUND` otherwise. A full refund's must moreover
+    /// name a normal sale (`FDM_REF_NOT_A_SALE`) not refunded in full before
+    /// (`FDM_REF_ALREADY_REFUNDED`). A reference to another FDM's event (an FDM replaced since)
+    /// is not checked; a sale without `fdmRef` has nothing to check.
     fn check_referenced(&self, mutation: Mutation, data: &Value) -> Result<(), Refusal> {
-        let Some(r) = data
-            .get("fdmRef")
-            .and_then(|v| serde_json::from_value::<FdmRef>(v.clone()).ok())
-        else {
+        let Some(r) = own_reference(&self.settings.fdm_id, data) else {
             return Ok(());
         };
-        if r.fdm_id != self.settings.fdm_id {
-            return Ok(());
-        }
-        let found: Option<(String, i64)> = self
+        let total_counter = i64::try_from(r.total_counter).unwrap_or(i64::MAX);
+        let found: Option<(String, i64, String)> = self
             .conn
             .query_row(
-                "SELECT label, event_counter FROM events WHERE total_counter = ?1",
-                params![i64::try_from(r.total_counter).unwrap_or(i64::MAX)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                "SELECT label, event_counter, result FROM events WHERE total_counter = ?1",
+                params![total_counter],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(|e| store_error(e).remove(0))?;
-        let same = found.is_some_and(|(label, counter)| {
-            label == r.event_label.as_str() && u64::try_from(counter).ok() == Some(r.event_counter)
-        });
-        if same {
-            Ok(())
-        } else {
-            Err(refusal(
+        let Some((label, counter, result)) = found.filter(|(label, counter, _)| {
+            *label == r.event_label.as_str()
+                && u64::try_from(*counter).ok() == Some(r.event_counter)
+        }) else {
+            return Err(refusal(
                 "FDM_REF_NOT_FOUND",
                 format!(
                     "{} at data.fdmRef: this FDM signed no event {} {}/{}",
@@ -304,7 +321,53 @@ impl Fdm {
                     r.event_counter,
                     r.total_counter
                 ),
-            ))
+            ));
+        };
+        if mutation != Mutation::Sale {
+            return Ok(());
+        }
+        // A full refund gives back a normal sale (label N, signSale, a positive total: not a
+        // refund, a pro forma, a training ticket…), and only once (docs/gks2.md §7).
+        let stored: Option<SignResult> = serde_json::from_str(&result).ok();
+        let total: Decimal = stored
+            .as_ref()
+            .and_then(|s| s.vat_calc.as_ref())
+            .map_or(Decimal::ZERO, |v| v.iter().map(|c| c.total_amount).sum());
+        let is_sale = label == EventLabel::N.as_str()
+            && stored
+                .as_ref()
+                .is_some_and(|s| s.event_operation == EventOperation::SALE)
+            && total > Decimal::ZERO;
+        if !is_sale {
+            return Err(refusal(
+                "FDM_REF_NOT_A_SALE",
+                format!(
+                    "{} at data.fdmRef: event {label} {counter}/{} is not a normal sale (a full refund gives back a sale of label N with a positive total)",
+                    mutation.input_type(),
+                    r.total_counter
+                ),
+            ));
+        }
+        let refunded: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT refund_total_counter FROM full_refunds WHERE sale_total_counter = ?1",
+                params![total_counter],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| store_error(e).remove(0))?;
+        match refunded {
+            None => Ok(()),
+            Some(by) => Err(refusal(
+                "FDM_REF_ALREADY_REFUNDED",
+                format!(
+                    "{} at data.fdmRef: the sale N {}/{} was already refunded in full (event {by})",
+                    mutation.input_type(),
+                    r.event_counter,
+                    r.total_counter
+                ),
+            )),
         }
     }
 
@@ -331,6 +394,14 @@ impl Fdm {
             .optional()?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
+}
+
+/// The `fdmRef` of `data` when it names one of this FDM's own events (`fdm_id`); a reference to
+/// another FDM's event (an FDM replaced since) is not checked nor remembered.
+fn own_reference(fdm_id: &str, data: &Value) -> Option<FdmRef> {
+    data.get("fdmRef")
+        .and_then(|v| serde_json::from_value::<FdmRef>(v.clone()).ok())
+        .filter(|r| r.fdm_id == fdm_id)
 }
 
 fn store_error(e: rusqlite::Error) -> Vec<Refusal> {
@@ -440,6 +511,11 @@ fn typed(mutation: Mutation, data: &Value) -> Result<(BaseInput, Option<Vec<VatC
             let c: CostCenterChangeInput = read(mutation, &Transfer::normalised(data))?;
             check_transfer(&c.transfer)?;
             Ok((c.base, None))
+        }
+        Mutation::MoneyInOut => {
+            let m: MoneyInOutInput = read(mutation, data)?;
+            check_money_in_out(&m)?;
+            Ok((m.base, None))
         }
         Mutation::Copy => {
             let c: CopyInput = read(mutation, data)?;
@@ -584,6 +660,36 @@ fn check_transfer(t: &Transfer) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// A money in/out moves money, so it has at least one line and no line of zero (docs/gks2.md §7).
+fn check_money_in_out(m: &MoneyInOutInput) -> Result<(), Refusal> {
+    let mutation = Mutation::MoneyInOut;
+    let input = mutation.input_type();
+    if m.financials.is_empty() {
+        return Err(refusal(
+            "BAD_USER_INPUT",
+            format!("{input} at data.financials: at least one line"),
+        ));
+    }
+    check_list_len(mutation, "financials", m.financials.len())?;
+    for (i, l) in m.financials.iter().enumerate() {
+        if l.amount.is_zero() {
+            return Err(refusal(
+                "BAD_USER_INPUT",
+                format!("{input} at data.financials[{i}].amount: must not be 0"),
+            ));
+        }
+        for (name, text) in [("id", &l.id), ("name", &l.name)] {
+            if text.is_empty() {
+                return Err(refusal(
+                    "BAD_USER_INPUT",
+                    format!("{input} at data.financials[{i}].{name}: empty"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An `FdmReferenceInput` as an FDM answered it: an ISO 8601 `fdmDateTime` and counters from 1,
 /// the label's counter never above the total counter.
 fn check_fdm_ref(mutation: Mutation, field: &str, r: &FdmRef) -> Result<(), Refusal> {
@@ -703,7 +809,7 @@ fn check_report(
     Ok(())
 }
 
-/// The amount of one product per VAT label: quantity × part price, rounded to the cent, plus the
+/// The amount of one product per VAT label: the part's price (for the whole line), plus the
 /// part's price changes.
 fn product_amounts(p: &Product, out: &mut Vec<(VatLabel, Decimal)>) -> Result<Decimal, Refusal> {
     if p.quantity.is_sign_negative() && !p.quantity.is_zero() && p.neg_quantity_reason.is_none() {
@@ -717,7 +823,9 @@ fn product_amounts(p: &Product, out: &mut Vec<(VatLabel, Decimal)>) -> Result<De
     }
     let mut sum = Decimal::ZERO;
     for v in &p.vats {
-        let mut amount = round_cents(p.quantity * v.price);
+        // `price` is the VAT part's price for the whole line (quantity included), as [FT] and
+        // [OD] send it (docs/gks2.md §9).
+        let mut amount = v.price;
         for c in &v.price_changes {
             amount += c.amount;
         }
@@ -960,5 +1068,87 @@ mod tests {
             .sign(Mutation::WorkIn, &work_in(11), false, now)
             .unwrap_err();
         assert_eq!(e[0].extensions.code, "BUFFER_FULL");
+    }
+
+    /// A sale of one line at `price` (negative: a refund line), `fdm_ref` when a full refund.
+    fn sale(ticket: u64, price: i64, fdm_ref: Option<&FdmRef>) -> Value {
+        let mut d = work_in(ticket);
+        let (q, reason) = if price < 0 {
+            (-1, Some("REFUND"))
+        } else {
+            (1, None)
+        };
+        let amount = Decimal::new(price.abs(), 2);
+        let mut product = json!({
+            "productId": "p", "productName": "Cola", "departmentId": "d", "departmentName": "D",
+            "quantity": q, "quantityType": "PIECE", "unitPrice": amount, "vats": [{"label": "A", "price": Decimal::new(price, 2)}]
+        });
+        if let Some(r) = reason {
+            product["negQuantityReason"] = json!(r);
+        }
+        d["transaction"] = json!({"transactionLines": [{"lineType": "SINGLE_PRODUCT",
+            "mainProduct": product, "lineTotal": Decimal::new(price, 2)}],
+            "transactionTotal": Decimal::new(price, 2)});
+        d["financials"] = json!([]);
+        if let Some(r) = fdm_ref {
+            d["fdmRef"] = serde_json::to_value(r).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_full_refund_must_name_a_normal_sale_not_refunded_in_full_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local::now();
+        let mut s = settings();
+        s.buffer_capacity = 100;
+        let mut fdm = Fdm::open(dir.path(), s.clone()).unwrap();
+        let sold = fdm
+            .sign(Mutation::Sale, &sale(1, 250, None), false, now)
+            .unwrap();
+        let partial = fdm
+            .sign(Mutation::Sale, &sale(2, -100, None), false, now)
+            .unwrap();
+        let order = {
+            let mut d = work_in(3);
+            d["costCenter"] = json!({"id": "7", "type": "TABLE", "reference": "7"});
+            d["transaction"] = sale(3, 250, None)["transaction"].clone();
+            fdm.sign(Mutation::Order, &d, false, now).unwrap()
+        };
+        let training = fdm
+            .sign(Mutation::Sale, &sale(4, 250, None), true, now)
+            .unwrap();
+        // Not a sale: a refund (negative total), a pro forma order, a training ticket.
+        for (t, r) in [(5, &partial), (6, &order), (7, &training)] {
+            let e = fdm
+                .sign(Mutation::Sale, &sale(t, -250, Some(&r.fdm_ref)), false, now)
+                .unwrap_err();
+            assert_eq!(e[0].extensions.code, "FDM_REF_NOT_A_SALE", "{e:?}");
+            assert!(e[0].message.contains("SaleInput at data.fdmRef"), "{e:?}");
+        }
+        // The sale, refunded in full once; a second full refund (another ticket) is refused,
+        // after a restart too; the resend of the first is its stored answer.
+        let first = sale(8, -250, Some(&sold.fdm_ref));
+        let refund = fdm.sign(Mutation::Sale, &first, false, now).unwrap();
+        assert_eq!(refund.fdm_ref.event_label, EventLabel::N);
+        let mut fdm = Fdm::open(dir.path(), s).unwrap();
+        let e = fdm
+            .sign(
+                Mutation::Sale,
+                &sale(9, -250, Some(&sold.fdm_ref)),
+                false,
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(e[0].extensions.code, "FDM_REF_ALREADY_REFUNDED", "{e:?}");
+        assert_eq!(
+            fdm.sign(Mutation::Sale, &first, false, now).unwrap(),
+            refund
+        );
+        // The refusals were not counted: the next event is 6th in total.
+        let next = fdm
+            .sign(Mutation::WorkIn, &work_in(10), false, now)
+            .unwrap();
+        assert_eq!(next.fdm_ref.total_counter, 6);
     }
 }

@@ -5,9 +5,9 @@
 
 use super::model::{
     BaseInput, CopyInput, CostCenter, CostCenterChangeInput, CostCenterType, FdmRef, Language,
-    Mutation, NegQuantityReason, PaymentLine, PaymentType, ProFormaInput, Product, QuantityType,
-    SaleInput, Transaction, TransactionLine, TransactionLineType, Transfer, TransferItem, VatCalc,
-    VatLabel, VatPart,
+    MoneyInOutInput, MoneyInOutLine, MoneyInOutLineType, Mutation, NegQuantityReason, PaymentLine,
+    PaymentType, ProFormaInput, Product, QuantityType, SaleInput, Transaction, TransactionLine,
+    TransactionLineType, Transfer, TransferItem, VatCalc, VatLabel, VatPart,
 };
 use crate::fiscal::money::round_cents;
 use crate::fiscal::order::{Order, OrderLine, PaymentMethod, Purpose, Unit};
@@ -84,8 +84,10 @@ fn base(order: &Order, ctx: &PosContext) -> BaseInput {
     }
 }
 
-/// One line as the FDM reads it: a single product whose one VAT part is the unit price, the
-/// line total as fdmd computed it, and `reason` on a negative quantity.
+/// One line as the FDM reads it: a single product at its unit price whose one VAT part has the
+/// line's price (`VatInput.price` = the line total, quantity × unit price, as [FT]'s test sale
+/// and [OD] send it; docs/gks2.md §9), the line total as fdmd computed it, and `reason` on a
+/// negative quantity.
 fn product_line(l: &OrderLine, total: Decimal, reason: NegQuantityReason) -> TransactionLine {
     TransactionLine {
         line_type: TransactionLineType::SINGLE_PRODUCT,
@@ -105,7 +107,7 @@ fn product_line(l: &OrderLine, total: Decimal, reason: NegQuantityReason) -> Tra
             unit_price: l.unit_price,
             vats: vec![VatPart {
                 label: VatLabel::of(l.vat),
-                price: l.unit_price,
+                price: total,
                 price_changes: Vec::new(),
             }],
         },
@@ -135,6 +137,16 @@ fn transaction(order: &Order, sale: &Sale) -> Transaction {
     }
 }
 
+/// The payment type of one of fdmd's payment methods (sales and money in/out alike).
+fn payment_type(method: PaymentMethod) -> PaymentType {
+    match method {
+        PaymentMethod::Cash => PaymentType::CASH,
+        PaymentMethod::Card => PaymentType::CARD_UNKNOWN,
+        PaymentMethod::Voucher => PaymentType::VOUCHER_OTHER,
+        PaymentMethod::Transfer | PaymentMethod::Other => PaymentType::OTHER,
+    }
+}
+
 fn financials(order: &Order) -> Vec<PaymentLine> {
     order
         .payments
@@ -142,12 +154,7 @@ fn financials(order: &Order) -> Vec<PaymentLine> {
         .map(|p| PaymentLine {
             id: p.method.as_str().into(),
             name: p.method.as_str().into(),
-            kind: match p.method {
-                PaymentMethod::Cash => PaymentType::CASH,
-                PaymentMethod::Card => PaymentType::CARD_UNKNOWN,
-                PaymentMethod::Voucher => PaymentType::VOUCHER_OTHER,
-                PaymentMethod::Transfer | PaymentMethod::Other => PaymentType::OTHER,
-            },
+            kind: payment_type(p.method),
             provider: None,
             input_method: "MANUAL".into(),
             amount: p.amount,
@@ -269,6 +276,73 @@ pub fn map_copy(order: &Order, original: &FdmRef, ctx: &PosContext) -> Result<Ma
     Ok(Mapped {
         mutation: Mutation::Copy,
         training: false,
+        data: encode(&input)?,
+    })
+}
+
+/// The longest `reference` fdmd sends on a money in/out line (the emulator's limit on every text
+/// field; a certified FDM's is not public).
+pub const MAX_REFERENCE: usize = 600;
+
+/// The `reference` of a voucher sale's money in/out lines: the codes of the vouchers sold,
+/// comma-separated in the order sent, at most [`MAX_REFERENCE`] characters (checked before any
+/// key is reserved, so a sale refused for it uses no POS ticket number).
+pub fn voucher_reference(order: &Order) -> Result<String, MapError> {
+    let reference = order
+        .vouchers
+        .iter()
+        .map(|v| v.code.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let len = reference.chars().count();
+    if len > MAX_REFERENCE {
+        return Err(MapError::Encode(format!(
+            "the voucher codes of one sale take {len} characters, more than the {MAX_REFERENCE} of one reference: sell fewer vouchers at a time"
+        )));
+    }
+    Ok(reference)
+}
+
+/// `signMoneyInOut` of a voucher sale (`purpose` `voucher_sale`, docs/gks2.md §6.5): a
+/// multi-purpose voucher sold is money received in advance, not turnover, so it has no lines and
+/// no VAT. One `MoneyInOutLineInput` per payment received (in the order sent): its payment type,
+/// the amount received, `amountType` `MONEY_IN_OUT`, and `reference` the codes of the vouchers
+/// sold (comma-separated, in the order sent). Printed: `ticketMedium` `PAPER`.
+pub fn map_money_in_out(order: &Order, ctx: &PosContext) -> Result<Mapped, MapError> {
+    if order.purpose != Purpose::VoucherSale {
+        return Err(MapError::Unsupported(format!(
+            "purpose {} as a money in/out",
+            order.purpose.as_str()
+        )));
+    }
+    if order.payments.is_empty() {
+        return Err(MapError::Encode(
+            "a voucher sale without payments has no money in".into(),
+        ));
+    }
+    let reference = voucher_reference(order)?;
+    let lines = order
+        .payments
+        .iter()
+        .map(|p| MoneyInOutLine {
+            id: p.method.as_str().into(),
+            name: p.method.as_str().into(),
+            kind: payment_type(p.method),
+            provider: None,
+            input_method: "MANUAL".into(),
+            amount: p.amount,
+            amount_type: MoneyInOutLineType::MONEY_IN_OUT,
+            reference: (!reference.is_empty()).then(|| reference.clone()),
+            drawer: None,
+        })
+        .collect();
+    let input = MoneyInOutInput {
+        base: base(order, ctx),
+        financials: lines,
+    };
+    Ok(Mapped {
+        mutation: Mutation::MoneyInOut,
+        training: order.event_type == EventType::Training,
         data: encode(&input)?,
     })
 }
@@ -451,6 +525,109 @@ mod tests {
     }
 
     #[test]
+    fn a_voucher_sale_is_money_in_one_line_per_payment_naming_the_vouchers() {
+        let o = order(
+            r#"{"request_id": "v-1", "operator": "85073003328", "event_type": "normal",
+                "purpose": "voucher_sale",
+                "vouchers": [{"code": "GIFT-0001", "amount": "50.00"}, {"code": "GIFT-0002", "amount": "25.00"}],
+                "payments": [{"method": "card", "amount": "60.00"}, {"method": "cash", "amount": "15.00"}]}"#,
+        );
+        let m = map_money_in_out(&o, &ctx()).unwrap();
+        assert_eq!((m.mutation, m.training), (Mutation::MoneyInOut, false));
+        let d = &m.data;
+        assert_eq!(d["ticketMedium"], "PAPER");
+        assert_eq!(d["employeeId"], "85073003328");
+        assert_eq!(
+            d["financials"],
+            json!([
+                {"id": "card", "name": "card", "type": "CARD_UNKNOWN", "inputMethod": "MANUAL",
+                 "amount": 60, "amountType": "MONEY_IN_OUT", "reference": "GIFT-0001,GIFT-0002"},
+                {"id": "cash", "name": "cash", "type": "CASH", "inputMethod": "MANUAL",
+                 "amount": 15, "amountType": "MONEY_IN_OUT", "reference": "GIFT-0001,GIFT-0002"}
+            ])
+        );
+        assert!(d.get("transaction").is_none(), "no lines, no VAT: {d}");
+        // Only a voucher sale maps so.
+        let sale = order(
+            r#"{"request_id": "s-1", "operator": "85073003328", "event_type": "normal",
+                "lines": [{"description": "Cola", "quantity": 1, "unit_price": "2.20", "vat": "A"}]}"#,
+        );
+        assert!(matches!(
+            map_money_in_out(&sale, &ctx()),
+            Err(MapError::Unsupported(_))
+        ));
+        // The emulator reads it as a typed MoneyInOutInput and signs it F 1/1, without VAT.
+        let dir = tempfile::tempdir().unwrap();
+        let mut fdm = fdm(dir.path());
+        let r = fdm
+            .sign(m.mutation, &m.data, false, chrono::Local::now())
+            .unwrap();
+        assert_eq!(r.fdm_ref.event_label, EventLabel::F);
+        assert_eq!((r.fdm_ref.event_counter, r.fdm_ref.total_counter), (1, 1));
+        assert!(r.vat_calc.is_none() && r.short_signature.is_none(), "{r:?}");
+        // A line of 0, no lines, an unknown amountType, a missing type: refused, not counted.
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut d = m.data.clone();
+            d["posFiscalTicketNo"] = json!(8);
+            f(&mut d);
+            d
+        };
+        for (bad, code, field) in [
+            (
+                with(&|d| d["financials"][1]["amount"] = json!(0)),
+                "BAD_USER_INPUT",
+                "data.financials[1].amount",
+            ),
+            (
+                with(&|d| d["financials"] = json!([])),
+                "BAD_USER_INPUT",
+                "data.financials",
+            ),
+            (
+                with(&|d| d["financials"][0]["amountType"] = json!("PAYMENT")),
+                "BAD_USER_INPUT",
+                "data.financials[0].amountType",
+            ),
+            (
+                with(&|d| {
+                    d["financials"][0].as_object_mut().unwrap().remove("type");
+                }),
+                "BAD_USER_INPUT",
+                "data.financials[0]",
+            ),
+        ] {
+            let e = fdm
+                .sign(Mutation::MoneyInOut, &bad, false, chrono::Local::now())
+                .unwrap_err();
+            assert_eq!(e[0].extensions.code, code, "{e:?}");
+            assert!(
+                e[0].message
+                    .contains(&format!("MoneyInOutInput at {field}")),
+                "{e:?}"
+            );
+        }
+        let again = fdm
+            .sign(m.mutation, &with(&|_| {}), false, chrono::Local::now())
+            .unwrap();
+        assert_eq!(
+            again.fdm_ref.event_counter, 2,
+            "the refusals were not counted"
+        );
+        // Ten codes of 64 characters are more than one reference holds.
+        let many: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"code": "{}{i}", "amount": "1.00"}}"#, "V".repeat(63)))
+            .collect();
+        let long = order(&format!(
+            r#"{{"request_id": "v-2", "operator": "85073003328", "event_type": "normal",
+                "purpose": "voucher_sale", "vouchers": [{}],
+                "payments": [{{"method": "card", "amount": "10.00"}}]}}"#,
+            many.join(",")
+        ));
+        assert!(matches!(voucher_reference(&long), Err(MapError::Encode(_))));
+        assert!(map_money_in_out(&long, &ctx()).is_err());
+    }
+
+    #[test]
     fn a_table_move_leaves_its_table_negated_and_joins_the_other_as_registered() {
         let o = order(
             r#"{"request_id": "mv-1", "operator": "85073003328", "event_type": "normal",
@@ -487,7 +664,8 @@ mod tests {
             product(to, 2)["mainProduct"]["negQuantityReason"],
             "CORRECTION"
         );
-        // Leaving: quantities and totals negated, prices as they are.
+        // Leaving: quantities, totals and VAT prices (the line's price) negated, the unit price
+        // as it is.
         assert_eq!(product(from, 0)["mainProduct"]["quantity"], json!(-2));
         assert_eq!(
             product(from, 0)["mainProduct"]["negQuantityReason"],
@@ -495,8 +673,10 @@ mod tests {
         );
         assert_eq!(
             product(from, 0)["mainProduct"]["vats"][0]["price"],
-            json!(3)
+            json!(-6)
         );
+        assert_eq!(product(from, 0)["mainProduct"]["unitPrice"], json!(3));
+        assert_eq!(product(to, 0)["mainProduct"]["vats"][0]["price"], json!(6));
         assert_eq!(product(from, 0)["lineTotal"], json!(-6));
         assert_eq!(product(from, 2)["mainProduct"]["quantity"], json!(1));
         assert!(

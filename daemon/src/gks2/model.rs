@@ -414,7 +414,8 @@ pub struct PriceChange {
 pub struct VatPart {
     /// Label.
     pub label: VatLabel,
-    /// Unit price of this part, VAT included.
+    /// Price of this part for the whole line (quantity × unit price, price changes apart), VAT
+    /// included: [FT]'s test sale (quantity 2, `unitPrice` 12, `price` 24) and [OD] send it so.
     #[serde(with = "amount")]
     pub price: Decimal,
     /// Price changes of this part (for the whole line).
@@ -658,6 +659,63 @@ pub struct CopyInput {
     pub base: BaseInput,
     /// The reprinted event's `fdmRef`, as its `SignResult` gave it.
     pub fdm_ref: FdmRef,
+}
+
+wire_enum!(
+    /// What a money in/out line is ([OD] `MoneyInOutLineInput.amountType: MoneyInOutLineType!`
+    /// sends `MONEY_IN_OUT`; a third public client's sample also sends `DRAWER_DECLARATION`).
+    MoneyInOutLineType { MONEY_IN_OUT, DRAWER_DECLARATION }
+);
+
+/// A cash drawer (`DrawerInput` [OD]: `id`, `name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawerInput {
+    /// Drawer id.
+    pub id: String,
+    /// Drawer name.
+    pub name: String,
+}
+
+/// One line of a money in/out (`MoneyInOutLineInput` [OD]): a payment means put in (positive)
+/// or taken out (negative).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoneyInOutLine {
+    /// Payment method id.
+    pub id: String,
+    /// Payment method name.
+    pub name: String,
+    /// Kind (the payment type enum of sales).
+    #[serde(rename = "type")]
+    pub kind: PaymentType,
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// How it was entered (wire value kept as text).
+    pub input_method: String,
+    /// Amount in euro.
+    #[serde(with = "amount")]
+    pub amount: Decimal,
+    /// Nature of the line.
+    pub amount_type: MoneyInOutLineType,
+    /// Reference (fdmd: the voucher codes of a voucher sale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The drawer the money went into or came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawer: Option<DrawerInput>,
+}
+
+/// `MoneyInOutInput` ([OD] `generateMoneyInOutInput`, [FT] `signMoneyInOut`): the common fields
+/// and `financials: [MoneyInOutLineInput!]!`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoneyInOutInput {
+    /// Common fields.
+    #[serde(flatten)]
+    pub base: BaseInput,
+    /// The money put in or taken out, one line per payment type.
+    pub financials: Vec<MoneyInOutLine>,
 }
 
 /// Inputs typed only in their common fields in this stage (work in/out, money in/out,

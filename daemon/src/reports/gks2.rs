@@ -58,33 +58,7 @@ impl PeriodTally {
         let label_text = body.get("label").and_then(Value::as_str).unwrap_or("");
         let gks2 = body.get("gks2");
         if let Some(g) = gks2 {
-            if let (Some(fdm), Some(time), Some(counter)) = (
-                text(g, "/fdmRef/fdmId"),
-                text(g, "/fdmRef/fdmDateTime"),
-                g.pointer("/fdmRef/totalCounter").and_then(Value::as_u64),
-            ) {
-                let entry = self
-                    .fdms
-                    .entry(fdm.to_owned())
-                    .or_insert_with(|| (time.to_owned(), counter, time.to_owned(), counter));
-                if counter < entry.1 {
-                    (entry.0, entry.1) = (time.to_owned(), counter);
-                }
-                if counter >= entry.3 {
-                    (entry.2, entry.3) = (time.to_owned(), counter);
-                }
-            }
-            if let (Some(pos), Some(terminal), Some(time)) = (
-                text(g, "/posId"),
-                text(g, "/terminalId"),
-                text(g, "/posDateTime"),
-            ) {
-                let entry = self
-                    .terminals
-                    .entry((pos.to_owned(), terminal.to_owned()))
-                    .or_insert_with(|| (time.to_owned(), time.to_owned()));
-                entry.1 = time.to_owned();
-            }
+            self.note_fdm_event(g);
         }
         // The FDM's label when it signed the event, fdmd's type letter otherwise (events
         // journaled before the box signed with a GKS 2.0 FDM).
@@ -133,6 +107,61 @@ impl PeriodTally {
             let e = self.negatives.entry(reason).or_default();
             e.0 += lines;
             e.1 += 1;
+        }
+    }
+
+    /// Adds one record of the report's scope that an FDM signed but that is not a fiscal event
+    /// (docs/gks2.md §6.1, §9): a table move or merge (`table_change`, the P event of
+    /// `signCostCenterChange`) or a voucher sale (`money_movement`, the F event of
+    /// `signMoneyInOut`). It extends the FDM and terminal ranges and counts under its FDM label;
+    /// its amount is 0 for a table change (it moves lines, it adds no turnover) and the money
+    /// received for a voucher sale. Nothing else of the tally changes; a record without a
+    /// `gks2` member (journaled by another backend) adds nothing.
+    pub fn add_signed_other(&mut self, kind: &str, body: &Map<String, Value>) {
+        let Some(g) = body.get("gks2") else {
+            return;
+        };
+        self.note_fdm_event(g);
+        let Some(label) = text(g, "/fdmRef/eventLabel").and_then(fdm_label) else {
+            return;
+        };
+        let amount = match kind {
+            "money_movement" => decimal(body.get("total")).unwrap_or_default(),
+            _ => Decimal::ZERO,
+        };
+        let e = self.labels.entry(label).or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+
+    /// The FDM's and the terminal's ranges of one `gks2` member.
+    fn note_fdm_event(&mut self, g: &Value) {
+        if let (Some(fdm), Some(time), Some(counter)) = (
+            text(g, "/fdmRef/fdmId"),
+            text(g, "/fdmRef/fdmDateTime"),
+            g.pointer("/fdmRef/totalCounter").and_then(Value::as_u64),
+        ) {
+            let entry = self
+                .fdms
+                .entry(fdm.to_owned())
+                .or_insert_with(|| (time.to_owned(), counter, time.to_owned(), counter));
+            if counter < entry.1 {
+                (entry.0, entry.1) = (time.to_owned(), counter);
+            }
+            if counter >= entry.3 {
+                (entry.2, entry.3) = (time.to_owned(), counter);
+            }
+        }
+        if let (Some(pos), Some(terminal), Some(time)) = (
+            text(g, "/posId"),
+            text(g, "/terminalId"),
+            text(g, "/posDateTime"),
+        ) {
+            let entry = self
+                .terminals
+                .entry((pos.to_owned(), terminal.to_owned()))
+                .or_insert_with(|| (time.to_owned(), time.to_owned()));
+            entry.1 = time.to_owned();
         }
     }
 
@@ -385,5 +414,46 @@ mod tests {
         assert_eq!(t.departments["drink"], Decimal::new(-200, 2));
         assert_eq!(t.negatives[&NegQuantityReason::CORRECTION], (1, 1));
         assert_eq!(t.negatives[&NegQuantityReason::REFUND], (1, 1));
+    }
+
+    #[test]
+    fn table_changes_and_voucher_sales_signed_by_the_fdm_count_under_their_labels() {
+        let signed = |label: &str, counter: u64, time: &str| {
+            json!({"posId": "P", "terminalId": "T1", "posDateTime": time,
+                   "fdmRef": {"fdmId": "F", "fdmDateTime": time, "eventLabel": label,
+                              "totalCounter": counter}})
+        };
+        let mut t = PeriodTally::default();
+        t.add(&body(
+            json!({"label": "PS", "total": "3.00", "lines": [{"total": "3.00"}],
+            "gks2": signed("P", 4, "2026-12-07T10:00:00+01:00")}),
+        ));
+        t.add_signed_other(
+            "table_change",
+            &body(json!({"action": "move", "lines": 1, "total": "3.00",
+                "gks2": signed("P", 5, "2026-12-07T11:00:00+01:00")})),
+        );
+        t.add_signed_other(
+            "money_movement",
+            &body(json!({"type": "voucher_sale", "total": "50.00",
+                "gks2": signed("F", 6, "2026-12-07T12:00:00+01:00")})),
+        );
+        // Journaled without an FDM: nothing.
+        t.add_signed_other(
+            "money_movement",
+            &body(json!({"type": "voucher_sale", "total": "20.00"})),
+        );
+        assert_eq!(t.labels[&EventLabel::P], (2, Decimal::new(300, 2)));
+        assert_eq!(t.labels[&EventLabel::F], (1, Decimal::new(5000, 2)));
+        let fdms = t.fdm_devices();
+        assert_eq!(
+            (fdms[0].first_total_counter, fdms[0].last_total_counter),
+            (4, 6)
+        );
+        assert_eq!(
+            t.pos_devices()[0].last_pos_date_time,
+            "2026-12-07T12:00:00+01:00"
+        );
+        assert!(t.departments.is_empty() && t.negatives.is_empty());
     }
 }

@@ -448,8 +448,9 @@ impl Reports {
         .map_err(|e| ReportError::Read(e.to_string()))??;
         let mut body = draft.body;
         // A Z report keeps new orders out from its check of tables and staff to its record, so
-        // no table opens and nobody clocks in in between (held until the end of this call).
-        let _floor_held = match (&self.restaurant, req.kind) {
+        // no table opens and nobody clocks in in between (held until the end of this call) —
+        // except while a GKS 2.0 FDM signs it (below).
+        let floor_held = match (&self.restaurant, req.kind) {
             (Some(r), ReportKind::Z) => Some(r.exclusive().await),
             _ => None,
         };
@@ -500,6 +501,13 @@ impl Reports {
         // With a GKS 2.0 FDM, the FDM signs the report before it is journaled; when it does
         // not, nothing is journaled and the report number is not used (docs/gks2.md §6).
         if let Some(fdm) = self.registrar.gks2() {
+            // Orders are not kept waiting while the FDM takes its time (up to twice its
+            // timeout): the floor is released before it is asked. What they journal meanwhile
+            // comes after the period's last record (`period.last_seq`, read before the check),
+            // so it belongs to the next Z's period, as records journaled between the snapshot
+            // and the check already do; the tables and staff checked were those of the period's
+            // end or later (docs/gks2.md §6.1).
+            drop(floor_held);
             let g = draft
                 .gks2
                 .ok_or_else(|| read_err("the period's GKS 2.0 figures were not gathered"))?;
@@ -678,7 +686,14 @@ fn compute_in_snapshot(
             from_time.get_or_insert_with(|| r.time.clone());
             to_time = Some(r.time.clone());
             chain_head = Some(hash);
-            if r.kind != RecordKind::FiscalEvent.as_str() {
+            // Under gks2, table changes and voucher sales were signed by the FDM too: they go in
+            // the report input's FDM ranges and label counts (docs/gks2.md §6.1), not in the
+            // figures.
+            let fiscal = r.kind == RecordKind::FiscalEvent.as_str();
+            let signed_other = tally.is_some()
+                && (r.kind == RecordKind::TableChange.as_str()
+                    || r.kind == RecordKind::MoneyMovement.as_str());
+            if !fiscal && !signed_other {
                 return Ok(());
             }
             let body = match envelope_body(&r.canonical, r.seq) {
@@ -690,6 +705,12 @@ fn compute_in_snapshot(
             };
             let from = body.get("register").and_then(Value::as_str).unwrap_or("");
             if members.as_ref().is_some_and(|m| !m.contains(from)) {
+                return Ok(());
+            }
+            if !fiscal {
+                if let Some(tally) = tally.as_mut() {
+                    tally.add_signed_other(&r.kind, &body);
+                }
                 return Ok(());
             }
             let operator = body.get("operator").and_then(Value::as_str).unwrap_or("");
@@ -775,4 +796,104 @@ fn compute_in_snapshot(
             number,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::journal::{Journal, JournalConfig};
+    use fdmd_core::signer::SoftwareSigner;
+
+    fn signed(label: &str, total_counter: u64) -> Value {
+        json!({"posId": "P", "terminalId": "T1", "posDateTime": "2026-12-07T10:00:00+01:00",
+               "fdmRef": {"fdmId": "F", "fdmDateTime": "2026-12-07T10:00:01+01:00",
+                          "eventLabel": label, "eventCounter": 1, "totalCounter": total_counter}})
+    }
+
+    /// Under gks2 the period's FDM-signed table changes and voucher sales are in the report
+    /// input (docs/gks2.md §6.1): the FDM range, and P and F in `transactions`.
+    #[test]
+    fn a_gks2_report_counts_the_fdm_signed_table_changes_and_voucher_sales_of_its_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::open(
+            JournalConfig::new(&path, "DEVFDMD0001"),
+            Arc::new(SoftwareSigner::from_seed([7; 32])),
+        )
+        .unwrap();
+        for (kind, body) in [
+            (
+                RecordKind::TableChange,
+                json!({"action": "move", "from": "7", "to": "9", "lines": 1, "total": "3.00",
+                       "gks2": signed("P", 4)}),
+            ),
+            (
+                RecordKind::MoneyMovement,
+                json!({"type": "voucher_sale", "total": "50.00", "gks2": signed("F", 5)}),
+            ),
+            // Journaled by another backend: not an FDM event.
+            (
+                RecordKind::MoneyMovement,
+                json!({"type": "voucher_sale", "total": "20.00"}),
+            ),
+        ] {
+            let Value::Object(body) = body else {
+                panic!("not an object")
+            };
+            journal.append_blocking(Entry::new(kind, body)).unwrap();
+        }
+        journal.close();
+        let req = ReportRequest {
+            kind: ReportKind::X,
+            register: None,
+            requested_by: "admin".into(),
+            request_id: None,
+            override_reason: None,
+        };
+        let establishment = Establishment {
+            name: "Test".into(),
+            address: "Grote Markt 1".into(),
+            vat_number: "BE0123456749".into(),
+        };
+        let draft = compute(
+            &path,
+            &Numbering::default(),
+            &req,
+            &establishment,
+            false,
+            true,
+        )
+        .unwrap();
+        let g = draft.gks2.unwrap();
+        let fdms = g.tally.fdm_devices();
+        assert_eq!(fdms.len(), 1);
+        assert_eq!(
+            (fdms[0].first_total_counter, fdms[0].last_total_counter),
+            (4, 5)
+        );
+        assert_eq!(g.tally.pos_devices().len(), 1);
+        let transactions: Vec<_> = g
+            .tally
+            .turnover(&g.all)
+            .transactions
+            .iter()
+            .map(|t| (t.event_label.as_str(), t.ticket_count, t.amount.to_string()))
+            .collect();
+        assert_eq!(
+            transactions,
+            [("P", 1, "0".to_owned()), ("F", 1, "50.00".to_owned())]
+        );
+        // Without gks2 nothing is gathered.
+        let draft = compute(
+            &path,
+            &Numbering::default(),
+            &req,
+            &establishment,
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(draft.gks2.is_none());
+    }
 }
