@@ -23,7 +23,8 @@
 //! office on another machine, as it is in the field; `nice`: at `FDMD_CATCHUP_NICE`, default 19,
 //! where they still hold a core for up to a scheduler slice when a box thread wakes; `nice` with
 //! `FDMD_CATCHUP_NICE=0` makes them compete with the box as equals, the worst case, as `--test`
-//! does).
+//! does; `sink`: no back office, a thread of the bench at `SCHED_IDLE` takes each segment and
+//! answers at once, so that only the box's own share of the copy is measured).
 //!
 //! The backlog is written once per run of the bench through the daemon itself (`fdmd-bench`
 //! closed loop, copy off), then copied for each run, so every run starts from the same journal
@@ -310,10 +311,11 @@ fn main() {
     let pairs = small("FDMD_CATCHUP_PAIRS", 3, 1);
     let warm_up = small("FDMD_CATCHUP_WARM_UP_SECS", 5, 1);
     let priority = match std::env::var("FDMD_CATCHUP_OFFICE").as_deref() {
-        Ok("idle") | Err(_) if !test => OfficePriority::Idle,
-        Ok("nice") if !test => OfficePriority::Nice(setting("FDMD_CATCHUP_NICE", 19)),
-        Ok(other) if !test => panic!("FDMD_CATCHUP_OFFICE={other}: idle or nice"),
-        _ => OfficePriority::Nice(0),
+        Ok("idle") | Err(_) if !test => Some(OfficePriority::Idle),
+        Ok("nice") if !test => Some(OfficePriority::Nice(setting("FDMD_CATCHUP_NICE", 19))),
+        Ok("sink") if !test => None,
+        Ok(other) if !test => panic!("FDMD_CATCHUP_OFFICE={other}: idle, nice or sink"),
+        _ => Some(OfficePriority::Nice(0)),
     };
     // The boxes on the target directory's disk; PostgreSQL's cluster where TMPDIR says (give
     // TMPDIR=/dev/shm to keep its writes off the box's disk, as a remote back office's are).
@@ -348,37 +350,22 @@ fn main() {
         load_average()
     );
 
-    // The back office, durable, at `priority` (PostgreSQL's backends inherit the postmaster's).
-    let pg = pg::Pg::start_durable();
-    pg.psql("postgres", "CREATE DATABASE office");
-    let db = pg.conninfo("office");
-    office_cli(&db, &["migrate"]);
-    if let Some(pid) = pg.pid() {
-        priority.apply(pid);
-    }
-    let token_file = root.path().join("admin-token");
-    std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
+    // Where the copy goes: the back office, durable, at `priority` (PostgreSQL's backends
+    // inherit the postmaster's); or a sink that takes each segment and answers at once.
     let office_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut office = priority
-        .command(Path::new(OFFICE_BIN))
-        .arg("--db")
-        .arg(&db)
-        .args(["serve", "--listen", &office_addr.to_string()])
-        .arg("--admin-token-file")
-        .arg(&token_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let up = wait_for(Duration::from_secs(30), || {
-        get_json(office_addr, "/v1/establishments", Some(ADMIN)).is_array()
-            || get_json(office_addr, "/v1/establishments", Some(ADMIN))["establishments"].is_array()
-    });
-    assert!(up.is_some(), "the back office did not answer");
-
+    let office = match priority {
+        None => {
+            sink(office_addr);
+            None
+        }
+        Some(priority) => Some(Office::start(priority, office_addr, root.path())),
+    };
     println!(
-        "{pairs} pairs, {rate} orders/s for {secs} s each, 16 registers over MQTT; back office and PostgreSQL {}",
-        priority.describe()
+        "{pairs} pairs, {rate} orders/s for {secs} s each, 16 registers over MQTT; {}",
+        priority.map_or(
+            "a sink taking each segment in place of the back office".into(),
+            |p| format!("back office and PostgreSQL {}", p.describe())
+        )
     );
     println!(
         "run | copy | orders/s | p50 ms | p99 ms | max ms | errors | daemon µs/order | backlog copied after | load"
@@ -399,21 +386,10 @@ fn main() {
         let id = format!("bench-{run}");
         let mut credential = String::new();
         if copying {
-            let out = office_cli(
-                &db,
-                &[
-                    "enrol",
-                    "--id",
-                    &id,
-                    "--name",
-                    &id,
-                    "--vat-number",
-                    "BE0123456749",
-                    "--key",
-                    &key,
-                ],
-            );
-            credential = out.lines().last().unwrap().trim().to_owned();
+            credential = match &office {
+                Some(office) => office.enrol(&id, &key),
+                None => "sink".into(),
+            };
         }
         let b = Box::start(&dir, copying.then_some((office_addr, id.as_str())));
         // Warm up (the first seconds after a start are slower, copy or not), then give the
@@ -474,7 +450,111 @@ fn main() {
             load_average()
         );
     }
-    let _ = office.kill();
-    let _ = office.wait();
-    drop(pg);
+    drop(office);
+}
+
+/// The back office and its PostgreSQL, stopped when dropped.
+struct Office {
+    /// Stopped when dropped, after the back office (`Drop` below runs first).
+    _pg: pg::Pg,
+    db: String,
+    child: Child,
+}
+
+impl Office {
+    fn start(priority: OfficePriority, addr: SocketAddr, dir: &Path) -> Office {
+        let pg = pg::Pg::start_durable();
+        pg.psql("postgres", "CREATE DATABASE office");
+        let db = pg.conninfo("office");
+        office_cli(&db, &["migrate"]);
+        if let Some(pid) = pg.pid() {
+            priority.apply(pid);
+        }
+        let token_file = dir.join("admin-token");
+        std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
+        let child = priority
+            .command(Path::new(OFFICE_BIN))
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", &addr.to_string()])
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = wait_for(Duration::from_secs(30), || {
+            get_json(addr, "/v1/establishments", Some(ADMIN)).is_array()
+                || get_json(addr, "/v1/establishments", Some(ADMIN))["establishments"].is_array()
+        });
+        assert!(up.is_some(), "the back office did not answer");
+        Office { _pg: pg, db, child }
+    }
+
+    /// Enrols a new establishment with the box's key; returns its credential.
+    fn enrol(&self, id: &str, key: &str) -> String {
+        let out = office_cli(
+            &self.db,
+            &[
+                "enrol",
+                "--id",
+                id,
+                "--name",
+                id,
+                "--vat-number",
+                "BE0123456749",
+                "--key",
+                key,
+            ],
+        );
+        out.lines().last().unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Office {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In place of the back office: takes each segment (one HTTP/1.1 request per connection, as
+/// the box sends them), reads it to the end and answers 200 at once, so that a run measures the
+/// box's own share of the copy. Runs on a thread of its own at `SCHED_IDLE`.
+fn sink(addr: SocketAddr) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    std::thread::spawn(move || {
+        // This thread only (`--all-tasks` would take the bench with it, and the boxes and
+        // load generators it starts after).
+        if let Ok(me) = std::fs::read_link("/proc/thread-self") {
+            let tid = me.file_name().unwrap().to_string_lossy().into_owned();
+            let status = Command::new("chrt")
+                .args(["--idle", "--pid", "0", &tid])
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "chrt of the sink failed");
+        }
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut reader = BufReader::new(stream);
+            let mut length = 0u64;
+            let mut line = String::new();
+            for _ in 0..100 {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
+            let _ = reader.get_mut().write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
 }
