@@ -243,13 +243,16 @@ impl App {
                 ),
             },
             Ok(prepared) => {
-                let (receipt, appended) = self.registrar.register_prepared(order, prepared).await;
-                if let Some(a) = &appended {
-                    self.restaurant.apply(a);
-                    self.reports.saw(a);
-                }
-                if let (Receipt::Signed(r), Some(a)) = (&receipt, &appended)
-                    && !a.duplicate
+                // The state advances from the durable record, whose body then moves into the
+                // receipt.
+                let (receipt, duplicate) = self
+                    .registrar
+                    .register_prepared_with(order, prepared, |a| {
+                        self.restaurant.apply(a);
+                        self.reports.saw(a);
+                    })
+                    .await;
+                if let (Receipt::Signed(r), Some(false)) = (&receipt, duplicate)
                     && prints_on_receipt_printer(r)
                     && self.printers.has("receipts")
                 {

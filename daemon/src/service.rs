@@ -297,8 +297,41 @@ impl Registrar {
     pub async fn register_prepared(
         &self,
         received: &Order,
-        mut prepared: Prepared,
+        prepared: Prepared,
     ) -> (Receipt, Option<Appended>) {
+        match self.append_prepared(received, prepared).await {
+            Ok(a) => (Receipt::Signed(self.receipt_json(&a)), Some(a)),
+            Err(receipt) => (receipt, None),
+        }
+    }
+
+    /// Like [`Registrar::register_prepared`], for the order path: `durable` sees the record
+    /// first (the restaurant state and the reports advance from it), then the record's body
+    /// moves into the receipt instead of being copied. Gives back whether the record is the
+    /// stored answer to an earlier request (code 102), when one was journaled.
+    pub async fn register_prepared_with(
+        &self,
+        received: &Order,
+        prepared: Prepared,
+        durable: impl FnOnce(&Appended),
+    ) -> (Receipt, Option<bool>) {
+        match self.append_prepared(received, prepared).await {
+            Ok(a) => {
+                durable(&a);
+                let duplicate = a.duplicate;
+                (Receipt::Signed(self.into_receipt(a)), Some(duplicate))
+            }
+            Err(receipt) => (receipt, None),
+        }
+    }
+
+    /// Journals a prepared order (signed by the FDM first, when one signs): the durable record,
+    /// or the error receipt.
+    async fn append_prepared(
+        &self,
+        received: &Order,
+        mut prepared: Prepared,
+    ) -> Result<Appended, Receipt> {
         // GKS 2.0 or FDM v1: the FDM signs the event first; its answer goes into the record. A
         // request already journaled is answered from the journal (the FDM is not asked again).
         // A GKS 2.0 FDM also signs table moves and merges (signCostCenterChange) and voucher
@@ -339,17 +372,14 @@ impl Registrar {
                 Ok((name, member)) => {
                     prepared.extra.insert(name.into(), member);
                 }
-                Err(receipt) => return (receipt, None),
+                Err(receipt) => return Err(receipt),
             }
         }
-        let entry = match self.entry_for(received, prepared) {
-            Ok(e) => e,
-            Err(r) => return (r, None),
-        };
-        match self.journal.append(entry).await {
-            Ok(a) => (Receipt::Signed(self.receipt_json(&a)), Some(a)),
-            Err(e) => (Receipt::failed(Some(received.request_id.clone()), &e), None),
-        }
+        let entry = self.entry_for(received, prepared)?;
+        self.journal
+            .append(entry)
+            .await
+            .map_err(|e| Receipt::failed(Some(received.request_id.clone()), &e))
     }
 
     /// The error receipt of an event the FDM did not sign.
@@ -601,10 +631,237 @@ impl Registrar {
 
     /// The signed receipt of a durable fiscal record.
     pub fn receipt_json(&self, a: &Appended) -> Value {
+        receipt_of(&self.numbering, a, |k| a.body.get(k).cloned())
+    }
+
+    /// [`Registrar::receipt_json`] of a record the caller is done with: the body's members move
+    /// into the receipt instead of being copied (the same receipt).
+    pub fn into_receipt(&self, mut a: Appended) -> Value {
+        let mut body = std::mem::take(&mut a.body);
+        receipt_of(&self.numbering, &a, |k| body.remove(k))
+    }
+}
+
+/// The receipt of `a`, its body's members read through `take` (each member once at most).
+fn receipt_of(
+    numbering: &Numbering,
+    a: &Appended,
+    mut take: impl FnMut(&str) -> Option<Value>,
+) -> Value {
+    let mut get = |k: &str| take(k).unwrap_or(Value::Null);
+    let request_id = get("request_id");
+    let register = get("register");
+    let ticket_number = match get("ticket_number").as_u64() {
+        Some(n) => json!(numbering.display(n)),
+        None => get("pos_ticket_number"),
+    };
+    let code = a.code();
+    let mut receipt = Map::new();
+    for (k, v) in [
+        ("request_id", request_id),
+        ("status", json!("signed")),
+        ("code", json!(code.number())),
+        ("register", register),
+        ("ticket_number", ticket_number),
+        ("label", get("label")),
+        ("event_counter", get("event_counter")),
+        ("total_counter", get("total_counter")),
+        ("fdm_id", json!(a.fdm_id)),
+        ("vsc_id", json!(a.signer_id)),
+        ("fdm_time", json!(a.time)),
+        ("total", get("total")),
+        ("vat", get("vat")),
+        ("plu_hash", get("plu_hash")),
+        ("signed_digest", json!(hex::encode(a.hash))),
+        ("signature", json!(hex::encode(&a.signature))),
+        ("short_signature", json!(short_signature(&a.signature))),
+        ("journal_seq", json!(a.seq)),
+    ] {
+        receipt.insert(k.into(), v);
+    }
+    // The GKS 2.0 FDM's answer, when an FDM signed the event (docs/gks2.md §8).
+    if let Some(g) = take("gks2") {
+        receipt.insert("gks2".into(), g);
+    }
+    // The FDM v1 box's answer, when a box signed the event (docs/fdm-v1-backend.md).
+    if let Some(f) = take("fdm_v1") {
+        receipt.insert("fdm_v1".into(), f);
+    }
+    if code != FdmCode::Ok {
+        receipt.insert(
+                "message".into(),
+                json!(match code {
+                    FdmCode::AlreadyHandled =>
+                        "already handled: this is the stored receipt of the first request",
+                    FdmCode::StorageNearlyFull => "journal storage nearly full (90% of its cap, or little free space on its file system)",
+                    _ => "",
+                }),
+            );
+    }
+    if let Some(rounding) = take("cash_rounding") {
+        receipt.insert("cash_rounding".into(), rounding);
+    }
+    if a.kind != RecordKind::FiscalEvent {
+        receipt.insert("record_kind".into(), json!(a.kind.as_str()));
+    }
+    // What a handheld needs to show or print the ticket (restaurant members when present).
+    for k in RECEIPT_EXTRAS {
+        if let Some(v) = take(k)
+            && !v.is_null()
+        {
+            receipt.insert(k.into(), v);
+        }
+    }
+    Value::Object(receipt)
+}
+
+/// The body members a receipt carries when present and not null (what a handheld needs to show
+/// or print the ticket, restaurant members included).
+const RECEIPT_EXTRAS: [&str; 19] = [
+    "operator",
+    "table",
+    "pos_time",
+    "lines",
+    "payments",
+    "purpose",
+    "table_role",
+    "copy_of",
+    "refund_of",
+    "deposits_applied",
+    "discounts",
+    "catering_event",
+    "catering_role",
+    "catering_end",
+    "check",
+    "vouchers",
+    "action",
+    "from",
+    "to",
+];
+
+/// The idempotency digest of an order, encoded from the typed order (the same bytes as the
+/// canonical encoding of `Order::to_json`, see `fdmd_core::fiscal::request`).
+/// In debug builds (every test) each digest is also computed from the `Value` form and the two
+/// must agree, so a member added to `to_json` and not to the typed encoder fails a test.
+fn request_digest(order: &Order) -> Result<String, AppendError> {
+    let digest = order
+        .request_digest()
+        .map_err(|e| AppendError::Encoding(e.to_string()))?;
+    debug_assert_eq!(
+        digest_of(&order.to_json()).ok().as_deref(),
+        Some(digest.as_str()),
+        "the typed request digest differs from the canonical encoding of Order::to_json"
+    );
+    Ok(digest)
+}
+
+fn digest_of(value: &Value) -> Result<String, AppendError> {
+    to_canonical(value)
+        .map(|bytes| sha256_hex(&bytes))
+        .map_err(|e| AppendError::Encoding(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_series_and_display() {
+        let n = Numbering {
+            scope: SeriesScope::PerRegister,
+            digits: 6,
+            groups: BTreeMap::new(),
+        };
+        assert_eq!(
+            n.series_for("till-1", EventType::Normal),
+            "register/till-1/N"
+        );
+        assert_eq!(n.display(42), "000042");
+        assert_eq!(n.display(1_234_567), "234567");
+        let shared = Numbering {
+            scope: SeriesScope::Establishment,
+            digits: 4,
+            groups: BTreeMap::new(),
+        };
+        assert_eq!(
+            shared.series_for("till-1", EventType::ProForma),
+            "establishment/P"
+        );
+        assert_eq!(shared.display(7), "0007");
+        let grouped = Numbering {
+            scope: SeriesScope::Group,
+            digits: 6,
+            groups: BTreeMap::from([
+                ("till-1".to_owned(), "bar".to_owned()),
+                ("till-2".to_owned(), "bar".to_owned()),
+                ("hh-1".to_owned(), "terrace".to_owned()),
+            ]),
+        };
+        assert_eq!(
+            grouped.series_for("till-2", EventType::Normal),
+            "group/bar/N"
+        );
+        assert_eq!(
+            grouped.series_for("hh-1", EventType::Normal),
+            "group/terrace/N"
+        );
+        assert_eq!(
+            grouped.series_for("kiosk", EventType::Normal),
+            "register/kiosk/N"
+        );
+        assert_eq!(
+            grouped.members(Some("till-1")),
+            Some(BTreeSet::from(["till-1".to_owned(), "till-2".to_owned()]))
+        );
+        assert_eq!(
+            grouped.members(Some("kiosk")),
+            Some(BTreeSet::from(["kiosk".to_owned()]))
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// Every member `receipt_of` reads, and one it does not.
+    const RECEIPT_KEYS: [&str; 30] = [
+        "request_id",
+        "register",
+        "ticket_number",
+        "pos_ticket_number",
+        "label",
+        "event_counter",
+        "total_counter",
+        "total",
+        "vat",
+        "plu_hash",
+        "gks2",
+        "fdm_v1",
+        "cash_rounding",
+        "operator",
+        "table",
+        "pos_time",
+        "lines",
+        "payments",
+        "purpose",
+        "table_role",
+        "copy_of",
+        "refund_of",
+        "deposits_applied",
+        "discounts",
+        "catering_event",
+        "check",
+        "vouchers",
+        "action",
+        "request_digest",
+        "source",
+    ];
+
+    /// `Registrar::receipt_json` as it was before the receipt could be moved out of the record
+    /// (456cbe4), kept as the reference.
+    fn receipt_before(numbering: &Numbering, a: &Appended) -> Value {
         let body = &a.body;
         let get = |k: &str| body.get(k).cloned().unwrap_or(Value::Null);
         let ticket_number = match a.body_u64("ticket_number") {
-            Some(n) => json!(self.numbering.display(n)),
+            Some(n) => json!(numbering.display(n)),
             None => get("pos_ticket_number"),
         };
         let code = a.code();
@@ -686,86 +943,50 @@ impl Registrar {
         }
         Value::Object(receipt)
     }
-}
 
-/// The idempotency digest of an order, encoded from the typed order (the same bytes as the
-/// canonical encoding of `Order::to_json`, see `fdmd_core::fiscal::request`).
-/// In debug builds (every test) each digest is also computed from the `Value` form and the two
-/// must agree, so a member added to `to_json` and not to the typed encoder fails a test.
-fn request_digest(order: &Order) -> Result<String, AppendError> {
-    let digest = order
-        .request_digest()
-        .map_err(|e| AppendError::Encoding(e.to_string()))?;
-    debug_assert_eq!(
-        digest_of(&order.to_json()).ok().as_deref(),
-        Some(digest.as_str()),
-        "the typed request digest differs from the canonical encoding of Order::to_json"
-    );
-    Ok(digest)
-}
+    fn arb_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            ".{0,8}".prop_map(Value::String),
+            (0u64..100_000_000).prop_map(|n| json!(n)),
+            Just(json!([{"description": "Cola", "total": "2.20"}, {"a": [1, null]}])),
+            Just(json!({"fdmRef": {"id": "x"}, "n": -1})),
+        ]
+    }
 
-fn digest_of(value: &Value) -> Result<String, AppendError> {
-    to_canonical(value)
-        .map(|bytes| sha256_hex(&bytes))
-        .map_err(|e| AppendError::Encoding(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbering_series_and_display() {
-        let n = Numbering {
-            scope: SeriesScope::PerRegister,
-            digits: 6,
-            groups: BTreeMap::new(),
-        };
-        assert_eq!(
-            n.series_for("till-1", EventType::Normal),
-            "register/till-1/N"
-        );
-        assert_eq!(n.display(42), "000042");
-        assert_eq!(n.display(1_234_567), "234567");
-        let shared = Numbering {
-            scope: SeriesScope::Establishment,
-            digits: 4,
-            groups: BTreeMap::new(),
-        };
-        assert_eq!(
-            shared.series_for("till-1", EventType::ProForma),
-            "establishment/P"
-        );
-        assert_eq!(shared.display(7), "0007");
-        let grouped = Numbering {
-            scope: SeriesScope::Group,
-            digits: 6,
-            groups: BTreeMap::from([
-                ("till-1".to_owned(), "bar".to_owned()),
-                ("till-2".to_owned(), "bar".to_owned()),
-                ("hh-1".to_owned(), "terrace".to_owned()),
-            ]),
-        };
-        assert_eq!(
-            grouped.series_for("till-2", EventType::Normal),
-            "group/bar/N"
-        );
-        assert_eq!(
-            grouped.series_for("hh-1", EventType::Normal),
-            "group/terrace/N"
-        );
-        assert_eq!(
-            grouped.series_for("kiosk", EventType::Normal),
-            "register/kiosk/N"
-        );
-        assert_eq!(
-            grouped.members(Some("till-1")),
-            Some(BTreeSet::from(["till-1".to_owned(), "till-2".to_owned()]))
-        );
-        assert_eq!(
-            grouped.members(Some("kiosk")),
-            Some(BTreeSet::from(["kiosk".to_owned()]))
-        );
+    proptest! {
+        /// The receipt made by moving the body's members (`into_receipt`, the order path) and
+        /// the one made by copying them (`receipt_json`, resends and lookups) are both byte for
+        /// byte the receipt of 456cbe4.
+        #[test]
+        fn the_moved_receipt_equals_the_copied_one(
+            members in prop::collection::vec((prop::sample::select(&RECEIPT_KEYS[..]), arb_value()), 0..30),
+            kind in prop::sample::select(&RecordKind::ALL[..]),
+            duplicate in any::<bool>(),
+            storage_nearly_full in any::<bool>(),
+            seq in 1u64..1_000_000,
+            digits in 4u8..=8,
+        ) {
+            let a = Appended {
+                seq,
+                kind,
+                time: "2026-12-08T02:00:00.000+01:00".into(),
+                fdm_id: "FDMD0001".into(),
+                signer_id: "VSC-1".into(),
+                hash: [7; 32],
+                signature: vec![9; 64],
+                body: members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                duplicate,
+                storage_nearly_full,
+            };
+            let numbering = Numbering { digits, ..Numbering::default() };
+            let copied = receipt_of(&numbering, &a, |k| a.body.get(k).cloned());
+            let mut body = a.body.clone();
+            let moved = receipt_of(&numbering, &a, |k| body.remove(k));
+            let before = serde_json::to_string(&receipt_before(&numbering, &a)).unwrap();
+            prop_assert_eq!(serde_json::to_string(&copied).unwrap(), before.clone());
+            prop_assert_eq!(serde_json::to_string(&moved).unwrap(), before);
+        }
     }
 
     #[test]

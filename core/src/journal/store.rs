@@ -355,13 +355,31 @@ const INSERT_V2: &str = "INSERT INTO records (seq, kind_code, time, hash, regist
     label, event_counter, total_counter, series, series_number, signature, dictionary, packed)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
-const SELECT_V1: &str = "SELECT seq, kind, canonical, prev_hash, hash, signature, signer_id, time,
+/// The columns of a schema 1 record (a macro, so the lookups below are literals too).
+macro_rules! select_v1 {
+    () => {
+        "SELECT seq, kind, canonical, prev_hash, hash, signature, signer_id, time,
     register_id, request_id, request_digest, label, event_counter, total_counter, series, series_number
-    FROM records";
+    FROM records"
+    };
+}
 
-const SELECT_V2: &str = "SELECT seq, kind_code, time, hash, register_id, request_id, label,
+/// The columns of a schema 2 record.
+macro_rules! select_v2 {
+    () => {
+        "SELECT seq, kind_code, time, hash, register_id, request_id, label,
     event_counter, total_counter, series, series_number, signature, dictionary, packed
-    FROM records";
+    FROM records"
+    };
+}
+
+const SELECT_V1: &str = select_v1!();
+
+const SELECT_V2: &str = select_v2!();
+
+/// A register's request (the writer's idempotency lookup, once per record).
+const FIND_REQUEST_V1: &str = concat!(select_v1!(), " WHERE register_id = ?1 AND request_id = ?2");
+const FIND_REQUEST_V2: &str = concat!(select_v2!(), " WHERE register_id = ?1 AND request_id = ?2");
 
 fn select(layout: Layout) -> &'static str {
     match layout {
@@ -678,10 +696,32 @@ pub fn find_request(
     register: &str,
     request_id: &str,
 ) -> rusqlite::Result<Option<StoredRecord>> {
-    Reader::new(conn)?.one(
-        "WHERE register_id = ?1 AND request_id = ?2",
-        params![register, request_id],
-    )
+    find_request_in(conn, layout(conn)?, register, request_id)
+}
+
+/// [`find_request`] in a journal whose layout the caller knows (the writer, which looks up every
+/// record's request: no `PRAGMA user_version` and no SQL text built per lookup).
+pub fn find_request_in(
+    conn: &Connection,
+    layout: Layout,
+    register: &str,
+    request_id: &str,
+) -> rusqlite::Result<Option<StoredRecord>> {
+    let sql = match layout {
+        Layout::V1 => FIND_REQUEST_V1,
+        Layout::V2 => FIND_REQUEST_V2,
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![register, request_id])?;
+    let mut reader = Reader {
+        conn,
+        layout,
+        unpacker: Unpacker::default(),
+    };
+    match rows.next()? {
+        Some(row) => reader.record(row).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Calls `f` for every record with `from <= seq <= to`, in order, stopping at `f`'s first error.

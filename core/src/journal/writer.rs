@@ -31,6 +31,9 @@ pub(super) struct Writer {
     /// next. `None` if it could not be set up: each insert then sets up its own (slower, the
     /// same rows).
     writing: RefCell<Option<store::Writing>>,
+    /// The journal's layout, read once: every record's idempotency lookup uses it (`None` if it
+    /// could not be read: each lookup reads it again).
+    layout: Option<store::Layout>,
     /// When the file system's free space was last measured.
     free_space_checked: std::cell::Cell<Option<std::time::Instant>>,
 }
@@ -62,10 +65,12 @@ impl Writer {
         // Without the thread SQLite checkpoints inside the writer's commits: slower, never wrong.
         let checkpointer = Checkpointer::start(&mut conn, &config.path, config.checkpoints).ok();
         let writing = RefCell::new(store::Writing::for_journal(&conn).ok());
+        let layout = store::layout(&conn).ok();
         stats.measure_free_space(&config.path);
         Writer {
             free_space_checked: std::cell::Cell::new(Some(std::time::Instant::now())),
             writing,
+            layout,
             checkpointer,
             conn,
             heads,
@@ -392,7 +397,7 @@ impl Writer {
         for index in 0..batch.len() {
             let request = &mut batch[index];
             let entry = &mut request.entry;
-            let slot = match stored_answer(&self.conn, &self.config.fdm_id, entry) {
+            let slot = match stored_answer(&self.conn, self.layout, &self.config.fdm_id, entry) {
                 Ok(Some(appended)) => Slot::Done(Ok(appended)),
                 Err(Stage::Entry(e)) => Slot::Done(Err(e)),
                 Err(Stage::Batch(f)) => {
@@ -585,7 +590,8 @@ impl Writer {
         entry: &mut Entry,
         encoded: Option<&EncodedBody>,
     ) -> Result<Appended, Stage> {
-        if let Some(appended) = stored_answer(&self.conn, &self.config.fdm_id, entry)? {
+        if let Some(appended) = stored_answer(&self.conn, self.layout, &self.config.fdm_id, entry)?
+        {
             return Ok(appended);
         }
         let numbered = number_entry(heads, entry, encoded);
@@ -659,15 +665,18 @@ impl Writer {
 /// if the same request id came with other content.
 fn stored_answer(
     conn: &Connection,
+    layout: Option<store::Layout>,
     fdm_id: &str,
     entry: &Entry,
 ) -> Result<Option<Appended>, Stage> {
     let Some(key) = &entry.key else {
         return Ok(None);
     };
-    let Some(stored) = store::find_request(conn, &key.register, &key.request_id)
-        .map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))?
-    else {
+    let found = match layout {
+        Some(layout) => store::find_request_in(conn, layout, &key.register, &key.request_id),
+        None => store::find_request(conn, &key.register, &key.request_id),
+    };
+    let Some(stored) = found.map_err(|e| Stage::Batch(BatchFailure(storage_error(e))))? else {
         return Ok(None);
     };
     if stored.index.request_digest.as_deref() != Some(key.digest.as_str()) {

@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
+
+/// Bytes reserved for a signed receipt's JSON: a 3-line receipt with its ticket text is about
+/// 2.5 kB.
+const RECEIPT_CAPACITY: usize = 4096;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -345,8 +349,13 @@ impl OrderDesk {
         };
         let code = receipt.code().number();
         let body = match &receipt {
-            // The signed receipt is serialised as it is, without a copy.
-            Receipt::Signed(v) => serde_json::to_vec(v),
+            // The signed receipt is serialised as it is, without a copy, into a buffer the
+            // size of a receipt with its ticket text (`to_vec` starts at 128 bytes and grows
+            // by copying).
+            Receipt::Signed(v) => {
+                let mut out = Vec::with_capacity(RECEIPT_CAPACITY);
+                serde_json::to_writer(&mut out, v).map(|()| out)
+            }
             Receipt::Error { .. } => serde_json::to_vec(&receipt.to_json()),
         };
         let sent = match body {

@@ -104,8 +104,13 @@ impl Document {
     pub fn pair(&mut self, left: &str, right: &str) {
         let (l, r) = (left.chars().count(), right.chars().count());
         if l + r < self.width {
+            // One allocation for the row (a ticket has some twenty of these).
             let gap = self.width - l - r;
-            self.line(format!("{left}{}{right}", " ".repeat(gap)));
+            let mut row = String::with_capacity(left.len() + gap + right.len());
+            row.push_str(left);
+            row.extend(std::iter::repeat_n(' ', gap));
+            row.push_str(right);
+            self.line(row);
         } else {
             self.wrapped(left);
             let pad = self.width.saturating_sub(r);
