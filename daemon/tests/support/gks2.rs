@@ -50,8 +50,18 @@ pub fn https_with_client_certificates(ca: &test_ca::TestCa) -> String {
 /// fdmd signing with the GKS 2.0 FDM at `addr`, reading the shared secret from `secret_file`,
 /// with `extra` lines in `[signer.gks2]`.
 pub fn pos_of(addr: std::net::SocketAddr, secret_file: &std::path::Path, extra: &str) -> Daemon {
+    pos_with_timeout(addr, secret_file, 3000, extra)
+}
+
+/// As [`pos_of`], waiting `timeout_ms` for each of the FDM's answers.
+pub fn pos_with_timeout(
+    addr: std::net::SocketAddr,
+    secret_file: &std::path::Path,
+    timeout_ms: u64,
+    extra: &str,
+) -> Daemon {
     Daemon::start_dev_with_config(&format!(
-        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = 3000\n{extra}",
+        "[signer]\nbackend = \"gks2\"\n[signer.gks2]\naddress = \"{addr}\"\ndevice_id = \"{DEVICE}\"\nsecret_file = \"{}\"\npos_id = \"CFDMD0000001\"\nest_no = \"2000000042\"\ntimeout_ms = {timeout_ms}\n{extra}",
         secret_file.display()
     ))
 }
